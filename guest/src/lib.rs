@@ -1,0 +1,25 @@
+//! The credpool policy: which credential to hand out, how health and status
+//! move with each result, when a credential rests, and what each access
+//! level may see. It never holds a secret value: the host keeps those.
+//!
+//! # Layout
+//! - [`model`]: the policy's own types, mirroring the WIT contract.
+//! - [`ports`]: what the policy needs from the world (store, clock,
+//!   randomness, log) as small traits, with an in-memory fake for tests.
+//! - [`config`]: the policy's tunables, parsed from the JSON the host passes.
+//! - [`pool`]: the records, their per-site indexes, and every operation.
+//! - [`mask`]: masking of personal data in views.
+//! - `bindings` (wasm32 only): the one module that touches generated types;
+//!   it adapts the WIT imports to the ports and the exports to the pool.
+
+pub mod config;
+pub mod mask;
+pub mod model;
+pub mod pool;
+pub mod ports;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings;
+
+#[cfg(test)]
+mod pool_tests;

@@ -1,0 +1,345 @@
+//! The policy's own types, mirroring the WIT contract without depending on
+//! generated code, so the policy compiles and tests natively.
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// What a credential is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Account,
+    Session,
+    Token,
+    ApiKey,
+    Device,
+}
+
+/// Where a credential is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Init,
+    Active,
+    Cooling,
+    Challenged,
+    Suspended,
+    Banned,
+    Expired,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Init,
+        Status::Active,
+        Status::Cooling,
+        Status::Challenged,
+        Status::Suspended,
+        Status::Banned,
+        Status::Expired,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Init => "init",
+            Status::Active => "active",
+            Status::Cooling => "cooling",
+            Status::Challenged => "challenged",
+            Status::Suspended => "suspended",
+            Status::Banned => "banned",
+            Status::Expired => "expired",
+        }
+    }
+}
+
+/// A secret field the host holds; the policy only knows it exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretField {
+    Password,
+    AccessToken,
+    RefreshToken,
+    ApiKey,
+    SecretKey,
+    RecoveryCodes,
+    TotpSeed,
+}
+
+/// A credential's metadata: everything but secret values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Credential {
+    pub id: String,
+    pub site: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub created_at: Millis,
+    #[serde(default)]
+    pub last_used_at: Option<Millis>,
+    #[serde(default)]
+    pub expires_at: Option<Millis>,
+    #[serde(default)]
+    pub cooldown_until: Option<Millis>,
+    #[serde(default)]
+    pub use_count: u64,
+    #[serde(default)]
+    pub success_count: u64,
+    #[serde(default)]
+    pub fail_count: u64,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    pub health: u8,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub cookie_names: Vec<String>,
+    #[serde(default)]
+    pub header_names: Vec<String>,
+    #[serde(default)]
+    pub secret_fields: Vec<SecretField>,
+    #[serde(default)]
+    pub token_scope: Vec<String>,
+    #[serde(default)]
+    pub source_account: Option<String>,
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    #[serde(default)]
+    pub rate_per_minute: Option<u32>,
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
+}
+
+/// What a caller gives to add a credential.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewCredential {
+    pub id: Option<String>,
+    pub site: String,
+    pub kind: Option<Kind>,
+    pub expires_at: Option<Millis>,
+    pub tags: Vec<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub cookie_names: Vec<String>,
+    pub header_names: Vec<String>,
+    pub secret_fields: Vec<SecretField>,
+    pub token_scope: Vec<String>,
+    pub source_account: Option<String>,
+    pub max_concurrent: Option<u32>,
+    pub rate_per_minute: Option<u32>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Why a use failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureClass {
+    Blocked,
+    Challenged,
+    Expired,
+    RateLimited,
+    Network,
+    Other,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 6] = [
+        FailureClass::Blocked,
+        FailureClass::Challenged,
+        FailureClass::Expired,
+        FailureClass::RateLimited,
+        FailureClass::Network,
+        FailureClass::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureClass::Blocked => "blocked",
+            FailureClass::Challenged => "challenged",
+            FailureClass::Expired => "expired",
+            FailureClass::RateLimited => "rate-limited",
+            FailureClass::Network => "network",
+            FailureClass::Other => "other",
+        }
+    }
+}
+
+/// A failed use, as the caller saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub class: FailureClass,
+    pub http_status: Option<u16>,
+    pub retry_after_secs: Option<u32>,
+}
+
+/// How a use went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure(Failure),
+}
+
+/// An open lease, as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub id: String,
+    pub credential_id: String,
+    pub granted_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// How much of a credential a view shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AccessLevel {
+    Public,
+    Internal,
+    Sensitive,
+    Secret,
+}
+
+/// Why a store call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    Unavailable(String),
+    Corrupt(String),
+    TooLarge,
+    QuotaExceeded,
+}
+
+/// A named pool error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    CredentialNotFound(String),
+    AlreadyExists(String),
+    LeaseNotFound(String),
+    TicketNotFound(String),
+    InvalidInput { field: String, reason: String },
+    InvalidConfig { field: String, reason: String },
+    IllegalTransition { from: Status, event: String },
+    Storage(StoreError),
+    Unsupported(String),
+}
+
+impl PoolError {
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        PoolError::InvalidInput {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn config(field: &str, reason: impl Into<String>) -> Self {
+        PoolError::InvalidConfig {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<StoreError> for PoolError {
+    fn from(e: StoreError) -> Self {
+        PoolError::Storage(e)
+    }
+}
+
+/// The answer's headline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcquireStatus {
+    Success,
+    NoAvailable,
+    AllBlocked,
+}
+
+/// Why nothing was handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnavailableReason {
+    NoneMatch,
+    AllLeased,
+    AllRateLimited,
+    AllCooling,
+    AllRefreshing,
+    AllBanned,
+    Mixed,
+}
+
+/// What a crawler asks for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AcquireRequest {
+    pub site: String,
+    pub kind: Option<Kind>,
+    pub purpose: Option<String>,
+    pub tags: Vec<String>,
+    pub lease_ttl_ms: Option<u64>,
+}
+
+/// A granted lease with a snapshot of its credential.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub lease: LeaseRecord,
+    pub credential: Credential,
+}
+
+/// The answer to an acquire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AcquireResponse {
+    pub status: AcquireStatus,
+    pub grant: Option<Grant>,
+    pub reason: Option<UnavailableReason>,
+    pub next_free_at: Option<Millis>,
+    pub alternatives: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// What a report did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportEffect {
+    pub status: Status,
+    pub health: u8,
+    pub cooldown_until: Option<Millis>,
+}
+
+/// Which credentials `list` returns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListFilter {
+    pub site: Option<String>,
+    pub kind: Option<Kind>,
+    pub status: Option<Status>,
+    pub tag: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Per-site counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SiteStats {
+    pub site: String,
+    pub total: u32,
+    pub by_status: [u32; 7],
+    pub open_leases: u32,
+    pub granted: u64,
+    pub refused: u64,
+    pub successes: u64,
+    pub failures: Vec<(FailureClass, u64)>,
+    pub refresh_attempts: u64,
+    pub refresh_succeeded: u64,
+    pub refresh_failed: u64,
+    pub refresh_in_flight: u32,
+    pub open_tickets: u32,
+}
+
+/// What a tick did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TickSummary {
+    pub leases_expired: u32,
+    pub cooldowns_ended: u32,
+    pub refreshes_started: u32,
+    pub tickets_timed_out: u32,
+    pub next_due_at: Option<Millis>,
+}

@@ -1,0 +1,343 @@
+//! Native tests of the pool over the in-memory fake host.
+
+use crate::config::PolicyConfig;
+use crate::model::*;
+use crate::pool::Pool;
+use crate::ports::fake::FakeHost;
+
+const T0: Millis = 1_700_000_000_000;
+
+fn pool() -> Pool<FakeHost> {
+    Pool::load(FakeHost::new(T0), PolicyConfig::default()).unwrap()
+}
+
+fn new(site: &str, id: &str, kind: Kind) -> NewCredential {
+    NewCredential {
+        id: Some(id.to_string()),
+        site: site.to_string(),
+        kind: Some(kind),
+        ..Default::default()
+    }
+}
+
+fn req(site: &str) -> AcquireRequest {
+    AcquireRequest {
+        site: site.to_string(),
+        ..Default::default()
+    }
+}
+
+fn lease_of(p: &mut Pool<FakeHost>, site: &str) -> (String, String) {
+    let r = p.acquire(&req(site)).unwrap();
+    assert_eq!(r.status, AcquireStatus::Success, "{r:?}");
+    let g = r.grant.unwrap();
+    (g.lease.id, g.credential.id)
+}
+
+fn failure(class: FailureClass) -> Outcome {
+    Outcome::Failure(Failure {
+        class,
+        http_status: None,
+        retry_after_secs: None,
+    })
+}
+
+#[test]
+fn add_is_durable_and_starts_in_init_with_full_health() {
+    let mut p = pool();
+    let c = p.add(new("jd.com", "a1", Kind::Session)).unwrap();
+    assert_eq!((c.status, c.health), (Status::Init, 100));
+    assert_eq!(p.host.durable_writes, vec!["cred/a1".to_string()]);
+}
+
+#[test]
+fn add_refuses_duplicates_and_bad_names() {
+    let mut p = pool();
+    p.add(new("jd.com", "a1", Kind::Session)).unwrap();
+    assert_eq!(
+        p.add(new("jd.com", "a1", Kind::Session)).unwrap_err(),
+        PoolError::AlreadyExists("a1".into())
+    );
+    let err = p.add(new("jd com", "a2", Kind::Session)).unwrap_err();
+    assert!(matches!(err, PoolError::InvalidInput { ref field, .. } if field == "site"));
+    let err = p.add(new("jd.com", "a/2", Kind::Session)).unwrap_err();
+    assert!(matches!(err, PoolError::InvalidInput { ref field, .. } if field == "id"));
+    assert_eq!(p.list(&Default::default(), AccessLevel::Public).len(), 1);
+}
+
+#[test]
+fn a_failed_write_stores_nothing() {
+    let mut p = pool();
+    p.host.fail_writes = Some(StoreError::Unavailable("disk".into()));
+    assert!(matches!(
+        p.add(new("jd.com", "a1", Kind::Session)),
+        Err(PoolError::Storage(_))
+    ));
+    assert!(p.get("a1").is_err());
+    assert!(p.host.data.is_empty());
+}
+
+#[test]
+fn acquire_rotates_round_robin_over_the_site() {
+    let mut p = pool();
+    for id in ["a", "b", "c"] {
+        p.add(new("jd.com", id, Kind::Token)).unwrap();
+    }
+    p.add(new("other.com", "z", Kind::Token)).unwrap();
+    let picks: Vec<String> = (0..6).map(|_| lease_of(&mut p, "jd.com").1).collect();
+    assert_eq!(picks, ["a", "b", "c", "a", "b", "c"]);
+}
+
+#[test]
+fn sessions_are_exclusive_until_released() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    let r = p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(r.status, AcquireStatus::NoAvailable);
+    assert_eq!(r.reason, Some(UnavailableReason::AllLeased));
+    assert_eq!(r.next_free_at, Some(T0 + 300_000));
+    p.release(&lease).unwrap();
+    assert_eq!(p.release(&lease), Err(PoolError::LeaseNotFound(lease)));
+    lease_of(&mut p, "jd.com");
+}
+
+#[test]
+fn report_applies_the_card_health_rules() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    let e = p.report(&lease, failure(FailureClass::Network)).unwrap();
+    assert_eq!((e.status, e.health), (Status::Init, 90));
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    let e = p.report(&lease, Outcome::Success).unwrap();
+    assert_eq!((e.status, e.health), (Status::Active, 91));
+    let c = p.get("s1").unwrap();
+    assert_eq!((c.use_count, c.success_count, c.fail_count), (2, 1, 1));
+    // The lease ended with the report.
+    assert!(matches!(
+        p.report(&lease, Outcome::Success),
+        Err(PoolError::LeaseNotFound(_))
+    ));
+}
+
+#[test]
+fn health_is_capped_and_floored() {
+    let mut p = pool();
+    p.add(new("jd.com", "t", Kind::Token)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    assert_eq!(p.report(&lease, Outcome::Success).unwrap().health, 100);
+    for _ in 0..12 {
+        let (lease, _) = lease_of(&mut p, "jd.com");
+        p.report(&lease, failure(FailureClass::Other)).unwrap();
+    }
+    assert_eq!(p.get("t").unwrap().health, 0);
+}
+
+#[test]
+fn a_block_suspends_for_a_day_durably_and_the_rest_ends_on_tick() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    p.host.durable_writes.clear();
+    let e = p.report(&lease, failure(FailureClass::Blocked)).unwrap();
+    assert_eq!(e.status, Status::Suspended);
+    assert_eq!(e.cooldown_until, Some(T0 + 86_400_000));
+    assert_eq!(p.host.durable_writes, vec!["cred/s1".to_string()]);
+    let r = p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(r.status, AcquireStatus::NoAvailable);
+    assert_eq!(r.reason, Some(UnavailableReason::AllCooling));
+    assert_eq!(r.next_free_at, Some(T0 + 86_400_000));
+    p.host.now = T0 + 86_400_000;
+    assert_eq!(p.tick().unwrap().cooldowns_ended, 1);
+    assert_eq!(p.get("s1").unwrap().status, Status::Active);
+}
+
+#[test]
+fn rate_limit_honours_retry_after() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    let e = p
+        .report(
+            &lease,
+            Outcome::Failure(Failure {
+                class: FailureClass::RateLimited,
+                http_status: Some(429),
+                retry_after_secs: Some(42),
+            }),
+        )
+        .unwrap();
+    assert_eq!(
+        (e.status, e.cooldown_until),
+        (Status::Cooling, Some(T0 + 42_000))
+    );
+}
+
+#[test]
+fn challenged_and_expired_take_the_credential_out() {
+    let mut p = pool();
+    p.add(new("jd.com", "a", Kind::Session)).unwrap();
+    p.add(new("jd.com", "b", Kind::Session)).unwrap();
+    let (l1, _) = lease_of(&mut p, "jd.com");
+    let (l2, _) = lease_of(&mut p, "jd.com");
+    assert_eq!(
+        p.report(&l1, failure(FailureClass::Challenged))
+            .unwrap()
+            .status,
+        Status::Challenged
+    );
+    assert_eq!(
+        p.report(&l2, failure(FailureClass::Expired))
+            .unwrap()
+            .status,
+        Status::Expired
+    );
+    let r = p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(r.reason, Some(UnavailableReason::AllRefreshing));
+}
+
+#[test]
+fn no_credential_for_the_site_says_so() {
+    let mut p = pool();
+    let r = p.acquire(&req("nowhere.com")).unwrap();
+    assert_eq!(r.status, AcquireStatus::NoAvailable);
+    assert_eq!(r.reason, Some(UnavailableReason::NoneMatch));
+    assert!(r.alternatives[0].contains("credpool add --site nowhere.com"));
+}
+
+#[test]
+fn kind_and_tag_filters_apply() {
+    let mut p = pool();
+    let mut tagged = new("jd.com", "k1", Kind::ApiKey);
+    tagged.tags = vec!["mobile".into()];
+    p.add(tagged).unwrap();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let r = p
+        .acquire(&AcquireRequest {
+            site: "jd.com".into(),
+            kind: Some(Kind::ApiKey),
+            tags: vec!["mobile".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.grant.unwrap().credential.id, "k1");
+    let r = p
+        .acquire(&AcquireRequest {
+            site: "jd.com".into(),
+            kind: Some(Kind::Session),
+            tags: vec!["mobile".into()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.reason, Some(UnavailableReason::NoneMatch));
+}
+
+#[test]
+fn lapsed_leases_are_freed_on_tick() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    lease_of(&mut p, "jd.com");
+    p.host.now = T0 + 300_000;
+    assert_eq!(p.tick().unwrap().leases_expired, 1);
+    lease_of(&mut p, "jd.com");
+}
+
+#[test]
+fn state_survives_a_reload_after_flush() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    p.report(&lease, Outcome::Success).unwrap();
+    let (open, _) = lease_of(&mut p, "jd.com");
+    p.flush().unwrap();
+    let host = p.host;
+    let mut p = Pool::load(host, PolicyConfig::default()).unwrap();
+    let c = p.get("s1").unwrap();
+    assert_eq!(
+        (c.status, c.use_count, c.success_count, c.health),
+        (Status::Active, 2, 1, 100)
+    );
+    // The open lease came back: the session is still exclusive.
+    assert_eq!(
+        p.acquire(&req("jd.com")).unwrap().reason,
+        Some(UnavailableReason::AllLeased)
+    );
+    p.release(&open).unwrap();
+}
+
+#[test]
+fn remove_ends_leases_and_forgets_the_record() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    p.remove("s1").unwrap();
+    assert!(matches!(
+        p.release(&lease),
+        Err(PoolError::LeaseNotFound(_))
+    ));
+    p.flush().unwrap();
+    assert!(p.host.data.is_empty(), "{:?}", p.host.data.keys());
+    assert_eq!(
+        p.remove("s1"),
+        Err(PoolError::CredentialNotFound("s1".into()))
+    );
+}
+
+#[test]
+fn views_mask_personal_data_below_secret() {
+    let mut p = pool();
+    let mut n = new("jd.com", "a1", Kind::Account);
+    n.username = Some("alice_shopper".into());
+    n.phone = Some("13812345678".into());
+    n.cookie_names = vec!["sid".into()];
+    p.add(n).unwrap();
+    let public = p.view("a1", AccessLevel::Public).unwrap();
+    assert!(public.internal.is_none() && public.sensitive.is_none());
+    let internal = p.view("a1", AccessLevel::Internal).unwrap();
+    assert!(internal.internal.is_some() && internal.sensitive.is_none());
+    let s = p
+        .view("a1", AccessLevel::Sensitive)
+        .unwrap()
+        .sensitive
+        .unwrap();
+    assert_eq!(s.username.as_deref(), Some("***pper"));
+    assert_eq!(s.phone.as_deref(), Some("***5678"));
+    assert_eq!(s.cookie_names, vec!["sid".to_string()]);
+    let s = p
+        .view("a1", AccessLevel::Secret)
+        .unwrap()
+        .sensitive
+        .unwrap();
+    assert_eq!(s.username.as_deref(), Some("alice_shopper"));
+}
+
+#[test]
+fn stats_count_by_status_and_outcome() {
+    let mut p = pool();
+    p.add(new("jd.com", "a", Kind::Token)).unwrap();
+    p.add(new("jd.com", "b", Kind::Token)).unwrap();
+    let (l, _) = lease_of(&mut p, "jd.com");
+    p.report(&l, Outcome::Success).unwrap();
+    let (l, _) = lease_of(&mut p, "jd.com");
+    p.report(&l, failure(FailureClass::Blocked)).unwrap();
+    let s = &p.stats(Some("jd.com"))[0];
+    assert_eq!(s.total, 2);
+    assert_eq!(s.by_status[1], 1); // active
+    assert_eq!(s.by_status[4], 1); // suspended
+    assert_eq!((s.granted, s.successes), (2, 1));
+    assert_eq!(s.failures, vec![(FailureClass::Blocked, 1)]);
+}
+
+#[test]
+fn unban_is_only_for_banned_credentials() {
+    let mut p = pool();
+    p.add(new("jd.com", "a", Kind::Token)).unwrap();
+    assert!(matches!(
+        p.unban("a"),
+        Err(PoolError::IllegalTransition {
+            from: Status::Init,
+            ..
+        })
+    ));
+}

@@ -1,0 +1,181 @@
+//! What the policy needs from the world, as small traits. The component
+//! implements them over its WIT imports (`bindings`); native tests use
+//! [`fake::FakeHost`].
+
+use crate::model::{Millis, StoreError};
+
+/// Durable key/value storage scoped to this tenant.
+pub trait Store {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// `durable = false` lets the host group the write with others.
+    fn set(&mut self, key: &str, value: &[u8], durable: bool) -> Result<(), StoreError>;
+    fn delete(&mut self, key: &str) -> Result<bool, StoreError>;
+    /// Up to `limit` entries under `prefix` after `after`, and the key to
+    /// continue from.
+    #[allow(clippy::type_complexity)]
+    fn scan(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<(String, Vec<u8>)>, Option<String>), StoreError>;
+}
+
+/// Wall-clock time.
+pub trait Clock {
+    fn now(&self) -> Millis;
+}
+
+/// Randomness for jitter and random picks.
+pub trait Random {
+    fn next_u64(&mut self) -> u64;
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        // Lemire's multiply-shift: unbiased enough for picks and jitter.
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}
+
+/// Log levels, as the WIT `log.level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// Structured diagnostics. Field values must already be masked.
+pub trait Log {
+    fn enabled(&self, level: Level) -> bool;
+    fn event(&mut self, level: Level, name: &str, fields: &[(&str, String)]);
+}
+
+/// Everything the pool needs, in one bound.
+pub trait Host: Store + Clock + Random + Log {}
+impl<T: Store + Clock + Random + Log> Host for T {}
+
+/// A small, fast generator (SplitMix64): seeded once from the host's
+/// randomness, then free of imports on the hot path.
+#[derive(Clone, Debug)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// An in-memory host for native tests: a sorted map, a settable clock, a
+/// seeded generator and a record of every event.
+pub mod fake {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A recorded log event: level, name, fields.
+    pub type Event = (Level, String, Vec<(String, String)>);
+
+    #[derive(Debug)]
+    pub struct FakeHost {
+        pub data: BTreeMap<String, Vec<u8>>,
+        pub now: Millis,
+        pub rng: SplitMix,
+        pub events: Vec<Event>,
+        /// Keys written with `durable = true`, in order.
+        pub durable_writes: Vec<String>,
+        /// When set, every write fails with this error.
+        pub fail_writes: Option<StoreError>,
+    }
+
+    impl FakeHost {
+        pub fn new(now: Millis) -> Self {
+            FakeHost {
+                data: BTreeMap::new(),
+                now,
+                rng: SplitMix(7),
+                events: Vec::new(),
+                durable_writes: Vec::new(),
+                fail_writes: None,
+            }
+        }
+
+        pub fn events_named(&self, name: &str) -> usize {
+            self.events.iter().filter(|e| e.1 == name).count()
+        }
+    }
+
+    impl Store for FakeHost {
+        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.data.get(key).cloned())
+        }
+        fn set(&mut self, key: &str, value: &[u8], durable: bool) -> Result<(), StoreError> {
+            if let Some(e) = &self.fail_writes {
+                return Err(e.clone());
+            }
+            if durable {
+                self.durable_writes.push(key.to_string());
+            }
+            self.data.insert(key.to_string(), value.to_vec());
+            Ok(())
+        }
+        fn delete(&mut self, key: &str) -> Result<bool, StoreError> {
+            if let Some(e) = &self.fail_writes {
+                return Err(e.clone());
+            }
+            Ok(self.data.remove(key).is_some())
+        }
+        fn scan(
+            &mut self,
+            prefix: &str,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<(Vec<(String, Vec<u8>)>, Option<String>), StoreError> {
+            let mut out = Vec::new();
+            for (k, v) in self.data.range(prefix.to_string()..) {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                if after.is_some_and(|a| k.as_str() <= a) {
+                    continue;
+                }
+                if out.len() as u32 == limit {
+                    let next = out.last().map(|(k, _): &(String, Vec<u8>)| k.clone());
+                    return Ok((out, next));
+                }
+                out.push((k.clone(), v.clone()));
+            }
+            Ok((out, None))
+        }
+    }
+
+    impl Clock for FakeHost {
+        fn now(&self) -> Millis {
+            self.now
+        }
+    }
+
+    impl Random for FakeHost {
+        fn next_u64(&mut self) -> u64 {
+            self.rng.next_u64()
+        }
+    }
+
+    impl Log for FakeHost {
+        fn enabled(&self, _level: Level) -> bool {
+            true
+        }
+        fn event(&mut self, level: Level, name: &str, fields: &[(&str, String)]) {
+            let fields = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            self.events.push((level, name.to_string(), fields));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Builds the policy component from `../guest` for `wasm32-wasip2`, so
+//! `cargo run` and `cargo test` stay one command each. The guest gets its own
+//! target directory: the outer cargo holds the lock on ours.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().expect("host/ sits in the workspace root");
+    for watched in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=CREDPOOL_SKIP_GUEST_BUILD");
+
+    let target_dir = guest_target_dir(root);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args([
+            "build",
+            "-p",
+            "credpool-guest",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // The guest ships small: no debug info in the component.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        // Flags and wrappers meant for the host build (clippy, coverage) must
+        // not leak into the wasm build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET");
+    let status = cmd.status().expect("run cargo to build the guest");
+    if !status.success() {
+        panic!(
+            "building the policy component failed; is the target installed? \
+             run: rustup target add wasm32-wasip2"
+        );
+    }
+    let wasm = target_dir.join("wasm32-wasip2/release/credpool_guest.wasm");
+    assert!(wasm.exists(), "guest build produced no {}", wasm.display());
+    println!("cargo:rustc-env=CREDPOOL_POLICY_WASM={}", wasm.display());
+}
+
+/// `<workspace target>/guest`, shared by every profile and by clippy.
+fn guest_target_dir(root: &Path) -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"));
+    base.join("guest")
+}

@@ -1,0 +1,59 @@
+//! Where bytes live. One small trait, several engines: in memory (tests,
+//! demo) and redb on disk (the embedded default). The host encrypts before
+//! it writes, so a backend only ever sees ciphertext and plain keys.
+
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryBackend;
+pub use redb_store::RedbBackend;
+
+use std::fmt;
+
+/// One change in an atomic batch.
+#[derive(Clone)]
+pub enum Write {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+/// Why a backend call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendError {
+    /// The engine cannot be used now (I/O error, locked, full disk).
+    Unavailable(String),
+    /// Stored bytes failed the engine's own integrity checks.
+    Corrupt(String),
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            BackendError::Corrupt(m) => write!(f, "store corrupt: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+/// A sorted key/value engine with atomic, durable batches.
+pub trait Backend: Send + Sync {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Applies every write or none; durable when it returns.
+    fn apply(&self, writes: &[Write]) -> Result<(), BackendError>;
+    /// Sets `key` to `new` (None deletes) only if it holds exactly `expected`.
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, BackendError>;
+    /// Up to `limit` entries with keys starting with `prefix`, after `after`.
+    fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, BackendError>;
+}

@@ -1,0 +1,151 @@
+//! `credpool demo`: a short crawl with no setup. A pool in memory with
+//! sample credentials for three sites; a loop acquires, "uses" and reports
+//! with mixed outcomes through the real policy component; the clock is
+//! moved by hand so rests visibly end. Secrets are never printed.
+
+use super::{EXIT_ERROR, Failed, output};
+use crate::events::MemorySink;
+use crate::pool::{NewCredential, Pool, PoolOptions};
+use crate::{
+    AcquireRequest, AcquireStatus, CredentialKind, Failure, FailureClass, ManualClock, Outcome,
+};
+use rand::rngs::StdRng;
+use rand::{Rng as _, RngExt as _, SeedableRng};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SITES: [(&str, CredentialKind, usize); 3] = [
+    ("shop.example", CredentialKind::Session, 6),
+    ("api.example", CredentialKind::Token, 3),
+    ("search.example", CredentialKind::ApiKey, 2),
+];
+
+pub fn run(rounds: u32, seed: u64, component: Option<PathBuf>) -> Result<(), Failed> {
+    let clock = ManualClock::starting_now();
+    let events = Arc::new(MemorySink::default());
+    let mut options = PoolOptions::in_memory();
+    options.clock = Some(clock.clone());
+    options.events = events.clone();
+    options.component = component;
+    let pool = Pool::open(options)?;
+    println!("credpool demo: a pool in memory, the policy component sandboxed in wasmtime\n");
+
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (site, kind, count) in SITES {
+        for i in 0..count {
+            let mut new =
+                NewCredential::new(site, kind).with_id(&format!("{}-{}", short(site), i + 1));
+            match kind {
+                CredentialKind::Session => {
+                    new.secrets
+                        .cookies
+                        .push(("sid".into(), format!("demo-{:016x}", rng.next_u64())));
+                    new.username = Some(format!("shopper{:03}@mail.example", i + 1));
+                }
+                CredentialKind::Token => {
+                    new.secrets.access_token = Some(format!("demo-{:032x}", rng.next_u64()))
+                }
+                _ => new.secrets.api_key = Some(format!("demo-{:024x}", rng.next_u64())),
+            }
+            pool.add(new)?;
+        }
+        println!(
+            "added {count} {} credentials for {site}",
+            crate::names::kind(kind)
+        );
+    }
+
+    let mut granted = 0u32;
+    let mut refused = 0u32;
+    let mut first_block: Option<String> = None;
+    for round in 0..rounds {
+        let (site, _, _) = SITES[(round as usize) % SITES.len()];
+        let got = pool.acquire(&AcquireRequest::site(site))?;
+        let Some(lease) = got.lease else {
+            refused += 1;
+            continue;
+        };
+        granted += 1;
+        // What the crawler saw, by a fixed mix: mostly fine, some trouble.
+        let roll: u32 = rng.random_range(0..100);
+        let outcome = match roll {
+            0..=84 => Outcome::Success,
+            85..=89 => fail(FailureClass::Network, None, None),
+            90..=93 => fail(FailureClass::RateLimited, Some(429), Some(60)),
+            94..=96 => fail(FailureClass::Blocked, Some(403), None),
+            97..=98 => fail(FailureClass::Expired, Some(401), None),
+            _ => fail(FailureClass::Challenged, Some(200), None),
+        };
+        let effect = pool.report(&lease.id, outcome)?;
+        if matches!(
+            outcome,
+            Outcome::Failure(Failure {
+                class: FailureClass::Blocked,
+                ..
+            })
+        ) && first_block.is_none()
+        {
+            first_block = Some(lease.credential.id.clone());
+            println!(
+                "round {round}: {} was blocked (403) -> {}, resting until {}",
+                lease.credential.id,
+                crate::names::status(effect.status),
+                effect
+                    .cooldown_until
+                    .map(|t| output::time(t).to_string())
+                    .unwrap_or_default()
+            );
+        }
+        // A crawler's request takes a moment; let the clock move.
+        clock.advance(Duration::from_secs(2));
+        if round % 50 == 49 {
+            pool.tick()?;
+        }
+    }
+    println!(
+        "\n{rounds} rounds: {granted} leases granted, {refused} refused (nothing usable at that moment)\n"
+    );
+    output::print_stats(&pool.stats(None)?, false);
+
+    // A day later every block's rest has ended.
+    clock.advance(Duration::from_secs(24 * 3600));
+    let tick = pool.tick()?;
+    println!(
+        "\na day later: {} rests ended, {} lapsed leases freed",
+        tick.cooldowns_ended, tick.leases_expired
+    );
+    if let Some(id) = first_block {
+        let view = pool.view(&id, crate::AccessLevel::Public)?;
+        println!("{id} is {} again", crate::names::status(view.status));
+    }
+    output::print_stats(&pool.stats(None)?, false);
+
+    let got = pool.acquire(&AcquireRequest::site("nowhere.example"))?;
+    if got.status != AcquireStatus::Success {
+        println!(
+            "\nasking for nowhere.example: {}",
+            output::no_credential_line("nowhere.example", &got)
+        );
+    }
+    let logged = events.lines().len();
+    println!(
+        "\npolicy events logged: {logged} (every value masked; secrets never enter the policy)"
+    );
+    if granted == 0 {
+        return Err(Failed(EXIT_ERROR, "the demo granted no lease".into()));
+    }
+    Ok(())
+}
+
+fn fail(class: FailureClass, status: Option<u16>, retry_after: Option<u32>) -> Outcome {
+    Outcome::Failure(Failure {
+        class,
+        http_status: status,
+        retry_after_secs: retry_after,
+    })
+}
+
+fn short(site: &str) -> &str {
+    site.split('.').next().unwrap_or(site)
+}

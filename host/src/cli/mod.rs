@@ -1,0 +1,510 @@
+//! The `credpool` command. Exit codes: 0 ok, 1 error, 2 bad usage,
+//! 3 no credential available.
+
+mod demo;
+mod output;
+
+use crate::config::ConfigFile;
+use crate::crypto::{self, KEY_ENV, KeySource};
+use crate::error::Error;
+use crate::names;
+use crate::pool::{KEY_FILE, NewCredential, Pool, PoolOptions};
+use crate::{
+    AcquireRequest, AcquireStatus, CredentialKind, Failure, FailureClass, ListFilter, Outcome,
+};
+use clap::{Args, Parser, Subcommand};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_ERROR: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_NO_CREDENTIAL: i32 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "credpool",
+    version,
+    about = "A credential pool for web crawlers"
+)]
+struct Cli {
+    /// Where the encrypted store and key file live.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./credentials",
+        env = "CREDPOOL_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    /// Configuration file (optional).
+    #[arg(
+        long,
+        global = true,
+        default_value = "./credpool.toml",
+        env = "CREDPOOL_CONFIG"
+    )]
+    config: PathBuf,
+    /// Key file (default: DATA_DIR/credpool.key, or $CREDENTIAL_ENCRYPTION_KEY when set).
+    #[arg(long, global = true)]
+    key_file: Option<PathBuf>,
+    /// Use this policy component instead of the built-in one.
+    #[arg(long, global = true, env = "CREDPOOL_COMPONENT")]
+    component: Option<PathBuf>,
+    /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "CREDPOOL_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the data directory and a new encryption key (mode 0600).
+    Init,
+    /// Add a credential. Secrets come from stdin or flags, never from a URL.
+    Add(AddArgs),
+    /// List credentials, masked: secret values are never shown.
+    List {
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        /// public, internal or sensitive.
+        #[arg(long, default_value = "sensitive")]
+        level: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one credential; `--reveal` prints its secrets (audited).
+    Show {
+        id: String,
+        #[arg(long, default_value = "sensitive")]
+        level: String,
+        #[arg(long)]
+        reveal: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lease a credential for SITE and print it with its secrets.
+    Acquire {
+        site: String,
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long)]
+        purpose: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Lease length in seconds.
+        #[arg(long)]
+        ttl: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report how a leased credential did; ends the lease.
+    Report {
+        lease_id: String,
+        /// success, blocked, challenged, expired, rate-limited, network or failed.
+        outcome: String,
+        /// The HTTP status the site answered.
+        #[arg(long)]
+        status: Option<u16>,
+        /// The site's Retry-After, in seconds.
+        #[arg(long)]
+        retry_after: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a lease without a result.
+    Release { lease_id: String },
+    /// Remove a credential and its secrets.
+    Remove { id: String },
+    /// Lift a ban (a person's decision).
+    Unban { id: String },
+    /// Per-site state.
+    Stats {
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run time-driven work once: lapse leases, end rests.
+    Tick {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a short crawl against sample sites in memory, and summarise.
+    Demo {
+        /// Acquire/report rounds to run.
+        #[arg(long, default_value_t = 600)]
+        rounds: u32,
+        /// Seed for the simulated outcomes.
+        #[arg(long, default_value_t = 24)]
+        seed: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct AddArgs {
+    #[arg(long)]
+    site: String,
+    /// account, session, token, api-key or device.
+    #[arg(long = "type")]
+    kind: String,
+    #[arg(long)]
+    id: Option<String>,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long)]
+    phone: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Read an access token from standard input.
+    #[arg(long)]
+    token_stdin: bool,
+    /// Read an API key from standard input.
+    #[arg(long)]
+    api_key_stdin: bool,
+    /// A cookie, NAME=VALUE (repeatable).
+    #[arg(long = "cookie")]
+    cookies: Vec<String>,
+    /// An auth header, NAME:VALUE (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// When the session or token expires (RFC 3339).
+    #[arg(long)]
+    expires_at: Option<String>,
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Leases allowed at once (1 = exclusive).
+    #[arg(long)]
+    max_concurrent: Option<u32>,
+    /// Uses allowed per minute.
+    #[arg(long)]
+    rate_per_minute: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure with its exit code.
+struct Failed(i32, String);
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed(EXIT_ERROR, e.to_string())
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Failed {
+    Failed(EXIT_USAGE, msg.into())
+}
+
+/// Runs the command line; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    init_tracing(&cli.log_level);
+    match run(cli) {
+        Ok(()) => EXIT_OK,
+        Err(Failed(code, msg)) => {
+            eprintln!("credpool: {msg}");
+            code
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn run(cli: Cli) -> Result<(), Failed> {
+    match &cli.command {
+        Command::Init => init(&cli),
+        Command::Demo { rounds, seed } => demo::run(*rounds, *seed, cli.component.clone()),
+        _ => {
+            let pool = open_pool(&cli)?;
+            run_on_pool(&cli, &pool)
+        }
+    }
+}
+
+fn init(cli: &Cli) -> Result<(), Failed> {
+    let dir = &cli.data_dir;
+    create_private_dir(dir)
+        .map_err(|e| Failed(EXIT_ERROR, format!("cannot create {}: {e}", dir.display())))?;
+    let key_path = cli.key_file.clone().unwrap_or_else(|| dir.join(KEY_FILE));
+    crypto::create_key_file(&key_path).map_err(|e| Failed(EXIT_ERROR, e.to_string()))?;
+    println!(
+        "created {} and key file {} (mode 0600)",
+        dir.display(),
+        key_path.display()
+    );
+    println!("back the key file up somewhere safe: without it the store cannot be read");
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn open_pool(cli: &Cli) -> Result<Pool, Failed> {
+    let config = ConfigFile::load(&cli.config)?;
+    let mut options = PoolOptions::on_disk(&cli.data_dir);
+    options.key = match &cli.key_file {
+        Some(path) => KeySource::File(path.clone()),
+        None if std::env::var_os(KEY_ENV).is_some() => KeySource::Env,
+        None => KeySource::File(cli.data_dir.join(KEY_FILE)),
+    };
+    options.tenant = config.pool.tenant.clone();
+    options.policy_config = config.policy_json();
+    options.component = cli.component.clone();
+    options.memory_limit = (config.pool.memory_limit_mb as usize) << 20;
+    options.call_deadline = Duration::from_millis(config.pool.call_deadline_ms);
+    Ok(Pool::open(options)?)
+}
+
+fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
+    match &cli.command {
+        Command::Add(args) => add(pool, args),
+        Command::List {
+            site,
+            status,
+            level,
+            json,
+        } => {
+            let level = names::parse_access_level(level)
+                .filter(|l| *l != crate::AccessLevel::Secret)
+                .ok_or_else(|| usage("--level must be public, internal or sensitive (secrets only via show --reveal)"))?;
+            let mut filter = ListFilter::all();
+            filter.site = site.clone();
+            filter.status = match status {
+                Some(s) => Some(
+                    names::parse_status(s).ok_or_else(|| usage(format!("unknown status {s:?}")))?,
+                ),
+                None => None,
+            };
+            let views = pool.list(&filter, level)?;
+            output::print_views(&views, *json);
+            Ok(())
+        }
+        Command::Show {
+            id,
+            level,
+            reveal,
+            json,
+        } => {
+            if *reveal {
+                let (view, secrets) = pool.reveal(id)?;
+                output::print_revealed(&view, &secrets, *json);
+            } else {
+                let level = names::parse_access_level(level)
+                    .filter(|l| *l != crate::AccessLevel::Secret)
+                    .ok_or_else(|| usage("--level must be public, internal or sensitive; use --reveal for secrets"))?;
+                output::print_views(&[pool.view(id, level)?], *json);
+            }
+            Ok(())
+        }
+        Command::Acquire {
+            site,
+            kind,
+            purpose,
+            tags,
+            ttl,
+            json,
+        } => {
+            let mut req = AcquireRequest::site(site);
+            req.kind = parse_kind_opt(kind.as_deref())?;
+            req.purpose = purpose.clone();
+            req.tags = tags.clone();
+            req.lease_ttl_ms = ttl.map(|s| s * 1000);
+            let got = pool.acquire(&req)?;
+            output::print_acquired(&got, *json);
+            if got.status == AcquireStatus::Success {
+                Ok(())
+            } else {
+                Err(Failed(
+                    EXIT_NO_CREDENTIAL,
+                    output::no_credential_line(site, &got),
+                ))
+            }
+        }
+        Command::Report {
+            lease_id,
+            outcome,
+            status,
+            retry_after,
+            json,
+        } => {
+            let outcome = parse_outcome(outcome, *status, *retry_after)?;
+            let effect = pool.report(lease_id, outcome)?;
+            output::print_effect(lease_id, &effect, *json);
+            Ok(())
+        }
+        Command::Release { lease_id } => {
+            pool.release(lease_id)?;
+            println!("released {lease_id}");
+            Ok(())
+        }
+        Command::Remove { id } => {
+            pool.remove(id)?;
+            println!("removed {id}");
+            Ok(())
+        }
+        Command::Unban { id } => {
+            let meta = pool.unban(id)?;
+            println!("{} is {}", meta.id, names::status(meta.status));
+            Ok(())
+        }
+        Command::Stats { site, json } => {
+            let stats = pool.stats(site.as_deref())?;
+            if stats.is_empty() && site.is_some() {
+                return Err(Failed(
+                    EXIT_ERROR,
+                    format!("no credentials for site {}", site.as_deref().unwrap_or("")),
+                ));
+            }
+            output::print_stats(&stats, *json);
+            Ok(())
+        }
+        Command::Tick { json } => {
+            let summary = pool.tick()?;
+            output::print_tick(&summary, *json);
+            Ok(())
+        }
+        Command::Init | Command::Demo { .. } => unreachable!("handled before opening a pool"),
+    }
+}
+
+fn parse_kind_opt(kind: Option<&str>) -> Result<Option<CredentialKind>, Failed> {
+    kind.map(|k| {
+        names::parse_kind(k).ok_or_else(|| {
+            usage(format!(
+                "unknown --type {k:?}: expected account, session, token, api-key or device"
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn parse_outcome(
+    word: &str,
+    status: Option<u16>,
+    retry_after: Option<u32>,
+) -> Result<Outcome, Failed> {
+    let class = match word {
+        "success" | "ok" => return Ok(Outcome::Success),
+        "failed" | "other" => FailureClass::Other,
+        other => names::parse_failure_class(other).ok_or_else(|| {
+            usage(format!(
+                "unknown outcome {other:?}: expected success, blocked, challenged, expired, rate-limited, network or failed"
+            ))
+        })?,
+    };
+    Ok(Outcome::Failure(Failure {
+        class,
+        http_status: status,
+        retry_after_secs: retry_after,
+    }))
+}
+
+fn add(pool: &Pool, a: &AddArgs) -> Result<(), Failed> {
+    let kind = parse_kind_opt(Some(&a.kind))?.expect("given");
+    let mut new = NewCredential::new(&a.site, kind);
+    new.id = a.id.clone();
+    new.username = a.username.clone();
+    new.phone = a.phone.clone();
+    new.email = a.email.clone();
+    new.tags = a.tags.clone();
+    new.max_concurrent = a.max_concurrent;
+    new.rate_per_minute = a.rate_per_minute;
+    if let Some(t) = &a.expires_at {
+        let at = chrono::DateTime::parse_from_rfc3339(t).map_err(|e| {
+            usage(format!(
+                "--expires-at {t:?} is not RFC 3339 (e.g. 2026-12-01T00:00:00Z): {e}"
+            ))
+        })?;
+        new.expires_at = Some(at.timestamp_millis());
+    }
+    for c in &a.cookies {
+        // The value may hold '='; only the first splits.
+        let (name, value) = c
+            .split_once('=')
+            .ok_or_else(|| usage("--cookie must be NAME=VALUE"))?;
+        new.secrets
+            .cookies
+            .push((name.trim().to_string(), value.to_string()));
+    }
+    for h in &a.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| usage("--header must be NAME:VALUE"))?;
+        new.secrets
+            .headers
+            .push((name.trim().to_string(), value.trim_start().to_string()));
+    }
+    let stdin_uses = [a.password_stdin, a.token_stdin, a.api_key_stdin]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if stdin_uses > 1 {
+        return Err(usage(
+            "only one of --password-stdin, --token-stdin, --api-key-stdin may be given",
+        ));
+    }
+    if stdin_uses == 1 {
+        let value = read_stdin_secret()?;
+        if a.password_stdin {
+            new.secrets.password = Some(value);
+        } else if a.token_stdin {
+            new.secrets.access_token = Some(value);
+        } else {
+            new.secrets.api_key = Some(value);
+        }
+    }
+    let meta = pool.add(new)?;
+    if a.json {
+        println!("{}", output::meta_json(&meta));
+    } else {
+        println!(
+            "added {} ({}, {})",
+            meta.id,
+            names::kind(meta.kind),
+            meta.site
+        );
+    }
+    Ok(())
+}
+
+fn read_stdin_secret() -> Result<String, Failed> {
+    let mut buf = String::new();
+    std::io::stdin()
+        .read_to_string(&mut buf)
+        .map_err(|e| Failed(EXIT_ERROR, format!("cannot read standard input: {e}")))?;
+    let value = buf.trim_end_matches(['\r', '\n']).to_string();
+    if value.is_empty() {
+        return Err(usage("standard input was empty; pipe the secret in"));
+    }
+    Ok(value)
+}

@@ -1,0 +1,88 @@
+//! The host's error: one clear line naming what was wrong, never a value.
+
+use crate::bindings::types::{PoolError, StoreError};
+use crate::crypto::KeyError;
+use crate::vault::VaultError;
+use std::fmt;
+
+#[derive(Debug)]
+pub enum Error {
+    /// The policy refused the operation, with a named reason.
+    Pool(PoolError),
+    /// The encryption key is missing, unsafe or wrong.
+    Key(KeyError),
+    /// Storage or encryption failed; nothing was changed.
+    Store(VaultError),
+    /// `credpool.toml` or an option is wrong.
+    Config(String),
+    /// An input field is wrong (checked by the host, before the policy).
+    Input { field: String, reason: String },
+    /// The policy component trapped or hit a sandbox limit.
+    Policy(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Pool(e) => fmt_pool_error(e, f),
+            Error::Key(e) => write!(f, "{e}"),
+            Error::Store(e) => write!(f, "{e}"),
+            Error::Config(m) => write!(f, "{m}"),
+            Error::Input { field, reason } => write!(f, "invalid {field}: {reason}"),
+            Error::Policy(m) => write!(f, "policy component failed: {m}"),
+        }
+    }
+}
+
+fn fmt_pool_error(e: &PoolError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match e {
+        PoolError::CredentialNotFound(id) => write!(f, "no credential with id {id}"),
+        PoolError::AlreadyExists(id) => write!(f, "a credential with id {id} already exists"),
+        PoolError::LeaseNotFound(id) => {
+            write!(
+                f,
+                "no open lease {id} (never granted, already ended, or lapsed)"
+            )
+        }
+        PoolError::TicketNotFound(id) => write!(f, "no open challenge ticket {id}"),
+        PoolError::InvalidInput(x) => write!(f, "invalid {}: {}", x.field, x.reason),
+        PoolError::InvalidConfig(x) => {
+            write!(f, "invalid policy setting {}: {}", x.field, x.reason)
+        }
+        PoolError::IllegalTransition(t) => write!(
+            f,
+            "cannot {} a credential that is {}",
+            t.event,
+            crate::names::status(t.from)
+        ),
+        PoolError::Storage(s) => match s {
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::Corrupt(m) => write!(f, "store corrupt: {m}"),
+            StoreError::TooLarge => write!(f, "record too large for the store"),
+            StoreError::QuotaExceeded => write!(f, "tenant store quota exceeded"),
+        },
+        PoolError::Unsupported(op) => write!(f, "this policy does not support {op}"),
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<PoolError> for Error {
+    fn from(e: PoolError) -> Self {
+        Error::Pool(e)
+    }
+}
+
+impl From<VaultError> for Error {
+    fn from(e: VaultError) -> Self {
+        Error::Store(e)
+    }
+}
+
+impl From<KeyError> for Error {
+    fn from(e: KeyError) -> Self {
+        Error::Key(e)
+    }
+}

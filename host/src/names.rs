@@ -1,0 +1,105 @@
+//! Stable lowercase names of the contract's enums, for the command line and
+//! JSON output, and parsing them back.
+
+use crate::bindings::pool::{AcquireStatus, UnavailableReason};
+use crate::bindings::types::{AccessLevel, CredentialKind, FailureClass, SecretField, Status};
+
+macro_rules! names {
+    ($to:ident, $from:ident, $t:ty, [$($v:ident = $s:literal),* $(,)?]) => {
+        pub fn $to(x: $t) -> &'static str {
+            match x { $(<$t>::$v => $s,)* }
+        }
+        pub fn $from(s: &str) -> Option<$t> {
+            match s { $($s => Some(<$t>::$v),)* _ => None }
+        }
+    };
+}
+
+names!(
+    kind,
+    parse_kind,
+    CredentialKind,
+    [
+        Account = "account",
+        Session = "session",
+        Token = "token",
+        ApiKey = "api-key",
+        Device = "device",
+    ]
+);
+names!(
+    status,
+    parse_status,
+    Status,
+    [
+        Init = "init",
+        Active = "active",
+        Cooling = "cooling",
+        Challenged = "challenged",
+        Suspended = "suspended",
+        Banned = "banned",
+        Expired = "expired",
+    ]
+);
+names!(
+    failure_class,
+    parse_failure_class,
+    FailureClass,
+    [
+        Blocked = "blocked",
+        Challenged = "challenged",
+        Expired = "expired",
+        RateLimited = "rate-limited",
+        Network = "network",
+        Other = "other",
+    ]
+);
+names!(
+    access_level,
+    parse_access_level,
+    AccessLevel,
+    [
+        Public = "public",
+        Internal = "internal",
+        Sensitive = "sensitive",
+        Secret = "secret",
+    ]
+);
+names!(
+    secret_field,
+    parse_secret_field,
+    SecretField,
+    [
+        Password = "password",
+        AccessToken = "access-token",
+        RefreshToken = "refresh-token",
+        ApiKey = "api-key",
+        SecretKey = "secret-key",
+        RecoveryCodes = "recovery-codes",
+        TotpSeed = "totp-seed",
+    ]
+);
+names!(
+    acquire_status,
+    parse_acquire_status,
+    AcquireStatus,
+    [
+        Success = "success",
+        NoAvailable = "no-available",
+        AllBlocked = "all-blocked",
+    ]
+);
+names!(
+    reason,
+    parse_reason,
+    UnavailableReason,
+    [
+        NoneMatch = "none-match",
+        AllLeased = "all-leased",
+        AllRateLimited = "all-rate-limited",
+        AllCooling = "all-cooling",
+        AllRefreshing = "all-refreshing",
+        AllBanned = "all-banned",
+        Mixed = "mixed",
+    ]
+);

@@ -1,0 +1,508 @@
+//! The Rust API crawler engines use: a [`Pool`] for one tenant, backed by a
+//! sandboxed instance of the policy component. Calls are synchronous and
+//! cheap; a `Pool` is `Send + Sync` and serialises calls internally.
+
+use crate::backend::{Backend, MemoryBackend, RedbBackend};
+use crate::bindings::Policy;
+use crate::bindings::pool::{
+    AcquireRequest, AcquireStatus, CredentialView, ListFilter, ReportEffect, SiteStats,
+    TickSummary, UnavailableReason,
+};
+use crate::bindings::types::{
+    self, AccessLevel, CredentialKind, CredentialMeta, Outcome, PoolError,
+};
+use crate::clock::ManualClock;
+use crate::crypto::{KeyRing, KeySource, load_keys};
+use crate::error::{Error, Result};
+use crate::events::{EventSink, TracingSink};
+use crate::runtime::{EPOCH_TICK, Runtime};
+use crate::secrets::Secrets;
+use crate::state::{HostState, Recorder};
+use crate::vault::Vault;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::Store;
+
+/// Counters and health are written at most this long after they change.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where the records live.
+#[derive(Clone)]
+pub enum Storage {
+    /// `credpool.redb` under the data directory (the embedded default).
+    Disk(PathBuf),
+    /// In memory, gone with the process (tests, the demo).
+    Memory,
+    /// A backend the caller built (e.g. shared between tenants).
+    Shared(Arc<dyn Backend>),
+}
+
+/// How to open a pool.
+#[derive(Clone)]
+pub struct PoolOptions {
+    pub storage: Storage,
+    pub key: KeySource,
+    pub tenant: String,
+    /// The policy's configuration as JSON (the `[policy]` table).
+    pub policy_config: String,
+    /// Another policy component instead of the built-in one.
+    pub component: Option<PathBuf>,
+    /// A wall clock the test or simulation controls, instead of the system's.
+    pub clock: Option<ManualClock>,
+    pub events: Arc<dyn EventSink>,
+    pub memory_limit: usize,
+    pub call_deadline: Duration,
+    /// Record every value crossing the boundary (tests).
+    pub recorder: Option<Recorder>,
+}
+
+impl PoolOptions {
+    /// A pool on disk under `data_dir`, keyed by `data_dir/credpool.key`.
+    pub fn on_disk(data_dir: &Path) -> Self {
+        PoolOptions {
+            storage: Storage::Disk(data_dir.to_path_buf()),
+            key: KeySource::File(data_dir.join(KEY_FILE)),
+            ..Self::in_memory()
+        }
+    }
+
+    /// A pool in memory with a key that lives as long as the process.
+    pub fn in_memory() -> Self {
+        PoolOptions {
+            storage: Storage::Memory,
+            key: KeySource::Ephemeral,
+            tenant: "default".into(),
+            policy_config: String::new(),
+            component: None,
+            clock: None,
+            events: Arc::new(TracingSink),
+            memory_limit: 512 << 20,
+            call_deadline: Duration::from_secs(5),
+            recorder: None,
+        }
+    }
+}
+
+/// The key file's name in a data directory.
+pub const KEY_FILE: &str = "credpool.key";
+/// The database file's name in a data directory.
+pub const DB_FILE: &str = "credpool.redb";
+
+/// A credential to add: its metadata and its secrets.
+#[derive(Clone, Debug)]
+pub struct NewCredential {
+    pub id: Option<String>,
+    pub site: String,
+    pub kind: CredentialKind,
+    /// Milliseconds since the epoch.
+    pub expires_at: Option<i64>,
+    pub tags: Vec<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub token_scope: Vec<String>,
+    pub source_account: Option<String>,
+    pub max_concurrent: Option<u32>,
+    pub rate_per_minute: Option<u32>,
+    pub labels: Vec<(String, String)>,
+    pub secrets: Secrets,
+}
+
+impl NewCredential {
+    pub fn new(site: &str, kind: CredentialKind) -> Self {
+        NewCredential {
+            id: None,
+            site: site.to_string(),
+            kind,
+            expires_at: None,
+            tags: Vec::new(),
+            username: None,
+            phone: None,
+            email: None,
+            token_scope: Vec::new(),
+            source_account: None,
+            max_concurrent: None,
+            rate_per_minute: None,
+            labels: Vec::new(),
+            secrets: Secrets::default(),
+        }
+    }
+
+    pub fn with_id(mut self, id: &str) -> Self {
+        self.id = Some(id.to_string());
+        self
+    }
+}
+
+impl AcquireRequest {
+    /// Any credential of `site`.
+    pub fn site(site: &str) -> Self {
+        AcquireRequest {
+            site: site.to_string(),
+            kind: None,
+            purpose: None,
+            tags: Vec::new(),
+            lease_ttl_ms: None,
+        }
+    }
+}
+
+impl ListFilter {
+    /// Every credential.
+    pub fn all() -> Self {
+        ListFilter {
+            site: None,
+            kind: None,
+            status: None,
+            tag: None,
+            after: None,
+            limit: None,
+        }
+    }
+}
+
+/// A granted lease: the credential's metadata and, for the caller to use,
+/// its secrets.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub id: String,
+    pub credential: CredentialMeta,
+    pub granted_at: i64,
+    pub expires_at: i64,
+    pub secrets: Secrets,
+}
+
+/// The answer to an acquire, as the card's GetCredentialResponse.
+#[derive(Clone, Debug)]
+pub struct Acquired {
+    pub status: AcquireStatus,
+    pub lease: Option<Lease>,
+    pub reason: Option<UnavailableReason>,
+    pub next_free_at: Option<i64>,
+    pub alternatives: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    policy: Policy,
+    /// A trap leaves a component instance unusable: make a new one.
+    poisoned: bool,
+    last_flush: Instant,
+}
+
+/// A credential pool for one tenant.
+pub struct Pool {
+    runtime: Arc<Runtime>,
+    vault: Arc<Vault>,
+    options: PoolOptions,
+    instance: Mutex<Instance>,
+}
+
+impl Pool {
+    /// Opens the pool: storage, key, policy instance, and the tenant's records.
+    pub fn open(options: PoolOptions) -> Result<Pool> {
+        let keys = Arc::new(load_keys(&options.key)?);
+        let backend: Arc<dyn Backend> = match &options.storage {
+            Storage::Disk(dir) => {
+                if !dir.is_dir() {
+                    return Err(Error::Config(format!(
+                        "data directory {} does not exist; create it with `credpool init`",
+                        dir.display()
+                    )));
+                }
+                Arc::new(RedbBackend::open(&dir.join(DB_FILE)).map_err(|e| Error::Store(e.into()))?)
+            }
+            Storage::Memory => Arc::new(MemoryBackend::new()),
+            Storage::Shared(b) => b.clone(),
+        };
+        check_key(&backend, &keys)?;
+        let runtime = match &options.component {
+            Some(path) => Runtime::from_file(path),
+            None => Runtime::builtin(),
+        }
+        .map_err(|e| Error::Policy(format!("{e:#}")))?;
+        let vault = Arc::new(Vault::new(backend, keys, &options.tenant));
+        let instance = Self::instantiate(&runtime, &vault, &options)?;
+        Ok(Pool {
+            runtime,
+            vault,
+            options,
+            instance: Mutex::new(instance),
+        })
+    }
+
+    fn instantiate(
+        runtime: &Runtime,
+        vault: &Arc<Vault>,
+        options: &PoolOptions,
+    ) -> Result<Instance> {
+        let mut wasi = wasmtime_wasi::WasiCtx::builder();
+        if let Some(clock) = &options.clock {
+            wasi.wall_clock(clock.clone());
+        }
+        let state = HostState::new(
+            vault.clone(),
+            options.events.clone(),
+            wasi.build(),
+            options.memory_limit,
+            options.recorder.clone(),
+        );
+        let (mut store, policy) = runtime.instantiate(state).map_err(|e| {
+            Error::Policy(format!("cannot instantiate {}: {e:#}", runtime.source()))
+        })?;
+        // Loading every record may take longer than an ordinary call.
+        store.set_epoch_deadline(deadline_ticks(
+            options.call_deadline.max(Duration::from_secs(120)),
+        ));
+        let configured = policy
+            .credpool_policy_pool()
+            .call_configure(&mut store, &options.policy_config)
+            .map_err(|e| Error::Policy(format!("{e:#}")))?;
+        store.data_mut().commit_lazy().map_err(Error::Store)?;
+        configured?;
+        Ok(Instance {
+            store,
+            policy,
+            poisoned: false,
+            last_flush: Instant::now(),
+        })
+    }
+
+    /// Runs one call into the policy under the deadline, commits the lazy
+    /// writes it made, and flushes counters when they are due.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<Result<R, PoolError>>,
+    ) -> Result<R> {
+        let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.poisoned {
+            *guard = Self::instantiate(&self.runtime, &self.vault, &self.options)?;
+        }
+        let inst = &mut *guard;
+        inst.store
+            .set_epoch_deadline(deadline_ticks(self.options.call_deadline));
+        let result = f(&inst.policy, &mut inst.store);
+        let result = match result {
+            Ok(r) => r,
+            Err(trap) => {
+                inst.poisoned = true;
+                inst.store.data_mut().lazy.clear();
+                return Err(Error::Policy(format!("{trap:#}")));
+            }
+        };
+        inst.store.data_mut().commit_lazy()?;
+        if inst.last_flush.elapsed() >= FLUSH_INTERVAL {
+            inst.last_flush = Instant::now();
+            Self::flush_instance(inst)?;
+        }
+        Ok(result?)
+    }
+
+    fn flush_instance(inst: &mut Instance) -> Result<u32> {
+        let written = inst
+            .policy
+            .credpool_policy_pool()
+            .call_flush(&mut inst.store)
+            .map_err(|e| {
+                inst.poisoned = true;
+                Error::Policy(format!("{e:#}"))
+            })?;
+        inst.store.data_mut().commit_lazy()?;
+        Ok(written?)
+    }
+
+    fn record(&self, what: &str, value: impl std::fmt::Debug) {
+        if let Some(r) = &self.options.recorder {
+            r.lock().unwrap().push(format!("{what} {value:?}"));
+        }
+    }
+
+    /// Adds a credential; its secrets are encrypted before they are stored.
+    /// If anything fails, nothing is stored.
+    pub fn add(&self, new: NewCredential) -> Result<CredentialMeta> {
+        new.secrets
+            .validate()
+            .map_err(|(field, reason)| Error::Input { field, reason })?;
+        let meta_in = types::NewCredential {
+            id: new.id.clone(),
+            site: new.site.clone(),
+            kind: new.kind,
+            expires_at: new.expires_at,
+            tags: new.tags.clone(),
+            username: new.username.clone(),
+            phone: new.phone.clone(),
+            email: new.email.clone(),
+            cookie_names: new.secrets.cookie_names(),
+            header_names: new.secrets.header_names(),
+            secret_fields: new.secrets.fields(),
+            token_scope: new.token_scope.clone(),
+            source_account: new.source_account.clone(),
+            max_concurrent: new.max_concurrent,
+            rate_per_minute: new.rate_per_minute,
+            labels: new.labels.clone(),
+        };
+        self.record("export.add", &meta_in);
+        let meta = self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in))?;
+        if let Err(e) = self.vault.put_secrets(&meta.site, &meta.id, &new.secrets) {
+            // Undo the record so nothing half-stored remains.
+            let _ = self.call(|p, s| p.credpool_policy_pool().call_remove(s, &meta.id));
+            return Err(e.into());
+        }
+        Ok(meta)
+    }
+
+    /// Removes a credential, its leases and its secrets.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        self.record("export.remove", id);
+        self.call(|p, s| p.credpool_policy_pool().call_remove(s, id))?;
+        self.vault.delete_secrets(id)?;
+        Ok(())
+    }
+
+    /// Hands out a credential with its secrets, or says why not.
+    pub fn acquire(&self, request: &AcquireRequest) -> Result<Acquired> {
+        self.record("export.acquire", request);
+        let resp = self.call(|p, s| p.credpool_policy_pool().call_acquire(s, request))?;
+        let lease = match resp.lease {
+            Some(l) => {
+                let secrets = match self.vault.get_secrets(&l.credential.site, &l.credential.id) {
+                    Ok(Some(secrets)) => secrets,
+                    Ok(None) => Secrets::default(),
+                    Err(e) => {
+                        let _ = self.release(&l.id);
+                        return Err(e.into());
+                    }
+                };
+                Some(Lease {
+                    id: l.id,
+                    credential: l.credential,
+                    granted_at: l.granted_at,
+                    expires_at: l.expires_at,
+                    secrets,
+                })
+            }
+            None => None,
+        };
+        Ok(Acquired {
+            status: resp.status,
+            lease,
+            reason: resp.reason,
+            next_free_at: resp.next_free_at,
+            alternatives: resp.alternatives,
+            warnings: resp.warnings,
+        })
+    }
+
+    /// Reports how a use went; ends the lease.
+    pub fn report(&self, lease_id: &str, outcome: Outcome) -> Result<ReportEffect> {
+        self.record("export.report", (lease_id, outcome));
+        self.call(|p, s| p.credpool_policy_pool().call_report(s, lease_id, outcome))
+    }
+
+    /// Ends a lease without a result.
+    pub fn release(&self, lease_id: &str) -> Result<()> {
+        self.record("export.release", lease_id);
+        self.call(|p, s| p.credpool_policy_pool().call_release(s, lease_id))
+    }
+
+    /// One credential at an access level (secrets are never in a view; use
+    /// [`Pool::reveal`]).
+    pub fn view(&self, id: &str, level: AccessLevel) -> Result<CredentialView> {
+        self.call(|p, s| p.credpool_policy_pool().call_view(s, id, level))
+    }
+
+    /// A credential's secrets, for an explicit reveal by a person.
+    pub fn reveal(&self, id: &str) -> Result<(CredentialView, Secrets)> {
+        let view = self.view(id, AccessLevel::Secret)?;
+        let secrets = self.vault.get_secrets(&view.site, id)?.unwrap_or_default();
+        tracing::info!(target: "credpool::audit", "[AUDIT] secrets revealed credential={id}");
+        Ok((view, secrets))
+    }
+
+    /// Credentials matching a filter at an access level.
+    pub fn list(&self, filter: &ListFilter, level: AccessLevel) -> Result<Vec<CredentialView>> {
+        self.call(|p, s| p.credpool_policy_pool().call_list(s, filter, level))
+    }
+
+    /// Per-site state; one site or all.
+    pub fn stats(&self, site: Option<&str>) -> Result<Vec<SiteStats>> {
+        self.call(|p, s| p.credpool_policy_pool().call_stats(s, site))
+    }
+
+    /// Moves time-driven state along: call it every second or so (the
+    /// summary says when next it has work).
+    pub fn tick(&self) -> Result<TickSummary> {
+        self.call(|p, s| p.credpool_policy_pool().call_tick(s))
+    }
+
+    /// Writes counters and lease changes now.
+    pub fn flush(&self) -> Result<u32> {
+        let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.poisoned {
+            return Ok(0);
+        }
+        guard.last_flush = Instant::now();
+        Self::flush_instance(&mut guard)
+    }
+
+    /// Lifts a ban.
+    pub fn unban(&self, id: &str) -> Result<CredentialMeta> {
+        self.record("export.unban", id);
+        self.call(|p, s| p.credpool_policy_pool().call_unban(s, id))
+    }
+
+    /// The tenant this pool serves.
+    pub fn tenant(&self) -> &str {
+        self.vault.tenant()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!("could not write counters on close: {e}");
+        }
+    }
+}
+
+fn deadline_ticks(d: Duration) -> u64 {
+    (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+const KEY_CHECK: &[u8] = b"credpool key check v1";
+
+/// Refuses a key that is not the one the store was written with, so a wrong
+/// key fails with "wrong key" instead of every record failing to decrypt.
+fn check_key(backend: &Arc<dyn Backend>, keys: &KeyRing) -> Result<()> {
+    let key = format!("k/check/{}", keys.primary_id());
+    match backend.get(&key).map_err(|e| Error::Store(e.into()))? {
+        Some(sealed) => match keys.open(key.as_bytes(), &sealed) {
+            Ok(v) if v.as_slice() == KEY_CHECK => Ok(()),
+            _ => Err(Error::Key(crate::crypto::KeyError(
+                "wrong key: this data directory was encrypted with a different key".into(),
+            ))),
+        },
+        None => {
+            let others = backend
+                .scan("k/check/", None, 1)
+                .map_err(|e| Error::Store(e.into()))?;
+            let has_data = !backend
+                .scan("t/", None, 1)
+                .map_err(|e| Error::Store(e.into()))?
+                .is_empty();
+            if !others.is_empty() || has_data {
+                return Err(Error::Key(crate::crypto::KeyError(
+                    "wrong key: this data directory was encrypted with a different key".into(),
+                )));
+            }
+            let sealed = keys
+                .seal(key.as_bytes(), KEY_CHECK)
+                .map_err(|e| Error::Store(crate::vault::VaultError::Seal(e)))?;
+            backend
+                .apply(&[crate::backend::Write::Put(key, sealed)])
+                .map_err(|e| Error::Store(e.into()))
+        }
+    }
+}

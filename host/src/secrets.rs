@@ -1,0 +1,135 @@
+//! Secret material of a credential. It lives only in the host: encrypted at
+//! rest, joined to a lease when handed to the caller, never passed to the
+//! policy. `Debug` names the fields present, never a value; memory is
+//! zeroized on drop.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// The secret values of one credential.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct Secrets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Cookie name and value, in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cookies: Vec<(String, String)>,
+    /// Auth header name and value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp_seed: Option<String>,
+}
+
+impl Secrets {
+    /// Which secret fields are present, as the policy may know them.
+    pub fn fields(&self) -> Vec<crate::bindings::types::SecretField> {
+        use crate::bindings::types::SecretField as F;
+        let mut out = Vec::new();
+        let present = [
+            (self.password.is_some(), F::Password),
+            (self.access_token.is_some(), F::AccessToken),
+            (self.refresh_token.is_some(), F::RefreshToken),
+            (self.api_key.is_some(), F::ApiKey),
+            (self.secret_key.is_some(), F::SecretKey),
+            (!self.recovery_codes.is_empty(), F::RecoveryCodes),
+            (self.totp_seed.is_some(), F::TotpSeed),
+        ];
+        for (is, field) in present {
+            if is {
+                out.push(field);
+            }
+        }
+        out
+    }
+
+    pub fn cookie_names(&self) -> Vec<String> {
+        self.cookies.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    pub fn header_names(&self) -> Vec<String> {
+        self.headers.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Every secret value, for leak scanners in tests.
+    pub fn values(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for v in [
+            &self.password,
+            &self.access_token,
+            &self.refresh_token,
+            &self.api_key,
+            &self.secret_key,
+            &self.totp_seed,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            out.push(v);
+        }
+        out.extend(self.cookies.iter().map(|(_, v)| v.as_str()));
+        out.extend(self.headers.iter().map(|(_, v)| v.as_str()));
+        out.extend(self.recovery_codes.iter().map(String::as_str));
+        out
+    }
+
+    /// Checks names: cookie names by RFC 6265 token rules, header names by
+    /// RFC 9110 token rules. Values are not inspected beyond emptiness.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (name, value) in &self.cookies {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err((
+                    "cookie".into(),
+                    format!("cookie name {name:?} is not a valid token"),
+                ));
+            }
+            if value.bytes().any(|b| b.is_ascii_control() || b == b';') {
+                return Err((
+                    "cookie".into(),
+                    format!("the value of cookie {name:?} contains ';' or a control character"),
+                ));
+            }
+        }
+        for (name, value) in &self.headers {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err((
+                    "header".into(),
+                    format!("header name {name:?} is not a valid token"),
+                ));
+            }
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err((
+                    "header".into(),
+                    format!("the value of header {name:?} contains a line break"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secrets")
+            .field("fields", &self.fields())
+            .field("cookies", &self.cookie_names())
+            .field("headers", &self.header_names())
+            .field("values", &"[REDACTED]")
+            .finish()
+    }
+}

@@ -1,0 +1,82 @@
+//! What a tenant's store holds on the host side: the sandboxed WASI context
+//! (clocks, random, stdio only), limits, the tenant's vault, the lazy writes
+//! of the current call, and where events go.
+
+use crate::backend::Write;
+use crate::events::EventSink;
+use crate::vault::{Vault, VaultError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Every value that crossed the boundary, as text, when recording is on
+/// (tests use it to prove no secret reaches the policy).
+pub type Recorder = Arc<Mutex<Vec<String>>>;
+
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) vault: Arc<Vault>,
+    /// Lazy writes of the current call: backend key -> sealed value or delete.
+    pub(crate) lazy: BTreeMap<String, Option<Vec<u8>>>,
+    pub(crate) events: Arc<dyn EventSink>,
+    pub(crate) recorder: Option<Recorder>,
+}
+
+impl HostState {
+    pub fn new(
+        vault: Arc<Vault>,
+        events: Arc<dyn EventSink>,
+        wasi: WasiCtx,
+        memory_limit: usize,
+        recorder: Option<Recorder>,
+    ) -> Self {
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(4)
+                .build(),
+            vault,
+            lazy: BTreeMap::new(),
+            events,
+            recorder,
+        }
+    }
+
+    /// Notes a value crossing the boundary, when recording.
+    pub(crate) fn record(&self, what: &str, value: impl std::fmt::Debug) {
+        if let Some(r) = &self.recorder {
+            r.lock().unwrap().push(format!("{what} {value:?}"));
+        }
+    }
+
+    /// Commits the lazy writes made during a call in one batch.
+    pub(crate) fn commit_lazy(&mut self) -> Result<(), VaultError> {
+        if self.lazy.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<Write> = std::mem::take(&mut self.lazy)
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => Write::Put(k, v),
+                None => Write::Delete(k),
+            })
+            .collect();
+        self.vault.backend().apply(&writes)?;
+        Ok(())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

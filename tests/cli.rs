@@ -1,0 +1,288 @@
+//! The built `credpool` binary, run as a user would.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn credpool(dir: &Path, args: &[&str]) -> Output {
+    credpool_stdin(dir, args, "")
+}
+
+fn credpool_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_credpool"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(dir.join("credpool.toml"))
+        .args(args)
+        .env_remove("CREDENTIAL_ENCRYPTION_KEY")
+        .env_remove("CREDPOOL_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run credpool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn initialised() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&credpool(dir.path(), &["init"]));
+    dir
+}
+
+#[test]
+fn init_creates_a_private_key_and_refuses_to_run_twice() {
+    let dir = initialised();
+    let again = credpool(dir.path(), &["init"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("refusing to overwrite"),
+        "{}",
+        stderr(&again)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.path().join("data/credpool.key");
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = credpool(dir.path(), &["list"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("readable by group or others"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_session_round_trips_its_cookies_and_headers_exactly() {
+    let dir = initialised();
+    ok(&credpool(
+        dir.path(),
+        &[
+            "add",
+            "--site",
+            "jd.com",
+            "--type",
+            "session",
+            "--id",
+            "s1",
+            "--cookie",
+            "sid=abc=def==",
+            "--cookie",
+            "pt_key=v 2",
+            "--header",
+            "Authorization: Bearer tok.en",
+            "--header",
+            "X-Device:  d1",
+            "--expires-at",
+            "2030-01-01T00:00:00Z",
+            "--tag",
+            "mobile",
+        ],
+    ));
+    let acquired: Value =
+        serde_json::from_str(&ok(&credpool(dir.path(), &["acquire", "jd.com", "--json"]))).unwrap();
+    assert_eq!(acquired["status"], "success");
+    let lease = &acquired["lease"];
+    assert_eq!(lease["credential"]["id"], "s1");
+    assert_eq!(lease["credential"]["expires_at"], "2030-01-01T00:00:00Z");
+    assert_eq!(
+        lease["secrets"]["cookies"],
+        serde_json::json!([{"name": "sid", "value": "abc=def=="}, {"name": "pt_key", "value": "v 2"}])
+    );
+    assert_eq!(
+        lease["secrets"]["headers"],
+        serde_json::json!([{"name": "Authorization", "value": "Bearer tok.en"}, {"name": "X-Device", "value": "d1"}])
+    );
+    // The lease is exclusive across processes, until reported.
+    let busy = credpool(dir.path(), &["acquire", "jd.com"]);
+    assert_eq!(busy.status.code(), Some(3), "{}", stderr(&busy));
+    let lease_id = lease["id"].as_str().unwrap();
+    let report: Value = serde_json::from_str(&ok(&credpool(
+        dir.path(),
+        &["report", lease_id, "blocked", "--status", "403", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(report["status"], "suspended");
+    assert_eq!(report["health"], 90);
+    let busy = credpool(dir.path(), &["acquire", "jd.com"]);
+    assert_eq!(busy.status.code(), Some(3));
+    assert!(stderr(&busy).contains("all-cooling"), "{}", stderr(&busy));
+}
+
+#[test]
+fn list_shows_cookie_names_but_never_values() {
+    let dir = initialised();
+    ok(&credpool(
+        dir.path(),
+        &[
+            "add",
+            "--site",
+            "jd.com",
+            "--type",
+            "session",
+            "--id",
+            "s1",
+            "--cookie",
+            "sid=TOPSECRETVALUE",
+            "--username",
+            "alice_shopper",
+        ],
+    ));
+    let out = ok(&credpool(dir.path(), &["list", "--json"]));
+    assert!(!out.contains("TOPSECRETVALUE"), "{out}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        list[0]["cookies"],
+        serde_json::json!([{"name": "sid", "value": "***"}])
+    );
+    assert_eq!(list[0]["username"], "***pper");
+    let table = ok(&credpool(dir.path(), &["list"]));
+    assert!(
+        table.contains("sid=***") && !table.contains("TOPSECRETVALUE"),
+        "{table}"
+    );
+}
+
+#[test]
+fn acquire_on_a_site_with_no_credential_exits_3_and_says_so() {
+    let dir = initialised();
+    let out = credpool(dir.path(), &["acquire", "nowhere.com"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no credential available for nowhere.com") && err.contains("none-match"),
+        "{err}"
+    );
+}
+
+#[test]
+fn passwords_come_from_stdin_and_bad_usage_exits_2() {
+    let dir = initialised();
+    ok(&credpool_stdin(
+        dir.path(),
+        &[
+            "add",
+            "--site",
+            "jd.com",
+            "--type",
+            "account",
+            "--id",
+            "a1",
+            "--username",
+            "bob",
+            "--password-stdin",
+        ],
+        "hunter2-pass\n",
+    ));
+    let out = credpool(dir.path(), &["show", "a1", "--reveal", "--json"]);
+    let shown: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(shown["secrets"]["password"], "hunter2-pass");
+    let bad = credpool(
+        dir.path(),
+        &["add", "--site", "jd.com", "--type", "cookie-jar"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("unknown --type \"cookie-jar\""),
+        "{}",
+        stderr(&bad)
+    );
+    let bad = credpool(dir.path(), &["frobnicate"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = credpool(dir.path(), &["report", "l-1", "meh"]);
+    assert_eq!(bad.status.code(), Some(2));
+    // Nothing was stored by the refused commands.
+    let list: Value =
+        serde_json::from_str(&ok(&credpool(dir.path(), &["list", "--json"]))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn stats_and_release_work_across_invocations() {
+    let dir = initialised();
+    ok(&credpool(
+        dir.path(),
+        &[
+            "add", "--site", "jd.com", "--type", "session", "--id", "s1", "--cookie", "a=b",
+        ],
+    ));
+    let acquired: Value =
+        serde_json::from_str(&ok(&credpool(dir.path(), &["acquire", "jd.com", "--json"]))).unwrap();
+    let lease_id = acquired["lease"]["id"].as_str().unwrap().to_string();
+    let stats: Value =
+        serde_json::from_str(&ok(&credpool(dir.path(), &["stats", "--json"]))).unwrap();
+    assert_eq!(stats[0]["open_leases"], 1);
+    ok(&credpool(dir.path(), &["release", &lease_id]));
+    let again = credpool(dir.path(), &["release", &lease_id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("no open lease"),
+        "{}",
+        stderr(&again)
+    );
+    ok(&credpool(dir.path(), &["acquire", "jd.com"]));
+}
+
+#[test]
+fn a_bad_config_key_is_named_with_its_line() {
+    let dir = initialised();
+    std::fs::write(
+        dir.path().join("credpool.toml"),
+        "[pool]\ntenant = \"x\"\nbogus = 1\n",
+    )
+    .unwrap();
+    let out = credpool(dir.path(), &["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("line 3") && err.contains("bogus"), "{err}");
+    std::fs::write(
+        dir.path().join("credpool.toml"),
+        "[policy]\ncooldown_secs = 1\n",
+    )
+    .unwrap();
+    let err = stderr(&credpool(dir.path(), &["list"]));
+    assert!(err.contains("cooldown_secs"), "{err}");
+}
+
+#[test]
+fn the_demo_runs_with_no_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&credpool(dir.path(), &["demo", "--rounds", "300"]));
+    assert!(out.contains("leases granted"), "{out}");
+    assert!(out.contains("blocked (403) -> suspended"), "{out}");
+    assert!(out.contains("is active again"), "{out}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "the demo writes nothing to disk"
+    );
+}

@@ -1,0 +1,47 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use credpool::events::MemorySink;
+use credpool::{CredentialKind, ManualClock, NewCredential, Pool, PoolOptions};
+use std::sync::Arc;
+
+/// 2026-01-01T00:00:00Z, a fixed start for hand-moved clocks.
+pub const T0: i64 = 1_767_225_600_000;
+
+/// A pool in memory on a hand-moved clock, recording events.
+pub fn memory_pool() -> (Pool, ManualClock, Arc<MemorySink>) {
+    let clock = ManualClock::at(T0);
+    let events = Arc::new(MemorySink::default());
+    let mut options = PoolOptions::in_memory();
+    options.clock = Some(clock.clone());
+    options.events = events.clone();
+    (Pool::open(options).expect("open pool"), clock, events)
+}
+
+/// A session with the given cookies.
+pub fn session(site: &str, id: &str, cookies: &[(&str, &str)]) -> NewCredential {
+    let mut new = NewCredential::new(site, CredentialKind::Session).with_id(id);
+    for (n, v) in cookies {
+        new.secrets.cookies.push((n.to_string(), v.to_string()));
+    }
+    new
+}
+
+/// A random-looking canary value, distinct per call.
+pub fn canary(label: &str) -> String {
+    let mut bytes = [0u8; 12];
+    getrandom_fill(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("CANARY{label}{hex}")
+}
+
+fn getrandom_fill(buf: &mut [u8]) {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    for chunk in buf.chunks_mut(8) {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(chunk.len() as u64);
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
