@@ -2,7 +2,7 @@
 //! `cargo run` and `cargo test` stay one command each. The guest gets its own
 //! target directory: the outer cargo holds the lock on ours.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -13,7 +13,9 @@ fn main() {
     }
     println!("cargo:rerun-if-env-changed=CREDPOOL_SKIP_GUEST_BUILD");
 
-    let target_dir = guest_target_dir(root);
+    // Per checkout, not per CARGO_TARGET_DIR: two checkouts sharing a target
+    // directory must not overwrite each other's component.
+    let target_dir = root.join("target").join("guest");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -45,13 +47,4 @@ fn main() {
     let wasm = target_dir.join("wasm32-wasip2/release/credpool_guest.wasm");
     assert!(wasm.exists(), "guest build produced no {}", wasm.display());
     println!("cargo:rustc-env=CREDPOOL_POLICY_WASM={}", wasm.display());
-}
-
-/// `<workspace target>/guest`, shared by every profile and by clippy.
-fn guest_target_dir(root: &Path) -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"));
-    base.join("guest")
 }
