@@ -5,7 +5,7 @@
 use crate::config::PolicyConfig;
 use crate::model as m;
 use crate::pool::{Pool, View};
-use crate::ports::{Clock, Level, Log, Random, SplitMix, Store};
+use crate::ports::{Clock, Level, Log, Notify, Random, SplitMix, Store};
 use std::cell::RefCell;
 
 wit_bindgen::generate!({
@@ -13,7 +13,7 @@ wit_bindgen::generate!({
     world: "policy",
 });
 
-use credpool::policy::{log as wlog, store as wstore, types as t};
+use credpool::policy::{log as wlog, notify as wnotify, store as wstore, types as t};
 use exports::credpool::policy::pool as p;
 
 /// The ports over the component's imports.
@@ -91,6 +91,35 @@ impl Log for WasiHost {
     }
 }
 
+impl Notify for WasiHost {
+    fn raise(&mut self, alert: &m::Alert) {
+        wnotify::raise(&wnotify::Alert {
+            kind: to_alert_kind(alert.kind),
+            severity: match alert.severity {
+                m::Severity::Info => wnotify::Severity::Info,
+                m::Severity::Warning => wnotify::Severity::Warning,
+                m::Severity::Critical => wnotify::Severity::Critical,
+            },
+            site: alert.site.clone(),
+            credential_id: alert.credential_id.clone(),
+            message: alert.message.clone(),
+            raised_at: alert.raised_at,
+        });
+    }
+}
+
+fn to_alert_kind(k: m::AlertKind) -> wnotify::AlertKind {
+    match k {
+        m::AlertKind::SuccessRateDrop => wnotify::AlertKind::SuccessRateDrop,
+        m::AlertKind::BlockBurst => wnotify::AlertKind::BlockBurst,
+        m::AlertKind::LowHealth => wnotify::AlertKind::LowHealth,
+        m::AlertKind::Banned => wnotify::AlertKind::Banned,
+        m::AlertKind::PoolExhausted => wnotify::AlertKind::PoolExhausted,
+        m::AlertKind::RefreshFailed => wnotify::AlertKind::RefreshFailed,
+        m::AlertKind::TicketTimedOut => wnotify::AlertKind::TicketTimedOut,
+    }
+}
+
 fn lowest_enabled_level() -> Option<Level> {
     [
         Level::Trace,
@@ -153,7 +182,7 @@ impl p::Guest for Component {
 
     fn add(credential: t::NewCredential) -> Result<t::CredentialMeta, t::PoolError> {
         let new = from_new(credential);
-        with_pool(|pool| pool.add(new)).map(|c| to_meta(&c))
+        with_pool(|pool| pool.add(new)).map(into_meta)
     }
 
     fn remove(id: String) -> Result<(), t::PoolError> {
@@ -177,7 +206,7 @@ impl p::Guest for Component {
             },
             lease: resp.grant.map(|g| t::Lease {
                 id: g.lease.id,
-                credential: to_meta(&g.credential),
+                credential: into_meta(g.credential),
                 granted_at: g.lease.granted_at,
                 expires_at: g.lease.expires_at,
             }),
@@ -265,7 +294,16 @@ impl p::Guest for Component {
                         in_flight: s.refresh_in_flight,
                     },
                     open_tickets: s.open_tickets,
-                    anomalies: Vec::new(),
+                    anomalies: s
+                        .anomalies
+                        .into_iter()
+                        .map(|a| p::Anomaly {
+                            kind: to_alert_kind(a.kind),
+                            credential_id: a.credential_id,
+                            detected_at: a.detected_at,
+                            detail: a.detail,
+                        })
+                        .collect(),
                 }
             })
             .collect())
@@ -304,7 +342,7 @@ impl p::Guest for Component {
     }
 
     fn unban(id: String) -> Result<t::CredentialMeta, t::PoolError> {
-        with_pool(|pool| pool.unban(&id)).map(|c| to_meta(&c))
+        with_pool(|pool| pool.unban(&id)).map(into_meta)
     }
 }
 
@@ -368,10 +406,11 @@ fn from_new(n: t::NewCredential) -> m::NewCredential {
     }
 }
 
-fn to_meta(c: &m::Credential) -> t::CredentialMeta {
+/// Moves the policy's record into the contract's (no copy of its strings).
+fn into_meta(c: m::Credential) -> t::CredentialMeta {
     t::CredentialMeta {
-        id: c.id.clone(),
-        site: c.site.clone(),
+        id: c.id,
+        site: c.site,
         kind: to_kind(c.kind),
         status: to_status(c.status),
         created_at: c.created_at,
@@ -383,18 +422,18 @@ fn to_meta(c: &m::Credential) -> t::CredentialMeta {
         fail_count: c.fail_count,
         consecutive_failures: c.consecutive_failures,
         health: c.health,
-        tags: c.tags.clone(),
-        username: c.username.clone(),
-        phone: c.phone.clone(),
-        email: c.email.clone(),
-        cookie_names: c.cookie_names.clone(),
-        header_names: c.header_names.clone(),
-        secret_fields: c.secret_fields.iter().copied().map(to_field).collect(),
-        token_scope: c.token_scope.clone(),
-        source_account: c.source_account.clone(),
+        tags: c.tags,
+        username: c.username,
+        phone: c.phone,
+        email: c.email,
+        cookie_names: c.cookie_names,
+        header_names: c.header_names,
+        secret_fields: c.secret_fields.into_iter().map(to_field).collect(),
+        token_scope: c.token_scope,
+        source_account: c.source_account,
         max_concurrent: c.max_concurrent,
         rate_per_minute: c.rate_per_minute,
-        labels: c.labels.clone(),
+        labels: c.labels,
     }
 }
 

@@ -5,21 +5,36 @@
 //! # Layout
 //! - [`model`]: the policy's own types, mirroring the WIT contract.
 //! - [`ports`]: what the policy needs from the world (store, clock,
-//!   randomness, log) as small traits, with an in-memory fake for tests.
+//!   randomness, log, notify) as small traits, with an in-memory fake for tests.
 //! - [`config`]: the policy's tunables, parsed from the JSON the host passes.
 //! - [`pool`]: the records, their per-site indexes, and every operation.
-//! - [`mask`]: masking of personal data in views.
+//! - [`machine`]: the card's state machine, one pure transition function.
+//! - [`cooldown`]: exponential backoff with jitter, capped, never shorter.
+//! - [`ratelimit`]: per-credential token bucket as one timestamp (GCRA).
+//! - [`fenwick`]: the weighted tree behind O(log n) selection.
+//! - [`anomaly`]: success-rate falls, block bursts and low health, raised
+//!   once and cleared once.
+//! - [`mask`]: masking of personal data in views and logs.
 //! - `bindings` (wasm32 only): the one module that touches generated types;
 //!   it adapts the WIT imports to the ports and the exports to the pool.
 
+pub mod anomaly;
 pub mod config;
+pub mod cooldown;
+pub mod fenwick;
+pub mod machine;
 pub mod mask;
 pub mod model;
 pub mod pool;
 pub mod ports;
+pub mod ratelimit;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod pool_tests;
+#[cfg(test)]
+mod prop_tests;

@@ -114,6 +114,16 @@ pub struct Credential {
     pub rate_per_minute: Option<u32>,
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    /// Blocks in a row since the last success (drives backoff and bans).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub block_streak: u32,
+    /// Rate limits in a row since the last success (drives backoff).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rate_limit_streak: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a caller gives to add a credential.
@@ -332,6 +342,7 @@ pub struct SiteStats {
     pub refresh_failed: u64,
     pub refresh_in_flight: u32,
     pub open_tickets: u32,
+    pub anomalies: Vec<Anomaly>,
 }
 
 /// What a tick did.
@@ -342,4 +353,44 @@ pub struct TickSummary {
     pub refreshes_started: u32,
     pub tickets_timed_out: u32,
     pub next_due_at: Option<Millis>,
+}
+
+/// What an alert is about, as the WIT `notify.alert-kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    SuccessRateDrop,
+    BlockBurst,
+    LowHealth,
+    Banned,
+    PoolExhausted,
+    RefreshFailed,
+    TicketTimedOut,
+}
+
+/// How urgent an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// One alert for the host's notifiers (masked data only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub severity: Severity,
+    pub site: String,
+    pub credential_id: Option<String>,
+    pub message: String,
+    pub raised_at: Millis,
+}
+
+/// An anomaly flagged and not yet cleared, as shown in stats.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Anomaly {
+    pub kind: AlertKind,
+    pub credential_id: Option<String>,
+    pub detected_at: Millis,
+    pub detail: String,
 }

@@ -2,30 +2,126 @@
 //! store. Status changes are written durably at once; counters, health and
 //! leases are marked dirty and written by `flush`, so the hot path does no
 //! I/O.
+//!
+//! No operation on the hot path scans a site. Each site keeps:
+//! - a Fenwick tree of its members' selection weights (0 = not ready), so a
+//!   weighted, random or round-robin pick is O(log n);
+//! - for least-recently-used sites, an ordered set of ready members;
+//! - counts of its members by status and by availability, so a refusal says
+//!   why from counters;
+//! - a min-heap of the times members become ready again (rest over, next
+//!   rate token, expiry) and a min-heap of lease ends, processed lazily.
 
-use crate::config::PolicyConfig;
+use crate::anomaly::{self, BlockBurst, Change, SuccessRate};
+use crate::config::{PolicyConfig, Strategy};
+use crate::cooldown::rest_until;
+use crate::fenwick::Fenwick;
+use crate::machine::{self, Event};
 use crate::mask::mask;
 use crate::model::*;
 use crate::ports::{Host, Level};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::ratelimit::Rate;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 const CRED_PREFIX: &str = "cred/";
 const LEASE_PREFIX: &str = "lease/";
 const SCAN_PAGE: u32 = 1000;
+/// "No time" in the compact record (instead of a 16-byte `Option`).
+const NEVER: Millis = i64::MIN;
+/// Health above the low-health threshold that clears the flag.
+const LOW_HEALTH_MARGIN: u8 = 10;
+/// Random draws tried before a filtered pick falls back to a walk.
+const FILTERED_DRAWS: usize = 16;
 
-/// A credential and what the pool tracks about it beyond its record.
-#[derive(Clone, Debug)]
-struct Entry {
-    cred: Credential,
-    open_leases: u32,
+/// Why a member is or is not ready to hand out; one per member, counted
+/// per site so a refusal can say why without a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Avail {
+    Ready = 0,
+    Leased,
+    RateLimited,
+    Cooling,
+    Suspended,
+    Refreshing,
+    Banned,
+}
+const AVAIL_COUNT: usize = 7;
+
+/// The fields a report changes, copied out so a durable write can be made
+/// before anything in memory changes (nothing acknowledged is lost, nothing
+/// unacknowledged is applied).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Mutable {
+    status: Status,
+    health: u8,
+    block_streak: u8,
+    rate_limit_streak: u8,
+    consecutive_failures: u32,
+    cooldown_until: Millis,
+    success_count: u64,
+    fail_count: u64,
 }
 
-/// One site's members in insertion order, for round-robin.
-#[derive(Clone, Debug, Default)]
-struct SiteIndex {
-    members: Vec<String>,
-    cursor: usize,
-    counters: SiteCounters,
+/// Personal data and names: rarely read, so kept out of line (one pointer
+/// in the record, none when empty).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Extra {
+    username: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    cookie_names: Vec<String>,
+    header_names: Vec<String>,
+    secret_fields: Vec<SecretField>,
+    token_scope: Vec<String>,
+    source_account: Option<String>,
+    labels: Vec<(String, String)>,
+}
+
+/// A credential as the pool keeps it: compact, fixed-size fields inline.
+#[derive(Debug)]
+struct Record {
+    id: Box<str>,
+    tags: Box<[String]>,
+    extra: Option<Box<Extra>>,
+    m: Mutable,
+    created_at: Millis,
+    last_used_at: Millis,
+    expires_at: Millis,
+    use_count: u64,
+    /// The rate limiter's state (GCRA theoretical arrival time).
+    next_use_at: Millis,
+    /// The pending wake-up in the site's heap, or NEVER.
+    wake_at: Millis,
+    success: SuccessRate,
+    site: u32,
+    /// Position in the site's members and Fenwick tree.
+    pos: u32,
+    open_leases: u32,
+    /// 0 = the default for the kind.
+    max_concurrent: u32,
+    /// 0 = the configured default.
+    rate_per_minute: u32,
+    kind: Kind,
+    avail: Avail,
+    /// Its weight in the site's Fenwick tree now.
+    weight: u8,
+    dirty: bool,
+    low_health_flagged: bool,
+}
+
+impl Record {
+    fn purpose_labels(&self) -> impl Iterator<Item = &str> {
+        self.extra
+            .iter()
+            .flat_map(|x| x.labels.iter())
+            .filter(|(k, _)| k == "purpose")
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn username(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|x| x.username.as_deref())
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -36,67 +132,247 @@ struct SiteCounters {
     failures: BTreeMap<FailureClass, u64>,
 }
 
+/// One site's members and indexes.
+#[derive(Debug)]
+struct Site {
+    name: String,
+    strategy: Strategy,
+    members: Vec<u32>,
+    weights: Fenwick,
+    cursor: usize,
+    /// Ready members by last use (least-recently-used sites only).
+    lru: BTreeSet<(Millis, u32)>,
+    /// Purpose -> the member it sticks to (sticky sites only).
+    sticky: HashMap<String, u32>,
+    /// Members that serve only some purposes (a `purpose` label).
+    purpose_bound: u32,
+    ready: u32,
+    by_status: [u32; 7],
+    by_avail: [u32; AVAIL_COUNT],
+    wakes: BinaryHeap<Reverse<(Millis, u32)>>,
+    lease_ends: BinaryHeap<Reverse<(Millis, u64)>>,
+    open_leases: u32,
+    counters: SiteCounters,
+    success: SuccessRate,
+    blocks: BlockBurst,
+    anomalies: Vec<Anomaly>,
+    exhausted: bool,
+}
+
+impl Site {
+    fn new(name: &str, strategy: Strategy) -> Self {
+        Site {
+            name: name.to_string(),
+            strategy,
+            members: Vec::new(),
+            weights: Fenwick::default(),
+            cursor: 0,
+            lru: BTreeSet::new(),
+            sticky: HashMap::new(),
+            purpose_bound: 0,
+            ready: 0,
+            by_status: [0; 7],
+            by_avail: [0; AVAIL_COUNT],
+            wakes: BinaryHeap::new(),
+            lease_ends: BinaryHeap::new(),
+            open_leases: 0,
+            counters: SiteCounters::default(),
+            success: SuccessRate::default(),
+            blocks: BlockBurst::default(),
+            anomalies: Vec::new(),
+            exhausted: false,
+        }
+    }
+
+    fn flag(&mut self, kind: AlertKind, credential: Option<&str>, now: Millis, detail: String) {
+        self.anomalies.push(Anomaly {
+            kind,
+            credential_id: credential.map(str::to_string),
+            detected_at: now,
+            detail,
+        });
+    }
+
+    fn unflag(&mut self, kind: AlertKind, credential: Option<&str>) {
+        self.anomalies
+            .retain(|a| !(a.kind == kind && a.credential_id.as_deref() == credential));
+    }
+}
+
+/// An open lease. Its id is `l<seq>.<nonce>`: the sequence number finds it,
+/// the random nonce makes ids unguessable and never reused across restarts.
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    slot: u32,
+    nonce: u64,
+    granted_at: Millis,
+    expires_at: Millis,
+    /// Whether its record was written (so its end must delete it).
+    persisted: bool,
+}
+
+/// Formats by hand: `format!` was a visible share of an acquire.
+fn lease_id(seq: u64, nonce: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(34);
+    out.push('l');
+    let digits = (16 - seq.leading_zeros() as usize / 4).max(1);
+    for i in (0..digits).rev() {
+        out.push(HEX[((seq >> (i * 4)) & 0xf) as usize] as char);
+    }
+    out.push('.');
+    for i in (0..16).rev() {
+        out.push(HEX[((nonce >> (i * 4)) & 0xf) as usize] as char);
+    }
+    out
+}
+
+fn parse_hex(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |acc, b| {
+        let d = (b as char).to_digit(16)?;
+        Some(acc << 4 | u64::from(d))
+    })
+}
+
+fn parse_lease_id(id: &str) -> Option<(u64, u64)> {
+    let (seq, nonce) = id.strip_prefix('l')?.split_once('.')?;
+    Some((parse_hex(seq)?, parse_hex(nonce)?))
+}
+
+/// A fast non-cryptographic hasher (the Fx multiply-rotate) for the pool's
+/// maps: keys are our own ids and sequence numbers, not attacker-chosen
+/// bulk input, and SipHash was a visible share of every call.
+#[derive(Clone, Copy, Default)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// The policy's state for one tenant.
 pub struct Pool<H: Host> {
     pub host: H,
     config: PolicyConfig,
-    entries: HashMap<String, Entry>,
-    sites: BTreeMap<String, SiteIndex>,
-    leases: HashMap<String, LeaseRecord>,
-    dirty_creds: HashSet<String>,
-    dirty_leases: HashSet<String>,
+    records: Vec<Option<Record>>,
+    by_id: FastMap<Box<str>, u32>,
+    sites: Vec<Site>,
+    site_by_name: FastMap<String, u32>,
+    leases: FastMap<u64, Lease>,
+    next_lease: u64,
+    dirty: Vec<u32>,
+    /// Leases granted since the last flush (written then if still open).
+    new_leases: Vec<u64>,
+    /// Written leases that ended since the last flush (deleted then).
+    ended_leases: Vec<String>,
+    /// Members whose rest is over but whose status still says resting.
+    rest_over: Vec<u32>,
 }
 
 impl<H: Host> Pool<H> {
     /// Loads every record of the tenant from the store.
     pub fn load(mut host: H, config: PolicyConfig) -> Result<Self, PoolError> {
-        let mut entries = HashMap::new();
-        let mut sites: BTreeMap<String, SiteIndex> = BTreeMap::new();
-        for (key, bytes) in scan_all(&mut host, CRED_PREFIX)? {
+        let creds = scan_all(&mut host, CRED_PREFIX)?;
+        let lease_rows = scan_all(&mut host, LEASE_PREFIX)?;
+        let now = host.now();
+        let mut pool = Pool {
+            host,
+            config,
+            records: Vec::with_capacity(creds.len()),
+            by_id: FastMap::with_capacity_and_hasher(creds.len(), Default::default()),
+            sites: Vec::new(),
+            site_by_name: FastMap::default(),
+            leases: FastMap::default(),
+            next_lease: 1,
+            dirty: Vec::new(),
+            new_leases: Vec::new(),
+            ended_leases: Vec::new(),
+            rest_over: Vec::new(),
+        };
+        for (key, bytes) in creds {
             let cred: Credential = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
-            sites
-                .entry(cred.site.clone())
-                .or_default()
-                .members
-                .push(cred.id.clone());
-            entries.insert(
-                cred.id.clone(),
-                Entry {
-                    cred,
-                    open_leases: 0,
-                },
-            );
+            pool.insert(cred, now);
         }
-        let now = host.now();
-        let mut leases = HashMap::new();
-        for (key, bytes) in scan_all(&mut host, LEASE_PREFIX)? {
+        for (key, bytes) in lease_rows {
             let lease: LeaseRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
-            match entries.get_mut(&lease.credential_id) {
-                Some(entry) if lease.expires_at > now => {
-                    entry.open_leases += 1;
-                    leases.insert(lease.id.clone(), lease);
+            let slot = pool.by_id.get(lease.credential_id.as_str()).copied();
+            match (slot, parse_lease_id(&lease.id)) {
+                (Some(slot), Some((seq, nonce))) if lease.expires_at > now => {
+                    pool.next_lease = pool.next_lease.max(seq + 1);
+                    pool.open_lease(slot, seq, nonce, lease.granted_at, lease.expires_at);
+                    pool.leases.get_mut(&seq).expect("just opened").persisted = true;
+                    pool.refresh(slot, now);
                 }
-                // A lapsed lease or one whose credential is gone: drop it.
+                // Lapsed, orphaned, or from an older id format: drop it.
                 _ => {
-                    host.delete(&key)?;
+                    pool.host.delete(&key)?;
                 }
             }
         }
-        Ok(Pool {
-            host,
-            config,
-            entries,
-            sites,
-            leases,
-            dirty_creds: HashSet::new(),
-            dirty_leases: HashSet::new(),
-        })
+        Ok(pool)
     }
 
+    /// Sets the configuration; rebuilds the indexes of sites whose strategy
+    /// changed (O(n), at configure time only).
     pub fn set_config(&mut self, config: PolicyConfig) {
         self.config = config;
+        let now = self.host.now();
+        for si in 0..self.sites.len() {
+            let strategy = self.config.strategy_for(&self.sites[si].name);
+            if strategy == self.sites[si].strategy {
+                continue;
+            }
+            let site = &mut self.sites[si];
+            site.strategy = strategy;
+            site.lru.clear();
+            site.sticky.clear();
+            for &slot in &site.members {
+                let rec = self.records[slot as usize].as_mut().expect("member");
+                let w = if rec.avail == Avail::Ready {
+                    strategy_weight(strategy, rec.m.health)
+                } else {
+                    0
+                };
+                site.weights
+                    .add(rec.pos as usize, i64::from(w) - i64::from(rec.weight));
+                rec.weight = w;
+                if strategy == Strategy::LeastRecentlyUsed && rec.avail == Avail::Ready {
+                    site.lru.insert((rec.last_used_at, slot));
+                }
+            }
+        }
+        for slot in 0..self.records.len() as u32 {
+            if self.records[slot as usize].is_some() {
+                self.refresh(slot, now);
+            }
+        }
     }
 
     pub fn config(&self) -> &PolicyConfig {
@@ -113,7 +389,7 @@ impl<H: Host> Pool<H> {
             Some(id) => validate_name("id", &id)?,
             None => self.fresh_id(kind),
         };
-        if self.entries.contains_key(&id) {
+        if self.by_id.contains_key(id.as_str()) {
             return Err(PoolError::AlreadyExists(id));
         }
         for tag in &new.tags {
@@ -125,12 +401,13 @@ impl<H: Host> Pool<H> {
         if new.rate_per_minute == Some(0) {
             return Err(PoolError::invalid("rate_per_minute", "must be at least 1"));
         }
+        let now = self.host.now();
         let cred = Credential {
             id: id.clone(),
             site: site.clone(),
             kind,
             status: Status::Init,
-            created_at: self.host.now(),
+            created_at: now,
             last_used_at: None,
             expires_at: new.expires_at,
             cooldown_until: None,
@@ -138,7 +415,7 @@ impl<H: Host> Pool<H> {
             success_count: 0,
             fail_count: 0,
             consecutive_failures: 0,
-            health: 100,
+            health: self.config.initial_health,
             tags: new.tags,
             username: new.username,
             phone: new.phone,
@@ -151,16 +428,11 @@ impl<H: Host> Pool<H> {
             max_concurrent: new.max_concurrent,
             rate_per_minute: new.rate_per_minute,
             labels: new.labels,
+            block_streak: 0,
+            rate_limit_streak: 0,
         };
-        self.write_cred(&cred, true)?;
-        self.sites.entry(site).or_default().members.push(id.clone());
-        self.entries.insert(
-            id,
-            Entry {
-                cred: cred.clone(),
-                open_leases: 0,
-            },
-        );
+        write_cred(&mut self.host, &cred, true)?;
+        self.insert(cred.clone(), now);
         self.log(
             Level::Info,
             "cred.added",
@@ -169,36 +441,202 @@ impl<H: Host> Pool<H> {
         Ok(cred)
     }
 
-    /// Removes a credential and its leases.
-    pub fn remove(&mut self, id: &str) -> Result<(), PoolError> {
-        let Some(entry) = self.entries.get(id) else {
-            return Err(PoolError::CredentialNotFound(id.to_string()));
+    /// Puts a record into memory and its site's indexes (no I/O).
+    fn insert(&mut self, c: Credential, now: Millis) -> u32 {
+        let si = match self.site_by_name.get(&c.site) {
+            Some(&si) => si,
+            None => {
+                let si = self.sites.len() as u32;
+                let strategy = self.config.strategy_for(&c.site);
+                self.sites.push(Site::new(&c.site, strategy));
+                self.site_by_name.insert(c.site.clone(), si);
+                si
+            }
         };
-        let site = entry.cred.site.clone();
-        self.host.delete(&cred_key(id))?;
-        let lease_ids: Vec<String> = self
-            .leases
-            .values()
-            .filter(|l| l.credential_id == id)
-            .map(|l| l.id.clone())
-            .collect();
-        for lease_id in lease_ids {
-            self.leases.remove(&lease_id);
-            self.dirty_leases.insert(lease_id);
+        let slot = self.records.len() as u32;
+        let extra = Extra {
+            username: c.username,
+            phone: c.phone,
+            email: c.email,
+            cookie_names: c.cookie_names,
+            header_names: c.header_names,
+            secret_fields: c.secret_fields,
+            token_scope: c.token_scope,
+            source_account: c.source_account,
+            labels: c.labels,
+        };
+        let site = &mut self.sites[si as usize];
+        let rec = Record {
+            id: c.id.into_boxed_str(),
+            tags: c.tags.into_boxed_slice(),
+            extra: (extra != Extra::default()).then(|| Box::new(extra)),
+            m: Mutable {
+                status: c.status,
+                health: c.health,
+                block_streak: c.block_streak.min(255) as u8,
+                rate_limit_streak: c.rate_limit_streak.min(255) as u8,
+                consecutive_failures: c.consecutive_failures,
+                cooldown_until: c.cooldown_until.unwrap_or(NEVER),
+                success_count: c.success_count,
+                fail_count: c.fail_count,
+            },
+            created_at: c.created_at,
+            last_used_at: c.last_used_at.unwrap_or(NEVER),
+            expires_at: c.expires_at.unwrap_or(NEVER),
+            use_count: c.use_count,
+            next_use_at: 0,
+            wake_at: NEVER,
+            success: SuccessRate::default(),
+            site: si,
+            pos: site.members.len() as u32,
+            open_leases: 0,
+            max_concurrent: c.max_concurrent.unwrap_or(0),
+            rate_per_minute: c.rate_per_minute.unwrap_or(0),
+            kind: c.kind,
+            // Counted as banned until `refresh` places it.
+            avail: Avail::Banned,
+            weight: 0,
+            dirty: false,
+            low_health_flagged: false,
+        };
+        if rec.purpose_labels().next().is_some() {
+            site.purpose_bound += 1;
         }
-        self.entries.remove(id);
-        self.dirty_creds.remove(id);
-        if let Some(index) = self.sites.get_mut(&site) {
-            index.members.retain(|m| m != id);
-            if index.members.is_empty() {
-                self.sites.remove(&site);
+        site.members.push(slot);
+        site.weights.push(0);
+        site.by_status[status_slot(rec.m.status)] += 1;
+        site.by_avail[Avail::Banned as usize] += 1;
+        self.by_id.insert(rec.id.clone(), slot);
+        self.records.push(Some(rec));
+        self.refresh(slot, now);
+        slot
+    }
+
+    fn rec(&self, slot: u32) -> &Record {
+        self.records[slot as usize].as_ref().expect("live slot")
+    }
+
+    fn rec_mut(&mut self, slot: u32) -> &mut Record {
+        self.records[slot as usize].as_mut().expect("live slot")
+    }
+
+    fn slot_of(&self, id: &str) -> Result<u32, PoolError> {
+        self.by_id
+            .get(id)
+            .copied()
+            .ok_or_else(|| PoolError::CredentialNotFound(id.to_string()))
+    }
+
+    /// Recomputes whether a member is ready and updates its site's indexes;
+    /// schedules a wake-up when it will change by itself. O(log n).
+    fn refresh(&mut self, slot: u32, now: Millis) {
+        let rec = self.records[slot as usize].as_mut().expect("live slot");
+        let site = &mut self.sites[rec.site as usize];
+        let (avail, wake) = availability(rec, now, &self.config);
+        if avail != rec.avail {
+            site.by_avail[rec.avail as usize] -= 1;
+            site.by_avail[avail as usize] += 1;
+            let lru = site.strategy == Strategy::LeastRecentlyUsed;
+            if rec.avail == Avail::Ready {
+                site.ready -= 1;
+                if lru {
+                    site.lru.remove(&(rec.last_used_at, slot));
+                }
+            }
+            if avail == Avail::Ready {
+                site.ready += 1;
+                if lru {
+                    site.lru.insert((rec.last_used_at, slot));
+                }
+            }
+            let was_resting = matches!(rec.avail, Avail::Cooling | Avail::Suspended);
+            rec.avail = avail;
+            if was_resting && matches!(rec.m.status, Status::Cooling | Status::Suspended) {
+                self.rest_over.push(slot);
             }
         }
+        let weight = if avail == Avail::Ready {
+            strategy_weight(site.strategy, rec.m.health)
+        } else {
+            0
+        };
+        if weight != rec.weight {
+            site.weights
+                .add(rec.pos as usize, i64::from(weight) - i64::from(rec.weight));
+            rec.weight = weight;
+        }
+        if let Some(t) = wake
+            && (rec.wake_at == NEVER || t < rec.wake_at)
+        {
+            rec.wake_at = t;
+            site.wakes.push(Reverse((t, slot)));
+        }
+    }
+
+    /// Processes the site's wake-ups that are due. Amortised O(log n) each.
+    fn advance(&mut self, si: u32, now: Millis) {
+        while let Some(&Reverse((t, slot))) = self.sites[si as usize].wakes.peek() {
+            if t > now {
+                break;
+            }
+            self.sites[si as usize].wakes.pop();
+            // A removed member or a superseded wake-up is skipped.
+            let current = matches!(&self.records[slot as usize], Some(r) if r.wake_at == t);
+            if current {
+                self.rec_mut(slot).wake_at = NEVER;
+                self.refresh(slot, now);
+            }
+        }
+    }
+
+    /// Removes a credential and its leases.
+    pub fn remove(&mut self, id: &str) -> Result<(), PoolError> {
+        let slot = self.slot_of(id)?;
+        self.host.delete(&cred_key(id))?;
+        let now = self.host.now();
+        let seqs: Vec<u64> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.slot == slot)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in seqs {
+            self.end_lease(seq, now);
+        }
+        let rec = self.records[slot as usize].take().expect("live slot");
+        self.by_id.remove(id);
+        let site = &mut self.sites[rec.site as usize];
+        site.by_status[status_slot(rec.m.status)] -= 1;
+        site.by_avail[rec.avail as usize] -= 1;
+        if rec.avail == Avail::Ready {
+            site.ready -= 1;
+            site.lru.remove(&(rec.last_used_at, slot));
+        }
+        if rec.purpose_labels().next().is_some() {
+            site.purpose_bound -= 1;
+        }
+        site.sticky.retain(|_, s| *s != slot);
+        site.unflag(AlertKind::LowHealth, Some(id));
+        site.unflag(AlertKind::SuccessRateDrop, Some(id));
+        // Swap the last member into the hole, in members and weights.
+        let pos = rec.pos as usize;
+        let last = site.members.len() - 1;
+        site.weights.add(pos, -i64::from(rec.weight));
+        if pos != last {
+            let moved = site.members[last];
+            let moved_rec = self.records[moved as usize].as_mut().expect("member");
+            site.weights.add(last, -i64::from(moved_rec.weight));
+            site.weights.add(pos, i64::from(moved_rec.weight));
+            moved_rec.pos = pos as u32;
+            site.members[pos] = moved;
+        }
+        site.members.pop();
+        site.weights.pop();
         self.log(Level::Info, "cred.removed", &[("id", id.to_string())]);
         Ok(())
     }
 
-    /// Hands out a credential of the site, round-robin over usable ones.
+    /// Hands out a credential of the site by its strategy, or says why not.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<AcquireResponse, PoolError> {
         let now = self.host.now();
         if self.host.enabled(Level::Debug) {
@@ -206,237 +644,639 @@ impl<H: Host> Pool<H> {
             self.log(
                 Level::Debug,
                 "cred.request",
-                &[("site", req.site.clone()), ("kind", kind)],
+                &[
+                    ("site", req.site.clone()),
+                    ("kind", kind),
+                    ("purpose", req.purpose.clone().unwrap_or_default()),
+                ],
             );
+        }
+        let Some(&si) = self.site_by_name.get(&req.site) else {
+            return Ok(self.refuse(None, req, now));
+        };
+        self.advance(si, now);
+        if self.host.enabled(Level::Debug) {
+            let site = &self.sites[si as usize];
+            let fields = [
+                ("site", req.site.clone()),
+                ("available", site.ready.to_string()),
+                ("total", site.members.len().to_string()),
+            ];
+            self.log(Level::Debug, "cred.available", &fields);
+        }
+        let Some(slot) = self.pick(si, req) else {
+            return Ok(self.refuse(Some(si), req, now));
+        };
+        // A member whose rest just ended goes back to active as it is used.
+        if matches!(self.rec(slot).m.status, Status::Cooling | Status::Suspended) {
+            self.apply_command(slot, Event::CooldownEnded, now)?;
         }
         let ttl_ms = req
             .lease_ttl_ms
             .unwrap_or(self.config.lease_ttl_seconds * 1000)
             .max(1) as i64;
-        let Some(index) = self.sites.get_mut(&req.site) else {
-            return Ok(self.refuse(req, UnavailableReason::NoneMatch, None));
-        };
-        let n = index.members.len();
-        let mut chosen = None;
-        for step in 0..n {
-            let i = (index.cursor + step) % n;
-            let entry = &self.entries[&index.members[i]];
-            if matches_request(&entry.cred, req) && is_usable(entry, now) {
-                chosen = Some(i);
-                index.cursor = (i + 1) % n;
-                break;
-            }
+        let rate = rate_of(self.rec(slot), &self.config);
+        let lru = self.sites[si as usize].strategy == Strategy::LeastRecentlyUsed;
+        let rec = self.records[slot as usize].as_mut().expect("picked");
+        if lru {
+            // Re-keyed below by `refresh` with the new last use.
+            self.sites[si as usize]
+                .lru
+                .remove(&(rec.last_used_at, slot));
         }
-        let Some(i) = chosen else {
-            let reason = self.why_unavailable(req, now);
-            return Ok(self.refuse(req, reason.0, reason.1));
-        };
-        let index = self.sites.get_mut(&req.site).expect("site exists");
-        index.counters.granted += 1;
-        let id = index.members[i].clone();
+        rec.use_count += 1;
+        rec.last_used_at = now;
+        if let Some(rate) = rate {
+            rec.next_use_at = rate.take(rec.next_use_at, now);
+        }
+        if !rec.dirty {
+            rec.dirty = true;
+            self.dirty.push(slot);
+        }
+        let (seq, nonce) = (self.next_lease, self.host.next_u64());
+        self.next_lease += 1;
+        self.open_lease(slot, seq, nonce, now, now + ttl_ms);
+        self.new_leases.push(seq);
+        let was_ready = self.rec(slot).avail == Avail::Ready;
+        self.refresh(slot, now);
+        let rec = self.records[slot as usize].as_ref().expect("picked");
+        let site = &mut self.sites[si as usize];
+        if lru && was_ready && rec.avail == Avail::Ready {
+            site.lru.insert((rec.last_used_at, slot));
+        }
+        site.counters.granted += 1;
+        if site.exhausted {
+            site.exhausted = false;
+            site.unflag(AlertKind::PoolExhausted, None);
+        }
+        let mut warnings = Vec::new();
+        if site.ready <= 1 && site.members.len() > 1 {
+            warnings.push(format!(
+                "{} of {} credentials of {} ready after this one",
+                site.ready,
+                site.members.len(),
+                site.name
+            ));
+        }
+        if self.host.enabled(Level::Debug) {
+            let rec = self.rec(slot);
+            let fields = [
+                ("id", rec.id.to_string()),
+                ("health", rec.m.health.to_string()),
+                ("user", rec.username().map(mask).unwrap_or_default()),
+            ];
+            self.log(Level::Debug, "cred.chosen", &fields);
+        }
+        let rec = self.rec(slot);
         let lease = LeaseRecord {
-            id: self.fresh_lease_id(),
-            credential_id: id.clone(),
+            id: lease_id(seq, nonce),
+            credential_id: rec.id.to_string(),
             granted_at: now,
             expires_at: now + ttl_ms,
         };
-        let entry = self.entries.get_mut(&id).expect("member exists");
-        entry.open_leases += 1;
-        entry.cred.use_count += 1;
-        entry.cred.last_used_at = Some(now);
-        let credential = entry.cred.clone();
-        self.dirty_creds.insert(id.clone());
-        self.dirty_leases.insert(lease.id.clone());
-        self.leases.insert(lease.id.clone(), lease.clone());
-        if self.host.enabled(Level::Debug) {
-            self.log(
-                Level::Debug,
-                "cred.chosen",
-                &[("id", id), ("health", credential.health.to_string())],
-            );
-        }
         Ok(AcquireResponse {
             status: AcquireStatus::Success,
-            grant: Some(Grant { lease, credential }),
+            grant: Some(Grant {
+                lease,
+                credential: self.snapshot(slot, &rec.m),
+            }),
             reason: None,
             next_free_at: None,
             alternatives: Vec::new(),
-            warnings: Vec::new(),
+            warnings,
         })
+    }
+
+    /// The strategy's pick among ready members that match the request.
+    fn pick(&mut self, si: u32, req: &AcquireRequest) -> Option<u32> {
+        let site = &self.sites[si as usize];
+        if site.ready == 0 {
+            return None;
+        }
+        let filtered = req.kind.is_some() || !req.tags.is_empty() || site.purpose_bound > 0;
+        let strategy = site.strategy;
+        if strategy == Strategy::Sticky
+            && let Some(purpose) = &req.purpose
+            && let Some(&slot) = site.sticky.get(purpose)
+        {
+            let rec = self.rec(slot);
+            if rec.avail == Avail::Ready && matches(rec, req) {
+                return Some(slot);
+            }
+        }
+        let picked = match strategy {
+            Strategy::RoundRobin => self.pick_round_robin(si, req, filtered),
+            Strategy::LeastRecentlyUsed => {
+                let site = &self.sites[si as usize];
+                site.lru
+                    .iter()
+                    .map(|&(_, slot)| slot)
+                    .find(|&slot| !filtered || matches(self.rec(slot), req))
+            }
+            Strategy::Random | Strategy::HealthWeighted | Strategy::Sticky => {
+                self.pick_weighted(si, req, filtered)
+            }
+        }?;
+        if strategy == Strategy::Sticky
+            && let Some(purpose) = &req.purpose
+        {
+            // Keep the binding while the bound member is only busy for a
+            // moment (leased, rate-limited); move it once that one rests.
+            let site = &self.sites[si as usize];
+            let keep = site
+                .sticky
+                .get(purpose)
+                .is_some_and(|&s| matches!(self.rec(s).avail, Avail::Leased | Avail::RateLimited));
+            if !keep {
+                self.sites[si as usize]
+                    .sticky
+                    .insert(purpose.clone(), picked);
+            }
+        }
+        Some(picked)
+    }
+
+    fn pick_round_robin(&mut self, si: u32, req: &AcquireRequest, filtered: bool) -> Option<u32> {
+        let site = &self.sites[si as usize];
+        let total = site.weights.total();
+        let n = site.members.len();
+        let cursor = site.cursor.min(n);
+        let pos = if !filtered {
+            // Ready members weigh 1 under round-robin: the first ready one
+            // at or after the cursor holds unit `prefix(cursor)`.
+            let mut k = site.weights.prefix(cursor);
+            if k >= total {
+                k = 0;
+            }
+            site.weights.find(k)
+        } else {
+            // A filter is not indexed: walk from the cursor.
+            (0..n).map(|i| (cursor + i) % n).find(|&p| {
+                let rec = self.rec(site.members[p]);
+                rec.avail == Avail::Ready && matches(rec, req)
+            })?
+        };
+        let site = &mut self.sites[si as usize];
+        site.cursor = pos + 1;
+        Some(site.members[pos])
+    }
+
+    fn pick_weighted(&mut self, si: u32, req: &AcquireRequest, filtered: bool) -> Option<u32> {
+        let total = self.sites[si as usize].weights.total();
+        if total == 0 {
+            return None;
+        }
+        let draws = if filtered { FILTERED_DRAWS } else { 1 };
+        for _ in 0..draws {
+            let unit = self.host.below(total);
+            let site = &self.sites[si as usize];
+            let slot = site.members[site.weights.find(unit)];
+            if !filtered || matches(self.rec(slot), req) {
+                return Some(slot);
+            }
+        }
+        // Rare matches: walk the ready ones and draw among the matches.
+        let site = &self.sites[si as usize];
+        let candidates: Vec<(u32, u64)> = site
+            .members
+            .iter()
+            .map(|&s| (s, self.rec(s)))
+            .filter(|(_, r)| r.avail == Avail::Ready && matches(r, req))
+            .map(|(s, r)| (s, u64::from(r.weight)))
+            .collect();
+        let sum: u64 = candidates.iter().map(|c| c.1).sum();
+        if sum == 0 {
+            return None;
+        }
+        let mut unit = self.host.below(sum);
+        for (slot, w) in candidates {
+            if unit < w {
+                return Some(slot);
+            }
+            unit -= w;
+        }
+        None
+    }
+
+    fn open_lease(&mut self, slot: u32, seq: u64, nonce: u64, granted: Millis, expires: Millis) {
+        let rec = self.rec_mut(slot);
+        rec.open_leases += 1;
+        let si = rec.site as usize;
+        let site = &mut self.sites[si];
+        site.open_leases += 1;
+        site.lease_ends.push(Reverse((expires, seq)));
+        self.leases.insert(
+            seq,
+            Lease {
+                slot,
+                nonce,
+                granted_at: granted,
+                expires_at: expires,
+                persisted: false,
+            },
+        );
+    }
+
+    fn find_lease(&self, lease_id: &str) -> Result<u64, PoolError> {
+        let not_found = || PoolError::LeaseNotFound(lease_id.to_string());
+        let (seq, nonce) = parse_lease_id(lease_id).ok_or_else(not_found)?;
+        match self.leases.get(&seq) {
+            Some(l) if l.nonce == nonce => Ok(seq),
+            _ => Err(not_found()),
+        }
+    }
+
+    fn end_lease(&mut self, seq: u64, now: Millis) {
+        let Some(lease) = self.leases.remove(&seq) else {
+            return;
+        };
+        if lease.persisted {
+            self.ended_leases.push(lease_id(seq, lease.nonce));
+        }
+        let rec = self.rec_mut(lease.slot);
+        rec.open_leases = rec.open_leases.saturating_sub(1);
+        let si = rec.site as usize;
+        self.sites[si].open_leases -= 1;
+        self.refresh(lease.slot, now);
     }
 
     /// Reports how a use went and ends its lease.
     pub fn report(&mut self, lease_id: &str, outcome: Outcome) -> Result<ReportEffect, PoolError> {
         let now = self.host.now();
-        let lease = self
-            .leases
-            .get(lease_id)
-            .cloned()
-            .ok_or_else(|| PoolError::LeaseNotFound(lease_id.to_string()))?;
-        let entry = self
-            .entries
-            .get(&lease.credential_id)
-            .ok_or_else(|| PoolError::CredentialNotFound(lease.credential_id.clone()))?;
-        let before = entry.cred.clone();
-        let mut cred = before.clone();
-        match outcome {
+        let seq = self.find_lease(lease_id)?;
+        let slot = self.leases[&seq].slot;
+        let effect = self.apply_outcome(slot, outcome, now)?;
+        self.end_lease(seq, now);
+        Ok(effect)
+    }
+
+    /// Applies one result to a member: counters, health, status, rest,
+    /// anomalies. A status change is durable before anything changes.
+    fn apply_outcome(
+        &mut self,
+        slot: u32,
+        outcome: Outcome,
+        now: Millis,
+    ) -> Result<ReportEffect, PoolError> {
+        let before = self.rec(slot).m;
+        let mut m = before;
+        let cfg = &self.config;
+        let event = match outcome {
             Outcome::Success => {
-                cred.success_count += 1;
-                cred.consecutive_failures = 0;
-                cred.health = cred
-                    .health
-                    .saturating_add(self.config.health_success)
-                    .min(100);
-                if cred.status == Status::Init {
-                    cred.status = Status::Active;
+                m.success_count += 1;
+                m.consecutive_failures = 0;
+                m.block_streak = 0;
+                m.rate_limit_streak = 0;
+                m.health = m.health.saturating_add(cfg.health_success).min(100);
+                Event::Succeeded
+            }
+            Outcome::Failure(f) => {
+                m.fail_count += 1;
+                m.consecutive_failures += 1;
+                let penalty = match f.class {
+                    FailureClass::Network => {
+                        cfg.health_failure_network.unwrap_or(cfg.health_failure)
+                    }
+                    _ => cfg.health_failure,
+                };
+                m.health = m.health.saturating_sub(penalty);
+                match f.class {
+                    FailureClass::Blocked => {
+                        m.block_streak = m.block_streak.saturating_add(1);
+                        if u32::from(m.block_streak) >= cfg.ban_after_blocks {
+                            Event::BlockedTooOften
+                        } else {
+                            Event::Blocked
+                        }
+                    }
+                    FailureClass::RateLimited => {
+                        m.rate_limit_streak = m.rate_limit_streak.saturating_add(1);
+                        Event::RateLimited
+                    }
+                    FailureClass::Challenged => Event::Challenged,
+                    FailureClass::Expired => Event::SessionExpired,
+                    FailureClass::Network | FailureClass::Other => Event::Neutral,
                 }
             }
-            Outcome::Failure(failure) => {
-                cred.fail_count += 1;
-                cred.consecutive_failures += 1;
-                cred.health = cred.health.saturating_sub(self.config.health_failure);
-                self.apply_failure(&mut cred, failure, now);
-            }
+        };
+        m.status = machine::transition(before.status, event)
+            .expect("observations are legal in every status");
+        if matches!(m.status, Status::Cooling | Status::Suspended)
+            && let Outcome::Failure(f) = outcome
+            && matches!(f.class, FailureClass::Blocked | FailureClass::RateLimited)
+        {
+            let (rule, streak) = if f.class == FailureClass::Blocked {
+                (cfg.block_backoff(), m.block_streak)
+            } else {
+                (cfg.rate_limit_backoff(), m.rate_limit_streak)
+            };
+            let unit = (self.host.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let current =
+                (m.cooldown_until != NEVER && m.cooldown_until > now).then_some(m.cooldown_until);
+            m.cooldown_until = rest_until(
+                &rule,
+                u32::from(streak),
+                f.retry_after_secs,
+                unit,
+                now,
+                current,
+            );
         }
-        // A status change is acknowledged only once it is durable.
-        let status_changed = cred.status != before.status;
-        if status_changed {
-            self.write_cred(&cred, true)?;
-        } else {
-            self.dirty_creds.insert(cred.id.clone());
+        if m.status == Status::Banned {
+            m.cooldown_until = NEVER;
         }
-        self.end_lease(lease_id);
-        let site = self.sites.get_mut(&cred.site).expect("site of a member");
+        self.commit(slot, m, now)?;
+
+        // Counters and detectors; alerts go out once per start.
+        let ok = outcome == Outcome::Success;
+        let drop = self.config.success_drop;
+        let min_seen = self.config.success_min_reports;
+        let threshold = self.config.low_health_threshold;
+        let rec = self.records[slot as usize].as_mut().expect("live slot");
+        let cred_rate = rec.success.observe(ok, drop, min_seen);
+        let (fast, slow) = rec.success.rates();
+        let low = anomaly::low_health(
+            before.health,
+            m.health,
+            threshold,
+            LOW_HEALTH_MARGIN,
+            rec.low_health_flagged,
+        );
+        match low {
+            Change::Raised => rec.low_health_flagged = true,
+            Change::Cleared => rec.low_health_flagged = false,
+            Change::None => {}
+        }
+        let si = rec.site as usize;
+        let site = &mut self.sites[si];
         match outcome {
             Outcome::Success => site.counters.successes += 1,
             Outcome::Failure(f) => *site.counters.failures.entry(f.class).or_default() += 1,
         }
-        if status_changed {
-            self.log(
-                Level::Info,
-                "cred.status",
-                &[
-                    ("id", cred.id.clone()),
-                    ("from", before.status.name().to_string()),
-                    ("to", cred.status.name().to_string()),
-                ],
-            );
-        }
-        if cred.health < before.health {
-            self.log(
-                Level::Debug,
-                "cred.health_drop",
-                &[
-                    ("id", cred.id.clone()),
-                    ("from", before.health.to_string()),
-                    ("to", cred.health.to_string()),
-                ],
-            );
-        }
-        let effect = ReportEffect {
-            status: cred.status,
-            health: cred.health,
-            cooldown_until: cred.cooldown_until,
+        let site_rate = site.success.observe(ok, drop, min_seen);
+        let (site_fast, site_slow) = site.success.rates();
+        let burst = match outcome {
+            Outcome::Failure(f) if f.class == FailureClass::Blocked => {
+                let window = self.config.block_burst_window_seconds as i64 * 1000;
+                site.blocks
+                    .block(now, window, self.config.block_burst_count)
+            }
+            _ => Change::None,
         };
-        let id = cred.id.clone();
-        self.entries.get_mut(&id).expect("member").cred = cred;
-        Ok(effect)
+        let blocks_seen = site.blocks.count();
+        let banned = m.status == Status::Banned && before.status != Status::Banned;
+        let quiet = [cred_rate, low, site_rate, burst]
+            .iter()
+            .all(|c| *c == Change::None);
+        if quiet && !banned {
+            return Ok(effect(&m));
+        }
+        let id = self.rec(slot).id.clone();
+        let id = Some(&*id);
+        self.anomaly(si, cred_rate, AlertKind::SuccessRateDrop, id, now, || {
+            format!(
+                "success rate fell to {:.0}% (long-run {:.0}%)",
+                fast * 100.0,
+                slow * 100.0
+            )
+        });
+        self.anomaly(si, low, AlertKind::LowHealth, id, now, || {
+            format!("health {} below {}", m.health, threshold)
+        });
+        self.anomaly(si, site_rate, AlertKind::SuccessRateDrop, None, now, || {
+            format!(
+                "site success rate fell to {:.0}% (long-run {:.0}%)",
+                site_fast * 100.0,
+                site_slow * 100.0
+            )
+        });
+        self.anomaly(si, burst, AlertKind::BlockBurst, None, now, || {
+            format!("{blocks_seen} blocks within the window: the site's defences may have changed")
+        });
+        if banned {
+            let name = self.sites[si].name.clone();
+            self.host.raise(&Alert {
+                kind: AlertKind::Banned,
+                severity: Severity::Critical,
+                site: name,
+                credential_id: id.map(str::to_string),
+                message: format!("banned after {} blocks in a row", m.block_streak),
+                raised_at: now,
+            });
+        }
+        Ok(effect(&m))
     }
 
-    fn apply_failure(&mut self, cred: &mut Credential, failure: Failure, now: Millis) {
-        let rest = |secs: u64| now + (secs as i64) * 1000;
-        match failure.class {
-            FailureClass::Blocked => {
-                cred.status = Status::Suspended;
-                cred.cooldown_until = Some(rest(self.config.block_cooldown_seconds));
+    /// Raises or clears an anomaly of a site (or of one of its members).
+    fn anomaly(
+        &mut self,
+        si: usize,
+        change: Change,
+        kind: AlertKind,
+        credential: Option<&str>,
+        now: Millis,
+        detail: impl FnOnce() -> String,
+    ) {
+        match change {
+            Change::None => {}
+            Change::Cleared => self.sites[si].unflag(kind, credential),
+            Change::Raised => {
+                let detail = detail();
+                let site = &mut self.sites[si];
+                site.flag(kind, credential, now, detail.clone());
+                let severity = match kind {
+                    AlertKind::BlockBurst => Severity::Critical,
+                    _ => Severity::Warning,
+                };
+                let alert = Alert {
+                    kind,
+                    severity,
+                    site: site.name.clone(),
+                    credential_id: credential.map(str::to_string),
+                    message: detail,
+                    raised_at: now,
+                };
                 self.log(
                     Level::Warn,
-                    "cred.blocked",
+                    "cred.anomaly",
                     &[
-                        ("id", cred.id.clone()),
-                        ("status", opt_num(failure.http_status)),
+                        ("site", alert.site.clone()),
+                        ("id", alert.credential_id.clone().unwrap_or_default()),
+                        ("detail", alert.message.clone()),
                     ],
                 );
+                self.host.raise(&alert);
             }
-            FailureClass::Challenged => cred.status = Status::Challenged,
-            FailureClass::Expired => cred.status = Status::Expired,
-            FailureClass::RateLimited => {
-                let secs = failure
-                    .retry_after_secs
-                    .map(u64::from)
-                    .unwrap_or(self.config.cooldown_seconds);
-                cred.status = Status::Cooling;
-                cred.cooldown_until = Some(rest(secs));
-            }
-            FailureClass::Network | FailureClass::Other => {}
         }
+    }
+
+    /// Makes `m` the member's state: durable first when the status changes,
+    /// then in memory, counts and indexes.
+    fn commit(&mut self, slot: u32, m: Mutable, now: Millis) -> Result<(), PoolError> {
+        let before = self.rec(slot).m;
+        if m.status != before.status {
+            let snapshot = self.snapshot(slot, &m);
+            write_cred(&mut self.host, &snapshot, true)?;
+        }
+        let rec = self.records[slot as usize].as_mut().expect("live slot");
+        rec.m = m;
+        if m.status != before.status {
+            let site = &mut self.sites[rec.site as usize];
+            site.by_status[status_slot(before.status)] -= 1;
+            site.by_status[status_slot(m.status)] += 1;
+            // The durable write covered everything: nothing is pending.
+        } else if !rec.dirty {
+            rec.dirty = true;
+            self.dirty.push(slot);
+        }
+        if m.status != before.status {
+            let rec = self.rec(slot);
+            let fields = [
+                ("id", rec.id.to_string()),
+                ("from", before.status.name().to_string()),
+                ("to", m.status.name().to_string()),
+                ("user", rec.username().map(mask).unwrap_or_default()),
+            ];
+            let level = match m.status {
+                Status::Suspended | Status::Banned => Level::Warn,
+                _ => Level::Info,
+            };
+            let name = match m.status {
+                Status::Suspended | Status::Banned => "cred.blocked",
+                _ => "cred.status",
+            };
+            self.log(level, name, &fields);
+        }
+        if m.health < before.health && self.host.enabled(Level::Debug) {
+            let fields = [
+                ("id", self.rec(slot).id.to_string()),
+                ("from", before.health.to_string()),
+                ("to", m.health.to_string()),
+            ];
+            self.log(Level::Debug, "cred.health_drop", &fields);
+        }
+        self.refresh(slot, now);
+        Ok(())
+    }
+
+    /// Applies a command (unban, refresh, challenge answered, rest over);
+    /// an event the state machine refuses is a typed error.
+    fn apply_command(&mut self, slot: u32, event: Event, now: Millis) -> Result<(), PoolError> {
+        let before = self.rec(slot).m;
+        let status = machine::transition(before.status, event).map_err(|e| {
+            PoolError::IllegalTransition {
+                from: e.from,
+                event: e.event.name().to_string(),
+            }
+        })?;
+        let mut m = before;
+        m.status = status;
+        m.cooldown_until = NEVER;
+        if event == Event::Unban {
+            m.consecutive_failures = 0;
+            m.block_streak = 0;
+        }
+        self.commit(slot, m, now)
+    }
+
+    /// Moves a credential by a command event (`unban`, `refresh-succeeded`,
+    /// `challenge-resolved`, `cooldown-ended`).
+    pub fn command(&mut self, id: &str, event: Event) -> Result<Credential, PoolError> {
+        let slot = self.slot_of(id)?;
+        let now = self.host.now();
+        if event == Event::CooldownEnded && self.rec(slot).m.cooldown_until > now {
+            return Err(PoolError::IllegalTransition {
+                from: self.rec(slot).m.status,
+                event: event.name().to_string(),
+            });
+        }
+        self.apply_command(slot, event, now)?;
+        Ok(self.snapshot(slot, &self.rec(slot).m))
     }
 
     /// Ends a lease without a result.
     pub fn release(&mut self, lease_id: &str) -> Result<(), PoolError> {
-        if !self.leases.contains_key(lease_id) {
-            return Err(PoolError::LeaseNotFound(lease_id.to_string()));
-        }
-        self.end_lease(lease_id);
+        let seq = self.find_lease(lease_id)?;
+        let now = self.host.now();
+        self.end_lease(seq, now);
         Ok(())
     }
 
-    fn end_lease(&mut self, lease_id: &str) {
-        if let Some(lease) = self.leases.remove(lease_id) {
-            if let Some(entry) = self.entries.get_mut(&lease.credential_id) {
-                entry.open_leases = entry.open_leases.saturating_sub(1);
-            }
-            self.dirty_leases.insert(lease.id);
-        }
+    /// One credential's record.
+    pub fn get(&self, id: &str) -> Result<Credential, PoolError> {
+        let slot = self.slot_of(id)?;
+        Ok(self.snapshot(slot, &self.rec(slot).m))
     }
 
-    /// One credential's record.
-    pub fn get(&self, id: &str) -> Result<&Credential, PoolError> {
-        self.entries
-            .get(id)
-            .map(|e| &e.cred)
-            .ok_or_else(|| PoolError::CredentialNotFound(id.to_string()))
+    /// The credential's record with `m` as its changing fields.
+    fn snapshot(&self, slot: u32, m: &Mutable) -> Credential {
+        let r = self.rec(slot);
+        let x = r.extra.as_deref().cloned().unwrap_or_default();
+        let time = |t: Millis| (t != NEVER).then_some(t);
+        Credential {
+            id: r.id.to_string(),
+            site: self.sites[r.site as usize].name.clone(),
+            kind: r.kind,
+            status: m.status,
+            created_at: r.created_at,
+            last_used_at: time(r.last_used_at),
+            expires_at: time(r.expires_at),
+            cooldown_until: time(m.cooldown_until),
+            use_count: r.use_count,
+            success_count: m.success_count,
+            fail_count: m.fail_count,
+            consecutive_failures: m.consecutive_failures,
+            health: m.health,
+            tags: r.tags.to_vec(),
+            username: x.username,
+            phone: x.phone,
+            email: x.email,
+            cookie_names: x.cookie_names,
+            header_names: x.header_names,
+            secret_fields: x.secret_fields,
+            token_scope: x.token_scope,
+            source_account: x.source_account,
+            max_concurrent: (r.max_concurrent != 0).then_some(r.max_concurrent),
+            rate_per_minute: (r.rate_per_minute != 0).then_some(r.rate_per_minute),
+            labels: x.labels,
+            block_streak: u32::from(m.block_streak),
+            rate_limit_streak: u32::from(m.rate_limit_streak),
+        }
     }
 
     /// The credential as `level` may see it.
     pub fn view(&self, id: &str, level: AccessLevel) -> Result<View, PoolError> {
-        let entry = self
-            .entries
-            .get(id)
-            .ok_or_else(|| PoolError::CredentialNotFound(id.to_string()))?;
-        Ok(self.make_view(entry, level))
+        let slot = self.slot_of(id)?;
+        Ok(self.make_view(slot, level))
     }
 
     /// Credentials matching `filter`, in id order.
     pub fn list(&self, filter: &ListFilter, level: AccessLevel) -> Vec<View> {
-        let mut ids: Vec<&String> = match &filter.site {
+        let mut slots: Vec<u32> = match &filter.site {
             Some(site) => self
-                .sites
+                .site_by_name
                 .get(site)
-                .map(|s| s.members.iter().collect())
+                .map(|&si| self.sites[si as usize].members.clone())
                 .unwrap_or_default(),
-            None => self.entries.keys().collect(),
+            None => self.by_id.values().copied().collect(),
         };
-        ids.sort();
+        slots.sort_by(|a, b| self.rec(*a).id.cmp(&self.rec(*b).id));
         let limit = filter.limit.map(|l| l as usize).unwrap_or(usize::MAX);
-        ids.into_iter()
-            .filter(|id| {
-                filter
-                    .after
-                    .as_ref()
-                    .is_none_or(|a| id.as_str() > a.as_str())
-            })
-            .map(|id| &self.entries[id])
-            .filter(|e| filter.kind.is_none_or(|k| e.cred.kind == k))
-            .filter(|e| filter.status.is_none_or(|s| e.cred.status == s))
-            .filter(|e| filter.tag.as_ref().is_none_or(|t| e.cred.tags.contains(t)))
+        slots
+            .into_iter()
+            .map(|s| (s, self.rec(s)))
+            .filter(|(_, r)| filter.after.as_deref().is_none_or(|a| &*r.id > a))
+            .filter(|(_, r)| filter.kind.is_none_or(|k| r.kind == k))
+            .filter(|(_, r)| filter.status.is_none_or(|s| r.m.status == s))
+            .filter(|(_, r)| filter.tag.as_ref().is_none_or(|t| r.tags.contains(t)))
             .take(limit)
-            .map(|e| self.make_view(e, level))
+            .map(|(s, _)| self.make_view(s, level))
             .collect()
     }
 
-    fn make_view(&self, entry: &Entry, level: AccessLevel) -> View {
-        let c = &entry.cred;
+    fn make_view(&self, slot: u32, level: AccessLevel) -> View {
+        let r = self.rec(slot);
+        let c = self.snapshot(slot, &r.m);
         let internal = (level >= AccessLevel::Internal).then(|| InternalView {
             created_at: c.created_at,
             last_used_at: c.last_used_at,
@@ -446,9 +1286,9 @@ impl<H: Host> Pool<H> {
             success_count: c.success_count,
             fail_count: c.fail_count,
             consecutive_failures: c.consecutive_failures,
-            open_leases: entry.open_leases,
-            max_concurrent: max_concurrent(c),
-            rate_per_minute: c.rate_per_minute,
+            open_leases: r.open_leases,
+            max_concurrent: max_concurrent(r),
+            rate_per_minute: rate_of(r, &self.config).map(|r| r.per_minute),
             tags: c.tags.clone(),
             labels: c.labels.clone(),
             source_account: c.source_account.clone(),
@@ -473,8 +1313,8 @@ impl<H: Host> Pool<H> {
         });
         View {
             level,
-            id: c.id.clone(),
-            site: c.site.clone(),
+            id: c.id,
+            site: c.site,
             kind: c.kind,
             status: c.status,
             health: c.health,
@@ -483,160 +1323,263 @@ impl<H: Host> Pool<H> {
         }
     }
 
-    /// Per-site state; one site or all.
+    /// Per-site state from counters; one site or all. O(sites).
     pub fn stats(&self, site: Option<&str>) -> Vec<SiteStats> {
-        self.sites
+        let mut out: Vec<SiteStats> = self
+            .sites
             .iter()
-            .filter(|(name, _)| site.is_none_or(|s| s == name.as_str()))
-            .map(|(name, index)| {
-                let mut s = SiteStats {
-                    site: name.clone(),
-                    total: index.members.len() as u32,
-                    granted: index.counters.granted,
-                    refused: index.counters.refused,
-                    successes: index.counters.successes,
-                    failures: index
-                        .counters
-                        .failures
-                        .iter()
-                        .map(|(k, v)| (*k, *v))
-                        .collect(),
-                    ..Default::default()
-                };
-                for id in &index.members {
-                    let e = &self.entries[id];
-                    s.by_status[status_slot(e.cred.status)] += 1;
-                    s.open_leases += e.open_leases;
-                }
-                s
+            .filter(|s| !s.members.is_empty())
+            .filter(|s| site.is_none_or(|name| name == s.name))
+            .map(|s| SiteStats {
+                site: s.name.clone(),
+                total: s.members.len() as u32,
+                by_status: s.by_status,
+                open_leases: s.open_leases,
+                granted: s.counters.granted,
+                refused: s.counters.refused,
+                successes: s.counters.successes,
+                failures: s.counters.failures.iter().map(|(k, v)| (*k, *v)).collect(),
+                anomalies: s.anomalies.clone(),
+                ..Default::default()
             })
-            .collect()
+            .collect();
+        out.sort_by(|a, b| a.site.cmp(&b.site));
+        out
     }
 
-    /// Lapses overdue leases, ends finished rests and flushes.
+    /// Lapses overdue leases, ends finished rests, clears anomalies whose
+    /// window passed, and flushes. Cost: the due items, not the pool.
     pub fn tick(&mut self) -> Result<TickSummary, PoolError> {
         let now = self.host.now();
         let mut summary = TickSummary::default();
-        let lapsed: Vec<String> = self
-            .leases
-            .values()
-            .filter(|l| l.expires_at <= now)
-            .map(|l| l.id.clone())
-            .collect();
-        for id in lapsed {
-            self.end_lease(&id);
-            summary.leases_expired += 1;
+        for si in 0..self.sites.len() as u32 {
+            self.advance(si, now);
+            while let Some(&Reverse((t, seq))) = self.sites[si as usize].lease_ends.peek() {
+                if t > now {
+                    break;
+                }
+                self.sites[si as usize].lease_ends.pop();
+                let Some(lease) = self.leases.get(&seq).copied() else {
+                    continue;
+                };
+                if lease.expires_at != t {
+                    continue;
+                }
+                if self.config.lapsed_lease_is_failure {
+                    let lapsed = Outcome::Failure(Failure {
+                        class: FailureClass::Other,
+                        http_status: None,
+                        retry_after_secs: None,
+                    });
+                    self.apply_outcome(lease.slot, lapsed, now)?;
+                }
+                self.end_lease(seq, now);
+                summary.leases_expired += 1;
+            }
+            let window = self.config.block_burst_window_seconds as i64 * 1000;
+            let cleared = self.sites[si as usize].blocks.tick(now, window);
+            self.anomaly(
+                si as usize,
+                cleared,
+                AlertKind::BlockBurst,
+                None,
+                now,
+                String::new,
+            );
         }
-        let rested: Vec<String> = self
-            .entries
-            .values()
-            .filter(|e| matches!(e.cred.status, Status::Cooling | Status::Suspended))
-            .filter(|e| e.cred.cooldown_until.is_some_and(|t| t <= now))
-            .map(|e| e.cred.id.clone())
-            .collect();
-        for id in rested {
-            let mut cred = self.entries[&id].cred.clone();
-            cred.status = Status::Active;
-            cred.cooldown_until = None;
-            self.write_cred(&cred, true)?;
-            self.entries.get_mut(&id).expect("member").cred = cred;
-            summary.cooldowns_ended += 1;
+        for slot in std::mem::take(&mut self.rest_over) {
+            let due = matches!(&self.records[slot as usize],
+                Some(r) if matches!(r.m.status, Status::Cooling | Status::Suspended)
+                    && r.m.cooldown_until <= now);
+            if due {
+                self.apply_command(slot, Event::CooldownEnded, now)?;
+                summary.cooldowns_ended += 1;
+            }
         }
         self.flush()?;
-        summary.next_due_at = self
-            .leases
-            .values()
-            .map(|l| l.expires_at)
-            .chain(self.entries.values().filter_map(|e| e.cred.cooldown_until))
+        summary.next_due_at = (0..self.sites.len())
+            .filter_map(|si| self.next_free_at(si, now))
             .min();
         Ok(summary)
     }
 
-    /// Lifts a ban.
+    /// Lifts a ban (a person's decision).
     pub fn unban(&mut self, id: &str) -> Result<Credential, PoolError> {
-        let mut cred = self.get(id)?.clone();
-        if cred.status != Status::Banned {
-            return Err(PoolError::IllegalTransition {
-                from: cred.status,
-                event: "unban".to_string(),
-            });
-        }
-        cred.status = Status::Active;
-        cred.consecutive_failures = 0;
-        cred.cooldown_until = None;
-        self.write_cred(&cred, true)?;
-        self.entries.get_mut(id).expect("member").cred = cred.clone();
-        Ok(cred)
+        self.command(id, Event::Unban)
     }
 
     /// Writes dirty counters and lease changes as lazy writes.
     pub fn flush(&mut self) -> Result<u32, PoolError> {
         let mut written = 0;
-        for id in std::mem::take(&mut self.dirty_creds) {
-            if let Some(entry) = self.entries.get(&id) {
-                let cred = entry.cred.clone();
-                self.write_cred(&cred, false)?;
-                written += 1;
+        for slot in std::mem::take(&mut self.dirty) {
+            let Some(rec) = self.records[slot as usize].as_mut() else {
+                continue;
+            };
+            if !rec.dirty {
+                continue;
             }
+            rec.dirty = false;
+            let snapshot = self.snapshot(slot, &self.rec(slot).m);
+            write_cred(&mut self.host, &snapshot, false)?;
+            written += 1;
         }
-        for id in std::mem::take(&mut self.dirty_leases) {
-            let key = format!("{LEASE_PREFIX}{id}");
-            match self.leases.get(&id) {
-                Some(lease) => {
-                    let bytes = serde_json::to_vec(lease).expect("lease serialises");
-                    self.host.set(&key, &bytes, false)?;
-                }
-                None => {
-                    self.host.delete(&key)?;
-                }
-            }
+        for seq in std::mem::take(&mut self.new_leases) {
+            let Some(lease) = self.leases.get_mut(&seq) else {
+                // Ended before it was ever written: nothing to store.
+                continue;
+            };
+            lease.persisted = true;
+            let lease = *lease;
+            let record = LeaseRecord {
+                id: lease_id(seq, lease.nonce),
+                credential_id: self.rec(lease.slot).id.to_string(),
+                granted_at: lease.granted_at,
+                expires_at: lease.expires_at,
+            };
+            let bytes = serde_json::to_vec(&record).expect("lease serialises");
+            self.host
+                .set(&format!("{LEASE_PREFIX}{}", record.id), &bytes, false)?;
+            written += 1;
+        }
+        for id in std::mem::take(&mut self.ended_leases) {
+            self.host.delete(&format!("{LEASE_PREFIX}{id}"))?;
             written += 1;
         }
         Ok(written)
     }
 
-    fn write_cred(&mut self, cred: &Credential, durable: bool) -> Result<(), PoolError> {
-        let bytes = serde_json::to_vec(cred).expect("credential serialises");
-        self.host.set(&cred_key(&cred.id), &bytes, durable)?;
-        if durable {
-            self.dirty_creds.remove(&cred.id);
+    /// The earliest time something of the site frees up: a rest ends, a
+    /// rate token comes, or a lease ends. Drops stale heap tops on the way.
+    fn next_free_at(&mut self, si: usize, now: Millis) -> Option<Millis> {
+        let records = &self.records;
+        let site = &mut self.sites[si];
+        while let Some(&Reverse((t, slot))) = site.wakes.peek() {
+            if matches!(&records[slot as usize], Some(r) if r.wake_at == t) {
+                break;
+            }
+            site.wakes.pop();
         }
-        Ok(())
+        while let Some(&Reverse((t, seq))) = site.lease_ends.peek() {
+            if self.leases.get(&seq).is_some_and(|l| l.expires_at == t) {
+                break;
+            }
+            site.lease_ends.pop();
+        }
+        let wake = site.wakes.peek().map(|r| r.0.0);
+        let lease = site.lease_ends.peek().map(|r| r.0.0);
+        let next = match (wake, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|t| t.max(now))
     }
 
-    fn refuse(
-        &mut self,
-        req: &AcquireRequest,
-        reason: UnavailableReason,
-        next_free_at: Option<Millis>,
-    ) -> AcquireResponse {
-        if let Some(index) = self.sites.get_mut(&req.site) {
-            index.counters.refused += 1;
+    /// The answer when nothing can be handed out: why (from the site's
+    /// counts, or from a walk of the matches when the request filters), the
+    /// earliest time something frees, and what to do.
+    fn refuse(&mut self, si: Option<u32>, req: &AcquireRequest, now: Millis) -> AcquireResponse {
+        let mut counts = [0u32; AVAIL_COUNT];
+        let mut next_free_at = None;
+        if let Some(si) = si {
+            let site = &self.sites[si as usize];
+            let filtered = req.kind.is_some() || !req.tags.is_empty() || site.purpose_bound > 0;
+            if filtered {
+                for &slot in &site.members {
+                    let r = self.rec(slot);
+                    if matches(r, req) {
+                        counts[r.avail as usize] += 1;
+                    }
+                }
+            } else {
+                counts = site.by_avail;
+            }
+            next_free_at = self.next_free_at(si as usize, now);
+            self.sites[si as usize].counters.refused += 1;
         }
-        let total = self.sites.get(&req.site).map_or(0, |s| s.members.len());
-        self.log(
-            Level::Warn,
-            "cred.no_available",
-            &[
-                ("site", req.site.clone()),
-                ("total", total.to_string()),
-                ("reason", format!("{reason:?}")),
-            ],
-        );
-        let status = match reason {
-            UnavailableReason::AllBanned => AcquireStatus::AllBlocked,
-            _ => AcquireStatus::NoAvailable,
+        let label = [
+            "ready",
+            "leased",
+            "rate-limited",
+            "cooling",
+            "suspended",
+            "waiting for refresh or challenge",
+            "banned",
+        ];
+        let reason_of = |a: usize| match a {
+            1 => UnavailableReason::AllLeased,
+            2 => UnavailableReason::AllRateLimited,
+            3 | 4 => UnavailableReason::AllCooling,
+            5 => UnavailableReason::AllRefreshing,
+            _ => UnavailableReason::AllBanned,
         };
+        let mut reasons: Vec<UnavailableReason> = (1..AVAIL_COUNT)
+            .filter(|&a| counts[a] > 0)
+            .map(reason_of)
+            .collect();
+        reasons.dedup();
+        let matching: u32 = counts.iter().sum();
+        let reason = match reasons.len() {
+            0 => UnavailableReason::NoneMatch,
+            1 => reasons[0],
+            _ => UnavailableReason::Mixed,
+        };
+        let blocked = counts[Avail::Suspended as usize] + counts[Avail::Banned as usize];
+        let status = if matching > 0 && blocked == matching {
+            AcquireStatus::AllBlocked
+        } else {
+            AcquireStatus::NoAvailable
+        };
+        let mut warnings: Vec<String> = (1..AVAIL_COUNT)
+            .filter(|&a| counts[a] > 0)
+            .map(|a| format!("{} {}", counts[a], label[a]))
+            .collect();
+        if let Some(t) = next_free_at {
+            warnings.push(format!("next credential frees at {t} (epoch ms)"));
+        }
         let mut alternatives = Vec::new();
         match reason {
-            UnavailableReason::NoneMatch => alternatives.push(format!(
-                "add credentials for {} (credpool add --site {})",
-                req.site, req.site
-            )),
-            UnavailableReason::AllBanned => {
-                alternatives.push("add fresh accounts, or review and unban".to_string())
+            UnavailableReason::NoneMatch => {
+                if req.kind.is_some() || !req.tags.is_empty() {
+                    alternatives.push("drop the kind or tag filter".to_string());
+                }
+                alternatives.push(format!(
+                    "add credentials for {} (credpool add --site {})",
+                    req.site, req.site
+                ));
             }
-            _ => alternatives.push("retry after next_free_at".to_string()),
+            UnavailableReason::AllBanned => alternatives
+                .push("add fresh accounts, or review and `credpool unban ID`".to_string()),
+            _ => {
+                alternatives.push("retry after next_free_at".to_string());
+                if counts[Avail::Leased as usize] > 0 {
+                    alternatives.push("release leases you no longer use".to_string());
+                }
+                alternatives.push(format!("add more credentials for {}", req.site));
+            }
+        }
+        let fields = [
+            ("site", req.site.clone()),
+            ("total", matching.to_string()),
+            ("reason", format!("{reason:?}")),
+            ("leased", counts[1].to_string()),
+            ("cooling", (counts[3] + counts[4]).to_string()),
+            ("banned", counts[6].to_string()),
+        ];
+        self.log(Level::Warn, "cred.no_available", &fields);
+        if let Some(si) = si {
+            let site = &mut self.sites[si as usize];
+            if !site.exhausted && matching > 0 && site.ready == 0 {
+                site.exhausted = true;
+                let detail = format!("no credential to hand out: {}", warnings.join(", "));
+                self.anomaly(
+                    si as usize,
+                    Change::Raised,
+                    AlertKind::PoolExhausted,
+                    None,
+                    now,
+                    || detail,
+                );
+            }
         }
         AcquireResponse {
             status,
@@ -644,69 +1587,8 @@ impl<H: Host> Pool<H> {
             reason: Some(reason),
             next_free_at,
             alternatives,
-            warnings: Vec::new(),
+            warnings,
         }
-    }
-
-    /// Says why nothing matched: the dominant reason and when something frees.
-    fn why_unavailable(
-        &self,
-        req: &AcquireRequest,
-        now: Millis,
-    ) -> (UnavailableReason, Option<Millis>) {
-        let Some(index) = self.sites.get(&req.site) else {
-            return (UnavailableReason::NoneMatch, None);
-        };
-        let mut reasons = HashSet::new();
-        let mut next: Option<Millis> = None;
-        let mut earliest = |t: Millis| next = Some(next.map_or(t, |n: Millis| n.min(t)));
-        for id in &index.members {
-            let e = &self.entries[id];
-            if !matches_request(&e.cred, req) {
-                continue;
-            }
-            let reason = match e.cred.status {
-                Status::Banned => UnavailableReason::AllBanned,
-                Status::Cooling | Status::Suspended => {
-                    if let Some(t) = e.cred.cooldown_until {
-                        earliest(t);
-                    }
-                    UnavailableReason::AllCooling
-                }
-                Status::Expired | Status::Challenged => UnavailableReason::AllRefreshing,
-                _ if e.cred.expires_at.is_some_and(|t| t <= now) => {
-                    UnavailableReason::AllRefreshing
-                }
-                _ => {
-                    let lease_end = self
-                        .leases
-                        .values()
-                        .filter(|l| &l.credential_id == id)
-                        .map(|l| l.expires_at)
-                        .min();
-                    if let Some(t) = lease_end {
-                        earliest(t);
-                    }
-                    UnavailableReason::AllLeased
-                }
-            };
-            reasons.insert(reason);
-        }
-        let reason = match reasons.len() {
-            0 => UnavailableReason::NoneMatch,
-            1 => *reasons.iter().next().expect("one"),
-            _ => UnavailableReason::Mixed,
-        };
-        // A pool that is only suspended or banned is "all blocked" for the card.
-        let only_blocked = index.members.iter().all(|id| {
-            let e = &self.entries[id];
-            !matches_request(&e.cred, req)
-                || matches!(e.cred.status, Status::Banned | Status::Suspended)
-        });
-        if only_blocked && reasons.contains(&UnavailableReason::AllBanned) {
-            return (UnavailableReason::AllBanned, next);
-        }
-        (reason, next)
     }
 
     fn fresh_id(&mut self, kind: Kind) -> String {
@@ -719,24 +1601,54 @@ impl<H: Host> Pool<H> {
         };
         loop {
             let id = format!("{prefix}-{:012x}", self.host.next_u64() >> 16);
-            if !self.entries.contains_key(&id) {
+            if !self.by_id.contains_key(id.as_str()) {
                 return id;
             }
         }
-    }
-
-    fn fresh_lease_id(&mut self) -> String {
-        format!(
-            "l-{:016x}{:016x}",
-            self.host.next_u64(),
-            self.host.next_u64()
-        )
     }
 
     fn log(&mut self, level: Level, name: &str, fields: &[(&str, String)]) {
         if self.host.enabled(level) {
             self.host.event(level, name, fields);
         }
+    }
+
+    /// Checks every index against a recount from the records (tests).
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let now = self.host.now();
+        for site in &self.sites {
+            let mut by_avail = [0u32; AVAIL_COUNT];
+            let mut by_status = [0u32; 7];
+            let mut open = 0;
+            for (pos, &slot) in site.members.iter().enumerate() {
+                let r = self.rec(slot);
+                assert_eq!(r.pos as usize, pos);
+                by_avail[r.avail as usize] += 1;
+                by_status[status_slot(r.m.status)] += 1;
+                open += r.open_leases;
+                let w = site.weights.prefix(pos + 1) - site.weights.prefix(pos);
+                assert_eq!(w, u64::from(r.weight), "weight of {}", r.id);
+                assert_eq!(r.weight > 0, r.avail == Avail::Ready);
+                let (avail, _) = availability(r, now, &self.config);
+                // Time-driven changes may be pending until the next advance.
+                if avail != r.avail {
+                    assert!(r.wake_at != NEVER && r.wake_at <= now, "{} {avail:?}", r.id);
+                }
+            }
+            assert_eq!(by_avail, site.by_avail, "{}", site.name);
+            assert_eq!(by_status, site.by_status);
+            assert_eq!(open, site.open_leases);
+            assert_eq!(site.ready, by_avail[0]);
+        }
+    }
+}
+
+fn effect(m: &Mutable) -> ReportEffect {
+    ReportEffect {
+        status: m.status,
+        health: m.health,
+        cooldown_until: (m.cooldown_until != NEVER).then_some(m.cooldown_until),
     }
 }
 
@@ -783,37 +1695,95 @@ pub struct SensitiveView {
 }
 
 /// Accounts and sessions are exclusive by default: sites ban shared logins.
-pub fn max_concurrent(c: &Credential) -> u32 {
-    c.max_concurrent.unwrap_or(match c.kind {
+fn max_concurrent(r: &Record) -> u32 {
+    if r.max_concurrent != 0 {
+        return r.max_concurrent;
+    }
+    match r.kind {
         Kind::Account | Kind::Session => 1,
         Kind::Token | Kind::ApiKey | Kind::Device => u32::MAX,
+    }
+}
+
+fn rate_of(r: &Record, config: &PolicyConfig) -> Option<Rate> {
+    let per_minute = if r.rate_per_minute != 0 {
+        Some(r.rate_per_minute)
+    } else {
+        config.rate_per_minute
+    }?;
+    Some(Rate {
+        per_minute,
+        burst: config.rate_burst,
     })
 }
 
-fn is_usable(e: &Entry, now: Millis) -> bool {
-    matches!(e.cred.status, Status::Active | Status::Init)
-        && e.cred.expires_at.is_none_or(|t| t > now)
-        && e.cred.cooldown_until.is_none_or(|t| t <= now)
-        && e.open_leases < max_concurrent(&e.cred)
+/// Whether a member can be handed out now, and when that changes by itself.
+fn availability(r: &Record, now: Millis, config: &PolicyConfig) -> (Avail, Option<Millis>) {
+    let rest = r.m.cooldown_until;
+    match r.m.status {
+        Status::Banned => return (Avail::Banned, None),
+        Status::Challenged | Status::Expired => return (Avail::Refreshing, None),
+        Status::Cooling if rest > now => return (Avail::Cooling, Some(rest)),
+        Status::Suspended if rest > now => return (Avail::Suspended, Some(rest)),
+        // Active, init, or a rest that is over ("cooling-expired").
+        _ => {}
+    }
+    if r.expires_at != NEVER && r.expires_at <= now {
+        return (Avail::Refreshing, None);
+    }
+    if r.open_leases >= max_concurrent(r) {
+        return (Avail::Leased, None);
+    }
+    if let Some(rate) = rate_of(r, config) {
+        let next = rate.next_allowed(r.next_use_at);
+        if next > now {
+            return (Avail::RateLimited, Some(next));
+        }
+    }
+    (
+        Avail::Ready,
+        (r.expires_at != NEVER).then_some(r.expires_at),
+    )
 }
 
-fn matches_request(c: &Credential, req: &AcquireRequest) -> bool {
-    req.kind.is_none_or(|k| c.kind == k) && req.tags.iter().all(|t| c.tags.contains(t))
+/// A ready member's selection weight (never 0: 0 means "not ready").
+fn strategy_weight(strategy: Strategy, health: u8) -> u8 {
+    match strategy {
+        // Health 0 still gets a sliver of a chance, so a pool of burnt
+        // credentials keeps serving rather than refusing.
+        Strategy::HealthWeighted | Strategy::Sticky => health.max(1),
+        Strategy::Random | Strategy::RoundRobin | Strategy::LeastRecentlyUsed => 1,
+    }
+}
+
+fn matches(r: &Record, req: &AcquireRequest) -> bool {
+    if req.kind.is_some_and(|k| r.kind != k) {
+        return false;
+    }
+    if !req.tags.iter().all(|t| r.tags.contains(t)) {
+        return false;
+    }
+    // A credential labelled with purposes serves only those.
+    let mut purposes = r.purpose_labels().peekable();
+    purposes.peek().is_none()
+        || req
+            .purpose
+            .as_deref()
+            .is_some_and(|p| purposes.any(|x| x == p))
 }
 
 fn status_slot(s: Status) -> usize {
-    Status::ALL
-        .iter()
-        .position(|x| *x == s)
-        .expect("every status listed")
+    s as usize
 }
 
 fn cred_key(id: &str) -> String {
     format!("{CRED_PREFIX}{id}")
 }
 
-fn opt_num(v: Option<u16>) -> String {
-    v.map(|n| n.to_string()).unwrap_or_default()
+fn write_cred<H: Host>(host: &mut H, cred: &Credential, durable: bool) -> Result<(), PoolError> {
+    let bytes = serde_json::to_vec(cred).expect("credential serialises");
+    host.set(&cred_key(&cred.id), &bytes, durable)?;
+    Ok(())
 }
 
 /// Names (ids, sites, tags) are non-empty, short, printable and free of `/`
@@ -846,6 +1816,31 @@ fn scan_all<H: Host>(host: &mut H, prefix: &str) -> Result<Vec<(String, Vec<u8>)
         match next {
             Some(n) => after = Some(n),
             None => return Ok(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ids_round_trip_and_reject_junk() {
+        for (seq, nonce) in [(1, 0), (0xabc, u64::MAX), (u64::MAX, 0x0123_4567_89ab_cdef)] {
+            let id = lease_id(seq, nonce);
+            assert_eq!(id, format!("l{seq:x}.{nonce:016x}"));
+            assert_eq!(parse_lease_id(&id), Some((seq, nonce)));
+        }
+        for junk in [
+            "",
+            "l",
+            "l.",
+            "x1.0",
+            "l1.",
+            "l1.zz",
+            "l11111111111111111.0",
+        ] {
+            assert_eq!(parse_lease_id(junk), None, "{junk}");
         }
     }
 }

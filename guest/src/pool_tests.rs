@@ -11,6 +11,11 @@ fn pool() -> Pool<FakeHost> {
     Pool::load(FakeHost::new(T0), PolicyConfig::default()).unwrap()
 }
 
+/// A pool whose config is the defaults changed by `json`.
+fn pool_with(json: &str) -> Pool<FakeHost> {
+    Pool::load(FakeHost::new(T0), PolicyConfig::from_json(json).unwrap()).unwrap()
+}
+
 fn new(site: &str, id: &str, kind: Kind) -> NewCredential {
     NewCredential {
         id: Some(id.to_string()),
@@ -79,7 +84,7 @@ fn a_failed_write_stores_nothing() {
 
 #[test]
 fn acquire_rotates_round_robin_over_the_site() {
-    let mut p = pool();
+    let mut p = pool_with(r#"{"strategy": "round-robin"}"#);
     for id in ["a", "b", "c"] {
         p.add(new("jd.com", id, Kind::Token)).unwrap();
     }
@@ -136,7 +141,7 @@ fn health_is_capped_and_floored() {
 
 #[test]
 fn a_block_suspends_for_a_day_durably_and_the_rest_ends_on_tick() {
-    let mut p = pool();
+    let mut p = pool_with(r#"{"cooldown_jitter": 0}"#);
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
     p.host.durable_writes.clear();
@@ -145,7 +150,8 @@ fn a_block_suspends_for_a_day_durably_and_the_rest_ends_on_tick() {
     assert_eq!(e.cooldown_until, Some(T0 + 86_400_000));
     assert_eq!(p.host.durable_writes, vec!["cred/s1".to_string()]);
     let r = p.acquire(&req("jd.com")).unwrap();
-    assert_eq!(r.status, AcquireStatus::NoAvailable);
+    // Only suspended members: "all blocked", resting until the day is over.
+    assert_eq!(r.status, AcquireStatus::AllBlocked);
     assert_eq!(r.reason, Some(UnavailableReason::AllCooling));
     assert_eq!(r.next_free_at, Some(T0 + 86_400_000));
     p.host.now = T0 + 86_400_000;

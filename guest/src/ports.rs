@@ -2,7 +2,7 @@
 //! implements them over its WIT imports (`bindings`); native tests use
 //! [`fake::FakeHost`].
 
-use crate::model::{Millis, StoreError};
+use crate::model::{Alert, Millis, StoreError};
 
 /// Durable key/value storage scoped to this tenant.
 pub trait Store {
@@ -53,9 +53,14 @@ pub trait Log {
     fn event(&mut self, level: Level, name: &str, fields: &[(&str, String)]);
 }
 
+/// Alerts for the host's notifiers (log, webhook, command).
+pub trait Notify {
+    fn raise(&mut self, alert: &Alert);
+}
+
 /// Everything the pool needs, in one bound.
-pub trait Host: Store + Clock + Random + Log {}
-impl<T: Store + Clock + Random + Log> Host for T {}
+pub trait Host: Store + Clock + Random + Log + Notify {}
+impl<T: Store + Clock + Random + Log + Notify> Host for T {}
 
 /// A small, fast generator (SplitMix64): seeded once from the host's
 /// randomness, then free of imports on the hot path.
@@ -87,6 +92,8 @@ pub mod fake {
         pub now: Millis,
         pub rng: SplitMix,
         pub events: Vec<Event>,
+        /// Every alert raised, in order.
+        pub alerts: Vec<Alert>,
         /// Keys written with `durable = true`, in order.
         pub durable_writes: Vec<String>,
         /// When set, every write fails with this error.
@@ -100,6 +107,7 @@ pub mod fake {
                 now,
                 rng: SplitMix(7),
                 events: Vec::new(),
+                alerts: Vec::new(),
                 durable_writes: Vec::new(),
                 fail_writes: None,
             }
@@ -107,6 +115,11 @@ pub mod fake {
 
         pub fn events_named(&self, name: &str) -> usize {
             self.events.iter().filter(|e| e.1 == name).count()
+        }
+
+        /// How many alerts of `kind` were raised.
+        pub fn alerts_of(&self, kind: crate::model::AlertKind) -> usize {
+            self.alerts.iter().filter(|a| a.kind == kind).count()
         }
     }
 
@@ -163,6 +176,12 @@ pub mod fake {
     impl Random for FakeHost {
         fn next_u64(&mut self) -> u64 {
             self.rng.next_u64()
+        }
+    }
+
+    impl Notify for FakeHost {
+        fn raise(&mut self, alert: &Alert) {
+            self.alerts.push(alert.clone());
         }
     }
 

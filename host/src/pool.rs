@@ -19,6 +19,7 @@ use crate::runtime::{EPOCH_TICK, Runtime};
 use crate::secrets::Secrets;
 use crate::state::{HostState, Recorder};
 use crate::vault::Vault;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -198,6 +199,12 @@ pub struct Pool {
     vault: Arc<Vault>,
     options: PoolOptions,
     instance: Mutex<Instance>,
+    /// Decrypted secrets by credential id: reading and decrypting the
+    /// bundle on every acquire cost more than the whole policy decision.
+    /// Filled on a credential's first acquire (so that read is checked
+    /// against tampering like any other), dropped on remove; `Secrets`
+    /// zeroizes itself when an entry is dropped.
+    secrets: Mutex<HashMap<String, Secrets>>,
 }
 
 impl Pool {
@@ -230,6 +237,7 @@ impl Pool {
             vault,
             options,
             instance: Mutex::new(instance),
+            secrets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -357,6 +365,7 @@ impl Pool {
     pub fn remove(&self, id: &str) -> Result<()> {
         self.record("export.remove", id);
         self.call(|p, s| p.credpool_policy_pool().call_remove(s, id))?;
+        self.forget_secrets(id);
         self.vault.delete_secrets(id)?;
         Ok(())
     }
@@ -367,12 +376,11 @@ impl Pool {
         let resp = self.call(|p, s| p.credpool_policy_pool().call_acquire(s, request))?;
         let lease = match resp.lease {
             Some(l) => {
-                let secrets = match self.vault.get_secrets(&l.credential.site, &l.credential.id) {
-                    Ok(Some(secrets)) => secrets,
-                    Ok(None) => Secrets::default(),
+                let secrets = match self.cached_secrets(&l.credential.site, &l.credential.id) {
+                    Ok(secrets) => secrets,
                     Err(e) => {
                         let _ = self.release(&l.id);
-                        return Err(e.into());
+                        return Err(e);
                     }
                 };
                 Some(Lease {
@@ -393,6 +401,33 @@ impl Pool {
             alternatives: resp.alternatives,
             warnings: resp.warnings,
         })
+    }
+
+    fn secrets_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Secrets>> {
+        self.secrets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A credential's secrets from the cache, or read and decrypted once.
+    fn cached_secrets(&self, site: &str, id: &str) -> Result<Secrets> {
+        if let Some(s) = self.secrets_cache().get(id) {
+            return Ok(s.clone());
+        }
+        let secrets = self.vault.get_secrets(site, id)?.unwrap_or_default();
+        self.secrets_cache().insert(id.to_string(), secrets.clone());
+        Ok(secrets)
+    }
+
+    /// Drops a credential's cached secrets: anything that rewrites a
+    /// credential's secrets in the vault (a refresh, a re-login) must call
+    /// this so the next acquire reads the new ones.
+    pub fn forget_secrets(&self, id: &str) {
+        self.secrets_cache().remove(id);
+    }
+
+    /// Bytes of linear memory the policy instance has grown to.
+    pub fn guest_memory_bytes(&self) -> usize {
+        let guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        guard.store.data().limits.memory_bytes
     }
 
     /// Reports how a use went; ends the lease.

@@ -113,6 +113,9 @@ fn engine() -> anyhow::Result<Engine> {
     // Synchronous component calls are 3-5x cheaper without this.
     config.concurrency_support(false);
     config.epoch_interruption(true);
+    if std::env::var_os("CREDPOOL_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config)?;
     let engine = ENGINE.get_or_init(|| engine).clone();
     let ticker = engine.weak();

@@ -8,7 +8,7 @@ use crate::vault::{Vault, VaultError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Every value that crossed the boundary, as text, when recording is on
@@ -18,7 +18,7 @@ pub type Recorder = Arc<Mutex<Vec<String>>>;
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limits,
     pub(crate) vault: Arc<Vault>,
     /// Lazy writes of the current call: backend key -> sealed value or delete.
     pub(crate) lazy: BTreeMap<String, Option<Vec<u8>>>,
@@ -37,10 +37,13 @@ impl HostState {
         HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_limit)
-                .instances(4)
-                .build(),
+            limits: Limits {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(memory_limit)
+                    .instances(4)
+                    .build(),
+                memory_bytes: 0,
+            },
             vault,
             lazy: BTreeMap::new(),
             events,
@@ -69,6 +72,50 @@ impl HostState {
             .collect();
         self.vault.backend().apply(&writes)?;
         Ok(())
+    }
+}
+
+/// The sandbox's limits, which also keep count of the linear memory the
+/// policy has grown to (for `credpool bench` and memory checks).
+pub(crate) struct Limits {
+    inner: StoreLimits,
+    /// Bytes of linear memory across the instance's memories.
+    pub(crate) memory_bytes: usize,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `credpool` command. Exit codes: 0 ok, 1 error, 2 bad usage,
 //! 3 no credential available.
 
+mod bench;
 mod demo;
 mod output;
 
@@ -142,6 +143,15 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         seed: u64,
     },
+    /// Measure acquire+report pairs through the policy (use a release build).
+    Bench {
+        /// Credentials loaded into one site.
+        #[arg(long)]
+        credentials: usize,
+        /// Acquire+report pairs to time.
+        #[arg(long, default_value_t = 1_000_000)]
+        pairs: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -236,6 +246,9 @@ fn run(cli: Cli) -> Result<(), Failed> {
     match &cli.command {
         Command::Init => init(&cli),
         Command::Demo { rounds, seed } => demo::run(*rounds, *seed, cli.component.clone()),
+        Command::Bench { credentials, pairs } => {
+            bench::run(*credentials, *pairs, cli.component.clone())
+        }
         _ => {
             let pool = open_pool(&cli)?;
             run_on_pool(&cli, &pool)
@@ -393,7 +406,9 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             output::print_tick(&summary, *json);
             Ok(())
         }
-        Command::Init | Command::Demo { .. } => unreachable!("handled before opening a pool"),
+        Command::Init | Command::Demo { .. } | Command::Bench { .. } => {
+            unreachable!("handled before opening a pool")
+        }
     }
 }
 
