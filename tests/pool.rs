@@ -24,7 +24,7 @@ fn blocked() -> Outcome {
 
 #[test]
 fn acquire_joins_the_secrets_and_rotates_round_robin() {
-    let (pool, _, _) = memory_pool();
+    let (pool, _, _) = memory_pool_with(r#"{"strategy": "round-robin"}"#);
     pool.add(session("jd.com", "s1", &[("sid", "v1"), ("csrf", "c=1")]))
         .unwrap();
     pool.add(session("jd.com", "s2", &[("sid", "v2")])).unwrap();
@@ -80,7 +80,10 @@ fn reports_move_health_and_status_by_the_card() {
         .unwrap();
     let e = pool.report(&l.id, blocked()).unwrap();
     assert_eq!((e.status, e.health), (Status::Suspended, 90));
-    assert_eq!(e.cooldown_until, Some(T0 + 24 * 3600 * 1000));
+    // A day's rest, plus up to 10% jitter so blocked credentials do not
+    // all come back at once.
+    let rest = e.cooldown_until.unwrap() - T0;
+    assert!((86_400_000..=95_040_000).contains(&rest), "{rest}");
     // The report ended the lease.
     assert!(matches!(
         pool.report(&l.id, Outcome::Success),
@@ -89,7 +92,7 @@ fn reports_move_health_and_status_by_the_card() {
     let got = pool.acquire(&AcquireRequest::site("jd.com")).unwrap();
     assert_eq!(got.reason, Some(UnavailableReason::AllCooling));
     assert_eq!(got.next_free_at, e.cooldown_until);
-    clock.advance(Duration::from_secs(24 * 3600));
+    clock.set(e.cooldown_until.unwrap());
     assert_eq!(pool.tick().unwrap().cooldowns_ended, 1);
     assert_eq!(
         pool.view("s1", AccessLevel::Public).unwrap().status,

@@ -10,9 +10,15 @@ pub const T0: i64 = 1_767_225_600_000;
 
 /// A pool in memory on a hand-moved clock, recording events.
 pub fn memory_pool() -> (Pool, ManualClock, Arc<MemorySink>) {
+    memory_pool_with("")
+}
+
+/// As [`memory_pool`], with the policy configured by `policy_json`.
+pub fn memory_pool_with(policy_json: &str) -> (Pool, ManualClock, Arc<MemorySink>) {
     let clock = ManualClock::at(T0);
     let events = Arc::new(MemorySink::default());
     let mut options = PoolOptions::in_memory();
+    options.policy_config = policy_json.to_string();
     options.clock = Some(clock.clone());
     options.events = events.clone();
     (Pool::open(options).expect("open pool"), clock, events)
