@@ -1,7 +1,9 @@
 //! `credpool demo`: a short crawl with no setup. A pool in memory with
-//! sample credentials for three sites; a loop acquires, "uses" and reports
-//! with mixed outcomes through the real policy component; the clock is
-//! moved by hand so rests visibly end. Secrets are never printed.
+//! sample credentials for three sites; the demo shows round-robin rotation,
+//! then a loop acquires, "uses" and reports with mixed outcomes through the
+//! real policy component, then a site changes its defences (a burst of
+//! blocks: suspensions and an anomaly alert), and the clock is moved by
+//! hand so rests visibly end. Secrets are never printed.
 
 use super::{EXIT_ERROR, Failed, output};
 use crate::events::MemorySink;
@@ -28,6 +30,10 @@ pub fn run(rounds: u32, seed: u64, component: Option<PathBuf>) -> Result<(), Fai
     options.clock = Some(clock.clone());
     options.events = events.clone();
     options.component = component;
+    // Round-robin on the shop so the rotation is easy to see; the other
+    // sites keep the default, health-weighted.
+    options.policy_config =
+        r#"{"site_strategy": {"shop.example": "round-robin"}, "block_burst_count": 4}"#.into();
     let pool = Pool::open(options)?;
     println!("credpool demo: a pool in memory, the policy component sandboxed in wasmtime\n");
 
@@ -56,6 +62,18 @@ pub fn run(rounds: u32, seed: u64, component: Option<PathBuf>) -> Result<(), Fai
         );
     }
 
+    let mut turn = Vec::new();
+    for _ in 0..8 {
+        if let Some(lease) = pool.acquire(&AcquireRequest::site("shop.example"))?.lease {
+            turn.push(lease.credential.id.clone());
+            pool.release(&lease.id)?;
+        }
+    }
+    println!(
+        "\nrotation on shop.example (round-robin): {}",
+        turn.join(" -> ")
+    );
+
     let mut granted = 0u32;
     let mut refused = 0u32;
     let mut first_block: Option<String> = None;
@@ -70,11 +88,11 @@ pub fn run(rounds: u32, seed: u64, component: Option<PathBuf>) -> Result<(), Fai
         // What the crawler saw, by a fixed mix: mostly fine, some trouble.
         let roll: u32 = rng.random_range(0..100);
         let outcome = match roll {
-            0..=84 => Outcome::Success,
-            85..=89 => fail(FailureClass::Network, None, None),
-            90..=93 => fail(FailureClass::RateLimited, Some(429), Some(60)),
-            94..=96 => fail(FailureClass::Blocked, Some(403), None),
-            97..=98 => fail(FailureClass::Expired, Some(401), None),
+            0..=89 => Outcome::Success,
+            90..=93 => fail(FailureClass::Network, None, None),
+            94..=96 => fail(FailureClass::RateLimited, Some(429), Some(60)),
+            97 => fail(FailureClass::Blocked, Some(403), None),
+            98 => fail(FailureClass::Expired, Some(401), None),
             _ => fail(FailureClass::Challenged, Some(200), None),
         };
         let effect = pool.report(&lease.id, outcome)?;
@@ -108,17 +126,48 @@ pub fn run(rounds: u32, seed: u64, component: Option<PathBuf>) -> Result<(), Fai
     );
     output::print_stats(&pool.stats(None)?, false);
 
-    // A day later every block's rest has ended.
-    clock.advance(Duration::from_secs(24 * 3600));
+    // Three days later every rest has ended (a first block rests a day
+    // plus jitter, a repeat two).
+    clock.advance(Duration::from_secs(3 * 24 * 3600));
     let tick = pool.tick()?;
     println!(
-        "\na day later: {} rests ended, {} lapsed leases freed",
+        "\nthree days later: {} rests ended, {} lapsed leases freed",
         tick.cooldowns_ended, tick.leases_expired
     );
     if let Some(id) = first_block {
         let view = pool.view(&id, crate::AccessLevel::Public)?;
         println!("{id} is {} again", crate::names::status(view.status));
     }
+
+    // The shop changes its defences: blocks hit many accounts at once.
+    println!("\nshop.example starts refusing logins (403 on every request):");
+    let seen_before = events.lines().len();
+    for _ in 0..4 {
+        let Some(lease) = pool.acquire(&AcquireRequest::site("shop.example"))?.lease else {
+            break;
+        };
+        let effect = pool.report(&lease.id, fail(FailureClass::Blocked, Some(403), None))?;
+        println!(
+            "  {} blocked -> {} until {}",
+            lease.credential.id,
+            crate::names::status(effect.status),
+            effect
+                .cooldown_until
+                .map(|t| output::time(t).to_string())
+                .unwrap_or_default()
+        );
+        clock.advance(Duration::from_secs(5));
+    }
+    for line in events.lines()[seen_before..]
+        .iter()
+        .filter(|l| l.starts_with("ALERT") && l.contains("BlockBurst"))
+    {
+        println!(
+            "  anomaly alert (raised once per burst): {}",
+            alert_message(line)
+        );
+    }
+
     output::print_stats(&pool.stats(None)?, false);
 
     let got = pool.acquire(&AcquireRequest::site("nowhere.example"))?;
@@ -127,6 +176,27 @@ pub fn run(rounds: u32, seed: u64, component: Option<PathBuf>) -> Result<(), Fai
             "\nasking for nowhere.example: {}",
             output::no_credential_line("nowhere.example", &got)
         );
+    }
+    let alerts: Vec<String> = events
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("ALERT"))
+        .collect();
+    println!(
+        "\nalerts raised through the notify import: {}",
+        alerts.len()
+    );
+    for kind in [
+        "BlockBurst",
+        "LowHealth",
+        "SuccessRateDrop",
+        "Banned",
+        "PoolExhausted",
+    ] {
+        let n = alerts.iter().filter(|l| l.contains(kind)).count();
+        if n > 0 {
+            println!("  {kind}: {n}");
+        }
     }
     let logged = events.lines().len();
     println!(
@@ -144,6 +214,14 @@ fn fail(class: FailureClass, status: Option<u16>, retry_after: Option<u32>) -> O
         http_status: status,
         retry_after_secs: retry_after,
     })
+}
+
+/// The `message` field of an alert's debug line.
+fn alert_message(line: &str) -> &str {
+    line.split("message: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or(line)
 }
 
 fn short(site: &str) -> &str {
