@@ -199,6 +199,53 @@ impl Site {
     }
 }
 
+/// Records in fixed-size chunks: growing never copies the records nor
+/// leaves a doubled vector's slack, so memory stays near what they need
+/// (the guest's linear memory never shrinks after a peak).
+struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+const CHUNK: usize = 1024;
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, value: T) {
+        if self.len.is_multiple_of(CHUNK) {
+            // Grows by doubling up to CHUNK: a small pool stays small.
+            self.chunks.push(Vec::new());
+        }
+        self.chunks.last_mut().expect("a chunk").push(value);
+        self.len += 1;
+    }
+}
+
+impl<T> std::ops::Index<usize> for Chunked<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Chunked<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
 /// An open lease. Its id is `l<seq>.<nonce>`: the sequence number finds it,
 /// the random nonce makes ids unguessable and never reused across restarts.
 #[derive(Clone, Copy, Debug)]
@@ -269,7 +316,13 @@ impl std::hash::Hasher for FxHasher {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
     fn finish(&self) -> u64 {
-        self.0
+        // Fold the high bits down: the multiply leaves a key's low bits
+        // depending only on its low bytes, and ids that differ only at the
+        // end ("c0000001", "c0000002") then all land in one bucket.
+        let mut z = self.0;
+        z ^= z >> 33;
+        z = z.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        z ^ (z >> 33)
     }
 }
 
@@ -279,7 +332,7 @@ type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 pub struct Pool<H: Host> {
     pub host: H,
     config: PolicyConfig,
-    records: Vec<Option<Record>>,
+    records: Chunked<Option<Record>>,
     by_id: FastMap<Box<str>, u32>,
     sites: Vec<Site>,
     site_by_name: FastMap<String, u32>,
@@ -303,7 +356,7 @@ impl<H: Host> Pool<H> {
         let mut pool = Pool {
             host,
             config,
-            records: Vec::with_capacity(creds.len()),
+            records: Chunked::default(),
             by_id: FastMap::with_capacity_and_hasher(creds.len(), Default::default()),
             sites: Vec::new(),
             site_by_name: FastMap::default(),
@@ -1823,6 +1876,17 @@ fn scan_all<H: Host>(host: &mut H, prefix: &str) -> Result<Vec<(String, Vec<u8>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_differing_only_at_the_end_spread_over_buckets() {
+        use std::hash::BuildHasher;
+        let build = std::hash::BuildHasherDefault::<FxHasher>::default();
+        let buckets: std::collections::HashSet<u64> = (0..1000)
+            .map(|i| build.hash_one(format!("c{i:07}")) & 1023)
+            .collect();
+        // A uniform hash fills about 63% of 1024 buckets with 1000 keys.
+        assert!(buckets.len() > 550, "{}", buckets.len());
+    }
 
     #[test]
     fn lease_ids_round_trip_and_reject_junk() {
