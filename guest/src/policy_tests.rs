@@ -729,3 +729,22 @@ fn cred_events_are_logged_with_personal_data_masked() {
         }
     }
 }
+
+#[test]
+fn per_credential_anomalies_listed_in_stats_are_capped_but_all_notified() {
+    let mut p = pool_with(r#"{"low_health_threshold": 95}"#);
+    for i in 0..150 {
+        add(&mut p, "jd.com", &format!("t{i}"), Kind::Token);
+    }
+    let mut sunk = std::collections::HashSet::new();
+    while sunk.len() < 150 {
+        let (lease, id) = grant(&mut p, &req("jd.com"));
+        if sunk.insert(id) {
+            p.report(&lease, fail(FailureClass::Network)).unwrap();
+        } else {
+            p.release(&lease).unwrap();
+        }
+    }
+    assert_eq!(p.host.alerts_of(AlertKind::LowHealth), 150);
+    assert_eq!(p.stats(None)[0].anomalies.len(), 100);
+}

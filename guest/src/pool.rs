@@ -31,6 +31,8 @@ const SCAN_PAGE: u32 = 1000;
 const NEVER: Millis = i64::MIN;
 /// Health above the low-health threshold that clears the flag.
 const LOW_HEALTH_MARGIN: u8 = 10;
+/// Per-credential anomalies listed in a site's stats at most.
+const MAX_LISTED_ANOMALIES: usize = 100;
 /// Random draws tried before a filtered pick falls back to a walk.
 const FILTERED_DRAWS: usize = 16;
 
@@ -185,6 +187,12 @@ impl Site {
     }
 
     fn flag(&mut self, kind: AlertKind, credential: Option<&str>, now: Millis, detail: String) {
+        // A site-wide pattern is always listed; per-credential ones up to a
+        // cap, so the list (and clearing from it) stays small when many
+        // credentials sink at once. Every one is still notified.
+        if credential.is_some() && self.anomalies.len() >= MAX_LISTED_ANOMALIES {
+            return;
+        }
         self.anomalies.push(Anomaly {
             kind,
             credential_id: credential.map(str::to_string),

@@ -17,16 +17,27 @@ const INTERVAL_MS: Millis = 60_000 / RATE_PER_MINUTE as Millis;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Acquire { filter_kind: bool },
-    Report { pick: usize, outcome: u8 },
-    Release { pick: usize },
+    Acquire {
+        filter_kind: bool,
+        purpose: Option<u8>,
+    },
+    Report {
+        pick: usize,
+        outcome: u8,
+    },
+    Release {
+        pick: usize,
+    },
     Tick,
-    Wait { ms: u32 },
+    Wait {
+        ms: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => any::<bool>().prop_map(|filter_kind| Op::Acquire { filter_kind }),
+        4 => (any::<bool>(), prop::option::of(0u8..3))
+            .prop_map(|(filter_kind, purpose)| Op::Acquire { filter_kind, purpose }),
         3 => (any::<usize>(), 0u8..8).prop_map(|(pick, outcome)| Op::Report { pick, outcome }),
         1 => any::<usize>().prop_map(|pick| Op::Release { pick }),
         1 => Just(Op::Tick),
@@ -73,7 +84,10 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut last_grant: HashMap<String, Millis> = HashMap::new();
     for op in ops {
         match op {
-            Op::Acquire { filter_kind } => {
+            Op::Acquire {
+                filter_kind,
+                purpose,
+            } => {
                 let before: HashMap<String, Credential> = (0..6)
                     .map(|i| format!("c{i}"))
                     .map(|id| (id.clone(), p.get(&id).unwrap()))
@@ -81,6 +95,7 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let req = AcquireRequest {
                     site: "s.com".into(),
                     kind: filter_kind.then_some(Kind::Token),
+                    purpose: purpose.map(|p| format!("purpose-{p}")),
                     ..Default::default()
                 };
                 let r = p.acquire(&req).unwrap();
@@ -153,5 +168,15 @@ proptest! {
     #[test]
     fn limits_hold_under_least_recently_used(ops in prop::collection::vec(op(), 1..120)) {
         run("least-recently-used", ops)?;
+    }
+
+    #[test]
+    fn limits_hold_under_random(ops in prop::collection::vec(op(), 1..120)) {
+        run("random", ops)?;
+    }
+
+    #[test]
+    fn limits_hold_under_sticky(ops in prop::collection::vec(op(), 1..120)) {
+        run("sticky", ops)?;
     }
 }

@@ -6,6 +6,7 @@
 use super::Failed;
 use crate::bindings::log::Level;
 use crate::bindings::notify::{Alert, Ticket, TicketClosure};
+use crate::error::Error;
 use crate::events::EventSink;
 use crate::pool::{NewCredential, Pool, PoolOptions};
 use crate::{AcquireRequest, CredentialKind, Failure, FailureClass, Outcome};
@@ -45,7 +46,17 @@ pub struct Figures {
     pub alerts: u64,
 }
 
-pub fn run(credentials: usize, pairs: u64, component: Option<PathBuf>) -> Result<(), Failed> {
+pub(super) fn run(
+    credentials: usize,
+    pairs: u64,
+    component: Option<PathBuf>,
+) -> Result<(), Failed> {
+    if credentials == 0 || pairs == 0 {
+        return Err(Failed(
+            super::EXIT_USAGE,
+            "--credentials and --pairs must be at least 1".into(),
+        ));
+    }
     let figures = measure(credentials, pairs, component)?;
     println!(
         "{}",
@@ -59,12 +70,12 @@ pub fn measure(
     credentials: usize,
     pairs: u64,
     component: Option<PathBuf>,
-) -> Result<Figures, Failed> {
+) -> Result<Figures, Error> {
     if credentials == 0 || pairs == 0 {
-        return Err(Failed(
-            super::EXIT_USAGE,
-            "--credentials and --pairs must be at least 1".into(),
-        ));
+        return Err(Error::Input {
+            field: "credentials".into(),
+            reason: "--credentials and --pairs must be at least 1".into(),
+        });
     }
     let sink = Arc::new(CountingSink::default());
     let mut options = PoolOptions::in_memory();
@@ -92,13 +103,10 @@ pub fn measure(
         state ^= state << 17;
         state
     };
-    let pair = |next: &mut dyn FnMut() -> u64| -> Result<(), Failed> {
+    let pair = |next: &mut dyn FnMut() -> u64| -> Result<(), Error> {
         let got = pool.acquire(&request)?;
         let lease = got.lease.ok_or_else(|| {
-            Failed(
-                super::EXIT_ERROR,
-                format!("bench pool refused a lease: {:?}", got.reason),
-            )
+            Error::Policy(format!("bench pool refused a lease: {:?}", got.reason))
         })?;
         // About 10% failures that rest nothing (the pool keeps its size, so
         // the figures are comparable across N); health still moves.

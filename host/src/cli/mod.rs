@@ -1,7 +1,7 @@
 //! The `credpool` command. Exit codes: 0 ok, 1 error, 2 bad usage,
 //! 3 no credential available.
 
-mod bench;
+pub mod bench;
 mod demo;
 mod output;
 
