@@ -8,11 +8,14 @@
 //!   randomness, log) as small traits, with an in-memory fake for tests.
 //! - [`config`]: the policy's tunables, parsed from the JSON the host passes.
 //! - [`pool`]: the records, their per-site indexes, and every operation.
+//! - [`lifecycle`]: refresh scheduling, failure backoff and challenge
+//!   tickets, as pure decisions the pool carries out (hook points in its doc).
 //! - [`mask`]: masking of personal data in views.
 //! - `bindings` (wasm32 only): the one module that touches generated types;
 //!   it adapts the WIT imports to the ports and the exports to the pool.
 
 pub mod config;
+pub mod lifecycle;
 pub mod mask;
 pub mod model;
 pub mod pool;
