@@ -321,6 +321,15 @@ fn assert_no_leak(texts: &[&str], secrets: &[&str]) {
     }
 }
 
+/// A private copy of the built `credpool`: several checkouts share one
+/// target directory here, and another checkout's build can replace the
+/// binary under a running test.
+fn own_binary(dir: &std::path::Path) -> std::path::PathBuf {
+    let to = dir.join("credpool-under-test");
+    std::fs::copy(env!("CARGO_BIN_EXE_credpool"), &to).unwrap();
+    to
+}
+
 fn o(x: &RefreshOutcome) -> String {
     format!("{x:?}")
 }
@@ -794,8 +803,9 @@ fn sms_step_opens_a_ticket_notifies_the_webhook_and_resumes_with_the_answer() {
 fn challenge_answer_from_the_cli_reaches_the_resumed_login_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let bin = own_binary(dir.path());
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_credpool"))
+        std::process::Command::new(&bin)
             .arg("--data-dir")
             .arg(&data)
             .arg("--config")
@@ -1014,4 +1024,343 @@ fn external_login_command_gets_secrets_on_stdin_only() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_no_leak(&[&logs()], &[&password]);
+}
+
+// ------------------------------------- the guest's schedule, run natively
+
+use credpool_guest::lifecycle as glc;
+
+fn to_guest(o: &RefreshOutcome) -> glc::RunOutcome {
+    match o {
+        RefreshOutcome::Refreshed(e) => glc::RunOutcome::Refreshed(*e),
+        RefreshOutcome::StillValid => glc::RunOutcome::StillValid,
+        RefreshOutcome::Challenged(_) => glc::RunOutcome::Challenged(glc::ChallengeKind::SmsCode),
+        RefreshOutcome::Failed((f, _)) => glc::RunOutcome::Failed(match f {
+            RefreshFailure::Network => glc::FailureKind::Network,
+            RefreshFailure::Timeout => glc::FailureKind::Timeout,
+            RefreshFailure::LoggedOut => glc::FailureKind::LoggedOut,
+            RefreshFailure::InvalidGrant => glc::FailureKind::InvalidGrant,
+            RefreshFailure::Rejected => glc::FailureKind::Rejected,
+            RefreshFailure::Blocked => glc::FailureKind::Blocked,
+            RefreshFailure::RateLimited => glc::FailureKind::RateLimited,
+            RefreshFailure::Misconfigured => glc::FailureKind::Misconfigured,
+            RefreshFailure::ChallengeTimedOut => glc::FailureKind::ChallengeTimedOut,
+            RefreshFailure::Other => glc::FailureKind::Other,
+        }),
+    }
+}
+
+fn to_host(m: glc::RunMethod) -> RefreshMethod {
+    match m {
+        glc::RunMethod::CookieVisit => RefreshMethod::CookieVisit,
+        glc::RunMethod::OauthRefresh => RefreshMethod::OauthRefresh,
+        glc::RunMethod::Relogin => RefreshMethod::Relogin,
+        glc::RunMethod::HealthCheck => RefreshMethod::HealthCheck,
+    }
+}
+
+/// Sessions whose cookies live one hour, over a day: the guest's schedule
+/// refreshes each before it dies, every visit succeeds; then the site
+/// logs one out and the failure is classified.
+#[test]
+fn sessions_stay_alive_over_a_day_on_the_guests_schedule() {
+    const N: usize = 5;
+    // Server side: session number -> (current sid, expiry by the test clock).
+    let clock = ManualClock::at(T0);
+    let valid: Arc<Mutex<HashMap<String, i64>>> = Arc::new(Mutex::new(HashMap::new()));
+    let expired_seen = Arc::new(AtomicUsize::new(0));
+    let (v2, c2, e2) = (valid.clone(), clock.clone(), expired_seen.clone());
+    let server = serve(move |r| {
+        let now = c2.now_ms();
+        let sid = r.cookie("sid").unwrap_or_default();
+        let mut v = v2.lock().unwrap();
+        match v.get(&sid) {
+            Some(&exp) if exp > now => {
+                v.remove(&sid);
+                let new = format!("{sid}.r");
+                v.insert(new.clone(), now + 3_600_000);
+                reply(
+                    200,
+                    &[("Set-Cookie", &format!("sid={new}; Max-Age=3600; Path=/"))],
+                    "ok",
+                )
+            }
+            Some(_) => {
+                e2.fetch_add(1, Ordering::SeqCst);
+                reply(302, &[("Location", "/login")], "")
+            }
+            None => reply(302, &[("Location", "/login")], ""),
+        }
+    });
+    let cfg = site(&format!(
+        "method = \"cookie-visit\"\nrefresh_url = \"{}\"\nrefresh_before_expire = \"10m\"\n[sites.\"{SITE}\".logout]\nredirect_to = [\"/login\"]\n",
+        server.url("/home")
+    ));
+    let mut opts = RefresherOptions::new([(SITE.to_string(), cfg.clone())].into_iter().collect());
+    opts.clock = Some(clock.clone());
+    logs();
+    let vault = Arc::new(Vault::new(
+        Arc::new(MemoryBackend::new()),
+        Arc::new(KeyRing::ephemeral().unwrap()),
+        "default",
+    ));
+    let refresher = Refresher::new(vault.clone(), opts).unwrap();
+    // The guest's timing, from the same [sites] table.
+    let lc_json = serde_json::json!({"max_in_flight": 3, "sites": {SITE: cfg.policy_timing()}});
+    let mut lc =
+        glc::Lifecycle::new(glc::LifecycleConfig::from_json(&lc_json.to_string()).unwrap());
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut below = move |n: u64| {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (x >> 33) % n
+    };
+    for i in 0..N {
+        let sid = canary(&format!("s{i}"));
+        valid.lock().unwrap().insert(sid.clone(), T0 + 3_600_000);
+        let mut s = Secrets::default();
+        s.cookies = vec![("sid".into(), sid)];
+        vault.put_secrets(SITE, &format!("c{i}"), &s).unwrap();
+        lc.track(
+            &glc::Tracked {
+                id: format!("c{i}"),
+                site: SITE.into(),
+                status: glc::LcStatus::Active,
+                expires_at: Some(T0 + 3_600_000),
+                logged_in_at: T0,
+                checked_at: None,
+            },
+            T0,
+            &mut below,
+        );
+    }
+    let run_minute = |lc: &mut glc::Lifecycle, below: &mut dyn FnMut(u64) -> u64| {
+        let now = clock.now_ms();
+        let plan = lc.tick(now, below);
+        for s in &plan.start {
+            refresher
+                .submit(RefreshRequest {
+                    request_id: s.request_id,
+                    credential_id: s.credential_id.clone(),
+                    site: s.site.clone(),
+                    method: to_host(s.method),
+                    ticket_id: s.ticket_id.clone(),
+                })
+                .unwrap();
+        }
+        let mut results = Vec::new();
+        for s in &plan.start {
+            let r = refresher.wait(s.request_id, WAIT).expect("result");
+            let d = lc.on_completed(
+                &glc::Completed {
+                    request_id: r.request_id,
+                    credential_id: r.credential_id.clone(),
+                    outcome: to_guest(&r.outcome),
+                },
+                now,
+                below,
+            );
+            results.push((r, d));
+        }
+        clock.advance(Duration::from_secs(60));
+        results
+    };
+    for _ in 0..24 * 60 {
+        for (r, d) in run_minute(&mut lc, &mut below) {
+            assert!(
+                matches!(r.outcome, RefreshOutcome::Refreshed(Some(_))),
+                "{:?}",
+                r.outcome
+            );
+            assert_eq!(d.status, Some(glc::StatusChange::Active));
+        }
+    }
+    let stats = refresher.stats();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].failed, 0);
+    assert_eq!(stats[0].success_rate(), Some(1.0));
+    // Each session lives an hour and is refreshed 10 minutes (plus skew and
+    // jitter) early: about 24 / 0.83 refreshes a day each, none late.
+    assert!(stats[0].succeeded >= (N as u64) * 24, "{stats:?}");
+    assert_eq!(
+        expired_seen.load(Ordering::SeqCst),
+        0,
+        "no session reached the site expired"
+    );
+
+    // The site drops every session: each refresh now fails as logged-out.
+    valid.lock().unwrap().clear();
+    let mut failed = 0;
+    for _ in 0..120 {
+        for (r, d) in run_minute(&mut lc, &mut below) {
+            assert_eq!(
+                o(&r.outcome),
+                o(&RefreshOutcome::Failed((
+                    RefreshFailure::LoggedOut,
+                    Some(302)
+                )))
+            );
+            assert_eq!(d.status, Some(glc::StatusChange::Expired));
+            failed += 1;
+        }
+    }
+    assert!(failed >= 1);
+    let stats = refresher.stats();
+    assert_eq!(stats[0].failures.get("logged-out").copied(), Some(failed));
+    assert!(stats[0].success_rate().unwrap() < 1.0);
+}
+
+#[test]
+fn a_captcha_goes_to_the_solver_command() {
+    let password = canary("pw");
+    let pw = password.clone();
+    let server = serve(move |r| match r.path.as_str() {
+        "/login" if r.form().get("pass") == Some(&pw) => reply(
+            200,
+            &[("Set-Cookie", "step=c; Path=/")],
+            "please type the captcha",
+        ),
+        "/captcha"
+            if r.form().get("captcha").map(String::as_str) == Some("4F7K")
+                && r.cookie("step").is_some() =>
+        {
+            reply(
+                302,
+                &[("Location", "/"), ("Set-Cookie", "sid=ok; Path=/")],
+                "",
+            )
+        }
+        _ => reply(200, &[], "please type the captcha"),
+    });
+    let cfg = |solver: &str| {
+        site(&format!(
+            r#"method = "relogin"
+{solver}
+[sites."{SITE}".login]
+url = "{}"
+password_field = "pass"
+success = {{ cookie = "sid" }}
+[[sites."{SITE}".login.challenges]]
+kind = "captcha-image"
+detect = {{ body = ["type the captcha"] }}
+submit_url = "{}"
+field = "captcha"
+"#,
+            server.url("/login"),
+            server.url("/captcha")
+        ))
+    };
+    let mut s = Secrets::default();
+    s.username = Some("u".into());
+    s.password = Some(password.clone());
+    // With a solver: solved by it.
+    let rig1 = rig(&[(
+        SITE,
+        cfg(r#"captcha_solver = ["sh", "-c", "cat > /dev/null; echo 4F7K"]"#),
+    )]);
+    rig1.vault.put_secrets(SITE, "a", &s).unwrap();
+    assert!(matches!(
+        rig1.run("a", RefreshMethod::Relogin, None).outcome,
+        RefreshOutcome::Refreshed(_)
+    ));
+    // Without one: a person is needed.
+    let rig2 = rig(&[(SITE, cfg(""))]);
+    rig2.vault.put_secrets(SITE, "a", &s).unwrap();
+    assert_eq!(
+        o(&rig2.run("a", RefreshMethod::Relogin, None).outcome),
+        o(&RefreshOutcome::Challenged(ChallengeKind::CaptchaImage))
+    );
+}
+
+#[test]
+fn webhook_retries_until_delivered() {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t2 = tries.clone();
+    let hook = serve(move |_| {
+        if t2.fetch_add(1, Ordering::SeqCst) < 2 {
+            reply(500, &[], "")
+        } else {
+            reply(204, &[], "")
+        }
+    });
+    let n = Notifiers::new(
+        &NotifySection {
+            webhook_url: Some(hook.url("/hook")),
+            webhook_timeout: Some(Duration::from_secs(2)),
+            webhook_retries: Some(3),
+            command: None,
+        },
+        None,
+    );
+    n.ticket_closed("tk-1", TicketClosure::Cancelled);
+    assert!(n.flush(WAIT));
+    assert_eq!(
+        tries.load(Ordering::SeqCst),
+        3,
+        "two failures, then delivered"
+    );
+    let last: serde_json::Value = serde_json::from_str(&hook.hits("/hook")[2].body).unwrap();
+    assert_eq!(last["closure"], "cancelled");
+}
+
+#[test]
+fn credpool_run_serves_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bin = own_binary(dir.path());
+    let cmd = || {
+        let mut c = std::process::Command::new(&bin);
+        c.arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(dir.path().join("credpool.toml"))
+            .env_remove("CREDENTIAL_ENCRYPTION_KEY");
+        c
+    };
+    assert!(cmd().arg("init").status().unwrap().success());
+    std::fs::write(
+        dir.path().join("credpool.toml"),
+        "[sites.\"jd.com\"]\nmethod = \"cookie-visit\"\nrefresh_url = \"http://127.0.0.1:9/home\"\nrefresh_before_expire = \"1h\"\nmax_age = \"7d\"\n",
+    )
+    .unwrap();
+    let out = cmd()
+        .args(["run", "--ticks", "3", "--interval-ms", "20"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped after 3 ticks"));
+    // Ctrl-C (SIGINT) ends it cleanly too.
+    let child = cmd()
+        .args(["run", "--interval-ms", "50"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("records flushed"));
+    // A bad [sites] value names the key and line.
+    std::fs::write(
+        dir.path().join("credpool.toml"),
+        "[sites.\"jd.com\"]\nmax_age = \"soon\"\n",
+    )
+    .unwrap();
+    let out = cmd().args(["run", "--ticks", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 2") && err.contains("soon"), "{err}");
 }

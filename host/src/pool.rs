@@ -481,12 +481,27 @@ impl Pool {
             return Ok(0);
         };
         let mut n = 0;
+        let mut first_error = None;
         for done in r.take_completed() {
             self.record("export.refresh-completed", &done);
-            self.call(|p, s| p.credpool_policy_pool().call_refresh_completed(s, &done))?;
-            n += 1;
+            // One refused result does not hold back the others.
+            match self.call(|p, s| p.credpool_policy_pool().call_refresh_completed(s, &done)) {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    tracing::error!(
+                        target: "credpool::refresh",
+                        "the policy refused the result of refresh {} for {}: {e}",
+                        done.request_id,
+                        done.credential_id
+                    );
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(n)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     /// Open challenge tickets, from the policy.

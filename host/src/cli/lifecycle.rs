@@ -130,6 +130,9 @@ pub fn run(
     interval: Duration,
     max_ticks: Option<u64>,
 ) -> Result<(), Failed> {
+    // Signals first: a Ctrl-C while the pool opens still ends cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
     let notifiers = Notifiers::new(&config.notify, Some(data_dir.join(TICKET_BOOK)));
     options.events = notifiers.clone();
     let pool = Pool::open(options)?;
@@ -138,8 +141,6 @@ pub fn run(
     ro.answer_dir = Some(answer_dir.clone());
     let refresher = pool.attach_refresher(ro)?;
     notifiers.attach(refresher.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_signals(stop.clone());
     tracing::info!(target: "credpool::run", "serving: {} sites configured", config.sites.len());
     let mut ticks = 0u64;
     while !stop.load(Ordering::SeqCst) && max_ticks.is_none_or(|m| ticks < m) {

@@ -64,6 +64,7 @@ struct State {
     direct: HashMap<u64, RefreshResult>,
     /// HTTP refreshes actually run (single-flight proof, stats).
     runs: u64,
+    counters: BTreeMap<(String, &'static str), RefreshCounters>,
     shutting_down: bool,
 }
 
@@ -88,6 +89,29 @@ impl Inner {
             Some(c) => c.now_ms(),
             None => chrono::Utc::now().timestamp_millis(),
         }
+    }
+}
+
+/// Refresh counts of one site and method (the card's SLO: success rate
+/// of at least 90%).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RefreshCounters {
+    pub site: String,
+    pub method: &'static str,
+    pub attempts: u64,
+    pub succeeded: u64,
+    pub challenged: u64,
+    pub failed: u64,
+    /// Failures by class (`network`, `logged-out`, …).
+    pub failures: BTreeMap<String, u64>,
+}
+
+impl RefreshCounters {
+    /// Successes over finished attempts (challenges excluded: they wait on
+    /// a person); `None` before any.
+    pub fn success_rate(&self) -> Option<f64> {
+        let done = self.succeeded + self.failed;
+        (done > 0).then(|| self.succeeded as f64 / done as f64)
     }
 }
 
@@ -266,6 +290,18 @@ impl Refresher {
         self.inner.state.lock().unwrap().in_flight.len()
     }
 
+    /// Refresh counts by site and method, as HTTP work ran.
+    pub fn stats(&self) -> Vec<RefreshCounters> {
+        self.inner
+            .state
+            .lock()
+            .unwrap()
+            .counters
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// HTTP refreshes run so far (coalesced requests count once).
     pub fn runs(&self) -> u64 {
         self.inner.state.lock().unwrap().runs
@@ -346,6 +382,26 @@ fn finish(inner: &Inner, req: &RefreshRequest, outcome: RefreshOutcome) {
         outcome_name(&outcome)
     );
     let mut st = inner.state.lock().unwrap();
+    let method = crate::names::refresh_method(req.method);
+    let c = st
+        .counters
+        .entry((req.site.clone(), method))
+        .or_insert_with(|| RefreshCounters {
+            site: req.site.clone(),
+            method,
+            ..RefreshCounters::default()
+        });
+    c.attempts += 1;
+    match &outcome {
+        RefreshOutcome::Refreshed(_) | RefreshOutcome::StillValid => c.succeeded += 1,
+        RefreshOutcome::Challenged(_) => c.challenged += 1,
+        RefreshOutcome::Failed((f, _)) => {
+            c.failed += 1;
+            *c.failures
+                .entry(crate::names::refresh_failure(*f).to_string())
+                .or_default() += 1;
+        }
+    }
     for w in st.in_flight.remove(&req.credential_id).unwrap_or_default() {
         let result = RefreshResult {
             request_id: w.request_id,

@@ -37,6 +37,7 @@ async fn grant(
     inner: &Inner,
     site: &SiteConfig,
     refresh_token: &str,
+    stored_secret: Option<&str>,
 ) -> Result<Answer, RefreshFailure> {
     let url = site
         .token_url
@@ -50,7 +51,8 @@ async fn grant(
         Some(var) => Some(Zeroizing::new(
             std::env::var(var).map_err(|_| RefreshFailure::Misconfigured)?,
         )),
-        None => None,
+        // Not in the environment: the credential's stored `secret_key`.
+        None => stored_secret.map(|s| Zeroizing::new(s.to_string())),
     };
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "refresh_token"),
@@ -96,9 +98,11 @@ pub(crate) async fn refresh(
     let Some(current) = secrets.refresh_token.clone().map(Zeroizing::new) else {
         return failed(RefreshFailure::InvalidGrant, None);
     };
+    let stored = secrets.secret_key.clone().map(Zeroizing::new);
     let now = inner.now_ms();
     let mut used = current.clone();
-    let mut answer = match grant(inner, site, &current).await {
+    let mut answer = match grant(inner, site, &current, stored.as_deref().map(|s| s.as_str())).await
+    {
         Ok(a) => a,
         Err(f) => return failed(f, None),
     };
@@ -111,7 +115,7 @@ pub(crate) async fn refresh(
         && prev.as_str() != current.as_str()
     {
         used = Zeroizing::new(prev.clone());
-        answer = match grant(inner, site, &used).await {
+        answer = match grant(inner, site, &used, stored.as_deref().map(|s| s.as_str())).await {
             Ok(a) => a,
             Err(f) => return failed(f, None),
         };

@@ -179,7 +179,13 @@ async fn form_login(
                         secrets.totp_seed.as_deref().unwrap_or_default(),
                         inner.now_ms(),
                     ) {
-                        Ok(c) => c,
+                        Ok(c) => {
+                            tracing::info!(
+                                target: "credpool::refresh",
+                                "[CRED] challenge two-factor answered by TOTP credential={id} site={site_name}"
+                            );
+                            c
+                        }
                         Err(_) => return failed(RefreshFailure::Misconfigured, None),
                     }
                 } else if is_captcha(kind)

@@ -157,7 +157,8 @@ pub struct SiteConfig {
     pub client_id: Option<String>,
     #[serde(default)]
     pub client_auth: ClientAuth,
-    /// The environment variable holding the client secret.
+    /// The environment variable holding the client secret; without it the
+    /// credential's stored `secret_key` is the client secret.
     pub client_secret_env: Option<String>,
     /// Keep the refresh token before a rotation this long (default 10m).
     #[serde(default, deserialize_with = "de_duration")]
