@@ -183,4 +183,20 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("## Keeping sessions alive").expect("section");
+        let block = &readme[start..];
+        let block = &block[block.find("```toml\n").expect("toml block") + 8..];
+        let block = &block[..block.find("```").expect("end of block")];
+        let c = ConfigFile::parse(block).unwrap();
+        assert_eq!(c.sites.len(), 2);
+        assert_eq!(
+            c.sites["jd.com"].login.as_ref().unwrap().challenges.len(),
+            2
+        );
+        assert!(c.notify.webhook_url.is_some());
+    }
 }

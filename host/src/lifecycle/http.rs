@@ -48,8 +48,16 @@ pub async fn send(
         .iter()
         .filter_map(|v| v.to_str().ok().map(str::to_string))
         .collect();
-    let bytes = resp.bytes().await.map_err(classify_error)?;
-    let body = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY)]).into_owned();
+    // Read at most MAX_BODY: a huge page is not held in memory.
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_BODY {
+        match resp.chunk().await.map_err(classify_error)? {
+            Some(c) => bytes.extend_from_slice(&c[..c.len().min(MAX_BODY - bytes.len())]),
+            None => break,
+        }
+    }
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Answer {
         status,
         location,

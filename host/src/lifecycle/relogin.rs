@@ -19,9 +19,15 @@ use zeroize::Zeroizing;
 /// A login stopped at a challenge, kept in memory for the resumed login.
 pub(crate) struct Pending {
     pub(crate) ticket_id: Option<String>,
+    /// Contexts older than [`PENDING_TTL`] are dropped.
+    created: std::time::Instant,
     jar: Jar,
     rule: usize,
 }
+
+/// A stopped login older than this cannot be resumed (the site's own
+/// challenge would have expired); a resumed login then starts over.
+const PENDING_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn failed(f: RefreshFailure, s: Option<u16>) -> RefreshOutcome {
     RefreshOutcome::Failed((f, s))
@@ -134,7 +140,12 @@ async fn form_login(
 ) -> RefreshOutcome {
     let id = req.credential_id.as_str();
     let resumed = match &req.ticket_id {
-        Some(_) => inner.pending.lock().unwrap().remove(id),
+        Some(_) => inner
+            .pending
+            .lock()
+            .unwrap()
+            .remove(id)
+            .filter(|p| p.created.elapsed() < PENDING_TTL),
         None => None,
     };
     // Either resume at the challenge the ticket was for, or start over.
@@ -194,9 +205,12 @@ async fn form_login(
                 {
                     c
                 } else {
-                    inner.pending.lock().unwrap().insert(
+                    let mut pending = inner.pending.lock().unwrap();
+                    pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
+                    pending.insert(
                         id.to_string(),
                         Pending {
+                            created: std::time::Instant::now(),
                             ticket_id: req.ticket_id.clone(),
                             jar,
                             rule: rule_ix,
