@@ -1364,3 +1364,38 @@ fn credpool_run_serves_and_stops_cleanly() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("line 2") && err.contains("soon"), "{err}");
 }
+
+#[test]
+fn command_notifier_gets_alerts_as_json_on_stdin() {
+    use credpool::bindings::notify::{Alert, AlertKind, Severity};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let n = Notifiers::new(
+        &NotifySection {
+            webhook_url: None,
+            webhook_timeout: None,
+            webhook_retries: None,
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("cat >> '{}'; echo >> '{}'", out.display(), out.display()),
+            ]),
+        },
+        None,
+    );
+    n.alert(&Alert {
+        kind: AlertKind::RefreshFailed,
+        severity: Severity::Critical,
+        site: "jd.com".into(),
+        credential_id: Some("c7".into()),
+        message: "re-login refused for ***@example.com".into(),
+        raised_at: T0,
+    });
+    assert!(n.flush(WAIT));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let ev: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(ev["event"], "alert");
+    assert_eq!(ev["kind"], "refresh-failed");
+    assert_eq!(ev["severity"], "critical");
+    assert_eq!(ev["credential_id"], "c7");
+}
