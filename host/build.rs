@@ -8,8 +8,14 @@ use std::process::Command;
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().expect("host/ sits in the workspace root");
-    for watched in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    // Relative to host/, so the check follows whichever checkout builds.
+    for watched in [
+        "../guest/src",
+        "../guest/Cargo.toml",
+        "../wit",
+        "../Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={watched}");
     }
     println!("cargo:rerun-if-env-changed=CREDPOOL_SKIP_GUEST_BUILD");
 

@@ -14,6 +14,8 @@
 //! - [`fenwick`]: the weighted tree behind O(log n) selection.
 //! - [`anomaly`]: success-rate falls, block bursts and low health, raised
 //!   once and cleared once.
+//! - [`lifecycle`]: refresh scheduling, failure backoff and challenge
+//!   tickets, as pure decisions the pool carries out (hook points in its doc).
 //! - [`mask`]: masking of personal data in views and logs.
 //! - `bindings` (wasm32 only): the one module that touches generated types;
 //!   it adapts the WIT imports to the ports and the exports to the pool.
@@ -22,6 +24,7 @@ pub mod anomaly;
 pub mod config;
 pub mod cooldown;
 pub mod fenwick;
+pub mod lifecycle;
 pub mod machine;
 pub mod mask;
 pub mod model;

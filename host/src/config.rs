@@ -2,7 +2,10 @@
 //! host hands to the policy as JSON without interpreting it.
 
 use crate::error::Error;
+use crate::lifecycle::notifiers::NotifySection;
+use crate::lifecycle::sites::SiteConfig;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The whole configuration file. Unknown keys are errors.
@@ -14,6 +17,12 @@ pub struct ConfigFile {
     /// Passed to the policy as is; the policy names any key it refuses.
     #[serde(default)]
     pub policy: Option<toml::Table>,
+    /// Per-site lifecycle settings: `[sites."jd.com"]`.
+    #[serde(default)]
+    pub sites: BTreeMap<String, SiteConfig>,
+    /// Alert and ticket delivery: `[notify]`.
+    #[serde(default)]
+    pub notify: NotifySection,
 }
 
 /// Host settings.
@@ -69,7 +78,22 @@ impl ConfigFile {
         if config.pool.memory_limit_mb < 16 {
             return Err("[pool] memory_limit_mb must be at least 16".into());
         }
+        for (name, site) in &config.sites {
+            site.validate()
+                .map_err(|e| format!("line {}: [sites.{name:?}] {e}", table_line(text, name)))?;
+        }
+        config
+            .notify
+            .validate()
+            .map_err(|e| format!("line {}: [notify] {e}", header_line(text, "[notify]")))?;
         Ok(config)
+    }
+
+    /// The policy's `lifecycle` configuration derived from `[sites]` (the
+    /// guest's `lifecycle::LifecycleConfig`), to merge into the policy JSON
+    /// once the policy accepts a `lifecycle` key.
+    pub fn lifecycle_policy_json(&self) -> serde_json::Value {
+        crate::lifecycle::sites::policy_lifecycle_json(&self.sites)
     }
 
     /// The policy's part as JSON (empty object when absent).
@@ -79,6 +103,24 @@ impl ConfigFile {
             None => String::new(),
         }
     }
+}
+
+/// The line of a site's table header (1 when not found).
+fn table_line(text: &str, site: &str) -> usize {
+    let quoted = format!("[sites.\"{site}\"");
+    let bare = format!("[sites.{site}");
+    text.lines()
+        .position(|l| {
+            let l = l.trim();
+            l.starts_with(&quoted) || l.starts_with(&bare)
+        })
+        .map_or(1, |i| i + 1)
+}
+
+fn header_line(text: &str, header: &str) -> usize {
+    text.lines()
+        .position(|l| l.trim().starts_with(header))
+        .map_or(1, |i| i + 1)
 }
 
 #[cfg(test)]
@@ -95,5 +137,66 @@ mod tests {
     fn policy_section_passes_through_as_json() {
         let c = ConfigFile::parse("[policy]\ncooldown_seconds = 60\n").unwrap();
         assert_eq!(c.policy_json(), r#"{"cooldown_seconds":60}"#);
+    }
+
+    #[test]
+    fn sites_parse_with_human_durations_and_card_defaults() {
+        let c = ConfigFile::parse(
+            "[sites.\"jd.com\"]\nmethod = \"cookie-visit\"\nrefresh_url = \"https://jd.com/home\"\nmax_age = \"3d\"\n\n[sites.\"taobao.com\"]\nmethod = \"oauth-refresh\"\ntoken_url = \"https://taobao.com/oauth/token\"\nclient_id = \"c\"\nclient_secret_env = \"TAOBAO_SECRET\"\nclient_auth = \"body\"\n",
+        )
+        .unwrap();
+        let jd = &c.sites["jd.com"];
+        assert_eq!(jd.max_age().as_secs(), 3 * 86_400);
+        assert_eq!(jd.refresh_before_expire().as_secs(), 3600);
+        assert_eq!(
+            c.sites["taobao.com"].refresh_before_expire().as_secs(),
+            1800
+        );
+        let j = c.lifecycle_policy_json();
+        assert_eq!(j["sites"]["jd.com"]["method"], "cookie-visit");
+        assert_eq!(j["sites"]["jd.com"]["max_age"], 259_200);
+    }
+
+    #[test]
+    fn site_errors_name_key_and_line() {
+        let err = ConfigFile::parse("[pool]\ntenant = \"a\"\n[sites.\"jd.com\"]\nmethod = \"cookie-visit\"\nrefresh_ur = \"x\"\n").unwrap_err();
+        assert!(
+            err.contains("line 5") && err.contains("refresh_ur"),
+            "{err}"
+        );
+        let err = ConfigFile::parse("[sites.\"jd.com\"]\nmax_age = \"3 years\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("unknown unit"),
+            "{err}"
+        );
+        let err =
+            ConfigFile::parse("\n[sites.\"jd.com\"]\nmethod = \"cookie-visit\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("refresh_url"),
+            "{err}"
+        );
+        let err = ConfigFile::parse("[sites.\"jd.com\"]\nmethod = \"teleport\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("teleport"), "{err}");
+        let err = ConfigFile::parse("[notify]\nwebhook_url = \"ftp://x\"\n").unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("webhook_url"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("## Keeping sessions alive").expect("section");
+        let block = &readme[start..];
+        let block = &block[block.find("```toml\n").expect("toml block") + 8..];
+        let block = &block[..block.find("```").expect("end of block")];
+        let c = ConfigFile::parse(block).unwrap();
+        assert_eq!(c.sites.len(), 2);
+        assert_eq!(
+            c.sites["jd.com"].login.as_ref().unwrap().challenges.len(),
+            2
+        );
+        assert!(c.notify.webhook_url.is_some());
     }
 }

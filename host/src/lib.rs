@@ -26,6 +26,8 @@
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
 //! - [`secrets`]: the secret bundle that never crosses into the policy.
 //! - [`events`]: where logs, alerts and tickets go.
+//! - [`lifecycle`]: refreshes, re-logins, challenges, TOTP, notifiers and
+//!   health checks: the HTTP the policy asks for, with the secrets it never sees.
 //! - [`config`]: the `credpool.toml` file.
 //! - [`clock`]: a hand-moved wall clock for tests and simulations.
 //! - [`names`]: stable names of the contract's enums for CLI and JSON.
@@ -40,6 +42,7 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 mod imports;
+pub mod lifecycle;
 pub mod names;
 pub mod pool;
 pub mod runtime;

@@ -103,3 +103,49 @@ names!(
         Mixed = "mixed",
     ]
 );
+
+use crate::bindings::refresh::{ChallengeKind, RefreshFailure, RefreshMethod};
+
+names!(
+    challenge_kind,
+    parse_challenge_kind,
+    ChallengeKind,
+    [
+        CaptchaImage = "captcha-image",
+        CaptchaSlider = "captcha-slider",
+        CaptchaClick = "captcha-click",
+        SmsCode = "sms-code",
+        EmailCode = "email-code",
+        TwoFactor = "two-factor",
+        DeviceVerify = "device-verify",
+        SecurityQuestion = "security-question",
+    ]
+);
+names!(
+    refresh_method,
+    parse_refresh_method,
+    RefreshMethod,
+    [
+        CookieVisit = "cookie-visit",
+        OauthRefresh = "oauth-refresh",
+        Relogin = "relogin",
+        HealthCheck = "health-check",
+    ]
+);
+names!(
+    refresh_failure,
+    parse_refresh_failure,
+    RefreshFailure,
+    [
+        Network = "network",
+        Timeout = "timeout",
+        LoggedOut = "logged-out",
+        InvalidGrant = "invalid-grant",
+        Rejected = "rejected",
+        Blocked = "blocked",
+        RateLimited = "rate-limited",
+        Misconfigured = "misconfigured",
+        ChallengeTimedOut = "challenge-timed-out",
+        Other = "other",
+    ]
+);

@@ -21,7 +21,7 @@ use crate::state::{HostState, Recorder};
 use crate::vault::Vault;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::Store;
 
@@ -205,6 +205,8 @@ pub struct Pool {
     /// against tampering like any other), dropped on remove; `Secrets`
     /// zeroizes itself when an entry is dropped.
     secrets: Mutex<HashMap<String, Secrets>>,
+    /// The HTTP side of refreshes, once attached.
+    refresher: OnceLock<Arc<crate::lifecycle::Refresher>>,
 }
 
 impl Pool {
@@ -238,6 +240,7 @@ impl Pool {
             options,
             instance: Mutex::new(instance),
             secrets: Mutex::new(HashMap::new()),
+            refresher: OnceLock::new(),
         })
     }
 
@@ -289,6 +292,11 @@ impl Pool {
             *guard = Self::instantiate(&self.runtime, &self.vault, &self.options)?;
         }
         let inst = &mut *guard;
+        if inst.store.data().refresher.is_none()
+            && let Some(r) = self.refresher.get()
+        {
+            inst.store.data_mut().refresher = Some(r.clone());
+        }
         inst.store
             .set_epoch_deadline(deadline_ticks(self.options.call_deadline));
         let result = f(&inst.policy, &mut inst.store);
@@ -469,7 +477,107 @@ impl Pool {
     /// Moves time-driven state along: call it every second or so (the
     /// summary says when next it has work).
     pub fn tick(&self) -> Result<TickSummary> {
+        self.deliver_refresh_results()?;
         self.call(|p, s| p.credpool_policy_pool().call_tick(s))
+    }
+
+    /// Attaches the HTTP side of refreshes (once): from now on the policy's
+    /// `refresh.start` queues real work, and [`Pool::tick`] hands finished
+    /// results back to the policy.
+    pub fn attach_refresher(
+        &self,
+        mut options: crate::lifecycle::RefresherOptions,
+    ) -> Result<Arc<crate::lifecycle::Refresher>> {
+        if let Some(r) = self.refresher.get() {
+            return Ok(r.clone());
+        }
+        if options.clock.is_none() {
+            options.clock = self.options.clock.clone();
+        }
+        let r = crate::lifecycle::Refresher::new(self.vault.clone(), options)
+            .map_err(|e| Error::Config(format!("cannot start the refresh worker: {e}")))?;
+        Ok(self.refresher.get_or_init(|| r).clone())
+    }
+
+    /// The attached refresher, if any.
+    pub fn refresher(&self) -> Option<&Arc<crate::lifecycle::Refresher>> {
+        self.refresher.get()
+    }
+
+    /// This pool's encrypted store of secrets (host side only).
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    /// Hands every finished refresh to the policy (`refresh-completed`);
+    /// returns how many. [`Pool::tick`] calls it first.
+    pub fn deliver_refresh_results(&self) -> Result<u32> {
+        let Some(r) = self.refresher.get() else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        let mut first_error = None;
+        for done in r.take_completed() {
+            // A refresh may have rewritten the secrets: drop the cached copy.
+            self.forget_secrets(&done.credential_id);
+            self.record("export.refresh-completed", &done);
+            // One refused result does not hold back the others.
+            match self.call(|p, s| p.credpool_policy_pool().call_refresh_completed(s, &done)) {
+                Ok(_) => n += 1,
+                Err(e) => {
+                    tracing::error!(
+                        target: "credpool::refresh",
+                        "the policy refused the result of refresh {} for {}: {e}",
+                        done.request_id,
+                        done.credential_id
+                    );
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    /// Open challenge tickets, from the policy.
+    pub fn tickets(&self) -> Result<Vec<crate::bindings::notify::Ticket>> {
+        self.call(|p, s| p.credpool_policy_pool().call_tickets(s))
+    }
+
+    /// Settles a challenge ticket in the policy.
+    pub fn resolve_challenge(
+        &self,
+        ticket_id: &str,
+        resolution: crate::bindings::pool::ChallengeResolution,
+    ) -> Result<crate::Status> {
+        self.record("export.resolve-challenge", (ticket_id, resolution));
+        self.call(|p, s| {
+            p.credpool_policy_pool()
+                .call_resolve_challenge(s, ticket_id, resolution)
+        })
+    }
+
+    /// Answers a challenge ticket: the host holds the answer (a secret,
+    /// never logged) for the resumed login, and the policy is told to
+    /// resume it.
+    pub fn answer_challenge(
+        &self,
+        ticket_id: &str,
+        answer: zeroize::Zeroizing<String>,
+    ) -> Result<crate::Status> {
+        let r = self.refresher.get().ok_or_else(|| {
+            Error::Config("no refresher attached: nothing can resume a login".into())
+        })?;
+        r.answer(ticket_id, answer).map_err(|reason| Error::Input {
+            field: "answer".into(),
+            reason,
+        })?;
+        self.resolve_challenge(
+            ticket_id,
+            crate::bindings::pool::ChallengeResolution::Answered,
+        )
     }
 
     /// Writes counters and lease changes now.

@@ -30,6 +30,37 @@ pub struct Secrets {
     pub recovery_codes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_seed: Option<String>,
+    /// The login name the host submits on a re-login (not secret, but the
+    /// host needs it without asking the policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Attributes of `cookies`, by index (domain, path, expiry); empty for
+    /// cookies added by hand. No values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cookie_meta: Vec<CookieMeta>,
+    /// The refresh token before the last rotation, kept until
+    /// `previous_refresh_token_until` in case the rotation's answer was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_refresh_token: Option<String>,
+    /// Milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_refresh_token_until: Option<i64>,
+}
+
+/// Where and until when a stored cookie applies (RFC 6265 attributes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize)]
+pub struct CookieMeta {
+    pub name: String,
+    /// Lower-case, no leading dot.
+    pub domain: String,
+    #[serde(default)]
+    pub host_only: bool,
+    pub path: String,
+    /// Milliseconds since the epoch; absent for a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    #[serde(default)]
+    pub secure: bool,
 }
 
 impl Secrets {
@@ -72,6 +103,7 @@ impl Secrets {
             &self.api_key,
             &self.secret_key,
             &self.totp_seed,
+            &self.previous_refresh_token,
         ]
         .into_iter()
         .flatten()

@@ -24,6 +24,8 @@ pub struct HostState {
     pub(crate) lazy: BTreeMap<String, Option<Vec<u8>>>,
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) recorder: Option<Recorder>,
+    /// Runs the refreshes the policy starts (none: `not-configured`).
+    pub(crate) refresher: Option<Arc<crate::lifecycle::Refresher>>,
 }
 
 impl HostState {
@@ -48,6 +50,7 @@ impl HostState {
             lazy: BTreeMap::new(),
             events,
             recorder,
+            refresher: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod demo;
+mod lifecycle;
 mod output;
 
 use crate::config::ConfigFile;
@@ -134,6 +135,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Challenge tickets: list them, or answer one (the answer is a secret:
+    /// give CODE as `-` or leave it out to pipe it on stdin).
+    Challenge {
+        #[command(subcommand)]
+        action: ChallengeAction,
+    },
+    /// Serve: ticks, refreshes, health checks and notifications in the
+    /// foreground until Ctrl-C, then flush state.
+    Run {
+        /// Milliseconds between ticks.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many ticks (tests, cron).
+        #[arg(long)]
+        ticks: Option<u64>,
+    },
     /// Run a short crawl against sample sites in memory, and summarise.
     Demo {
         /// Acquire/report rounds to run.
@@ -151,6 +168,20 @@ enum Command {
         /// Acquire+report pairs to time.
         #[arg(long, default_value_t = 1_000_000)]
         pairs: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ChallengeAction {
+    /// Open tickets.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a ticket; the running pool resumes the login with it.
+    Answer {
+        ticket: String,
+        code: Option<String>,
     },
 }
 
@@ -249,6 +280,30 @@ fn run(cli: Cli) -> Result<(), Failed> {
         Command::Bench { credentials, pairs } => {
             bench::run(*credentials, *pairs, cli.component.clone())
         }
+        Command::Challenge { action } => match action {
+            ChallengeAction::List { json } => lifecycle::list(&cli.data_dir, *json),
+            ChallengeAction::Answer { ticket, code } => {
+                let config = ConfigFile::load(&cli.config)?;
+                lifecycle::answer(
+                    &cli.data_dir,
+                    key_source(&cli),
+                    &config.pool.tenant,
+                    ticket,
+                    code.as_deref(),
+                )
+            }
+        },
+        Command::Run { interval_ms, ticks } => {
+            let config = ConfigFile::load(&cli.config)?;
+            let options = pool_options(&cli, &config);
+            lifecycle::run(
+                &cli.data_dir,
+                &config,
+                options,
+                Duration::from_millis((*interval_ms).max(10)),
+                *ticks,
+            )
+        }
         _ => {
             let pool = open_pool(&cli)?;
             run_on_pool(&cli, &pool)
@@ -282,20 +337,28 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-fn open_pool(cli: &Cli) -> Result<Pool, Failed> {
-    let config = ConfigFile::load(&cli.config)?;
-    let mut options = PoolOptions::on_disk(&cli.data_dir);
-    options.key = match &cli.key_file {
+fn key_source(cli: &Cli) -> KeySource {
+    match &cli.key_file {
         Some(path) => KeySource::File(path.clone()),
         None if std::env::var_os(KEY_ENV).is_some() => KeySource::Env,
         None => KeySource::File(cli.data_dir.join(KEY_FILE)),
-    };
+    }
+}
+
+fn open_pool(cli: &Cli) -> Result<Pool, Failed> {
+    let config = ConfigFile::load(&cli.config)?;
+    Ok(Pool::open(pool_options(cli, &config))?)
+}
+
+fn pool_options(cli: &Cli, config: &ConfigFile) -> PoolOptions {
+    let mut options = PoolOptions::on_disk(&cli.data_dir);
+    options.key = key_source(cli);
     options.tenant = config.pool.tenant.clone();
     options.policy_config = config.policy_json();
     options.component = cli.component.clone();
     options.memory_limit = (config.pool.memory_limit_mb as usize) << 20;
     options.call_deadline = Duration::from_millis(config.pool.call_deadline_ms);
-    Ok(Pool::open(options)?)
+    options
 }
 
 fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
@@ -406,7 +469,11 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             output::print_tick(&summary, *json);
             Ok(())
         }
-        Command::Init | Command::Demo { .. } | Command::Bench { .. } => {
+        Command::Init
+        | Command::Demo { .. }
+        | Command::Bench { .. }
+        | Command::Challenge { .. }
+        | Command::Run { .. } => {
             unreachable!("handled before opening a pool")
         }
     }

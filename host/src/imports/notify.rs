@@ -11,6 +11,9 @@ impl Host for HostState {
 
     fn open_ticket(&mut self, ticket: Ticket) {
         self.record("notify.open-ticket", &ticket);
+        if let Some(r) = &self.refresher {
+            r.ticket_opened(&ticket.id, &ticket.credential_id);
+        }
         self.events.ticket_opened(&ticket);
     }
 

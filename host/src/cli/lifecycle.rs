@@ -1,0 +1,195 @@
+//! `credpool challenge list|answer` and `credpool run`.
+//!
+//! `challenge` does not open the store (the serving process holds it): it
+//! reads the ticket book (`DATA_DIR/tickets.json`, metadata only) and
+//! leaves an answer sealed with the tenant's key in `DATA_DIR/answers/`,
+//! where `credpool run` picks it up and resumes the login.
+
+use super::{EXIT_ERROR, Failed, usage};
+use crate::backend::MemoryBackend;
+use crate::config::ConfigFile;
+use crate::crypto::{self, KeySource};
+use crate::lifecycle::notifiers::{Notifiers, read_ticket_book};
+use crate::lifecycle::{RefresherOptions, answers};
+use crate::pool::{Pool, PoolOptions};
+use crate::vault::Vault;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+pub const TICKET_BOOK: &str = "tickets.json";
+pub const ANSWER_DIR: &str = "answers";
+
+pub fn list(data_dir: &Path, json: bool) -> Result<(), Failed> {
+    let tickets = read_ticket_book(&data_dir.join(TICKET_BOOK));
+    if json {
+        println!("{}", serde_json::Value::Array(tickets));
+        return Ok(());
+    }
+    if tickets.is_empty() {
+        println!("no open challenge tickets");
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<18} {:<16} {:<20} {:<14} DEADLINE",
+        "TICKET", "KIND", "SITE", "CREDENTIAL", "CONTACT"
+    );
+    for t in &tickets {
+        let s = |k: &str| t[k].as_str().unwrap_or("-").to_string();
+        let deadline = t["deadline"]
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<28} {:<18} {:<16} {:<20} {:<14} {deadline}",
+            s("id"),
+            s("kind"),
+            s("site"),
+            s("credential_id"),
+            s("masked_contact")
+        );
+    }
+    Ok(())
+}
+
+pub fn answer(
+    data_dir: &Path,
+    key: KeySource,
+    tenant: &str,
+    ticket: &str,
+    code: Option<&str>,
+) -> Result<(), Failed> {
+    if !answers::valid_ticket_id(ticket) {
+        return Err(usage("a ticket id is letters, digits, '-' and '_'"));
+    }
+    let open = read_ticket_book(&data_dir.join(TICKET_BOOK));
+    if !open.iter().any(|t| t["id"] == ticket) {
+        return Err(Failed(
+            EXIT_ERROR,
+            format!("no open challenge ticket {ticket}"),
+        ));
+    }
+    let code = match code {
+        Some(c) if c != "-" => Zeroizing::new(c.to_string()),
+        _ => {
+            let mut buf = Zeroizing::new(String::new());
+            std::io::stdin()
+                .read_to_string(&mut buf)
+                .map_err(|e| Failed(EXIT_ERROR, format!("cannot read standard input: {e}")))?;
+            Zeroizing::new(buf.trim().to_string())
+        }
+    };
+    if code.is_empty() {
+        return Err(usage("the answer is empty"));
+    }
+    let keys = crypto::load_keys(&key).map_err(|e| Failed(EXIT_ERROR, e.to_string()))?;
+    let vault = Vault::new(Arc::new(MemoryBackend::new()), Arc::new(keys), tenant);
+    answers::seal_to_spool(&vault, &data_dir.join(ANSWER_DIR), ticket, &code)
+        .map_err(|e| Failed(EXIT_ERROR, e))?;
+    println!("answer for ticket {ticket} held; the running pool resumes the login");
+    Ok(())
+}
+
+/// Sets the flag on Ctrl-C or SIGTERM.
+fn watch_signals(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("install SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+/// Serves until Ctrl-C: ticks (which hand finished refreshes to the
+/// policy), answers left by `challenge answer`, notifications; then flushes.
+pub fn run(
+    data_dir: &Path,
+    config: &ConfigFile,
+    mut options: PoolOptions,
+    interval: Duration,
+    max_ticks: Option<u64>,
+) -> Result<(), Failed> {
+    // Signals first: a Ctrl-C while the pool opens still ends cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_signals(stop.clone());
+    let notifiers = Notifiers::new(&config.notify, Some(data_dir.join(TICKET_BOOK)));
+    options.events = notifiers.clone();
+    let pool = Pool::open(options)?;
+    let answer_dir: PathBuf = data_dir.join(ANSWER_DIR);
+    let mut ro = RefresherOptions::new(config.sites.clone());
+    ro.answer_dir = Some(answer_dir.clone());
+    let refresher = pool.attach_refresher(ro)?;
+    notifiers.attach(refresher.clone());
+    tracing::info!(target: "credpool::run", "serving: {} sites configured", config.sites.len());
+    let mut ticks = 0u64;
+    while !stop.load(Ordering::SeqCst) && max_ticks.is_none_or(|m| ticks < m) {
+        let started = Instant::now();
+        if let Err(e) = pool.tick() {
+            tracing::error!(target: "credpool::run", "tick failed: {e}");
+        }
+        resume_answered(&pool, &answer_dir);
+        ticks += 1;
+        let left = interval.saturating_sub(started.elapsed());
+        let end = Instant::now() + left;
+        while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50).min(left));
+        }
+    }
+    tracing::info!(target: "credpool::run", "stopping: waiting for running refreshes");
+    refresher.shutdown(Duration::from_secs(10));
+    if let Err(e) = pool.deliver_refresh_results() {
+        tracing::error!(target: "credpool::run", "could not hand the last results to the policy: {e}");
+    }
+    let written = pool.flush()?;
+    notifiers.close(Duration::from_secs(10));
+    eprintln!("credpool: stopped after {ticks} ticks; {written} records flushed");
+    Ok(())
+}
+
+/// Tells the policy about each answer waiting in the spool; the policy
+/// starts the resumed login, which takes the sealed answer.
+fn resume_answered(pool: &Pool, dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(ticket) = name.strip_suffix(".sealed") else {
+            continue;
+        };
+        match pool.resolve_challenge(ticket, crate::bindings::pool::ChallengeResolution::Answered) {
+            Ok(_) => {
+                tracing::info!(target: "credpool::run", "ticket {ticket} answered; login resumes")
+            }
+            Err(e) => {
+                tracing::warn!(target: "credpool::run", "ticket {ticket}: {e}; answer discarded");
+                let _ = std::fs::remove_file(e_path(dir, ticket));
+            }
+        }
+    }
+}
+
+fn e_path(dir: &Path, ticket: &str) -> PathBuf {
+    dir.join(format!("{ticket}.sealed"))
+}

@@ -1,0 +1,161 @@
+//! OAuth 2.0 refresh-token grant (RFC 6749 section 6) with rotation that
+//! never loses the account: the new refresh token is stored durably (with
+//! the old one kept for a grace window) before the answer counts; an
+//! `invalid_grant` on the current token is retried once with the previous
+//! token while its grace lasts.
+
+use super::Inner;
+use super::http::{self, Answer};
+use super::sites::{ClientAuth, SiteConfig};
+use crate::bindings::refresh::{RefreshFailure, RefreshOutcome};
+use crate::secrets::Secrets;
+use zeroize::Zeroizing;
+
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct ErrorAnswer {
+    error: String,
+}
+
+impl Drop for TokenAnswer {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.access_token.zeroize();
+        self.refresh_token.zeroize();
+    }
+}
+
+async fn grant(
+    inner: &Inner,
+    site: &SiteConfig,
+    refresh_token: &str,
+    stored_secret: Option<&str>,
+) -> Result<Answer, RefreshFailure> {
+    let url = site
+        .token_url
+        .as_deref()
+        .ok_or(RefreshFailure::Misconfigured)?;
+    let client_id = site
+        .client_id
+        .as_deref()
+        .ok_or(RefreshFailure::Misconfigured)?;
+    let client_secret = match &site.client_secret_env {
+        Some(var) => Some(Zeroizing::new(
+            std::env::var(var).map_err(|_| RefreshFailure::Misconfigured)?,
+        )),
+        // Not in the environment: the credential's stored `secret_key`.
+        None => stored_secret.map(|s| Zeroizing::new(s.to_string())),
+    };
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    let mut req = inner.client.post(url);
+    match site.client_auth {
+        ClientAuth::Basic => {
+            req = req.basic_auth(client_id, client_secret.as_deref().map(|s| s.as_str()))
+        }
+        ClientAuth::Body => {
+            form.push(("client_id", client_id));
+            if let Some(s) = &client_secret {
+                form.push(("client_secret", s.as_str()));
+            }
+        }
+    }
+    http::send(
+        req.header("Accept", "application/json").form(&form),
+        site.request_timeout(),
+    )
+    .await
+}
+
+fn is_invalid_grant(a: &Answer) -> bool {
+    (a.status == 400 || a.status == 401)
+        && serde_json::from_str::<ErrorAnswer>(&a.body).is_ok_and(|e| e.error == "invalid_grant")
+}
+
+/// Runs the grant for credential `id` and stores what it got.
+pub(crate) async fn refresh(
+    inner: &Inner,
+    site_name: &str,
+    site: &SiteConfig,
+    id: &str,
+) -> RefreshOutcome {
+    let failed = |f, s| RefreshOutcome::Failed((f, s));
+    let mut secrets = match inner.vault.get_secrets(site_name, id) {
+        Ok(Some(s)) => s,
+        Ok(None) => return failed(RefreshFailure::Misconfigured, None),
+        Err(_) => return failed(RefreshFailure::Other, None),
+    };
+    let Some(current) = secrets.refresh_token.clone().map(Zeroizing::new) else {
+        return failed(RefreshFailure::InvalidGrant, None);
+    };
+    let stored = secrets.secret_key.clone().map(Zeroizing::new);
+    let now = inner.now_ms();
+    let mut used = current.clone();
+    let mut answer = match grant(inner, site, &current, stored.as_deref().map(|s| s.as_str())).await
+    {
+        Ok(a) => a,
+        Err(f) => return failed(f, None),
+    };
+    if is_invalid_grant(&answer)
+        && let (Some(prev), Some(until)) = (
+            &secrets.previous_refresh_token,
+            secrets.previous_refresh_token_until,
+        )
+        && until > now
+        && prev.as_str() != current.as_str()
+    {
+        used = Zeroizing::new(prev.clone());
+        answer = match grant(inner, site, &used, stored.as_deref().map(|s| s.as_str())).await {
+            Ok(a) => a,
+            Err(f) => return failed(f, None),
+        };
+    }
+    if is_invalid_grant(&answer) {
+        return failed(RefreshFailure::InvalidGrant, Some(answer.status));
+    }
+    if answer.status == 429 {
+        return failed(RefreshFailure::RateLimited, Some(answer.status));
+    }
+    if answer.status != 200 {
+        return failed(RefreshFailure::Other, Some(answer.status));
+    }
+    let Ok(tokens) = serde_json::from_str::<TokenAnswer>(&answer.body) else {
+        return failed(RefreshFailure::Other, Some(answer.status));
+    };
+    apply(
+        &mut secrets,
+        &tokens,
+        &used,
+        now,
+        site.rotation_grace().as_millis() as i64,
+    );
+    // Durable before the new token is relied on: a crash after this keeps
+    // both tokens; a failed write keeps the old bundle and reports failure.
+    if inner.vault.put_secrets(site_name, id, &secrets).is_err() {
+        return failed(RefreshFailure::Other, None);
+    }
+    RefreshOutcome::Refreshed(tokens.expires_in.map(|s| now + s * 1000))
+}
+
+fn apply(secrets: &mut Secrets, t: &TokenAnswer, used: &str, now: i64, grace_ms: i64) {
+    secrets.access_token = Some(t.access_token.clone());
+    if let Some(new) = &t.refresh_token
+        && new != used
+    {
+        secrets.previous_refresh_token = Some(used.to_string());
+        secrets.previous_refresh_token_until = Some(now + grace_ms);
+        secrets.refresh_token = Some(new.clone());
+    } else {
+        secrets.refresh_token = Some(used.to_string());
+    }
+}

@@ -1,0 +1,441 @@
+//! Logging in again: a form recipe (POST the login form, recognise
+//! success, a ban, or a challenge; answer a 2FA challenge from the TOTP
+//! seed and a captcha with the configured solver; otherwise hand back
+//! `challenged(kind)` and keep the login's context for the resumed login),
+//! or an external command (secrets as JSON on stdin, never argv or env;
+//! cookies and tokens as JSON on stdout; killed at its time limit).
+
+use super::Inner;
+use super::cookies::{Jar, MergeSummary};
+use super::http::{self, Answer};
+use super::sites::{ChallengeRule, LoginRecipe, SiteConfig};
+use super::totp;
+use crate::bindings::refresh::{ChallengeKind, RefreshFailure, RefreshOutcome, RefreshRequest};
+use crate::secrets::Secrets;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zeroize::Zeroizing;
+
+/// A login stopped at a challenge, kept in memory for the resumed login.
+pub(crate) struct Pending {
+    pub(crate) ticket_id: Option<String>,
+    /// Contexts older than [`PENDING_TTL`] are dropped.
+    created: std::time::Instant,
+    jar: Jar,
+    rule: usize,
+}
+
+/// A stopped login older than this cannot be resumed (the site's own
+/// challenge would have expired); a resumed login then starts over.
+const PENDING_TTL: Duration = Duration::from_secs(24 * 3600);
+
+fn failed(f: RefreshFailure, s: Option<u16>) -> RefreshOutcome {
+    RefreshOutcome::Failed((f, s))
+}
+
+pub(crate) async fn relogin(
+    inner: &Inner,
+    site_name: &str,
+    site: &SiteConfig,
+    req: &RefreshRequest,
+) -> RefreshOutcome {
+    let id = req.credential_id.as_str();
+    let secrets = match inner.vault.get_secrets(site_name, id) {
+        Ok(Some(s)) => s,
+        Ok(None) => return failed(RefreshFailure::Misconfigured, None),
+        Err(_) => return failed(RefreshFailure::Other, None),
+    };
+    let answer = match &req.ticket_id {
+        Some(t) => {
+            if inner.closed_tickets.lock().unwrap().contains(t) {
+                return failed(RefreshFailure::ChallengeTimedOut, None);
+            }
+            match inner.answers.take(t) {
+                Some(a) => Some(a),
+                None => return failed(RefreshFailure::Other, None),
+            }
+        }
+        None => None,
+    };
+    if let Some(cmd) = &site.login_command {
+        return command_login(inner, site_name, site, id, cmd, secrets, answer).await;
+    }
+    let Some(recipe) = &site.login else {
+        return failed(RefreshFailure::Misconfigured, None);
+    };
+    form_login(inner, site_name, site, recipe, req, secrets, answer).await
+}
+
+fn merge(jar: &mut Jar, a: &Answer, url: &reqwest::Url, now: i64) {
+    let mut sum = MergeSummary::default();
+    for h in &a.set_cookies {
+        jar.set_cookie(
+            h,
+            url.host_str().unwrap_or_default(),
+            url.path(),
+            now,
+            &mut sum,
+        );
+    }
+    jar.evict_expired(now);
+}
+
+fn succeeded(recipe: &LoginRecipe, a: &Answer, jar: &Jar) -> bool {
+    let s = &recipe.success;
+    let any_rule =
+        s.cookie.is_some() || s.status.is_some() || s.redirect_to.is_some() || s.body.is_some();
+    if !any_rule {
+        return a.status < 400 && !a.set_cookies.is_empty();
+    }
+    s.cookie.as_ref().is_none_or(|c| jar.has(c))
+        && s.status.is_none_or(|st| st == a.status)
+        && s.redirect_to.as_ref().is_none_or(|r| {
+            a.location
+                .as_deref()
+                .is_some_and(|l| l.contains(r.as_str()))
+        })
+        && s.body.as_ref().is_none_or(|b| a.body.contains(b.as_str()))
+}
+
+async fn post(
+    inner: &Inner,
+    site: &SiteConfig,
+    url: &str,
+    form: &[(&str, &str)],
+    jar: &mut Jar,
+) -> Result<Answer, RefreshOutcome> {
+    let url = reqwest::Url::parse(url).map_err(|_| failed(RefreshFailure::Misconfigured, None))?;
+    let now = inner.now_ms();
+    let mut req = inner.client.post(url.clone()).form(form);
+    if let Some(c) = jar.header_for(
+        url.host_str().unwrap_or_default(),
+        url.path(),
+        url.scheme() == "https",
+        now,
+    ) {
+        req = req.header(reqwest::header::COOKIE, c);
+    }
+    let a = http::send(req, site.request_timeout())
+        .await
+        .map_err(|f| failed(f, None))?;
+    merge(jar, &a, &url, now);
+    Ok(a)
+}
+
+fn is_captcha(k: ChallengeKind) -> bool {
+    matches!(
+        k,
+        ChallengeKind::CaptchaImage | ChallengeKind::CaptchaSlider | ChallengeKind::CaptchaClick
+    )
+}
+
+async fn form_login(
+    inner: &Inner,
+    site_name: &str,
+    site: &SiteConfig,
+    recipe: &LoginRecipe,
+    req: &RefreshRequest,
+    mut secrets: Secrets,
+    mut answer: Option<Zeroizing<String>>,
+) -> RefreshOutcome {
+    let id = req.credential_id.as_str();
+    let resumed = match &req.ticket_id {
+        Some(_) => inner
+            .pending
+            .lock()
+            .unwrap()
+            .remove(id)
+            .filter(|p| p.created.elapsed() < PENDING_TTL),
+        None => None,
+    };
+    // Either resume at the challenge the ticket was for, or start over.
+    let (mut jar, mut step): (Jar, Option<(usize, Answer)>) = match resumed {
+        Some(p) => (p.jar, Some((p.rule, empty_answer()))),
+        None => {
+            let mut jar = Jar::default();
+            let user = secrets.username.clone().unwrap_or_default();
+            let pass = Zeroizing::new(secrets.password.clone().unwrap_or_default());
+            let mut form: Vec<(&str, &str)> = vec![
+                (recipe.username_field.as_str(), user.as_str()),
+                (recipe.password_field.as_str(), pass.as_str()),
+            ];
+            form.extend(recipe.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let a = match post(inner, site, &recipe.url, &form, &mut jar).await {
+                Ok(a) => a,
+                Err(o) => return o,
+            };
+            if site.ban.matches(a.status, a.location.as_deref(), &a.body) {
+                return failed(RefreshFailure::Blocked, Some(a.status));
+            }
+            if succeeded(recipe, &a, &jar) {
+                return store_login(inner, site_name, id, &mut secrets, &jar);
+            }
+            match classify_step(recipe, &a) {
+                Some(r) => (jar, Some((r, a))),
+                None => return failed(RefreshFailure::Rejected, Some(a.status)),
+            }
+        }
+    };
+    // Up to three challenge steps (e.g. captcha, then SMS).
+    for _ in 0..4 {
+        let last = match step.take() {
+            Some((rule_ix, _)) => {
+                let rule: &ChallengeRule = &recipe.challenges[rule_ix];
+                let kind =
+                    crate::names::parse_challenge_kind(&rule.kind).expect("validated at load");
+                let code: Zeroizing<String> = if let Some(a) = answer.take() {
+                    a
+                } else if kind == ChallengeKind::TwoFactor && secrets.totp_seed.is_some() {
+                    match totp::code_for_seed(
+                        secrets.totp_seed.as_deref().unwrap_or_default(),
+                        inner.now_ms(),
+                    ) {
+                        Ok(c) => {
+                            tracing::info!(
+                                target: "credpool::refresh",
+                                "[CRED] challenge two-factor answered by TOTP credential={id} site={site_name}"
+                            );
+                            c
+                        }
+                        Err(_) => return failed(RefreshFailure::Misconfigured, None),
+                    }
+                } else if is_captcha(kind)
+                    && let Some(solver) = &site.captcha_solver
+                    && let Some(c) = solve_captcha(site, solver, site_name, id, kind).await
+                {
+                    c
+                } else {
+                    let mut pending = inner.pending.lock().unwrap();
+                    pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
+                    pending.insert(
+                        id.to_string(),
+                        Pending {
+                            created: std::time::Instant::now(),
+                            ticket_id: req.ticket_id.clone(),
+                            jar,
+                            rule: rule_ix,
+                        },
+                    );
+                    return RefreshOutcome::Challenged(kind);
+                };
+                match post(
+                    inner,
+                    site,
+                    &rule.submit_url,
+                    &[(rule.field.as_str(), code.as_str())],
+                    &mut jar,
+                )
+                .await
+                {
+                    Ok(a) => a,
+                    Err(o) => return o,
+                }
+            }
+            None => unreachable!("step is set before the loop and after each answer"),
+        };
+        if site
+            .ban
+            .matches(last.status, last.location.as_deref(), &last.body)
+        {
+            return failed(RefreshFailure::Blocked, Some(last.status));
+        }
+        if succeeded(recipe, &last, &jar) {
+            return store_login(inner, site_name, id, &mut secrets, &jar);
+        }
+        match classify_step(recipe, &last) {
+            Some(r) => step = Some((r, last)),
+            None => return failed(RefreshFailure::Rejected, Some(last.status)),
+        }
+    }
+    failed(RefreshFailure::Rejected, None)
+}
+
+fn empty_answer() -> Answer {
+    Answer {
+        status: 0,
+        location: None,
+        set_cookies: Vec::new(),
+        body: String::new(),
+    }
+}
+
+fn classify_step(recipe: &LoginRecipe, a: &Answer) -> Option<usize> {
+    recipe
+        .challenges
+        .iter()
+        .position(|c| c.detect.matches(a.status, a.location.as_deref(), &a.body))
+}
+
+fn store_login(
+    inner: &Inner,
+    site_name: &str,
+    id: &str,
+    secrets: &mut Secrets,
+    jar: &Jar,
+) -> RefreshOutcome {
+    jar.store_into(secrets);
+    if inner.vault.put_secrets(site_name, id, secrets).is_err() {
+        return failed(RefreshFailure::Other, None);
+    }
+    RefreshOutcome::Refreshed(jar.earliest_expiry())
+}
+
+/// Runs `argv` with `input` on stdin under `timeout`; its stdout, or a
+/// failure. stderr is discarded: it might echo a secret.
+async fn run_command(
+    argv: &[String],
+    input: &[u8],
+    timeout: Duration,
+) -> Result<Zeroizing<Vec<u8>>, RefreshFailure> {
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|_| RefreshFailure::Misconfigured)?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stdout = child.stdout.take().expect("piped");
+    let work = async {
+        stdin
+            .write_all(input)
+            .await
+            .map_err(|_| RefreshFailure::Other)?;
+        drop(stdin);
+        let mut out = Zeroizing::new(Vec::new());
+        stdout
+            .read_to_end(&mut out)
+            .await
+            .map_err(|_| RefreshFailure::Other)?;
+        let status = child.wait().await.map_err(|_| RefreshFailure::Other)?;
+        if status.success() {
+            Ok(out)
+        } else {
+            Err(RefreshFailure::Rejected)
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(RefreshFailure::Timeout),
+    }
+}
+
+async fn solve_captcha(
+    site: &SiteConfig,
+    solver: &[String],
+    site_name: &str,
+    id: &str,
+    kind: ChallengeKind,
+) -> Option<Zeroizing<String>> {
+    let input = serde_json::json!({
+        "site": site_name,
+        "credential_id": id,
+        "kind": crate::names::challenge_kind(kind),
+    });
+    let out = run_command(solver, input.to_string().as_bytes(), site.login_timeout())
+        .await
+        .ok()?;
+    let text = Zeroizing::new(String::from_utf8(out.to_vec()).ok()?);
+    let code = text.trim();
+    (!code.is_empty()).then(|| Zeroizing::new(code.to_string()))
+}
+
+#[derive(serde::Deserialize)]
+struct CommandCookie {
+    name: String,
+    value: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct CommandOutput {
+    #[serde(default)]
+    cookies: Vec<CommandCookie>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+    /// Set when the login met a challenge it cannot pass alone.
+    #[serde(default)]
+    challenge: Option<String>,
+}
+
+async fn command_login(
+    inner: &Inner,
+    site_name: &str,
+    site: &SiteConfig,
+    id: &str,
+    argv: &[String],
+    mut secrets: Secrets,
+    answer: Option<Zeroizing<String>>,
+) -> RefreshOutcome {
+    let totp_code = match &secrets.totp_seed {
+        Some(seed) => totp::code_for_seed(seed, inner.now_ms()).ok(),
+        None => None,
+    };
+    let input = Zeroizing::new(
+        serde_json::json!({
+            "site": site_name,
+            "credential_id": id,
+            "username": secrets.username,
+            "password": secrets.password,
+            "totp_code": totp_code.as_deref().map(|s| s.as_str()),
+            "answer": answer.as_deref().map(|s| s.as_str()),
+        })
+        .to_string(),
+    );
+    let out = match run_command(argv, input.as_bytes(), site.login_timeout()).await {
+        Ok(o) => o,
+        Err(f) => return failed(f, None),
+    };
+    let Ok(parsed) = serde_json::from_slice::<CommandOutput>(&out) else {
+        return failed(RefreshFailure::Other, None);
+    };
+    if let Some(kind) = &parsed.challenge {
+        return match crate::names::parse_challenge_kind(kind) {
+            Some(k) => RefreshOutcome::Challenged(k),
+            None => failed(RefreshFailure::Other, None),
+        };
+    }
+    if parsed.cookies.is_empty() && parsed.access_token.is_none() {
+        return failed(RefreshFailure::Rejected, None);
+    }
+    let mut jar = Jar::default();
+    for c in &parsed.cookies {
+        jar.cookies.push(super::cookies::Cookie {
+            name: c.name.clone(),
+            value: c.value.clone(),
+            domain: c
+                .domain
+                .clone()
+                .unwrap_or_else(|| site_name.to_string())
+                .trim_start_matches('.')
+                .to_ascii_lowercase(),
+            host_only: false,
+            path: c.path.clone().unwrap_or_else(|| "/".into()),
+            expires: c.expires_at,
+            secure: false,
+        });
+    }
+    if !jar.cookies.is_empty() {
+        jar.store_into(&mut secrets);
+    }
+    if let Some(t) = &parsed.access_token {
+        secrets.access_token = Some(t.clone());
+    }
+    if let Some(t) = &parsed.refresh_token {
+        secrets.refresh_token = Some(t.clone());
+    }
+    if inner.vault.put_secrets(site_name, id, &secrets).is_err() {
+        return failed(RefreshFailure::Other, None);
+    }
+    RefreshOutcome::Refreshed(parsed.expires_at.or_else(|| jar.earliest_expiry()))
+}
