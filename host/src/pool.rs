@@ -55,6 +55,9 @@ pub struct PoolOptions {
     pub call_deadline: Duration,
     /// Record every value crossing the boundary (tests).
     pub recorder: Option<Recorder>,
+    /// Rotate the primary key after this many encryptions with it
+    /// (default [`crate::crypto::ROTATE_AFTER`]; tests lower it).
+    pub rotate_after: u64,
 }
 
 impl PoolOptions {
@@ -80,6 +83,7 @@ impl PoolOptions {
             memory_limit: 512 << 20,
             call_deadline: Duration::from_secs(5),
             recorder: None,
+            rotate_after: crate::crypto::ROTATE_AFTER,
         }
     }
 }
@@ -218,6 +222,8 @@ impl Pool {
             Storage::Shared(b) => b.clone(),
         };
         check_key(&backend, &keys)?;
+        keys.set_ledger(Arc::new(crate::rekey::BackendLedger(backend.clone())));
+        keys.set_rotate_after(options.rotate_after);
         let runtime = match &options.component {
             Some(path) => Runtime::from_file(path),
             None => Runtime::builtin(),
@@ -293,6 +299,7 @@ impl Pool {
             }
         };
         inst.store.data_mut().commit_lazy()?;
+        self.maybe_rotate();
         if inst.last_flush.elapsed() >= FLUSH_INTERVAL {
             inst.last_flush = Instant::now();
             Self::flush_instance(inst)?;
@@ -451,6 +458,40 @@ impl Pool {
     pub fn unban(&self, id: &str) -> Result<CredentialMeta> {
         self.record("export.unban", id);
         self.call(|p, s| p.credpool_policy_pool().call_unban(s, id))
+    }
+
+    /// Rotates the key (a new primary) and re-encrypts every record with it,
+    /// in batches, while the pool stays usable; see [`crate::rekey`].
+    pub fn rekey(&self, options: &crate::rekey::RekeyOptions) -> Result<crate::rekey::RekeyReport> {
+        Ok(crate::rekey::run(
+            &**self.vault.backend(),
+            self.vault.keys(),
+            &self.options.key,
+            options,
+        )?)
+    }
+
+    /// Opens every record of the store: which key seals how many, and any
+    /// that fail.
+    pub fn audit(&self) -> Result<crate::rekey::Audit> {
+        crate::rekey::audit(&**self.vault.backend(), self.vault.keys())
+            .map_err(|e| Error::Store(e.into()))
+    }
+
+    /// Automatic rotation when the primary key nears its safe number of
+    /// encryptions: a new primary; old records move on the next rekey.
+    fn maybe_rotate(&self) {
+        let keys = self.vault.keys();
+        if !keys.take_rotation_due() {
+            return;
+        }
+        match crate::rekey::rotate_primary(&**self.vault.backend(), keys, &self.options.key) {
+            Ok(id) => tracing::warn!(
+                "key {id} is now the primary key (the old one neared its safe number of \
+                 encryptions); run `credpool rekey` to re-encrypt old records and retire it"
+            ),
+            Err(e) => tracing::error!("the encryption key is due for rotation: {e}"),
+        }
     }
 
     /// The tenant this pool serves.
