@@ -327,11 +327,20 @@ impl Pool {
     }
 
     /// Adds a credential; its secrets are encrypted before they are stored.
-    /// If anything fails, nothing is stored.
-    pub fn add(&self, new: NewCredential) -> Result<CredentialMeta> {
+    /// If anything fails, nothing is stored. The secrets are written first
+    /// and the record second, so a crash between the two leaves at most an
+    /// unreachable secret bundle (replaced by the next add of that id), never
+    /// a credential without its secrets.
+    pub fn add(&self, mut new: NewCredential) -> Result<CredentialMeta> {
         new.secrets
             .validate()
             .map_err(|(field, reason)| Error::Input { field, reason })?;
+        new.site = new.site.trim().to_string();
+        let id = match &new.id {
+            Some(id) => id.trim().to_string(),
+            None => fresh_id(new.kind)?,
+        };
+        new.id = Some(id.clone());
         let meta_in = types::NewCredential {
             id: new.id.clone(),
             site: new.site.clone(),
@@ -351,13 +360,26 @@ impl Pool {
             labels: new.labels.clone(),
         };
         self.record("export.add", &meta_in);
-        let meta = self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in))?;
-        if let Err(e) = self.vault.put_secrets(&meta.site, &meta.id, &new.secrets) {
-            // Undo the record so nothing half-stored remains.
-            let _ = self.call(|p, s| p.credpool_policy_pool().call_remove(s, &meta.id));
-            return Err(e.into());
+        // A bundle under this id with no record is left from an add that
+        // crashed: it may be replaced. With a record, the id is taken.
+        let existing = self.vault.secrets_raw(&id)?;
+        if existing.is_some() && self.view(&id, AccessLevel::Public).is_ok() {
+            return Err(Error::Pool(PoolError::AlreadyExists(id)));
         }
-        Ok(meta)
+        let Some(written) =
+            self.vault
+                .put_secrets_if(&new.site, &id, &new.secrets, existing.as_deref())?
+        else {
+            return Err(Error::Pool(PoolError::AlreadyExists(id)));
+        };
+        match self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in)) {
+            Ok(meta) => Ok(meta),
+            Err(e) => {
+                // Undo the bundle so nothing half-stored remains.
+                let _ = self.vault.delete_secrets_if(&id, &written);
+                Err(e)
+            }
+        }
     }
 
     /// Removes a credential, its leases and its secrets.
@@ -506,6 +528,26 @@ impl Drop for Pool {
             tracing::error!("could not write counters on close: {e}");
         }
     }
+}
+
+/// An id for a credential added without one, in the policy's own style
+/// (`sess-` and 12 hex digits), made here so the secrets can be stored
+/// before the record.
+fn fresh_id(kind: CredentialKind) -> Result<String> {
+    let prefix = match kind {
+        CredentialKind::Account => "acct",
+        CredentialKind::Session => "sess",
+        CredentialKind::Token => "tok",
+        CredentialKind::ApiKey => "key",
+        CredentialKind::Device => "dev",
+    };
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|_| {
+        Error::Store(crate::vault::VaultError::Seal(
+            crate::crypto::CryptoError::Random,
+        ))
+    })?;
+    Ok(format!("{prefix}-{:012x}", u64::from_le_bytes(b) >> 16))
 }
 
 fn deadline_ticks(d: Duration) -> u64 {

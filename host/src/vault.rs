@@ -117,6 +117,13 @@ impl Vault {
 
     /// Encrypts and stores a credential's secrets, bound to tenant, site and id.
     pub fn put_secrets(&self, site: &str, id: &str, secrets: &Secrets) -> Result<(), VaultError> {
+        let stored = self.seal_secrets(site, id, secrets)?;
+        self.backend
+            .apply(&[Write::Put(self.secrets_key(id), stored)])?;
+        Ok(())
+    }
+
+    fn seal_secrets(&self, site: &str, id: &str, secrets: &Secrets) -> Result<Vec<u8>, VaultError> {
         let key = self.secrets_key(id);
         let plain =
             zeroize::Zeroizing::new(serde_json::to_vec(secrets).expect("secrets serialise"));
@@ -128,8 +135,35 @@ impl Vault {
             .keys
             .seal(site_aad(&key).as_bytes(), site.as_bytes())
             .map_err(VaultError::Seal)?;
-        let stored = secrets_envelope(&sealed_site, &sealed);
-        self.backend.apply(&[Write::Put(key, stored)])?;
+        Ok(secrets_envelope(&sealed_site, &sealed))
+    }
+
+    /// The stored bytes of a credential's secret bundle, if any.
+    pub fn secrets_raw(&self, id: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        Ok(self.backend.get(&self.secrets_key(id))?)
+    }
+
+    /// Stores a credential's secrets only if the stored bundle is still
+    /// `expected` (None: absent). Returns the bytes written, or None when
+    /// another writer got there first.
+    pub fn put_secrets_if(
+        &self,
+        site: &str,
+        id: &str,
+        secrets: &Secrets,
+        expected: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        let stored = self.seal_secrets(site, id, secrets)?;
+        let swapped =
+            self.backend
+                .compare_and_swap(&self.secrets_key(id), expected, Some(&stored))?;
+        Ok(swapped.then_some(stored))
+    }
+
+    /// Deletes a secret bundle only if it still holds `expected`.
+    pub fn delete_secrets_if(&self, id: &str, expected: &[u8]) -> Result<(), VaultError> {
+        self.backend
+            .compare_and_swap(&self.secrets_key(id), Some(expected), None)?;
         Ok(())
     }
 
