@@ -821,7 +821,7 @@ fn panic_child_entry() {
         let mut s = credpool::Secrets::default();
         s.password = Some(c.clone());
         // A bug that formats a secret into a panic message.
-        let r: Result<(), String> = Err(format!("bad state near {c}"));
+        let r: Result<(), String> = std::hint::black_box(Err(format!("bad state near {c}")));
         r.unwrap();
     }
 }
