@@ -617,7 +617,8 @@ fn record_from_json(
         out.recovery_codes = s.str_list("recovery_codes")?;
         out.totp_seed = s.opt_str("totp_seed")?;
         for (name, value, attrs) in s.pairs("cookies")? {
-            if let Some(a) = attrs {
+            // Attributes only when the cookie says where it applies.
+            if let Some(a) = attrs.filter(|a| a.get("domain").is_some_and(|d| !d.is_null())) {
                 let af = Fields::new(line, &a);
                 out.cookie_attrs.push(CookieAttrs {
                     name: name.clone(),
@@ -633,9 +634,6 @@ fn record_from_json(
                 });
             }
             out.cookies.push((name, value));
-        }
-        if !out.cookie_attrs.is_empty() && out.cookie_attrs.len() != out.cookies.len() {
-            out.cookie_attrs.clear();
         }
         out.headers = s
             .pairs("headers")?
