@@ -190,7 +190,8 @@ enum Command {
     },
 }
 
-#[derive(Args, Debug)]
+/// `Debug` is written by hand below: cookie and header values are secrets.
+#[derive(Args)]
 struct AddArgs {
     #[arg(long)]
     site: String,
@@ -233,6 +234,24 @@ struct AddArgs {
     rate_per_minute: Option<u32>,
     #[arg(long)]
     json: bool,
+}
+
+impl std::fmt::Debug for AddArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[String], sep: char| -> Vec<String> {
+            v.iter()
+                .map(|x| x.split(sep).next().unwrap_or("").trim().to_string())
+                .collect()
+        };
+        f.debug_struct("AddArgs")
+            .field("site", &self.site)
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("cookies", &names(&self.cookies, '='))
+            .field("headers", &names(&self.headers, ':'))
+            .field("values", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failure with its exit code.
