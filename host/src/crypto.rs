@@ -635,6 +635,66 @@ mod tests {
         }
     }
 
+    struct Ledger(Mutex<u64>);
+
+    impl UsageLedger for Ledger {
+        fn reserve(&self, _key_id: u32, count: u64) -> Result<u64, String> {
+            let mut n = self.0.lock().unwrap();
+            let start = *n;
+            *n += count;
+            Ok(start)
+        }
+    }
+
+    #[test]
+    fn encryptions_are_counted_in_blocks_and_bounded() {
+        let ring = KeyRing::ephemeral().unwrap();
+        let ledger = Arc::new(Ledger(Mutex::new(0)));
+        ring.set_ledger(ledger.clone());
+        ring.set_rotate_after(5000);
+        for _ in 0..3000 {
+            ring.seal(b"a", b"b").unwrap();
+        }
+        // Blocks of 1024, 2048: the ledger is ahead of use, never behind.
+        assert_eq!(*ledger.0.lock().unwrap(), 3072);
+        assert!(!ring.take_rotation_due());
+        for _ in 0..5000 {
+            ring.seal(b"a", b"b").unwrap();
+        }
+        assert!(ring.take_rotation_due());
+        // A restarted process starts after everything reserved.
+        *ledger.0.lock().unwrap() = NONCE_LIMIT - 1;
+        let fresh = KeyRing::ephemeral().unwrap();
+        fresh.set_ledger(ledger);
+        assert_eq!(fresh.seal(b"a", b"b").map(|_| ()), Ok(()));
+        assert_eq!(fresh.seal(b"a", b"b"), Err(CryptoError::KeyExhausted(1)));
+    }
+
+    #[test]
+    fn key_files_grow_and_shrink_atomically_and_stay_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        create_key_file(&path).unwrap();
+        let (id, key) = next_key(&path).unwrap();
+        assert_eq!(id, 2);
+        append_key(&path, id, &key).unwrap();
+        let ring = load_keys(&KeySource::File(path.clone())).unwrap();
+        assert_eq!((ring.ids(), ring.primary_id()), (vec![1, 2], 2));
+        retain_keys(&path, &[2]).unwrap();
+        let ring = load_keys(&KeySource::File(path.clone())).unwrap();
+        assert_eq!(ring.ids(), vec![2]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# credpool encryption key"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
     #[test]
     fn debug_never_prints_key_material() {
         let ring = KeyRing::ephemeral().unwrap();
