@@ -866,3 +866,34 @@ fn a_store_on_disk_is_redb_in_the_data_directory() {
     let backend = RedbBackend::open(&dir.path().join(DB_FILE)).unwrap();
     assert!(backend.get("t/default/s/s1").unwrap().is_some());
 }
+
+#[test]
+fn views_mask_personal_data_below_secret_and_never_hold_values() {
+    use credpool::AccessLevel;
+    let (pool, _, _) = support::memory_pool();
+    let mut new = NewCredential::new("jd.com", CredentialKind::Account).with_id("a1");
+    let (user, phone, email) = (canary("USER"), canary("PHONE"), canary("MAIL"));
+    new.username = Some(user.clone());
+    new.phone = Some(phone.clone());
+    new.email = Some(email.clone());
+    new.secrets.password = Some(secret("PW"));
+    new.secrets.cookies.push(("sid".into(), secret("CK")));
+    pool.add(new).unwrap();
+    let public = pool.view("a1", AccessLevel::Public).unwrap();
+    assert!(public.internal.is_none() && public.sensitive.is_none());
+    let internal = pool.view("a1", AccessLevel::Internal).unwrap();
+    assert!(internal.internal.is_some() && internal.sensitive.is_none());
+    let sensitive = pool.view("a1", AccessLevel::Sensitive).unwrap();
+    let s = sensitive.sensitive.unwrap();
+    for (masked, full) in [(&s.username, &user), (&s.phone, &phone), (&s.email, &email)] {
+        let masked = masked.as_deref().unwrap();
+        let shown: String = masked.chars().filter(|c| *c != '*').collect();
+        assert!(shown.len() <= 4 && full.ends_with(&shown), "{masked}");
+    }
+    assert_eq!(s.cookie_names, vec!["sid".to_string()]);
+    let secret_level = pool.view("a1", AccessLevel::Secret).unwrap();
+    assert_eq!(
+        secret_level.sensitive.unwrap().username.as_deref(),
+        Some(user.as_str())
+    );
+}
