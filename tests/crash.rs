@@ -215,11 +215,14 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
     let started = Instant::now();
     let mut model: BTreeMap<String, Expected> = BTreeMap::new();
     let mut acks = 0;
-    let mut next = spawn_child("writer", dir.path(), "r0");
+    // Two children warm up (compile the component) ahead of their turn, on
+    // the second core, while the current one runs and is checked.
+    let mut warm: std::collections::VecDeque<Child> = (0..2)
+        .map(|i| spawn_child("writer", dir.path(), &format!("r{i}")))
+        .collect();
     for kill in 0..KILLS {
-        let mut child = next;
-        // The next child compiles its component while this one runs.
-        next = spawn_child("writer", dir.path(), &format!("r{}", kill + 1));
+        let mut child = warm.pop_front().unwrap();
+        warm.push_back(spawn_child("writer", dir.path(), &format!("r{}", kill + 2)));
         child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         assert!(wait_ready(&mut stdout), "child {kill} did not start");
@@ -245,8 +248,10 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
         // Removals and blocks name credentials of earlier runs too.
         check_store(dir.path(), &model);
     }
-    let _ = next.kill();
-    let _ = next.wait();
+    for mut c in warm {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     let elapsed = started.elapsed();
     eprintln!(
         "crash test: {KILLS} SIGKILLs, {acks} acknowledged writes checked, {} credentials, {elapsed:?}",
