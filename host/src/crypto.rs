@@ -10,6 +10,8 @@ use base64::Engine as _;
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 const VERSION: u8 = 1;
@@ -29,6 +31,12 @@ pub enum CryptoError {
     Malformed,
     /// The system random generator failed; nothing was written.
     Random,
+    /// The key has done as many encryptions as is safe with random nonces;
+    /// nothing was written. Rotate the key (`credpool rekey`).
+    KeyExhausted(u32),
+    /// The durable count of encryptions could not be updated; nothing was
+    /// written.
+    Ledger(String),
 }
 
 impl fmt::Display for CryptoError {
@@ -40,45 +48,102 @@ impl fmt::Display for CryptoError {
             CryptoError::Tampered => write!(f, "failed authentication (tampered or moved)"),
             CryptoError::Malformed => write!(f, "not a credpool ciphertext"),
             CryptoError::Random => write!(f, "system random generator failed"),
+            CryptoError::KeyExhausted(id) => write!(
+                f,
+                "key {id} has reached its safe number of encryptions; rotate it with `credpool rekey`"
+            ),
+            CryptoError::Ledger(m) => write!(f, "cannot record key usage: {m}"),
         }
     }
 }
 
 impl std::error::Error for CryptoError {}
 
-/// One 256-bit data key and its id.
+/// One 256-bit data key and its id. The cipher's key schedule is zeroized
+/// when it is dropped (aes-gcm's `zeroize` feature).
 struct DataKey {
     id: u32,
     cipher: Aes256Gcm,
 }
 
-/// The keys a store can decrypt with; the primary one encrypts.
-pub struct KeyRing {
+/// NIST SP 800-38D: with random 96-bit nonces, at most 2^32 encryptions per
+/// key. Sealing refuses to go past it.
+pub const NONCE_LIMIT: u64 = 1 << 32;
+/// Rotate well before the limit: a quarter of it.
+pub const ROTATE_AFTER: u64 = 1 << 30;
+/// The first block of encryptions reserved per process and key; blocks
+/// double up to [`MAX_BLOCK`] as they are used up.
+const FIRST_BLOCK: u64 = 1024;
+const MAX_BLOCK: u64 = 1 << 16;
+
+/// Where encryptions per key are counted durably. Counting reserves blocks
+/// so the hot path writes once per block, not once per encryption; a block
+/// reserved and not used (the process ended) counts as used.
+pub trait UsageLedger: Send + Sync {
+    /// Durably adds `count` to the encryptions reserved for `key_id`;
+    /// returns the total reserved before this block.
+    fn reserve(&self, key_id: u32, count: u64) -> Result<u64, String>;
+}
+
+struct Usage {
+    key_id: u32,
+    next: u64,
+    end: u64,
+    block: u64,
+}
+
+struct Keys {
     keys: Vec<DataKey>,
     primary: u32,
 }
 
+/// The keys a store can decrypt with; the primary one encrypts. Keys can be
+/// added (rotation) and retired while the ring is in use.
+pub struct KeyRing {
+    inner: RwLock<Keys>,
+    usage: Mutex<Usage>,
+    ledger: RwLock<Option<Arc<dyn UsageLedger>>>,
+    rotate_after: AtomicU64,
+    rotation_due: AtomicBool,
+}
+
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids: Vec<u32> = self.keys.iter().map(|k| k.id).collect();
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let ids: Vec<u32> = inner.keys.iter().map(|k| k.id).collect();
         write!(
             f,
             "KeyRing {{ ids: {ids:?}, primary: {}, keys: [REDACTED] }}",
-            self.primary
+            inner.primary
         )
     }
 }
 
 impl KeyRing {
+    fn from_keys(keys: Vec<DataKey>, primary: u32) -> Self {
+        KeyRing {
+            inner: RwLock::new(Keys { keys, primary }),
+            usage: Mutex::new(Usage {
+                key_id: primary,
+                next: 0,
+                end: 0,
+                block: FIRST_BLOCK,
+            }),
+            ledger: RwLock::new(None),
+            rotate_after: AtomicU64::new(ROTATE_AFTER),
+            rotation_due: AtomicBool::new(false),
+        }
+    }
+
     /// A ring of one key.
     pub fn single(id: u32, key: &[u8; 32]) -> Self {
-        KeyRing {
-            keys: vec![DataKey {
+        Self::from_keys(
+            vec![DataKey {
                 id,
                 cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
             }],
-            primary: id,
-        }
+            id,
+        )
     }
 
     /// A fresh random key that lives only in memory (tests, the demo).
@@ -88,41 +153,127 @@ impl KeyRing {
     }
 
     pub fn primary_id(&self) -> u32 {
-        self.primary
+        self.read().primary
+    }
+
+    /// The ids of every key held, ascending.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.read().keys.iter().map(|k| k.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Keys> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts encryptions durably in `ledger` from now on.
+    pub fn set_ledger(&self, ledger: Arc<dyn UsageLedger>) {
+        *self.ledger.write().unwrap_or_else(|p| p.into_inner()) = Some(ledger);
+    }
+
+    /// Asks for rotation once the primary key has done this many
+    /// encryptions (default [`ROTATE_AFTER`]; tests lower it).
+    pub fn set_rotate_after(&self, n: u64) {
+        self.rotate_after
+            .store(n.min(ROTATE_AFTER), Ordering::Relaxed);
+    }
+
+    /// Whether the primary key has reached its rotation threshold (and
+    /// clears the question: it is asked again at the next block).
+    pub fn take_rotation_due(&self) -> bool {
+        self.rotation_due.swap(false, Ordering::Relaxed)
+    }
+
+    /// Makes `key` the primary under `id`; older keys stay decrypt-only.
+    pub fn add_primary(&self, id: u32, key: &[u8; 32]) {
+        let mut inner = self.write();
+        inner.keys.retain(|k| k.id != id);
+        inner.keys.push(DataKey {
+            id,
+            cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+        });
+        inner.primary = id;
+        self.rotation_due.store(false, Ordering::Relaxed);
+    }
+
+    /// Drops every key but the primary (after a complete rewrap).
+    pub fn retire_old(&self) -> Vec<u32> {
+        let mut inner = self.write();
+        let primary = inner.primary;
+        let old: Vec<u32> = inner
+            .keys
+            .iter()
+            .map(|k| k.id)
+            .filter(|id| *id != primary)
+            .collect();
+        inner.keys.retain(|k| k.id == primary);
+        old
+    }
+
+    /// Takes one encryption from the primary key's budget.
+    fn count(&self, id: u32) -> Result<(), CryptoError> {
+        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        if u.key_id != id {
+            *u = Usage {
+                key_id: id,
+                next: 0,
+                end: 0,
+                block: FIRST_BLOCK,
+            };
+        }
+        if u.next >= u.end {
+            let ledger = self
+                .ledger
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let start = match ledger {
+                Some(l) => l.reserve(id, u.block).map_err(CryptoError::Ledger)?,
+                None => u.end,
+            };
+            u.next = start;
+            u.end = start + u.block;
+            u.block = (u.block * 2).min(MAX_BLOCK);
+            // Asked once per block, so a key that cannot rotate (from the
+            // environment) is not retried on every encryption.
+            if start >= self.rotate_after.load(Ordering::Relaxed) {
+                self.rotation_due.store(true, Ordering::Relaxed);
+            }
+        }
+        if u.next >= NONCE_LIMIT {
+            return Err(CryptoError::KeyExhausted(id));
+        }
+        u.next += 1;
+        Ok(())
     }
 
     /// Encrypts `plain` bound to `aad`.
     pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = self
-            .key(self.primary)
-            .ok_or(CryptoError::UnknownKey(self.primary))?;
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
-        let mut out = Vec::with_capacity(HEADER + plain.len() + 16);
-        out.push(VERSION);
-        out.extend_from_slice(&self.primary.to_be_bytes());
-        let ct = key
-            .cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plain,
-                    aad: &header_aad(&out, aad),
-                },
-            )
-            .map_err(|_| CryptoError::Random)?;
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        let inner = self.read();
+        let primary = inner.primary;
+        let key = inner
+            .keys
+            .iter()
+            .find(|k| k.id == primary)
+            .ok_or(CryptoError::UnknownKey(primary))?;
+        self.count(primary)?;
+        seal_with(key, aad, plain)
     }
 
     /// Decrypts a sealed value; fails unless it was sealed with this `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if sealed.len() < HEADER + 16 || sealed[0] != VERSION {
-            return Err(CryptoError::Malformed);
-        }
-        let id = u32::from_be_bytes(sealed[1..5].try_into().expect("4 bytes"));
-        let key = self.key(id).ok_or(CryptoError::UnknownKey(id))?;
+        let id = sealed_key_id(sealed).ok_or(CryptoError::Malformed)?;
+        let inner = self.read();
+        let key = inner
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or(CryptoError::UnknownKey(id))?;
         let nonce: [u8; 12] = sealed[5..HEADER].try_into().expect("12 bytes");
         key.cipher
             .decrypt(
@@ -135,10 +286,52 @@ impl KeyRing {
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Tampered)
     }
+}
 
-    fn key(&self, id: u32) -> Option<&DataKey> {
-        self.keys.iter().find(|k| k.id == id)
+/// Seals with one raw key, outside a ring (the check record of a key that
+/// is not in use yet).
+pub fn seal_with_raw(
+    id: u32,
+    key: &[u8; 32],
+    aad: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let key = DataKey {
+        id,
+        cipher: Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+    };
+    seal_with(&key, aad, plain)
+}
+
+fn seal_with(key: &DataKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+    let mut out = Vec::with_capacity(HEADER + plain.len() + 16);
+    out.push(VERSION);
+    out.extend_from_slice(&key.id.to_be_bytes());
+    let ct = key
+        .cipher
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plain,
+                aad: &header_aad(&out, aad),
+            },
+        )
+        .map_err(|_| CryptoError::Random)?;
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// The key id in a sealed value's header, if it is one of ours.
+pub fn sealed_key_id(sealed: &[u8]) -> Option<u32> {
+    if sealed.len() < HEADER + 16 || sealed[0] != VERSION {
+        return None;
     }
+    Some(u32::from_be_bytes(
+        sealed[1..5].try_into().expect("4 bytes"),
+    ))
 }
 
 /// The version and key id are authenticated too: they join the associated data.
@@ -226,7 +419,8 @@ pub fn load_keys(source: &KeySource) -> Result<KeyRing, KeyError> {
     }
 }
 
-fn load_key_file(path: &Path) -> Result<KeyRing, KeyError> {
+/// Reads a key file's text after checking that only its owner can read it.
+fn read_key_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             KeyError(format!(
@@ -255,6 +449,11 @@ fn load_key_file(path: &Path) -> Result<KeyRing, KeyError> {
         std::fs::read_to_string(path)
             .map_err(|e| KeyError(format!("cannot read key file {}: {e}", path.display())))?,
     );
+    Ok(text)
+}
+
+fn load_key_file(path: &Path) -> Result<KeyRing, KeyError> {
+    let text = read_key_file(path)?;
     let mut keys = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -282,7 +481,90 @@ fn load_key_file(path: &Path) -> Result<KeyRing, KeyError> {
         .map(|k| k.id)
         .max()
         .ok_or_else(|| KeyError(format!("key file {} holds no key", path.display())))?;
-    Ok(KeyRing { keys, primary })
+    Ok(KeyRing::from_keys(keys, primary))
+}
+
+/// The ids of the keys in a key file, in file order.
+fn key_ids(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter_map(|(id, _)| id.trim().parse().ok())
+        .collect()
+}
+
+/// A new random key with the next id for the key file at `path` (not
+/// written yet: see [`append_key`]).
+pub fn next_key(path: &Path) -> Result<(u32, Zeroizing<[u8; 32]>), KeyError> {
+    let text = read_key_file(path)?;
+    let id = key_ids(&text).into_iter().max().unwrap_or(0) + 1;
+    let key = random_key().map_err(|e| KeyError(e.to_string()))?;
+    Ok((id, key))
+}
+
+/// Appends a key to a key file atomically: the new file is written beside
+/// it (mode 0600), synced, and renamed over it, so a crash leaves either
+/// the old file or the new one, never a torn one.
+pub fn append_key(path: &Path, id: u32, key: &[u8; 32]) -> Result<(), KeyError> {
+    let text = read_key_file(path)?;
+    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key));
+    let mut body = Zeroizing::new(text.to_string());
+    if !body.ends_with('\n') && !body.is_empty() {
+        body.push('\n');
+    }
+    body.push_str(&format!("{id}:{}\n", encoded.as_str()));
+    write_key_file_atomic(path, &body)
+}
+
+/// Rewrites a key file keeping only the keys in `keep` (and comments).
+pub fn retain_keys(path: &Path, keep: &[u32]) -> Result<(), KeyError> {
+    let text = read_key_file(path)?;
+    let mut body = Zeroizing::new(String::with_capacity(text.len()));
+    for line in text.lines() {
+        let id = line
+            .trim()
+            .split_once(':')
+            .and_then(|(id, _)| id.trim().parse::<u32>().ok());
+        if id.is_none_or(|id| keep.contains(&id)) {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    write_key_file_atomic(path, &body)
+}
+
+fn write_key_file_atomic(path: &Path, body: &str) -> Result<(), KeyError> {
+    let fail =
+        |e: std::io::Error| KeyError(format!("cannot write key file {}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(body.as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is synced.
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(fail)
 }
 
 fn decode_key(b64: &str) -> Option<Zeroizing<[u8; 32]>> {
@@ -351,6 +633,66 @@ mod tests {
             let err = load_keys(&KeySource::File(path)).unwrap_err().0;
             assert!(err.contains("readable by group or others"), "{err}");
         }
+    }
+
+    struct Ledger(Mutex<u64>);
+
+    impl UsageLedger for Ledger {
+        fn reserve(&self, _key_id: u32, count: u64) -> Result<u64, String> {
+            let mut n = self.0.lock().unwrap();
+            let start = *n;
+            *n += count;
+            Ok(start)
+        }
+    }
+
+    #[test]
+    fn encryptions_are_counted_in_blocks_and_bounded() {
+        let ring = KeyRing::ephemeral().unwrap();
+        let ledger = Arc::new(Ledger(Mutex::new(0)));
+        ring.set_ledger(ledger.clone());
+        ring.set_rotate_after(5000);
+        for _ in 0..3000 {
+            ring.seal(b"a", b"b").unwrap();
+        }
+        // Blocks of 1024, 2048: the ledger is ahead of use, never behind.
+        assert_eq!(*ledger.0.lock().unwrap(), 3072);
+        assert!(!ring.take_rotation_due());
+        for _ in 0..5000 {
+            ring.seal(b"a", b"b").unwrap();
+        }
+        assert!(ring.take_rotation_due());
+        // A restarted process starts after everything reserved.
+        *ledger.0.lock().unwrap() = NONCE_LIMIT - 1;
+        let fresh = KeyRing::ephemeral().unwrap();
+        fresh.set_ledger(ledger);
+        assert_eq!(fresh.seal(b"a", b"b").map(|_| ()), Ok(()));
+        assert_eq!(fresh.seal(b"a", b"b"), Err(CryptoError::KeyExhausted(1)));
+    }
+
+    #[test]
+    fn key_files_grow_and_shrink_atomically_and_stay_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        create_key_file(&path).unwrap();
+        let (id, key) = next_key(&path).unwrap();
+        assert_eq!(id, 2);
+        append_key(&path, id, &key).unwrap();
+        let ring = load_keys(&KeySource::File(path.clone())).unwrap();
+        assert_eq!((ring.ids(), ring.primary_id()), (vec![1, 2], 2));
+        retain_keys(&path, &[2]).unwrap();
+        let ring = load_keys(&KeySource::File(path.clone())).unwrap();
+        assert_eq!(ring.ids(), vec![2]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# credpool encryption key"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

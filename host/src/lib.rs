@@ -24,6 +24,8 @@
 //! - [`backend`]: the storage trait and its engines (memory, redb).
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
+//! - [`rekey`]: key rotation, rewrap, and the count of encryptions per key.
+//! - [`transfer`]: import and export (our JSON, cookies.txt, cookie JSON).
 //! - [`secrets`]: the secret bundle that never crosses into the policy.
 //! - [`events`]: where logs, alerts and tickets go.
 //! - [`lifecycle`]: refreshes, re-logins, challenges, TOTP, notifiers and
@@ -45,9 +47,11 @@ mod imports;
 pub mod lifecycle;
 pub mod names;
 pub mod pool;
+pub mod rekey;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
+pub mod transfer;
 pub mod vault;
 
 pub use bindings::pool::{

@@ -56,6 +56,9 @@ pub struct PoolOptions {
     pub call_deadline: Duration,
     /// Record every value crossing the boundary (tests).
     pub recorder: Option<Recorder>,
+    /// Rotate the primary key after this many encryptions with it
+    /// (default [`crate::crypto::ROTATE_AFTER`]; tests lower it).
+    pub rotate_after: u64,
 }
 
 impl PoolOptions {
@@ -81,6 +84,7 @@ impl PoolOptions {
             memory_limit: 512 << 20,
             call_deadline: Duration::from_secs(5),
             recorder: None,
+            rotate_after: crate::crypto::ROTATE_AFTER,
         }
     }
 }
@@ -227,6 +231,8 @@ impl Pool {
             Storage::Shared(b) => b.clone(),
         };
         check_key(&backend, &keys)?;
+        keys.set_ledger(Arc::new(crate::rekey::BackendLedger(backend.clone())));
+        keys.set_rotate_after(options.rotate_after);
         let runtime = match &options.component {
             Some(path) => Runtime::from_file(path),
             None => Runtime::builtin(),
@@ -309,6 +315,7 @@ impl Pool {
             }
         };
         inst.store.data_mut().commit_lazy()?;
+        self.maybe_rotate();
         if inst.last_flush.elapsed() >= FLUSH_INTERVAL {
             inst.last_flush = Instant::now();
             Self::flush_instance(inst)?;
@@ -336,11 +343,20 @@ impl Pool {
     }
 
     /// Adds a credential; its secrets are encrypted before they are stored.
-    /// If anything fails, nothing is stored.
-    pub fn add(&self, new: NewCredential) -> Result<CredentialMeta> {
+    /// If anything fails, nothing is stored. The secrets are written first
+    /// and the record second, so a crash between the two leaves at most an
+    /// unreachable secret bundle (replaced by the next add of that id), never
+    /// a credential without its secrets.
+    pub fn add(&self, mut new: NewCredential) -> Result<CredentialMeta> {
         new.secrets
             .validate()
             .map_err(|(field, reason)| Error::Input { field, reason })?;
+        new.site = new.site.trim().to_string();
+        let id = match &new.id {
+            Some(id) => id.trim().to_string(),
+            None => fresh_id(new.kind)?,
+        };
+        new.id = Some(id.clone());
         let meta_in = types::NewCredential {
             id: new.id.clone(),
             site: new.site.clone(),
@@ -360,13 +376,26 @@ impl Pool {
             labels: new.labels.clone(),
         };
         self.record("export.add", &meta_in);
-        let meta = self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in))?;
-        if let Err(e) = self.vault.put_secrets(&meta.site, &meta.id, &new.secrets) {
-            // Undo the record so nothing half-stored remains.
-            let _ = self.call(|p, s| p.credpool_policy_pool().call_remove(s, &meta.id));
-            return Err(e.into());
+        // A bundle under this id with no record is left from an add that
+        // crashed: it may be replaced. With a record, the id is taken.
+        let existing = self.vault.secrets_raw(&id)?;
+        if existing.is_some() && self.view(&id, AccessLevel::Public).is_ok() {
+            return Err(Error::Pool(PoolError::AlreadyExists(id)));
         }
-        Ok(meta)
+        let Some(written) =
+            self.vault
+                .put_secrets_if(&new.site, &id, &new.secrets, existing.as_deref())?
+        else {
+            return Err(Error::Pool(PoolError::AlreadyExists(id)));
+        };
+        match self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in)) {
+            Ok(meta) => Ok(meta),
+            Err(e) => {
+                // Undo the bundle so nothing half-stored remains.
+                let _ = self.vault.delete_secrets_if(&id, &written);
+                Err(e)
+            }
+        }
     }
 
     /// Removes a credential, its leases and its secrets.
@@ -596,6 +625,40 @@ impl Pool {
         self.call(|p, s| p.credpool_policy_pool().call_unban(s, id))
     }
 
+    /// Rotates the key (a new primary) and re-encrypts every record with it,
+    /// in batches, while the pool stays usable; see [`crate::rekey`].
+    pub fn rekey(&self, options: &crate::rekey::RekeyOptions) -> Result<crate::rekey::RekeyReport> {
+        Ok(crate::rekey::run(
+            &**self.vault.backend(),
+            self.vault.keys(),
+            &self.options.key,
+            options,
+        )?)
+    }
+
+    /// Opens every record of the store: which key seals how many, and any
+    /// that fail.
+    pub fn audit(&self) -> Result<crate::rekey::Audit> {
+        crate::rekey::audit(&**self.vault.backend(), self.vault.keys())
+            .map_err(|e| Error::Store(e.into()))
+    }
+
+    /// Automatic rotation when the primary key nears its safe number of
+    /// encryptions: a new primary; old records move on the next rekey.
+    fn maybe_rotate(&self) {
+        let keys = self.vault.keys();
+        if !keys.take_rotation_due() {
+            return;
+        }
+        match crate::rekey::rotate_primary(&**self.vault.backend(), keys, &self.options.key) {
+            Ok(id) => tracing::warn!(
+                "key {id} is now the primary key (the old one neared its safe number of \
+                 encryptions); run `credpool rekey` to re-encrypt old records and retire it"
+            ),
+            Err(e) => tracing::error!("the encryption key is due for rotation: {e}"),
+        }
+    }
+
     /// The tenant this pool serves.
     pub fn tenant(&self) -> &str {
         self.vault.tenant()
@@ -608,6 +671,26 @@ impl Drop for Pool {
             tracing::error!("could not write counters on close: {e}");
         }
     }
+}
+
+/// An id for a credential added without one, in the policy's own style
+/// (`sess-` and 12 hex digits), made here so the secrets can be stored
+/// before the record.
+fn fresh_id(kind: CredentialKind) -> Result<String> {
+    let prefix = match kind {
+        CredentialKind::Account => "acct",
+        CredentialKind::Session => "sess",
+        CredentialKind::Token => "tok",
+        CredentialKind::ApiKey => "key",
+        CredentialKind::Device => "dev",
+    };
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|_| {
+        Error::Store(crate::vault::VaultError::Seal(
+            crate::crypto::CryptoError::Random,
+        ))
+    })?;
+    Ok(format!("{prefix}-{:012x}", u64::from_le_bytes(b) >> 16))
 }
 
 fn deadline_ticks(d: Duration) -> u64 {

@@ -45,6 +45,12 @@ pub struct Secrets {
     /// Milliseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_refresh_token_until: Option<i64>,
+    /// Where each cookie applies (domain, path, flags, expiry), as a cookie
+    /// file gave it; not secret, kept sealed with the values so an export
+    /// can write them back. May be empty (cookies added by name and value).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[zeroize(skip)]
+    pub cookie_attrs: Vec<CookieAttrs>,
 }
 
 /// Where and until when a stored cookie applies (RFC 6265 attributes).
@@ -61,6 +67,32 @@ pub struct CookieMeta {
     pub expires: Option<i64>,
     #[serde(default)]
     pub secure: bool,
+}
+
+/// The attributes of one cookie other than its value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CookieAttrs {
+    pub name: String,
+    /// As the file gave it: a leading dot (or `include_subdomains`) means
+    /// subdomains match too.
+    pub domain: String,
+    pub include_subdomains: bool,
+    pub path: String,
+    pub secure: bool,
+    pub http_only: bool,
+    /// Unix seconds; none for a session cookie.
+    pub expires: Option<i64>,
+}
+
+impl Secrets {
+    /// The attributes of cookie `i`, if known.
+    pub fn cookie_attrs_of(&self, i: usize) -> Option<&CookieAttrs> {
+        let name = &self.cookies.get(i)?.0;
+        match self.cookie_attrs.get(i) {
+            Some(a) if &a.name == name => Some(a),
+            _ => self.cookie_attrs.iter().find(|a| &a.name == name),
+        }
+    }
 }
 
 impl Secrets {
@@ -151,7 +183,7 @@ impl Secrets {
     }
 }
 
-fn is_token_byte(b: u8) -> bool {
+pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

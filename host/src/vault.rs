@@ -67,6 +67,10 @@ impl Vault {
         &self.backend
     }
 
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
     pub fn tenant(&self) -> &str {
         &self.tenant
     }
@@ -113,6 +117,13 @@ impl Vault {
 
     /// Encrypts and stores a credential's secrets, bound to tenant, site and id.
     pub fn put_secrets(&self, site: &str, id: &str, secrets: &Secrets) -> Result<(), VaultError> {
+        let stored = self.seal_secrets(site, id, secrets)?;
+        self.backend
+            .apply(&[Write::Put(self.secrets_key(id), stored)])?;
+        Ok(())
+    }
+
+    fn seal_secrets(&self, site: &str, id: &str, secrets: &Secrets) -> Result<Vec<u8>, VaultError> {
         let key = self.secrets_key(id);
         let plain =
             zeroize::Zeroizing::new(serde_json::to_vec(secrets).expect("secrets serialise"));
@@ -120,23 +131,67 @@ impl Vault {
             .keys
             .seal(secrets_aad(&key, site).as_bytes(), &plain)
             .map_err(VaultError::Seal)?;
-        self.backend.apply(&[Write::Put(key, sealed)])?;
+        let sealed_site = self
+            .keys
+            .seal(site_aad(&key).as_bytes(), site.as_bytes())
+            .map_err(VaultError::Seal)?;
+        Ok(secrets_envelope(&sealed_site, &sealed))
+    }
+
+    /// The stored bytes of a credential's secret bundle, if any.
+    pub fn secrets_raw(&self, id: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        Ok(self.backend.get(&self.secrets_key(id))?)
+    }
+
+    /// Stores a credential's secrets only if the stored bundle is still
+    /// `expected` (None: absent). Returns the bytes written, or None when
+    /// another writer got there first.
+    pub fn put_secrets_if(
+        &self,
+        site: &str,
+        id: &str,
+        secrets: &Secrets,
+        expected: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        let stored = self.seal_secrets(site, id, secrets)?;
+        let swapped =
+            self.backend
+                .compare_and_swap(&self.secrets_key(id), expected, Some(&stored))?;
+        Ok(swapped.then_some(stored))
+    }
+
+    /// Deletes a secret bundle only if it still holds `expected`.
+    pub fn delete_secrets_if(&self, id: &str, expected: &[u8]) -> Result<(), VaultError> {
+        self.backend
+            .compare_and_swap(&self.secrets_key(id), Some(expected), None)?;
         Ok(())
     }
 
     /// Reads a credential's secrets.
     pub fn get_secrets(&self, site: &str, id: &str) -> Result<Option<Secrets>, VaultError> {
         let key = self.secrets_key(id);
-        let Some(sealed) = self.backend.get(&key)? else {
+        let Some(stored) = self.backend.get(&key)? else {
             return Ok(None);
         };
+        let crypto = |error| VaultError::Crypto {
+            key: key.clone(),
+            error,
+        };
+        let (sealed_site, sealed) =
+            open_envelope(&stored).ok_or_else(|| crypto(CryptoError::Malformed))?;
+        let stored_site = self
+            .keys
+            .open(site_aad(&key).as_bytes(), sealed_site)
+            .map_err(crypto)?;
+        // The bundle is bound to the site it was stored for; it must also be
+        // the one the caller asked for.
+        if stored_site.as_slice() != site.as_bytes() {
+            return Err(crypto(CryptoError::Tampered));
+        }
         let plain = self
             .keys
-            .open(secrets_aad(&key, site).as_bytes(), &sealed)
-            .map_err(|error| VaultError::Crypto {
-                key: key.clone(),
-                error,
-            })?;
+            .open(secrets_aad(&key, site).as_bytes(), sealed)
+            .map_err(crypto)?;
         serde_json::from_slice(&plain)
             .map(Some)
             .map_err(|_| VaultError::Format { key })
@@ -151,4 +206,135 @@ impl Vault {
 /// Secrets are bound to their record: key (tenant, id), site and kind.
 fn secrets_aad(key: &str, site: &str) -> String {
     format!("{key}|site={site}|secrets")
+}
+
+fn site_aad(key: &str) -> String {
+    format!("{key}|site")
+}
+
+/// A secret bundle is stored as `[n: u16 BE][site sealed: n bytes][bundle
+/// sealed]`: the site is sealed on its own (AAD `key|site`) so a rewrap can
+/// rebuild the bundle's associated data without asking the policy, and the
+/// site is never plain on disk.
+fn secrets_envelope(sealed_site: &[u8], sealed: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(sealed_site.len()).expect("a sealed site is short");
+    let mut out = Vec::with_capacity(2 + sealed_site.len() + sealed.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(sealed_site);
+    out.extend_from_slice(sealed);
+    out
+}
+
+fn open_envelope(stored: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u16::from_be_bytes(stored.get(..2)?.try_into().ok()?) as usize;
+    Some((stored.get(2..2 + len)?, stored.get(2 + len..)?))
+}
+
+/// How a stored record is sealed, known from its backend key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// Sealed whole, with this associated data.
+    Sealed(Vec<u8>),
+    /// A secret bundle envelope (site and bundle sealed separately).
+    Secrets,
+    /// Plain bookkeeping (counters of key use, the rekey marker).
+    Plain,
+    /// A record this build does not know how to bind: a rewrap cannot move
+    /// it to a new key.
+    Unknown,
+}
+
+/// The one place that says how each record kind is bound. Every sealed
+/// record uses its backend key as associated data, except secret bundles
+/// (see [`secrets_aad`]).
+pub fn binding(key: &str) -> Binding {
+    if key == crate::rekey::MARKER_KEY || key.starts_with(crate::rekey::USES_PREFIX) {
+        return Binding::Plain;
+    }
+    if key.starts_with(crate::rekey::CHECK_PREFIX) {
+        return Binding::Sealed(key.as_bytes().to_vec());
+    }
+    let Some(rest) = key.strip_prefix("t/") else {
+        return Binding::Unknown;
+    };
+    let Some((_tenant, rest)) = rest.split_once('/') else {
+        return Binding::Unknown;
+    };
+    if rest.starts_with("p/") {
+        Binding::Sealed(key.as_bytes().to_vec())
+    } else if rest.starts_with("s/") {
+        Binding::Secrets
+    } else {
+        Binding::Unknown
+    }
+}
+
+/// What opening a stored record found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// Every sealed part opened; the key ids that seal them.
+    Sealed(Vec<u32>),
+    Plain,
+    Unknown,
+}
+
+/// Opens every sealed part of a stored record (the plain text is dropped
+/// at once): proof that it is readable and which keys it needs.
+pub fn open_record(ring: &KeyRing, key: &str, value: &[u8]) -> Result<Opened, CryptoError> {
+    match binding(key) {
+        Binding::Plain => Ok(Opened::Plain),
+        Binding::Unknown => Ok(Opened::Unknown),
+        Binding::Sealed(aad) => {
+            ring.open(&aad, value)?;
+            Ok(Opened::Sealed(vec![
+                crate::crypto::sealed_key_id(value).expect("opened"),
+            ]))
+        }
+        Binding::Secrets => {
+            let (sealed_site, sealed) = open_envelope(value).ok_or(CryptoError::Malformed)?;
+            let site = ring.open(site_aad(key).as_bytes(), sealed_site)?;
+            let site = std::str::from_utf8(&site).map_err(|_| CryptoError::Malformed)?;
+            ring.open(secrets_aad(key, site).as_bytes(), sealed)?;
+            let id = crate::crypto::sealed_key_id;
+            Ok(Opened::Sealed(vec![
+                id(sealed_site).expect("opened"),
+                id(sealed).expect("opened"),
+            ]))
+        }
+    }
+}
+
+/// The record sealed again with the primary key, or None when it already
+/// is (or is not a sealed record).
+pub fn reseal_record(
+    ring: &KeyRing,
+    key: &str,
+    value: &[u8],
+) -> Result<Option<Vec<u8>>, CryptoError> {
+    let primary = ring.primary_id();
+    let under_primary = |v: &[u8]| crate::crypto::sealed_key_id(v) == Some(primary);
+    match binding(key) {
+        Binding::Plain | Binding::Unknown => Ok(None),
+        Binding::Sealed(aad) => {
+            if under_primary(value) {
+                return Ok(None);
+            }
+            let plain = ring.open(&aad, value)?;
+            ring.seal(&aad, &plain).map(Some)
+        }
+        Binding::Secrets => {
+            let (sealed_site, sealed) = open_envelope(value).ok_or(CryptoError::Malformed)?;
+            if under_primary(sealed_site) && under_primary(sealed) {
+                return Ok(None);
+            }
+            let site_aad = site_aad(key);
+            let site = ring.open(site_aad.as_bytes(), sealed_site)?;
+            let site_str = std::str::from_utf8(&site).map_err(|_| CryptoError::Malformed)?;
+            let aad = secrets_aad(key, site_str);
+            let plain = ring.open(aad.as_bytes(), sealed)?;
+            let new_site = ring.seal(site_aad.as_bytes(), &site)?;
+            let new = ring.seal(aad.as_bytes(), &plain)?;
+            Ok(Some(secrets_envelope(&new_site, &new)))
+        }
+    }
 }

@@ -51,3 +51,12 @@ fn getrandom_fill(buf: &mut [u8]) {
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
 }
+
+/// The `credpool` binary under test: cargo's, or `CREDPOOL_TEST_BIN` (a
+/// private copy, for checkouts that share one target directory and so one
+/// `target/debug/credpool`).
+pub fn credpool_bin() -> std::path::PathBuf {
+    std::env::var_os("CREDPOOL_TEST_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_credpool").into())
+}

@@ -1,6 +1,6 @@
 //! A backend in a sorted map: for tests and the demo.
 
-use super::{Backend, BackendError, Write};
+use super::{Backend, BackendError, Swap, Write};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Mutex;
@@ -62,6 +62,20 @@ impl Backend for MemoryBackend {
             None => map.remove(key),
         };
         Ok(true)
+    }
+
+    fn swap_unchanged(&self, swaps: &[Swap]) -> Result<usize, BackendError> {
+        let mut map = self.map.lock().unwrap();
+        let mut applied = 0;
+        for s in swaps {
+            if let Some(v) = map.get_mut(&s.key)
+                && *v == s.expected
+            {
+                *v = s.new.clone();
+                applied += 1;
+            }
+        }
+        Ok(applied)
     }
 
     fn scan(

@@ -17,6 +17,15 @@ pub enum Write {
     Delete(String),
 }
 
+/// A conditional replacement: `key` becomes `new` only if it still holds
+/// exactly `expected` (a rewrap must not undo a concurrent write).
+#[derive(Clone)]
+pub struct Swap {
+    pub key: String,
+    pub expected: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
 /// Why a backend call failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendError {
@@ -56,4 +65,16 @@ pub trait Backend: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, BackendError>;
+    /// Applies each swap whose key still holds its expected bytes; returns
+    /// how many were applied. Engines that can should do it in one durable
+    /// transaction; the default swaps one by one.
+    fn swap_unchanged(&self, swaps: &[Swap]) -> Result<usize, BackendError> {
+        let mut applied = 0;
+        for s in swaps {
+            if self.compare_and_swap(&s.key, Some(&s.expected), Some(&s.new))? {
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
 }

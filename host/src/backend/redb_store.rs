@@ -2,7 +2,7 @@
 //! checksummed, crash-safe transactions with no server; every `apply` is one
 //! write transaction committed with immediate durability.
 
-use super::{Backend, BackendError, Write};
+use super::{Backend, BackendError, Swap, Write};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::ops::Bound;
 use std::path::Path;
@@ -94,6 +94,28 @@ impl Backend for RedbBackend {
         }
         txn.commit().map_err(unavailable)?;
         Ok(true)
+    }
+
+    fn swap_unchanged(&self, swaps: &[Swap]) -> Result<usize, BackendError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        let mut applied = 0;
+        {
+            let mut table = txn.open_table(KV).map_err(unavailable)?;
+            for s in swaps {
+                let same = table
+                    .get(s.key.as_str())
+                    .map_err(unavailable)?
+                    .is_some_and(|v| v.value() == s.expected.as_slice());
+                if same {
+                    table
+                        .insert(s.key.as_str(), s.new.as_slice())
+                        .map_err(unavailable)?;
+                    applied += 1;
+                }
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(applied)
     }
 
     fn scan(

@@ -5,6 +5,9 @@ pub mod bench;
 mod demo;
 mod lifecycle;
 mod output;
+mod store;
+
+pub use store::install_panic_hook;
 
 use crate::config::ConfigFile;
 use crate::crypto::{self, KEY_ENV, KeySource};
@@ -151,6 +154,49 @@ enum Command {
         #[arg(long)]
         ticks: Option<u64>,
     },
+    /// Rotate the encryption key: a new primary key, every record
+    /// re-encrypted with it in batches, old keys retired once unused. Run it
+    /// again to finish one that was interrupted.
+    Rekey {
+        /// Records per transaction.
+        #[arg(long, default_value_t = 512)]
+        batch: usize,
+        /// Keep old keys in the key file (decrypt-only).
+        #[arg(long)]
+        keep_old: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import credentials: our JSON, a Netscape cookies.txt, or a browser
+    /// extension's cookie JSON (cookies become one session per site).
+    Import {
+        file: PathBuf,
+        /// json, cookies-txt or cookie-json.
+        #[arg(long)]
+        format: String,
+        /// Put every cookie for this site (and its subdomains) in one session;
+        /// for json, the site of records that name none.
+        #[arg(long)]
+        site: Option<String>,
+        /// Import the good records and report the bad ones.
+        #[arg(long)]
+        skip_invalid: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export one credential with its secrets (plain text; audited).
+    Export {
+        id: String,
+        /// cookies-txt or json.
+        #[arg(long)]
+        format: String,
+        /// Confirms that secret values are to be written.
+        #[arg(long)]
+        reveal: bool,
+        /// Write to this file (mode 0600) instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Run a short crawl against sample sites in memory, and summarise.
     Demo {
         /// Acquire/report rounds to run.
@@ -185,7 +231,8 @@ enum ChallengeAction {
     },
 }
 
-#[derive(Args, Debug)]
+/// `Debug` is written by hand below: cookie and header values are secrets.
+#[derive(Args)]
 struct AddArgs {
     #[arg(long)]
     site: String,
@@ -230,6 +277,24 @@ struct AddArgs {
     json: bool,
 }
 
+impl std::fmt::Debug for AddArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |v: &[String], sep: char| -> Vec<String> {
+            v.iter()
+                .map(|x| x.split(sep).next().unwrap_or("").trim().to_string())
+                .collect()
+        };
+        f.debug_struct("AddArgs")
+            .field("site", &self.site)
+            .field("kind", &self.kind)
+            .field("id", &self.id)
+            .field("cookies", &names(&self.cookies, '='))
+            .field("headers", &names(&self.headers, ':'))
+            .field("values", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
 /// A failure with its exit code.
 struct Failed(i32, String);
 
@@ -253,6 +318,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    install_panic_hook();
     init_tracing(&cli.log_level);
     match run(cli) {
         Ok(()) => EXIT_OK,
@@ -469,6 +535,24 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             output::print_tick(&summary, *json);
             Ok(())
         }
+        Command::Rekey {
+            batch,
+            keep_old,
+            json,
+        } => store::rekey(pool, *batch, *keep_old, *json),
+        Command::Import {
+            file,
+            format,
+            site,
+            skip_invalid,
+            json,
+        } => store::import(pool, file, format, site.as_deref(), *skip_invalid, *json),
+        Command::Export {
+            id,
+            format,
+            reveal,
+            output,
+        } => store::export(pool, id, format, *reveal, output.as_deref()),
         Command::Init
         | Command::Demo { .. }
         | Command::Bench { .. }

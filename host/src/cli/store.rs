@@ -1,0 +1,280 @@
+//! `credpool rekey`, `import` and `export`: the store's own commands.
+
+use super::{EXIT_ERROR, Failed, usage};
+use crate::error::Error;
+use crate::pool::Pool;
+use crate::rekey::RekeyOptions;
+use crate::transfer::{self, Format};
+use serde_json::json;
+use std::path::Path;
+
+/// Rotates the key and re-encrypts every record.
+pub fn rekey(pool: &Pool, batch: usize, keep_old: bool, json: bool) -> Result<(), Failed> {
+    let options = RekeyOptions {
+        batch,
+        retire: !keep_old,
+        ..RekeyOptions::default()
+    };
+    let report = pool.rekey(&options)?;
+    let a = &report.audit;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "primary": report.primary,
+                "resumed": report.resumed,
+                "rewrapped": report.rewrapped,
+                "changed_meanwhile": report.changed_meanwhile,
+                "records": a.sealed(),
+                "by_key": a.by_key,
+                "unreadable": a.unreadable.len(),
+                "unknown": a.unknown.len(),
+                "retired": report.retired,
+                "elapsed_ms": report.elapsed.as_millis() as u64,
+            })
+        );
+    } else {
+        if report.resumed {
+            println!("finishing the interrupted rekey to key {}", report.primary);
+        }
+        println!(
+            "key {} is primary; re-encrypted {} of {} records in {} ms",
+            report.primary,
+            report.rewrapped,
+            a.sealed(),
+            report.elapsed.as_millis()
+        );
+        if !report.retired.is_empty() {
+            println!("retired old keys {:?} from the key file", report.retired);
+        } else if keep_old {
+            println!("old keys kept for decryption only (--keep-old)");
+        }
+    }
+    if !a.unreadable.is_empty() || !a.unknown.is_empty() {
+        return Err(Failed(
+            EXIT_ERROR,
+            format!(
+                "{} records do not open with the keys held and {} are of an unknown kind \
+                 (first: {}); old keys were kept",
+                a.unreadable.len(),
+                a.unknown.len(),
+                a.unreadable
+                    .iter()
+                    .chain(&a.unknown)
+                    .next()
+                    .map_or("-", String::as_str)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_format(format: &str, allowed: &[Format]) -> Result<Format, Failed> {
+    Format::parse(format)
+        .filter(|f| allowed.contains(f))
+        .ok_or_else(|| usage(format!("unknown --format {format:?}")))
+}
+
+/// Imports credentials from a file; any bad record imports nothing unless
+/// `skip_invalid`.
+pub fn import(
+    pool: &Pool,
+    file: &Path,
+    format: &str,
+    site: Option<&str>,
+    skip_invalid: bool,
+    json: bool,
+) -> Result<(), Failed> {
+    let format = parse_format(
+        format,
+        &[Format::Json, Format::CookiesTxt, Format::CookieJson],
+    )?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file)
+            .map_err(|e| Failed(EXIT_ERROR, format!("cannot read {}: {e}", file.display())))?,
+    );
+    let mut parsed = transfer::parse(format, &text, site);
+    // An id already in the pool is a bad record too: found before anything
+    // is added, so "nothing imported" holds.
+    for (line, new) in &parsed.credentials {
+        if let Some(id) = &new.id
+            && pool.view(id, crate::AccessLevel::Public).is_ok()
+        {
+            parsed.problems.push(transfer::Problem {
+                line: *line,
+                message: format!("a credential with id {id} already exists"),
+            });
+        }
+    }
+    parsed.problems.sort_by_key(|p| p.line);
+    let bad_lines: Vec<usize> = parsed.problems.iter().map(|p| p.line).collect();
+    for p in &parsed.problems {
+        eprintln!("{}:{}: {}", file.display(), p.line, p.message);
+    }
+    if !parsed.problems.is_empty() && !skip_invalid {
+        return Err(Failed(
+            EXIT_ERROR,
+            format!(
+                "{} bad line(s) or record(s) in {}: nothing imported (fix them, or pass --skip-invalid)",
+                parsed.problems.len(),
+                file.display()
+            ),
+        ));
+    }
+    if format != Format::Json && site.is_some() && parsed.credentials.is_empty() {
+        return Err(Failed(
+            EXIT_ERROR,
+            format!(
+                "no cookie in {} is for {}",
+                file.display(),
+                site.unwrap_or_default()
+            ),
+        ));
+    }
+    let mut added = Vec::new();
+    for (line, new) in std::mem::take(&mut parsed.credentials) {
+        if bad_lines.contains(&line) {
+            continue;
+        }
+        match pool.add(new) {
+            Ok(meta) => added.push(meta),
+            Err(e) => {
+                return Err(Failed(
+                    EXIT_ERROR,
+                    format!(
+                        "{}:{line}: {e}; {} credential(s) imported before it",
+                        file.display(),
+                        added.len()
+                    ),
+                ));
+            }
+        }
+    }
+    if json {
+        let out: Vec<_> = added
+            .iter()
+            .map(|m| json!({"id": m.id, "site": m.site, "type": crate::names::kind(m.kind)}))
+            .collect();
+        println!(
+            "{}",
+            json!({"imported": out, "skipped": parsed.problems.len(), "other_sites": parsed.other_sites})
+        );
+    } else {
+        for m in &added {
+            println!(
+                "imported {} ({}, {})",
+                m.id,
+                crate::names::kind(m.kind),
+                m.site
+            );
+        }
+        let mut summary = format!("{} credential(s) imported", added.len());
+        if parsed.cookies > 0 {
+            summary.push_str(&format!(" from {} cookie(s)", parsed.cookies));
+        }
+        if parsed.other_sites > 0 {
+            summary.push_str(&format!(
+                "; {} cookie(s) for other sites left out",
+                parsed.other_sites
+            ));
+        }
+        if !parsed.problems.is_empty() {
+            summary.push_str(&format!("; {} bad line(s) skipped", parsed.problems.len()));
+        }
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+/// Writes one credential with its secrets in plain text: only with
+/// `--reveal`, audited, and to a 0600 file when `--output` is given.
+pub fn export(
+    pool: &Pool,
+    id: &str,
+    format: &str,
+    reveal: bool,
+    output: Option<&Path>,
+) -> Result<(), Failed> {
+    let format = parse_format(format, &[Format::Json, Format::CookiesTxt])?;
+    if !reveal {
+        return Err(usage(
+            "export writes secret values in plain text: pass --reveal to confirm (it is audited)",
+        ));
+    }
+    let (view, secrets) = pool.reveal(id)?;
+    let text = zeroize::Zeroizing::new(match format {
+        Format::CookiesTxt => {
+            if secrets.cookies.is_empty() {
+                return Err(Failed(
+                    EXIT_ERROR,
+                    format!("credential {id} has no cookies to write as cookies.txt"),
+                ));
+            }
+            transfer::to_cookies_txt(&view, &secrets)
+        }
+        _ => {
+            let mut s =
+                serde_json::to_string_pretty(&serde_json::Value::Array(vec![transfer::to_json(
+                    &view, &secrets,
+                )]))
+                .expect("json");
+            s.push('\n');
+            s
+        }
+    });
+    tracing::warn!(
+        target: "credpool::audit",
+        "[AUDIT] secrets exported credential={id} format={}",
+        if format == Format::Json { "json" } else { "cookies-txt" }
+    );
+    match output {
+        Some(path) => write_private(path, &text)
+            .map_err(|e| Failed(EXIT_ERROR, format!("cannot write {}: {e}", path.display())))?,
+        None => print!("{}", text.as_str()),
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut f = options.open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = options.open(path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    }
+}
+
+impl From<crate::rekey::RekeyError> for Failed {
+    fn from(e: crate::rekey::RekeyError) -> Self {
+        Failed::from(Error::from(e))
+    }
+}
+
+/// The panic hook of the command: a panic message made at run time (a
+/// formatted `String`) may hold data, so only fixed messages (`&'static
+/// str`, written in the source) and the location are printed.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = match info.payload().downcast_ref::<&'static str>() {
+            Some(m) => *m,
+            None => "[message withheld: it may hold data]",
+        };
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("credpool: internal error (a bug){at}: {message}");
+    }));
+}
