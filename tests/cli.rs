@@ -286,3 +286,34 @@ fn the_demo_runs_with_no_setup() {
         "the demo writes nothing to disk"
     );
 }
+
+#[test]
+fn the_compiled_policy_is_cached_privately_and_a_bad_cache_is_replaced() {
+    let dir = initialised();
+    ok(&credpool(dir.path(), &["list"]));
+    let cache = dir.path().join("data/cache");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].extension().is_some_and(|e| e == "cwasm"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&cache), 0o700);
+        assert_eq!(mode(&files[0]), 0o600);
+        assert_eq!(mode(&dir.path().join("data/credpool.redb")), 0o600);
+    }
+    // A damaged cache file is compiled again and replaced, not trusted.
+    std::fs::write(&files[0], b"not compiled code").unwrap();
+    ok(&credpool(
+        dir.path(),
+        &["add", "--site", "jd.com", "--type", "token", "--id", "t1"],
+    ));
+    assert!(std::fs::read(&files[0]).unwrap().len() > 1000);
+    let list: Value =
+        serde_json::from_str(&ok(&credpool(dir.path(), &["list", "--json"]))).unwrap();
+    assert_eq!(list[0]["id"], "t1");
+}

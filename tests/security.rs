@@ -679,9 +679,18 @@ fn canaries_of_every_secret_kind_leak_nowhere() {
 
     // The scan: every run's stderr and plain stdout, and the data directory.
     let mut places = h.scanned.clone();
-    for entry in std::fs::read_dir(h.dir.path().join("data")).unwrap() {
-        let p = entry.unwrap().path();
-        places.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+    // Every file under the data directory, subdirectories (the compiled
+    // policy cache) included.
+    let mut dirs = vec![h.dir.path().join("data")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                places.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
     }
     let mut found = Vec::new();
     for (place, bytes) in &places {

@@ -235,7 +235,11 @@ impl Pool {
         keys.set_rotate_after(options.rotate_after);
         let runtime = match &options.component {
             Some(path) => Runtime::from_file(path),
-            None => Runtime::builtin(),
+            None => match &options.storage {
+                // Keep the compiled policy beside the data it serves.
+                Storage::Disk(dir) => Runtime::builtin_cached(Some(&dir.join("cache"))),
+                _ => Runtime::builtin(),
+            },
         }
         .map_err(|e| Error::Policy(format!("{e:#}")))?;
         let vault = Arc::new(Vault::new(backend, keys, &options.tenant));

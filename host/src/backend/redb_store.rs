@@ -20,6 +20,17 @@ fn unavailable(e: impl std::fmt::Display) -> BackendError {
 impl RedbBackend {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
+        // Values are sealed, but ids and record kinds are not: keep the file
+        // private from the start (redb initialises an empty file).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+        }
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => BackendError::Unavailable(format!(
                 "{} is in use by another credpool process",
