@@ -1,57 +1,10 @@
 //! The built `credpool` binary, run as a user would.
 
+mod support;
+
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn credpool(dir: &Path, args: &[&str]) -> Output {
-    credpool_stdin(dir, args, "")
-}
-
-fn credpool_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_credpool"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("credpool.toml"))
-        .args(args)
-        .env_remove("CREDENTIAL_ENCRYPTION_KEY")
-        .env_remove("CREDPOOL_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run credpool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn initialised() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    ok(&credpool(dir.path(), &["init"]));
-    dir
-}
+use support::{credpool, initialised, ok, run_credpool, stderr};
 
 #[test]
 fn init_creates_a_private_key_and_refuses_to_run_twice() {
@@ -188,7 +141,7 @@ fn acquire_on_a_site_with_no_credential_exits_3_and_says_so() {
 #[test]
 fn passwords_come_from_stdin_and_bad_usage_exits_2() {
     let dir = initialised();
-    ok(&credpool_stdin(
+    ok(&run_credpool(
         dir.path(),
         &[
             "add",
@@ -203,6 +156,7 @@ fn passwords_come_from_stdin_and_bad_usage_exits_2() {
             "--password-stdin",
         ],
         "hunter2-pass\n",
+        &[],
     ));
     let out = credpool(dir.path(), &["show", "a1", "--reveal", "--json"]);
     let shown: Value = serde_json::from_str(&ok(&out)).unwrap();

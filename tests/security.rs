@@ -10,12 +10,10 @@ use credpool::pool::{DB_FILE, Storage};
 use credpool::rekey::{self, RekeyOptions};
 use credpool::vault::VaultError;
 use credpool::{AcquireRequest, CredentialKind, Error, NewCredential, Pool, PoolOptions};
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Instant;
-use support::{canary, session};
+use support::{canary, run_credpool, session};
 
 // ---------------------------------------------------------------- tamper
 
@@ -135,32 +133,6 @@ fn every_bit_of_one_secret_bundle_and_swapped_bundles_are_refused() {
 
 // ---------------------------------------------------------------- keys
 
-fn credpool_bin(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(support::credpool_bin());
-    cmd.arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("credpool.toml"))
-        .args(args)
-        .env_remove("CREDENTIAL_ENCRYPTION_KEY")
-        .env_remove("CREDPOOL_LOG")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
@@ -168,7 +140,7 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn keys_wrong_unsafe_missing_from_env_and_after_rotation() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str], env: &[(&str, &str)]| credpool_bin(dir.path(), args, "", env);
+    let run = |args: &[&str], env: &[(&str, &str)]| run_credpool(dir.path(), args, "", env);
     // No key: an error that says how to make one; nothing generated.
     let out = run(&["list"], &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -241,14 +213,14 @@ fn keys_wrong_unsafe_missing_from_env_and_after_rotation() {
     }
     // An environment key cannot be rotated on disk: said plainly.
     let env_dir = tempfile::tempdir().unwrap();
-    let out = credpool_bin(
+    let out = run_credpool(
         env_dir.path(),
         &["rekey"],
         "",
         &[("CREDENTIAL_ENCRYPTION_KEY", &env_key)],
     );
     std::fs::create_dir_all(env_dir.path().join("data")).unwrap();
-    let out2 = credpool_bin(
+    let out2 = run_credpool(
         env_dir.path(),
         &["rekey"],
         "",
@@ -437,7 +409,7 @@ impl Hunt {
     fn run(&mut self, args: &[&str], stdin: &str, secrets_allowed: bool) -> Output {
         let mut full = vec!["--log-level", TRACE];
         full.extend_from_slice(args);
-        let out = credpool_bin(self.dir.path(), &full, stdin, &[]);
+        let out = run_credpool(self.dir.path(), &full, stdin, &[]);
         let label = args.join(" ");
         self.scanned
             .push((format!("stderr of {label}"), out.stderr.clone()));

@@ -7,47 +7,8 @@ mod support;
 use credpool::transfer::{Format, parse, site_of};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn credpool(dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(support::credpool_bin())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(dir.join("credpool.toml"))
-        .args(args)
-        .env_remove("CREDENTIAL_ENCRYPTION_KEY")
-        .env_remove("CREDPOOL_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn initialised() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    ok(&credpool(dir.path(), &["init"]));
-    dir
-}
+use std::process::Command;
+use support::{credpool, initialised, ok, stderr};
 
 const JAR: &str = "# Netscape HTTP Cookie File
 # https://curl.se/docs/http-cookies.html

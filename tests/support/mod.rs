@@ -3,6 +3,9 @@
 
 use credpool::events::MemorySink;
 use credpool::{CredentialKind, ManualClock, NewCredential, Pool, PoolOptions};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 /// 2026-01-01T00:00:00Z, a fixed start for hand-moved clocks.
@@ -59,4 +62,60 @@ pub fn credpool_bin() -> std::path::PathBuf {
     std::env::var_os("CREDPOOL_TEST_BIN")
         .map(Into::into)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_credpool").into())
+}
+
+/// Runs the binary on `dir/data` with `dir/credpool.toml`, feeding `stdin`
+/// and adding `env`; the caller's key and log settings are not inherited.
+pub fn run_credpool(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(credpool_bin());
+    cmd.arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(dir.join("credpool.toml"))
+        .args(args)
+        .env_remove("CREDENTIAL_ENCRYPTION_KEY")
+        .env_remove("CREDPOOL_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run credpool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for credpool")
+}
+
+/// Runs the binary with no input.
+pub fn credpool(dir: &Path, args: &[&str]) -> Output {
+    run_credpool(dir, args, "", &[])
+}
+
+/// Its standard output, after checking it succeeded (or the whole story).
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// A temporary directory with `credpool init` done in `data/`.
+pub fn initialised() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    ok(&credpool(dir.path(), &["init"]));
+    dir
 }

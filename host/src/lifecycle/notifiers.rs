@@ -8,11 +8,11 @@
 //! Nothing sent carries a secret: alerts and tickets come from the policy,
 //! which holds none and masks personal data.
 
-use super::sites::parse_duration;
+use super::sites::de_duration;
 use crate::bindings::log::Level;
 use crate::bindings::notify::{Alert, Ticket, TicketClosure};
 use crate::events::{EventSink, TracingSink};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -26,27 +26,12 @@ pub struct NotifySection {
     /// POST every alert and ticket event here as JSON.
     pub webhook_url: Option<String>,
     /// Time limit of one webhook attempt (default 10s).
-    #[serde(default, deserialize_with = "de_opt_duration")]
+    #[serde(default, deserialize_with = "de_duration")]
     pub webhook_timeout: Option<Duration>,
     /// Attempts after the first (default 3).
     pub webhook_retries: Option<u32>,
     /// Run this program with each event as JSON on stdin.
     pub command: Option<Vec<String>>,
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Secs(n) => Ok(Some(Duration::from_secs(n))),
-        Raw::Text(t) => parse_duration(&t)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-    }
 }
 
 impl NotifySection {
