@@ -41,7 +41,9 @@ fn cookies_txt_groups_by_site_and_keeps_attributes() {
         ]
     );
     let a = &jd.secrets.cookie_attrs;
-    assert!(a[0].http_only && a[0].include_subdomains && !a[0].secure);
+    assert!(a[0].http_only && !a[0].host_only && !a[0].secure);
+    assert_eq!(a[0].domain, "jd.com");
+    assert!(a[1].host_only);
     assert_eq!(a[1].path, "/account");
     assert!(a[1].secure && !a[1].http_only);
     // The session expires with its first cookie to expire.

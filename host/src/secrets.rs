@@ -34,10 +34,6 @@ pub struct Secrets {
     /// host needs it without asking the policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// Attributes of `cookies`, by index (domain, path, expiry); empty for
-    /// cookies added by hand. No values.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cookie_meta: Vec<CookieMeta>,
     /// The refresh token before the last rotation, kept until
     /// `previous_refresh_token_until` in case the rotation's answer was lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,43 +41,40 @@ pub struct Secrets {
     /// Milliseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_refresh_token_until: Option<i64>,
-    /// Where each cookie applies (domain, path, flags, expiry), as a cookie
-    /// file gave it; not secret, kept sealed with the values so an export
-    /// can write them back. May be empty (cookies added by name and value).
+    /// Where each cookie applies (domain, path, flags, expiry), by index of
+    /// `cookies`: as a cookie file gave it or as the site set it. Not secret,
+    /// kept sealed with the values so refreshes and exports keep it. Empty
+    /// for cookies added by name and value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[zeroize(skip)]
     pub cookie_attrs: Vec<CookieAttrs>,
 }
 
-/// Where and until when a stored cookie applies (RFC 6265 attributes).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize)]
-pub struct CookieMeta {
-    pub name: String,
-    /// Lower-case, no leading dot.
-    pub domain: String,
-    #[serde(default)]
-    pub host_only: bool,
-    pub path: String,
-    /// Milliseconds since the epoch; absent for a session cookie.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<i64>,
-    #[serde(default)]
-    pub secure: bool,
-}
-
-/// The attributes of one cookie other than its value.
+/// Where and until when a stored cookie applies: its RFC 6265 attributes,
+/// without the value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CookieAttrs {
     pub name: String,
-    /// As the file gave it: a leading dot (or `include_subdomains`) means
-    /// subdomains match too.
+    /// Lower-case, no leading dot.
     pub domain: String,
-    pub include_subdomains: bool,
+    /// Sent to `domain` itself only, not to its subdomains.
+    #[serde(default)]
+    pub host_only: bool,
     pub path: String,
+    #[serde(default)]
     pub secure: bool,
+    #[serde(default)]
     pub http_only: bool,
-    /// Unix seconds; none for a session cookie.
+    /// Milliseconds since the epoch; none for a session cookie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<i64>,
+}
+
+impl CookieAttrs {
+    /// A cookie file's domain column, lower-cased without its leading dot.
+    pub fn normalise_domain(domain: &str) -> String {
+        domain.trim().trim_start_matches('.').to_ascii_lowercase()
+    }
 }
 
 impl Secrets {

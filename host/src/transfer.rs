@@ -166,12 +166,12 @@ fn parse_cookies_txt(text: &str, problems: &mut Vec<Problem>) -> Vec<Cookie> {
                 .map_err(|_| problem(line, "the expiry field must be whole seconds since 1970"))?;
             let attrs = CookieAttrs {
                 name: fields[5].to_string(),
-                domain: fields[0].to_string(),
-                include_subdomains,
+                domain: CookieAttrs::normalise_domain(fields[0]),
+                host_only: !include_subdomains,
                 path: fields[2].to_string(),
                 secure,
                 http_only,
-                expires: (expiry > 0).then_some(expiry),
+                expires: (expiry > 0).then_some(expiry.saturating_mul(1000)),
             };
             let value = fields.get(6).copied().unwrap_or("").to_string();
             check_cookie(line, &attrs, &value)?;
@@ -210,15 +210,16 @@ fn parse_cookie_json(text: &str, problems: &mut Vec<Problem>) -> Vec<Cookie> {
             let session = fields.opt_bool("session")?.unwrap_or(false);
             let expires = match o.get("expirationDate") {
                 None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => n.as_f64().map(|f| f as i64),
+                // Seconds, often with a fraction: kept in milliseconds.
+                Some(Value::Number(n)) => n.as_f64().map(|f| (f * 1000.0) as i64),
                 Some(_) => {
                     return Err(problem(line, "field `expirationDate` must be a number"));
                 }
             };
             let attrs = CookieAttrs {
                 name,
-                include_subdomains: !host_only && domain.starts_with('.'),
-                domain,
+                host_only: host_only || !domain.starts_with('.'),
+                domain: CookieAttrs::normalise_domain(&domain),
                 path: fields.opt_str("path")?.unwrap_or_else(|| "/".into()),
                 secure: fields.opt_bool("secure")?.unwrap_or(false),
                 http_only: fields.opt_bool("httpOnly")?.unwrap_or(false),
@@ -288,11 +289,7 @@ fn group_cookies(cookies: Vec<Cookie>, site: Option<&str>, source: &str, out: &m
         let line = cookies.first().map_or(1, |c| c.line);
         let mut new = NewCredential::new(&site, CredentialKind::Session);
         new.labels.push(("imported-from".into(), source.into()));
-        new.expires_at = cookies
-            .iter()
-            .filter_map(|c| c.attrs.expires)
-            .min()
-            .map(|s| s.saturating_mul(1000));
+        new.expires_at = cookies.iter().filter_map(|c| c.attrs.expires).min();
         for c in cookies {
             new.secrets
                 .cookies
@@ -622,13 +619,16 @@ fn record_from_json(
                 let af = Fields::new(line, &a);
                 out.cookie_attrs.push(CookieAttrs {
                     name: name.clone(),
-                    domain: af.opt_str("domain")?.unwrap_or_default(),
-                    include_subdomains: af.opt_bool("include_subdomains")?.unwrap_or(false),
+                    domain: CookieAttrs::normalise_domain(
+                        &af.opt_str("domain")?.unwrap_or_default(),
+                    ),
+                    host_only: !af.opt_bool("include_subdomains")?.unwrap_or(false),
                     path: af.opt_str("path")?.unwrap_or_else(|| "/".into()),
                     secure: af.opt_bool("secure")?.unwrap_or(false),
                     http_only: af.opt_bool("http_only")?.unwrap_or(false),
+                    // Our schema gives seconds, as cookie files do.
                     expires: match a.get("expires") {
-                        Some(Value::Number(n)) => n.as_i64(),
+                        Some(Value::Number(n)) => n.as_i64().map(|s| s.saturating_mul(1000)),
                         _ => None,
                     },
                 });
@@ -714,11 +714,11 @@ pub fn to_json(view: &CredentialView, secrets: &Secrets) -> Value {
                 if let Some(a) = secrets.cookie_attrs_of(i) {
                     let c = c.as_object_mut().expect("object");
                     c.insert("domain".into(), json!(a.domain));
-                    c.insert("include_subdomains".into(), json!(a.include_subdomains));
+                    c.insert("include_subdomains".into(), json!(!a.host_only));
                     c.insert("path".into(), json!(a.path));
                     c.insert("secure".into(), json!(a.secure));
                     c.insert("http_only".into(), json!(a.http_only));
-                    c.insert("expires".into(), json!(a.expires));
+                    c.insert("expires".into(), json!(a.expires.map(|ms| ms / 1000)));
                 }
                 c
             })
@@ -766,25 +766,27 @@ pub fn to_cookies_txt(view: &CredentialView, secrets: &Secrets) -> String {
             None => {
                 default = CookieAttrs {
                     name: name.clone(),
-                    domain: format!(".{}", view.site),
-                    include_subdomains: true,
+                    domain: view.site.clone(),
+                    host_only: false,
                     path: "/".into(),
                     secure: false,
                     http_only: false,
-                    expires: (expires_at > 0).then_some(expires_at),
+                    expires: (expires_at > 0).then_some(expires_at * 1000),
                 };
                 &default
             }
         };
         let tf = |b: bool| if b { "TRUE" } else { "FALSE" };
         out.push_str(&format!(
-            "{}{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}{}{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             if a.http_only { "#HttpOnly_" } else { "" },
+            // A leading dot marks a domain cookie, as curl writes it.
+            if a.host_only { "" } else { "." },
             a.domain,
-            tf(a.include_subdomains),
+            tf(!a.host_only),
             if a.path.is_empty() { "/" } else { &a.path },
             tf(a.secure),
-            a.expires.unwrap_or(0),
+            a.expires.map_or(0, |ms| ms / 1000),
             name,
             value
         ));

@@ -4,7 +4,7 @@
 //! `Cookie` header for a request (section 5.4). Values never appear in a
 //! `Debug` print or an error.
 
-use crate::secrets::{CookieMeta, Secrets};
+use crate::secrets::{CookieAttrs, Secrets};
 
 /// One stored cookie.
 #[derive(Clone, PartialEq, Eq)]
@@ -18,6 +18,7 @@ pub struct Cookie {
     /// Milliseconds since the epoch; `None` for a session cookie.
     pub expires: Option<i64>,
     pub secure: bool,
+    pub http_only: bool,
 }
 
 impl std::fmt::Debug for Cookie {
@@ -92,7 +93,7 @@ impl Jar {
             .iter()
             .enumerate()
             .map(|(i, (name, value))| {
-                let meta = secrets.cookie_meta.get(i).filter(|m| m.name == *name);
+                let meta = secrets.cookie_attrs_of(i);
                 Cookie {
                     name: name.clone(),
                     value: value.clone(),
@@ -103,6 +104,7 @@ impl Jar {
                     path: meta.map(|m| m.path.clone()).unwrap_or_else(|| "/".into()),
                     expires: meta.and_then(|m| m.expires),
                     secure: meta.is_some_and(|m| m.secure),
+                    http_only: meta.is_some_and(|m| m.http_only),
                 }
             })
             .collect();
@@ -116,16 +118,17 @@ impl Jar {
             .iter()
             .map(|c| (c.name.clone(), c.value.clone()))
             .collect();
-        secrets.cookie_meta = self
+        secrets.cookie_attrs = self
             .cookies
             .iter()
-            .map(|c| CookieMeta {
+            .map(|c| CookieAttrs {
                 name: c.name.clone(),
                 domain: c.domain.clone(),
                 host_only: c.host_only,
                 path: c.path.clone(),
-                expires: c.expires,
                 secure: c.secure,
+                http_only: c.http_only,
+                expires: c.expires,
             })
             .collect();
     }
@@ -157,8 +160,8 @@ impl Jar {
             sum.ignored += 1;
             return;
         }
-        let (mut expires, mut max_age, mut domain, mut path, mut secure) =
-            (None, None, None, None, false);
+        let (mut expires, mut max_age, mut domain, mut path) = (None, None, None, None);
+        let (mut secure, mut http_only) = (false, false);
         for attr in parts {
             let (k, v) = attr.split_once('=').unwrap_or((attr, ""));
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
@@ -178,6 +181,7 @@ impl Jar {
                 }
                 "path" => path = Some(v.to_string()),
                 "secure" => secure = true,
+                "httponly" => http_only = true,
                 _ => {}
             }
         }
@@ -214,6 +218,7 @@ impl Jar {
             path,
             expires: expiry,
             secure,
+            http_only,
         };
         match pos {
             Some(i) => {

@@ -423,6 +423,7 @@ async fn command_login(
             path: c.path.clone().unwrap_or_else(|| "/".into()),
             expires: c.expires_at,
             secure: false,
+            http_only: false,
         });
     }
     if !jar.cookies.is_empty() {
