@@ -175,7 +175,8 @@ pub struct Lease {
     pub credential: CredentialMeta,
     pub granted_at: i64,
     pub expires_at: i64,
-    pub secrets: Secrets,
+    /// Shared with the pool's cache of decrypted secrets (read-only).
+    pub secrets: Arc<Secrets>,
 }
 
 /// The answer to an acquire, as the card's GetCredentialResponse.
@@ -208,7 +209,7 @@ pub struct Pool {
     /// Filled on a credential's first acquire (so that read is checked
     /// against tampering like any other), dropped on remove; `Secrets`
     /// zeroizes itself when an entry is dropped.
-    secrets: Mutex<HashMap<String, Secrets>>,
+    secrets: Mutex<HashMap<String, Arc<Secrets>>>,
     /// The HTTP side of refreshes, once attached.
     refresher: OnceLock<Arc<crate::lifecycle::Refresher>>,
 }
@@ -444,16 +445,17 @@ impl Pool {
         })
     }
 
-    fn secrets_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Secrets>> {
+    fn secrets_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Secrets>>> {
         self.secrets.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A credential's secrets from the cache, or read and decrypted once.
-    fn cached_secrets(&self, site: &str, id: &str) -> Result<Secrets> {
+    /// Shared, not copied: a lease costs no allocation for its secrets.
+    fn cached_secrets(&self, site: &str, id: &str) -> Result<Arc<Secrets>> {
         if let Some(s) = self.secrets_cache().get(id) {
             return Ok(s.clone());
         }
-        let secrets = self.vault.get_secrets(site, id)?.unwrap_or_default();
+        let secrets = Arc::new(self.vault.get_secrets(site, id)?.unwrap_or_default());
         self.secrets_cache().insert(id.to_string(), secrets.clone());
         Ok(secrets)
     }

@@ -48,7 +48,9 @@ impl Host for HostState {
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
-        self.record("store.set", (&key, String::from_utf8_lossy(&value)));
+        if self.recorder.is_some() {
+            self.record("store.set", (&key, String::from_utf8_lossy(&value)));
+        }
         check(&key, Some(&value))?;
         let full = self.vault.policy_key(&key);
         let sealed = self.vault.seal(&full, &value).map_err(store_error)?;
@@ -60,7 +62,10 @@ impl Host for HostState {
     }
 
     fn set_lazy(&mut self, key: String, value: Vec<u8>) -> Result<(), StoreError> {
-        self.record("store.set-lazy", (&key, String::from_utf8_lossy(&value)));
+        // Skipped unless recording: this is on the counter-flush path.
+        if self.recorder.is_some() {
+            self.record("store.set-lazy", (&key, String::from_utf8_lossy(&value)));
+        }
         check(&key, Some(&value))?;
         let full = self.vault.policy_key(&key);
         let sealed = self.vault.seal(&full, &value).map_err(store_error)?;
