@@ -1942,7 +1942,14 @@ impl<H: Host> Pool<H> {
         let tracked = Tracked {
             id: r.id.to_string(),
             site: self.sites[r.site as usize].name.clone(),
-            status: lc_status(r.m.status),
+            // A session or token added with its cookies or tokens is live:
+            // it is kept alive like an active one; an account needs a login.
+            status: match (r.m.status, r.kind) {
+                (Status::Init, Kind::Session | Kind::Token | Kind::ApiKey | Kind::Device) => {
+                    LcStatus::Active
+                }
+                (s, _) => lc_status(s),
+            },
             expires_at: time(r.expires_at),
             logged_in_at: time(r.logged_in_at).unwrap_or(r.created_at),
             checked_at: time(r.checked_at),
@@ -2121,7 +2128,13 @@ impl<H: Host> Pool<H> {
             self.rec_mut(slot).checked_at = t;
         }
         let status_before = self.rec(slot).m.status;
-        if let Some(change) = d.status {
+        // A session never used yet that a health check found logged in is
+        // known to work.
+        let status = match (d.status, done.outcome, status_before) {
+            (None, lc::RunOutcome::StillValid, Status::Init) => Some(StatusChange::Active),
+            (s, _, _) => s,
+        };
+        if let Some(change) = status {
             self.lifecycle_status(slot, change, now)?;
         }
         if times_changed && self.rec(slot).m.status == status_before {
