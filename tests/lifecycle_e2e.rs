@@ -998,3 +998,72 @@ fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
     );
     assert_no_leak(&[&rig.texts()], &[&password, seed, &alive]);
 }
+
+#[test]
+fn an_open_ticket_survives_a_restart_of_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("credpool.key");
+    credpool::crypto::create_key_file(&key).unwrap();
+    let backend: Arc<dyn credpool::backend::Backend> =
+        Arc::new(credpool::backend::MemoryBackend::new());
+    let clock = ManualClock::at(T0);
+    let (server, state) = site_server(clock.clone());
+    let password = canary("pw");
+    state.lock().unwrap().password = password.clone();
+    let config = ConfigFile::parse(&format!(
+        "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"10m\"\n{}",
+        login_toml(&server)
+    ))
+    .unwrap();
+    let open = || {
+        let mut o = PoolOptions::in_memory();
+        o.storage = credpool::Storage::Shared(backend.clone());
+        o.key = credpool::crypto::KeySource::File(key.clone());
+        o.clock = Some(clock.clone());
+        o.policy_config = config.policy_config_json();
+        let sink = Arc::new(MemorySink::default());
+        o.events = sink.clone();
+        let pool = Pool::open(o).unwrap();
+        let refresher = pool
+            .attach_refresher(RefresherOptions::new(config.sites.clone()))
+            .unwrap();
+        Rig {
+            pool,
+            refresher,
+            clock: clock.clone(),
+            sink,
+            notifiers: None,
+        }
+    };
+    let rig = open();
+    rig.add(
+        "acct",
+        CredentialKind::Account,
+        None,
+        account("sms-user", &password, None),
+    );
+    rig.tick();
+    let before = rig.pool.tickets().unwrap();
+    assert_eq!(before.len(), 1);
+    rig.refresher.shutdown(Duration::from_secs(5));
+    drop(rig);
+
+    let rig = open();
+    let after = rig.pool.tickets().unwrap();
+    assert_eq!(after.len(), 1, "the ticket was stored");
+    assert_eq!(after[0].id, before[0].id);
+    assert_eq!(after[0].deadline, before[0].deadline);
+    assert_eq!(rig.status("acct"), Status::Challenged);
+    assert_eq!(rig.stats().open_tickets, 1);
+    // Its deadline still holds after the restart.
+    clock.advance(Duration::from_secs(11 * 60));
+    assert_eq!(rig.tick().tickets_timed_out, 1);
+    assert!(rig.pool.tickets().unwrap().is_empty());
+    assert!(
+        rig.sink
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("ALERT") && l.contains("TicketTimedOut"))
+    );
+    assert_no_leak(&[&rig.texts()], &[&password]);
+}
