@@ -1067,3 +1067,39 @@ fn an_open_ticket_survives_a_restart_of_the_pool() {
     );
     assert_no_leak(&[&rig.texts()], &[&password]);
 }
+
+#[test]
+fn a_credential_removed_while_it_refreshes_does_not_stop_the_ticks() {
+    let clock = ManualClock::at(T0);
+    let (server, state) = site_server(clock.clone());
+    let rt0 = canary("rt");
+    {
+        let mut s = state.lock().unwrap();
+        s.token_current = rt0.clone();
+        s.token_delay = Duration::from_millis(200);
+    }
+    // SAFETY: a variable name used by this test only.
+    unsafe { std::env::set_var("CREDPOOL_E2E_CLIENT_SECRET_2", "x") };
+    let toml = format!(
+        "[sites.\"{SITE}\"]\nmethod = \"oauth-refresh\"\ntoken_url = \"{}\"\nclient_id = \"crawler\"\nclient_secret_env = \"CREDPOOL_E2E_CLIENT_SECRET_2\"\n",
+        server.url("/oauth/token"),
+    );
+    let rig = rig(clock.clone(), &toml, None);
+    let mut s = Secrets::default();
+    s.refresh_token = Some(rt0.clone());
+    rig.add("gone", CredentialKind::Token, Some(T0 + 60_000), s);
+    let mut s = Secrets::default();
+    s.refresh_token = Some(rt0.clone());
+    rig.add("kept", CredentialKind::Token, Some(T0 + 3_600_000), s);
+    assert_eq!(rig.pool.tick().unwrap().refreshes_started, 1);
+    rig.pool.remove("gone").unwrap();
+    let end = Instant::now() + WAIT;
+    while rig.refresher.in_flight() > 0 {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Its result is refused by the policy; the tick goes on.
+    rig.pool.tick().unwrap();
+    assert_eq!(rig.stats().refresh.in_flight, 0);
+    assert_eq!(rig.stats().total, 1);
+}

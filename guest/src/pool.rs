@@ -440,6 +440,10 @@ impl<H: Host> Pool<H> {
             for t in tickets {
                 self.lc.restore_ticket(t);
             }
+            // Running refreshes are forgotten: their results will be stale.
+            for site in &mut self.sites {
+                site.counters.refresh_in_flight = 0;
+            }
             for slot in 0..self.records.len() as u32 {
                 if self.records[slot as usize].is_some() {
                     self.track(slot, now);
@@ -708,6 +712,12 @@ impl<H: Host> Pool<H> {
             .collect();
         for seq in seqs {
             self.end_lease(seq, now);
+        }
+        if self.lc.in_flight(id) {
+            // Its result will find nothing to apply.
+            let si = self.rec(slot).site as usize;
+            let c = &mut self.sites[si].counters;
+            c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
         }
         for ticket in self.lc.untrack(id) {
             self.host.delete(&format!("{TICKET_PREFIX}{ticket}"))?;

@@ -476,8 +476,12 @@ impl Pool {
 
     /// Moves time-driven state along: call it every second or so (the
     /// summary says when next it has work).
+    ///
+    /// A result the policy refuses (e.g. for a credential removed while it
+    /// refreshed) is logged by [`Pool::deliver_refresh_results`] and does
+    /// not hold the tick back.
     pub fn tick(&self) -> Result<TickSummary> {
-        self.deliver_refresh_results()?;
+        let _ = self.deliver_refresh_results();
         self.call(|p, s| p.credpool_policy_pool().call_tick(s))
     }
 
