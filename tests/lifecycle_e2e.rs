@@ -1103,3 +1103,125 @@ fn a_credential_removed_while_it_refreshes_does_not_stop_the_ticks() {
     assert_eq!(rig.stats().refresh.in_flight, 0);
     assert_eq!(rig.stats().total, 1);
 }
+
+#[test]
+fn credpool_run_opens_a_ticket_and_challenge_answer_resumes_the_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bin = dir.path().join("credpool-under-test");
+    std::fs::copy(env!("CARGO_BIN_EXE_credpool"), &bin).unwrap();
+    let cmd = || {
+        let mut c = std::process::Command::new(&bin);
+        c.arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(dir.path().join("credpool.toml"))
+            .env_remove("CREDENTIAL_ENCRYPTION_KEY");
+        c
+    };
+    assert!(cmd().arg("init").status().unwrap().success());
+    let (server, state) = site_server(ManualClock::starting_now());
+    let password = canary("pw");
+    let code = "493817";
+    {
+        let mut s = state.lock().unwrap();
+        s.password = password.clone();
+        s.sms_code = code.into();
+    }
+    std::fs::write(
+        dir.path().join("credpool.toml"),
+        format!(
+            "[sites.\"{SITE}\"]\nmethod = \"relogin\"\n{}",
+            login_toml(&server)
+        ),
+    )
+    .unwrap();
+    let mut add = cmd()
+        .args([
+            "add",
+            "--site",
+            SITE,
+            "--type",
+            "account",
+            "--id",
+            "acct",
+            "--username",
+            "sms-user",
+            "--phone",
+            "13800135678",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+
+    let log_path = dir.path().join("run.log");
+    let child = cmd()
+        .args(["run", "--interval-ms", "50"])
+        .stdout(std::fs::File::create(dir.path().join("run.out")).unwrap())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let book = data.join("tickets.json");
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let end = Instant::now() + WAIT;
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("a ticket", &|| !read_ticket_book(&book).is_empty());
+    let ticket = read_ticket_book(&book)[0].clone();
+    assert_eq!(ticket["kind"], "sms-code");
+    assert_eq!(ticket["credential_id"], "acct");
+    let id = ticket["id"].as_str().unwrap().to_string();
+    let out = cmd()
+        .args(["challenge", "answer", &id, code])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the resumed login", &|| {
+        read_ticket_book(&book).is_empty() && !server.hits("/sms").is_empty()
+    });
+    assert_eq!(server.hits("/login").len(), 1, "resumed, not restarted");
+    assert_eq!(server.hits("/sms")[0].form()["code"], code);
+    assert_eq!(server.hits("/login")[0].form()["user"], "sms-user");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+
+    let out = cmd().args(["stats", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats[0]["by_status"]["active"], 1, "{stats}");
+    assert_eq!(stats[0]["refresh"]["success_rate"], 1.0, "{stats}");
+    assert_eq!(stats[0]["open_tickets"], 0, "{stats}");
+    let text = cmd().args(["stats"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("100.0%"), "{text}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let book_text = std::fs::read_to_string(&book).unwrap_or_default();
+    assert_no_leak(
+        &[&log, &book_text, &stats.to_string(), &text],
+        &[&password, code, "login1", "13800135678"],
+    );
+}

@@ -132,10 +132,13 @@ fn a_challenge_opens_a_stored_ticket_that_survives_a_reload() {
     assert!(p.host.data.contains_key(&format!("ticket/{}", ticket.id)));
     assert_eq!(p.stats(Some("jd.com"))[0].open_tickets, 1);
 
-    // Restart: the ticket is back, and can be answered.
+    // Restart: the ticket is back, and can be answered; the refresh
+    // counts written by the flush are back too.
+    p.flush().unwrap();
     let host = std::mem::replace(&mut p.host, FakeHost::new(T0));
     let mut p = Pool::load(host, PolicyConfig::from_json(CONFIG).unwrap()).unwrap();
     assert_eq!(p.tickets(), vec![ticket.clone()]);
+    assert_eq!(p.stats(Some("jd.com"))[0].refresh_attempts, 1);
     p.host.refresh_requests.clear();
     assert_eq!(
         p.resolve_challenge(&ticket.id, Resolution::Answered)

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 const CRED_PREFIX: &str = "cred/";
 const LEASE_PREFIX: &str = "lease/";
 const TICKET_PREFIX: &str = "ticket/";
+const REFRESH_PREFIX: &str = "refresh/";
 const SCAN_PAGE: u32 = 1000;
 /// "No time" in the compact record (instead of a 16-byte `Option`).
 const NEVER: Millis = i64::MIN;
@@ -145,6 +146,17 @@ struct SiteCounters {
     refresh_succeeded: u64,
     refresh_failed: u64,
     refresh_in_flight: u32,
+    /// The refresh counts changed since they were last written.
+    refresh_dirty: bool,
+}
+
+/// A site's refresh counts as stored (`refresh/<site>`), so the refresh
+/// success rate outlives the process.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRefreshCounts {
+    attempts: u64,
+    succeeded: u64,
+    failed: u64,
 }
 
 /// One site's members and indexes.
@@ -376,6 +388,7 @@ impl<H: Host> Pool<H> {
         let creds = scan_all(&mut host, CRED_PREFIX)?;
         let lease_rows = scan_all(&mut host, LEASE_PREFIX)?;
         let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
+        let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
         let now = host.now();
         let lifecycle = Lifecycle::new(lifecycle_config(&config));
         let mut pool = Pool {
@@ -413,6 +426,16 @@ impl<H: Host> Pool<H> {
                 _ => {
                     pool.host.delete(&key)?;
                 }
+            }
+        }
+        for (key, bytes) in refresh_rows {
+            let stored: StoredRefreshCounts = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+            if let Some(&si) = pool.site_by_name.get(&key[REFRESH_PREFIX.len()..]) {
+                let c = &mut pool.sites[si as usize].counters;
+                c.refresh_attempts = stored.attempts;
+                c.refresh_succeeded = stored.succeeded;
+                c.refresh_failed = stored.failed;
             }
         }
         for (key, bytes) in ticket_rows {
@@ -1580,6 +1603,22 @@ impl<H: Host> Pool<H> {
             self.host.delete(&format!("{LEASE_PREFIX}{id}"))?;
             written += 1;
         }
+        for site in &mut self.sites {
+            let c = &mut site.counters;
+            if !c.refresh_dirty {
+                continue;
+            }
+            let stored = StoredRefreshCounts {
+                attempts: c.refresh_attempts,
+                succeeded: c.refresh_succeeded,
+                failed: c.refresh_failed,
+            };
+            let bytes = serde_json::to_vec(&stored).expect("counts serialise");
+            self.host
+                .set(&format!("{REFRESH_PREFIX}{}", site.name), &bytes, false)?;
+            c.refresh_dirty = false;
+            written += 1;
+        }
         Ok(written)
     }
 
@@ -2018,6 +2057,7 @@ impl<H: Host> Pool<H> {
                     let c = &mut self.sites[si as usize].counters;
                     c.refresh_attempts += 1;
                     c.refresh_in_flight += 1;
+                    c.refresh_dirty = true;
                 }
                 self.log(
                     Level::Info,
@@ -2060,6 +2100,7 @@ impl<H: Host> Pool<H> {
                 let c = &mut self.sites[si].counters;
                 c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
                 c.refresh_failed += 1;
+                c.refresh_dirty = true;
             }
             self.log(Level::Warn, "refresh.lost", &[("id", id.clone())]);
         }
@@ -2115,6 +2156,7 @@ impl<H: Host> Pool<H> {
         {
             let c = &mut self.sites[si].counters;
             c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
+            c.refresh_dirty = true;
             match done.outcome {
                 lc::RunOutcome::Refreshed(_) | lc::RunOutcome::StillValid => {
                     c.refresh_succeeded += 1

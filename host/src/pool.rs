@@ -361,7 +361,13 @@ impl Pool {
         };
         self.record("export.add", &meta_in);
         let meta = self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in))?;
-        if let Err(e) = self.vault.put_secrets(&meta.site, &meta.id, &new.secrets) {
+        // A re-login submits the login name; it is not secret, but the host
+        // needs it without asking the policy.
+        let mut secrets = new.secrets;
+        if secrets.username.is_none() {
+            secrets.username = new.username.clone();
+        }
+        if let Err(e) = self.vault.put_secrets(&meta.site, &meta.id, &secrets) {
             // Undo the record so nothing half-stored remains.
             let _ = self.call(|p, s| p.credpool_policy_pool().call_remove(s, &meta.id));
             return Err(e.into());
