@@ -1986,6 +1986,10 @@ fn ticket_key(id: &str) -> String {
 impl<H: Host> Pool<H> {
     /// (Re)computes when a member is next due for a refresh. O(log n).
     fn track(&mut self, slot: u32, now: Millis) {
+        if self.config.lifecycle.is_none() {
+            // Nothing is scheduled: keep no per-credential entry.
+            return;
+        }
         let r = self.rec(slot);
         let time = |t: Millis| (t != NEVER).then_some(t);
         let tracked = Tracked {
