@@ -235,6 +235,14 @@ fn the_demo_runs_with_no_setup() {
     assert!(out.contains("leases granted"), "{out}");
     assert!(out.contains("blocked (403) -> suspended"), "{out}");
     assert!(out.contains("is active again"), "{out}");
+    assert!(out.contains("asks for an SMS code: ticket tk-"), "{out}");
+    assert!(out.contains("portal-acct is active"), "{out}");
+    assert!(out.contains("portal-1 is active, cookie rotated"), "{out}");
+    assert!(out.contains("refresh success rate: 100.0%"), "{out}");
+    assert!(
+        !out.contains("246810") && !out.contains("demo-password"),
+        "{out}"
+    );
     assert!(
         !dir.path().join("data").exists(),
         "the demo writes nothing to disk"

@@ -3,9 +3,10 @@
 //! between the policy's types and the contract's.
 
 use crate::config::PolicyConfig;
+use crate::lifecycle as lc;
 use crate::model as m;
 use crate::pool::{Pool, View};
-use crate::ports::{Clock, Level, Log, Notify, Random, SplitMix, Store};
+use crate::ports::{Clock, Level, Log, Notify, Random, Refresh, SplitMix, Store};
 use std::cell::RefCell;
 
 wit_bindgen::generate!({
@@ -13,7 +14,9 @@ wit_bindgen::generate!({
     world: "policy",
 });
 
-use credpool::policy::{log as wlog, notify as wnotify, store as wstore, types as t};
+use credpool::policy::{
+    log as wlog, notify as wnotify, refresh as wrefresh, store as wstore, types as t,
+};
 use exports::credpool::policy::pool as p;
 
 /// The ports over the component's imports.
@@ -105,6 +108,48 @@ impl Notify for WasiHost {
             message: alert.message.clone(),
             raised_at: alert.raised_at,
         });
+    }
+    fn open_ticket(&mut self, ticket: &lc::Ticket, masked_contact: Option<String>) {
+        wnotify::open_ticket(&wnotify::Ticket {
+            id: ticket.id.clone(),
+            kind: to_challenge(ticket.kind),
+            credential_id: ticket.credential_id.clone(),
+            site: ticket.site.clone(),
+            masked_contact,
+            created_at: ticket.created_at,
+            deadline: ticket.deadline,
+        });
+    }
+    fn close_ticket(&mut self, id: &str, closure: lc::Closure) {
+        wnotify::close_ticket(
+            id,
+            match closure {
+                lc::Closure::Answered => wnotify::TicketClosure::Answered,
+                lc::Closure::TimedOut => wnotify::TicketClosure::TimedOut,
+                lc::Closure::Cancelled => wnotify::TicketClosure::Cancelled,
+            },
+        );
+    }
+}
+
+impl Refresh for WasiHost {
+    fn start_refresh(&mut self, r: &lc::StartRefresh) -> Result<(), String> {
+        wrefresh::start(&wrefresh::RefreshRequest {
+            request_id: r.request_id,
+            credential_id: r.credential_id.clone(),
+            site: r.site.clone(),
+            method: match r.method {
+                lc::RunMethod::CookieVisit => wrefresh::RefreshMethod::CookieVisit,
+                lc::RunMethod::OauthRefresh => wrefresh::RefreshMethod::OauthRefresh,
+                lc::RunMethod::Relogin => wrefresh::RefreshMethod::Relogin,
+                lc::RunMethod::HealthCheck => wrefresh::RefreshMethod::HealthCheck,
+            },
+            ticket_id: r.ticket_id.clone(),
+        })
+        .map_err(|e| match e {
+            wrefresh::StartError::NotConfigured(s) => format!("not configured: {s}"),
+            wrefresh::StartError::Busy => "busy".to_string(),
+        })
     }
 }
 
@@ -324,21 +369,70 @@ impl p::Guest for Component {
         with_pool(|pool| pool.flush())
     }
 
-    fn refresh_completed(
-        _finished: credpool::policy::refresh::RefreshResult,
-    ) -> Result<t::Status, t::PoolError> {
-        Err(t::PoolError::Unsupported("refresh-completed".to_string()))
+    fn refresh_completed(finished: wrefresh::RefreshResult) -> Result<t::Status, t::PoolError> {
+        use wrefresh::RefreshFailure as F;
+        let outcome = match finished.outcome {
+            wrefresh::RefreshOutcome::Refreshed(expiry) => lc::RunOutcome::Refreshed(expiry),
+            wrefresh::RefreshOutcome::StillValid => lc::RunOutcome::StillValid,
+            wrefresh::RefreshOutcome::Challenged(k) => {
+                lc::RunOutcome::Challenged(from_challenge(k))
+            }
+            wrefresh::RefreshOutcome::Failed((f, _)) => lc::RunOutcome::Failed(match f {
+                F::Network => lc::FailureKind::Network,
+                F::Timeout => lc::FailureKind::Timeout,
+                F::LoggedOut => lc::FailureKind::LoggedOut,
+                F::InvalidGrant => lc::FailureKind::InvalidGrant,
+                F::Rejected => lc::FailureKind::Rejected,
+                F::Blocked => lc::FailureKind::Blocked,
+                F::RateLimited => lc::FailureKind::RateLimited,
+                F::Misconfigured => lc::FailureKind::Misconfigured,
+                F::ChallengeTimedOut => lc::FailureKind::ChallengeTimedOut,
+                F::Other => lc::FailureKind::Other,
+            }),
+        };
+        let done = lc::Completed {
+            request_id: finished.request_id,
+            credential_id: finished.credential_id,
+            outcome,
+        };
+        with_pool(|pool| pool.refresh_completed(&done)).map(to_status)
     }
 
-    fn tickets() -> Result<Vec<credpool::policy::notify::Ticket>, t::PoolError> {
-        Err(t::PoolError::Unsupported("tickets".to_string()))
+    fn tickets() -> Result<Vec<wnotify::Ticket>, t::PoolError> {
+        let tickets = with_pool(|pool| {
+            Ok(pool
+                .tickets()
+                .into_iter()
+                .map(|tk| {
+                    let contact = pool.masked_contact(&tk);
+                    (tk, contact)
+                })
+                .collect::<Vec<_>>())
+        })?;
+        Ok(tickets
+            .into_iter()
+            .map(|(tk, masked_contact)| wnotify::Ticket {
+                id: tk.id,
+                kind: to_challenge(tk.kind),
+                credential_id: tk.credential_id,
+                site: tk.site,
+                masked_contact,
+                created_at: tk.created_at,
+                deadline: tk.deadline,
+            })
+            .collect())
     }
 
     fn resolve_challenge(
-        _ticket_id: String,
-        _resolution: p::ChallengeResolution,
+        ticket_id: String,
+        resolution: p::ChallengeResolution,
     ) -> Result<t::Status, t::PoolError> {
-        Err(t::PoolError::Unsupported("resolve-challenge".to_string()))
+        let resolution = match resolution {
+            p::ChallengeResolution::Answered => lc::Resolution::Answered,
+            p::ChallengeResolution::SolvedElsewhere => lc::Resolution::SolvedElsewhere,
+            p::ChallengeResolution::Abandoned => lc::Resolution::Abandoned,
+        };
+        with_pool(|pool| pool.resolve_challenge(&ticket_id, resolution)).map(to_status)
     }
 
     fn unban(id: String) -> Result<t::CredentialMeta, t::PoolError> {
@@ -542,3 +636,20 @@ fn to_reason(r: m::UnavailableReason) -> p::UnavailableReason {
         m::UnavailableReason::Mixed => p::UnavailableReason::Mixed,
     }
 }
+
+enum_map!(
+    to_challenge,
+    from_challenge,
+    lc::ChallengeKind,
+    wrefresh::ChallengeKind,
+    [
+        CaptchaImage,
+        CaptchaSlider,
+        CaptchaClick,
+        SmsCode,
+        EmailCode,
+        TwoFactor,
+        DeviceVerify,
+        SecurityQuestion
+    ]
+);

@@ -77,6 +77,10 @@ pub struct PolicyConfig {
     pub block_burst_count: u32,
     /// The window of `block_burst_count`.
     pub block_burst_window_seconds: u64,
+    /// Session lifecycle: refresh scheduling, re-login, tickets. The host
+    /// builds it from the `[sites]` tables of `credpool.toml`; absent, the
+    /// policy schedules nothing.
+    pub lifecycle: Option<crate::lifecycle::LifecycleConfig>,
 }
 
 impl Default for PolicyConfig {
@@ -103,6 +107,7 @@ impl Default for PolicyConfig {
             success_min_reports: 32,
             block_burst_count: 5,
             block_burst_window_seconds: 600,
+            lifecycle: None,
         }
     }
 }
@@ -171,6 +176,11 @@ impl PolicyConfig {
         }
         if self.block_burst_count == 0 {
             return fail("block_burst_count", "must be at least 1");
+        }
+        if let Some(lc) = &self.lifecycle {
+            let json = serde_json::to_string(lc).expect("lifecycle config serialises");
+            crate::lifecycle::LifecycleConfig::from_json(&json)
+                .map_err(|(field, why)| PoolError::config(&format!("lifecycle.{field}"), why))?;
         }
         Ok(())
     }

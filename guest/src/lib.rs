@@ -36,6 +36,8 @@ pub mod ratelimit;
 mod bindings;
 
 #[cfg(test)]
+mod lifecycle_wiring_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod pool_tests;

@@ -120,6 +120,10 @@ pub struct Credential {
     /// Rate limits in a row since the last success (drives backoff).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rate_limit_streak: u32,
+    /// The last successful login by the host (re-login, or a challenge
+    /// answered); drives `max_age`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_in_at: Option<Millis>,
 }
 
 /// Counters at zero are left out of the stored JSON (fewer bytes to write

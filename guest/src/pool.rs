@@ -16,6 +16,10 @@ use crate::anomaly::{self, BlockBurst, Change, SuccessRate};
 use crate::config::{PolicyConfig, Strategy};
 use crate::cooldown::rest_until;
 use crate::fenwick::Fenwick;
+use crate::lifecycle::{
+    self as lc, Closure, Completed, LcStatus, Lifecycle, LifecycleConfig, Resolution, StartRefresh,
+    StatusChange, Ticket, Tracked,
+};
 use crate::machine::{self, Event};
 use crate::mask::mask;
 use crate::model::*;
@@ -26,6 +30,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 const CRED_PREFIX: &str = "cred/";
 const LEASE_PREFIX: &str = "lease/";
+const TICKET_PREFIX: &str = "ticket/";
+const REFRESH_PREFIX: &str = "refresh/";
 const SCAN_PAGE: u32 = 1000;
 /// "No time" in the compact record (instead of a 16-byte `Option`).
 const NEVER: Millis = i64::MIN;
@@ -110,6 +116,10 @@ struct Record {
     weight: u8,
     dirty: bool,
     low_health_flagged: bool,
+    /// The last login by the host, or NEVER.
+    logged_in_at: Millis,
+    /// The last health check (in memory only), or NEVER.
+    checked_at: Millis,
 }
 
 impl Record {
@@ -132,6 +142,21 @@ struct SiteCounters {
     refused: u64,
     successes: u64,
     failures: BTreeMap<FailureClass, u64>,
+    refresh_attempts: u64,
+    refresh_succeeded: u64,
+    refresh_failed: u64,
+    refresh_in_flight: u32,
+    /// The refresh counts changed since they were last written.
+    refresh_dirty: bool,
+}
+
+/// A site's refresh counts as stored (`refresh/<site>`), so the refresh
+/// success rate outlives the process.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRefreshCounts {
+    attempts: u64,
+    succeeded: u64,
+    failed: u64,
 }
 
 /// One site's members and indexes.
@@ -353,6 +378,8 @@ pub struct Pool<H: Host> {
     ended_leases: Vec<String>,
     /// Members whose rest is over but whose status still says resting.
     rest_over: Vec<u32>,
+    /// Refresh scheduling and challenge tickets.
+    lc: Lifecycle,
 }
 
 impl<H: Host> Pool<H> {
@@ -360,9 +387,13 @@ impl<H: Host> Pool<H> {
     pub fn load(mut host: H, config: PolicyConfig) -> Result<Self, PoolError> {
         let creds = scan_all(&mut host, CRED_PREFIX)?;
         let lease_rows = scan_all(&mut host, LEASE_PREFIX)?;
+        let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
+        let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
         let now = host.now();
+        let lifecycle = Lifecycle::new(lifecycle_config(&config));
         let mut pool = Pool {
             host,
+            lc: lifecycle,
             config,
             records: Chunked::default(),
             by_id: FastMap::with_capacity_and_hasher(creds.len(), Default::default()),
@@ -397,14 +428,51 @@ impl<H: Host> Pool<H> {
                 }
             }
         }
+        for (key, bytes) in refresh_rows {
+            let stored: StoredRefreshCounts = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+            if let Some(&si) = pool.site_by_name.get(&key[REFRESH_PREFIX.len()..]) {
+                let c = &mut pool.sites[si as usize].counters;
+                c.refresh_attempts = stored.attempts;
+                c.refresh_succeeded = stored.succeeded;
+                c.refresh_failed = stored.failed;
+            }
+        }
+        for (key, bytes) in ticket_rows {
+            let ticket: Ticket = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+            if pool.by_id.contains_key(ticket.credential_id.as_str()) {
+                pool.lc.restore_ticket(ticket);
+            } else {
+                pool.host.delete(&key)?;
+            }
+        }
         Ok(pool)
     }
 
     /// Sets the configuration; rebuilds the indexes of sites whose strategy
     /// changed (O(n), at configure time only).
     pub fn set_config(&mut self, config: PolicyConfig) {
+        let lifecycle_changed = config.lifecycle != self.config.lifecycle;
         self.config = config;
         let now = self.host.now();
+        if lifecycle_changed {
+            // Rebuild the schedule under the new timing; open tickets stay.
+            let tickets = self.lc.open_tickets();
+            self.lc = Lifecycle::new(lifecycle_config(&self.config));
+            for t in tickets {
+                self.lc.restore_ticket(t);
+            }
+            // Running refreshes are forgotten: their results will be stale.
+            for site in &mut self.sites {
+                site.counters.refresh_in_flight = 0;
+            }
+            for slot in 0..self.records.len() as u32 {
+                if self.records[slot as usize].is_some() {
+                    self.track(slot, now);
+                }
+            }
+        }
         for si in 0..self.sites.len() {
             let strategy = self.config.strategy_for(&self.sites[si].name);
             if strategy == self.sites[si].strategy {
@@ -491,6 +559,7 @@ impl<H: Host> Pool<H> {
             labels: new.labels,
             block_streak: 0,
             rate_limit_streak: 0,
+            logged_in_at: None,
         };
         write_cred(&mut self.host, &cred, true)?;
         self.insert(cred.clone(), now);
@@ -559,6 +628,8 @@ impl<H: Host> Pool<H> {
             weight: 0,
             dirty: false,
             low_health_flagged: false,
+            logged_in_at: c.logged_in_at.unwrap_or(NEVER),
+            checked_at: NEVER,
         };
         if rec.purpose_labels().next().is_some() {
             site.purpose_bound += 1;
@@ -570,6 +641,7 @@ impl<H: Host> Pool<H> {
         self.by_id.insert(rec.id.clone(), slot);
         self.records.push(Some(rec));
         self.refresh(slot, now);
+        self.track(slot, now);
         slot
     }
 
@@ -663,6 +735,16 @@ impl<H: Host> Pool<H> {
             .collect();
         for seq in seqs {
             self.end_lease(seq, now);
+        }
+        if self.lc.in_flight(id) {
+            // Its result will find nothing to apply.
+            let si = self.rec(slot).site as usize;
+            let c = &mut self.sites[si].counters;
+            c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
+        }
+        for ticket in self.lc.untrack(id) {
+            self.host.delete(&format!("{TICKET_PREFIX}{ticket}"))?;
+            self.host.close_ticket(&ticket, Closure::Cancelled);
         }
         let rec = self.records[slot as usize].take().expect("live slot");
         self.by_id.remove(id);
@@ -1208,6 +1290,9 @@ impl<H: Host> Pool<H> {
             };
             self.log(level, name, &fields);
         }
+        if m.status != before.status {
+            self.track(slot, now);
+        }
         if m.health < before.health && self.host.enabled(Level::Debug) {
             let fields = [
                 ("id", self.rec(slot).id.to_string()),
@@ -1302,6 +1387,7 @@ impl<H: Host> Pool<H> {
             labels: x.labels,
             block_streak: u32::from(m.block_streak),
             rate_limit_streak: u32::from(m.rate_limit_streak),
+            logged_in_at: time(r.logged_in_at),
         }
     }
 
@@ -1401,9 +1487,18 @@ impl<H: Host> Pool<H> {
                 successes: s.counters.successes,
                 failures: s.counters.failures.iter().map(|(k, v)| (*k, *v)).collect(),
                 anomalies: s.anomalies.clone(),
-                ..Default::default()
+                refresh_attempts: s.counters.refresh_attempts,
+                refresh_succeeded: s.counters.refresh_succeeded,
+                refresh_failed: s.counters.refresh_failed,
+                refresh_in_flight: s.counters.refresh_in_flight,
+                open_tickets: 0,
             })
             .collect();
+        for t in self.lc.open_tickets() {
+            if let Some(s) = out.iter_mut().find(|s| s.site == t.site) {
+                s.open_tickets += 1;
+            }
+        }
         out.sort_by(|a, b| a.site.cmp(&b.site));
         out
     }
@@ -1457,9 +1552,11 @@ impl<H: Host> Pool<H> {
                 summary.cooldowns_ended += 1;
             }
         }
+        let lc_next = self.lifecycle_tick(now, &mut summary)?;
         self.flush()?;
         summary.next_due_at = (0..self.sites.len())
             .filter_map(|si| self.next_free_at(si, now))
+            .chain(lc_next)
             .min();
         Ok(summary)
     }
@@ -1504,6 +1601,22 @@ impl<H: Host> Pool<H> {
         }
         for id in std::mem::take(&mut self.ended_leases) {
             self.host.delete(&format!("{LEASE_PREFIX}{id}"))?;
+            written += 1;
+        }
+        for site in &mut self.sites {
+            let c = &mut site.counters;
+            if !c.refresh_dirty {
+                continue;
+            }
+            let stored = StoredRefreshCounts {
+                attempts: c.refresh_attempts,
+                succeeded: c.refresh_succeeded,
+                failed: c.refresh_failed,
+            };
+            let bytes = serde_json::to_vec(&stored).expect("counts serialise");
+            self.host
+                .set(&format!("{REFRESH_PREFIX}{}", site.name), &bytes, false)?;
+            c.refresh_dirty = false;
             written += 1;
         }
         Ok(written)
@@ -1835,6 +1948,374 @@ fn matches(r: &Record, req: &AcquireRequest) -> bool {
 
 fn status_slot(s: Status) -> usize {
     s as usize
+}
+
+/// The lifecycle configuration in force: the configured one, or one that
+/// schedules nothing when the policy JSON has no `lifecycle` key.
+fn lifecycle_config(config: &PolicyConfig) -> LifecycleConfig {
+    match &config.lifecycle {
+        Some(c) => c.clone(),
+        None => LifecycleConfig {
+            default: lc::SiteTiming {
+                method: lc::SiteMethod::None,
+                can_relogin: false,
+                health_check_interval: 0,
+                ..lc::SiteTiming::default()
+            },
+            ..LifecycleConfig::default()
+        },
+    }
+}
+
+fn lc_status(s: Status) -> LcStatus {
+    match s {
+        Status::Init => LcStatus::Init,
+        Status::Active => LcStatus::Active,
+        Status::Expired => LcStatus::Expired,
+        Status::Challenged => LcStatus::Challenged,
+        Status::Cooling | Status::Suspended => LcStatus::Resting,
+        Status::Banned => LcStatus::Banned,
+    }
+}
+
+fn ticket_key(id: &str) -> String {
+    format!("{TICKET_PREFIX}{id}")
+}
+
+/// The lifecycle hooks: scheduling, refresh results and tickets.
+impl<H: Host> Pool<H> {
+    /// (Re)computes when a member is next due for a refresh. O(log n).
+    fn track(&mut self, slot: u32, now: Millis) {
+        if self.config.lifecycle.is_none() {
+            // Nothing is scheduled: keep no per-credential entry.
+            return;
+        }
+        let r = self.rec(slot);
+        let time = |t: Millis| (t != NEVER).then_some(t);
+        let tracked = Tracked {
+            id: r.id.to_string(),
+            site: self.sites[r.site as usize].name.clone(),
+            // A session or token added with its cookies or tokens is live:
+            // it is kept alive like an active one; an account needs a login.
+            status: match (r.m.status, r.kind) {
+                (Status::Init, Kind::Session | Kind::Token | Kind::ApiKey | Kind::Device) => {
+                    LcStatus::Active
+                }
+                (s, _) => lc_status(s),
+            },
+            expires_at: time(r.expires_at),
+            logged_in_at: time(r.logged_in_at).unwrap_or(r.created_at),
+            checked_at: time(r.checked_at),
+        };
+        let host = &mut self.host;
+        self.lc.track(&tracked, now, &mut |n| host.below(n));
+    }
+
+    /// Moves a member as the lifecycle asks, through the state machine.
+    /// A refused move (e.g. a banned member) changes nothing.
+    fn lifecycle_status(
+        &mut self,
+        slot: u32,
+        change: StatusChange,
+        now: Millis,
+    ) -> Result<(), PoolError> {
+        let before = self.rec(slot).m;
+        let event = match change {
+            StatusChange::Active if before.status == Status::Challenged => Event::ChallengeResolved,
+            StatusChange::Active => Event::Refreshed,
+            StatusChange::Expired => Event::SessionExpired,
+            StatusChange::Challenged => Event::Challenged,
+            StatusChange::Suspended => Event::Blocked,
+        };
+        let Ok(status) = machine::transition(before.status, event) else {
+            let id = self.rec(slot).id.to_string();
+            self.log(
+                Level::Warn,
+                "refresh.status_refused",
+                &[
+                    ("id", id),
+                    ("from", before.status.name().to_string()),
+                    ("event", event.name().to_string()),
+                ],
+            );
+            return Ok(());
+        };
+        let mut m = before;
+        m.status = status;
+        if status != before.status {
+            m.cooldown_until = if status == Status::Suspended {
+                now.saturating_add(self.config.block_cooldown_seconds as i64 * 1000)
+            } else {
+                NEVER
+            };
+        }
+        self.commit(slot, m, now)
+    }
+
+    /// Asks the host to run a refresh; a refusal frees the slot and backs
+    /// off. Returns whether it was queued.
+    fn start_refresh(&mut self, start: &StartRefresh, now: Millis) -> bool {
+        match self.host.start_refresh(start) {
+            Ok(()) => {
+                if let Some(&si) = self.site_by_name.get(&start.site) {
+                    let c = &mut self.sites[si as usize].counters;
+                    c.refresh_attempts += 1;
+                    c.refresh_in_flight += 1;
+                    c.refresh_dirty = true;
+                }
+                self.log(
+                    Level::Info,
+                    "refresh.started",
+                    &[
+                        ("id", start.credential_id.clone()),
+                        ("method", format!("{:?}", start.method)),
+                    ],
+                );
+                true
+            }
+            Err(why) => {
+                let host = &mut self.host;
+                self.lc
+                    .start_failed(&start.credential_id, start.request_id, now, &mut |n| {
+                        host.below(n)
+                    });
+                self.log(
+                    Level::Warn,
+                    "refresh.not_started",
+                    &[("id", start.credential_id.clone()), ("reason", why)],
+                );
+                false
+            }
+        }
+    }
+
+    /// The lifecycle part of `tick`: lost refreshes, overdue tickets, due
+    /// refreshes. Cost: the due items. Returns when it next has work.
+    fn lifecycle_tick(
+        &mut self,
+        now: Millis,
+        summary: &mut TickSummary,
+    ) -> Result<Option<Millis>, PoolError> {
+        let host = &mut self.host;
+        let plan = self.lc.tick(now, &mut |n| host.below(n));
+        for id in &plan.abandoned {
+            if let Some(&slot) = self.by_id.get(id.as_str()) {
+                let si = self.rec(slot).site as usize;
+                let c = &mut self.sites[si].counters;
+                c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
+                c.refresh_failed += 1;
+                c.refresh_dirty = true;
+            }
+            self.log(Level::Warn, "refresh.lost", &[("id", id.clone())]);
+        }
+        for t in plan.timed_out {
+            self.host.delete(&ticket_key(&t.ticket.id))?;
+            self.host.close_ticket(&t.ticket.id, Closure::TimedOut);
+            summary.tickets_timed_out += 1;
+            self.host.raise(&Alert {
+                kind: AlertKind::TicketTimedOut,
+                severity: Severity::Warning,
+                site: t.ticket.site.clone(),
+                credential_id: Some(t.ticket.credential_id.clone()),
+                message: format!(
+                    "challenge ticket {} ({:?}) was not answered in time; the credential stays out of rotation",
+                    t.ticket.id, t.ticket.kind
+                ),
+                raised_at: now,
+            });
+            if let Some(&slot) = self.by_id.get(t.ticket.credential_id.as_str()) {
+                self.lifecycle_status(slot, t.status, now)?;
+                self.track(slot, now);
+            }
+        }
+        for start in &plan.start {
+            if self.start_refresh(start, now) {
+                summary.refreshes_started += 1;
+            }
+        }
+        Ok(plan.next_due_at)
+    }
+
+    /// Applies the result of a refresh the policy started; returns the
+    /// credential's status after it.
+    pub fn refresh_completed(&mut self, done: &Completed) -> Result<Status, PoolError> {
+        let now = self.host.now();
+        let slot = self.slot_of(&done.credential_id)?;
+        let id = done.credential_id.clone();
+        if !self.lc.in_flight(&id) {
+            // Stale: a result for a refresh given up or superseded.
+            self.log(Level::Info, "refresh.stale", &[("id", id)]);
+            return Ok(self.rec(slot).m.status);
+        }
+        let tickets_before: Vec<String> = self
+            .lc
+            .open_tickets()
+            .into_iter()
+            .filter(|t| t.credential_id == id)
+            .map(|t| t.id)
+            .collect();
+        let host = &mut self.host;
+        let d = self.lc.on_completed(done, now, &mut |n| host.below(n));
+        let si = self.rec(slot).site as usize;
+        {
+            let c = &mut self.sites[si].counters;
+            c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
+            c.refresh_dirty = true;
+            match done.outcome {
+                lc::RunOutcome::Refreshed(_) | lc::RunOutcome::StillValid => {
+                    c.refresh_succeeded += 1
+                }
+                lc::RunOutcome::Failed(_) => c.refresh_failed += 1,
+                // The resumed login counts, not the challenge.
+                lc::RunOutcome::Challenged(_) => {}
+            }
+        }
+        // Times first, so the durable write of a status change carries them.
+        let mut times_changed = false;
+        if let Some(e) = d.expires_at {
+            self.rec_mut(slot).expires_at = e.unwrap_or(NEVER);
+            times_changed = true;
+        }
+        if let Some(t) = d.logged_in_at {
+            self.rec_mut(slot).logged_in_at = t;
+            times_changed = true;
+        }
+        if let Some(t) = d.checked_at {
+            self.rec_mut(slot).checked_at = t;
+        }
+        let status_before = self.rec(slot).m.status;
+        // A session never used yet that a health check found logged in is
+        // known to work.
+        let status = match (d.status, done.outcome, status_before) {
+            (None, lc::RunOutcome::StillValid, Status::Init) => Some(StatusChange::Active),
+            (s, _, _) => s,
+        };
+        if let Some(change) = status {
+            self.lifecycle_status(slot, change, now)?;
+        }
+        if times_changed && self.rec(slot).m.status == status_before {
+            let snapshot = self.snapshot(slot, &self.rec(slot).m);
+            write_cred(&mut self.host, &snapshot, true)?;
+        }
+        self.refresh(slot, now);
+        self.track(slot, now);
+        // A resumed login reported: its ticket closed.
+        let open: BTreeSet<String> = self
+            .lc
+            .open_tickets()
+            .into_iter()
+            .filter(|t| t.credential_id == id)
+            .map(|t| t.id)
+            .collect();
+        for t in tickets_before.iter().filter(|t| !open.contains(*t)) {
+            self.host.delete(&ticket_key(t))?;
+            let closure = match done.outcome {
+                lc::RunOutcome::Refreshed(_) => Closure::Answered,
+                _ => Closure::Cancelled,
+            };
+            self.host.close_ticket(t, closure);
+        }
+        let site = self.sites[si].name.clone();
+        if let Some(ticket) = &d.open_ticket {
+            let bytes = serde_json::to_vec(ticket).expect("ticket serialises");
+            self.host.set(&ticket_key(&ticket.id), &bytes, true)?;
+            let contact = self.masked_contact(ticket);
+            self.host.open_ticket(ticket, contact);
+            self.log(
+                Level::Info,
+                "ticket.opened",
+                &[
+                    ("ticket", ticket.id.clone()),
+                    ("id", id.clone()),
+                    ("kind", format!("{:?}", ticket.kind)),
+                ],
+            );
+        }
+        if let Some(lc::AlertNeed::RefreshFailed) = d.alert {
+            let why = match done.outcome {
+                lc::RunOutcome::Failed(k) => format!("{k:?}"),
+                _ => "unknown".to_string(),
+            };
+            self.host.raise(&Alert {
+                kind: AlertKind::RefreshFailed,
+                severity: Severity::Warning,
+                site,
+                credential_id: Some(id.clone()),
+                message: format!(
+                    "refresh of {id} failed ({why}); now {}",
+                    self.rec(slot).m.status.name()
+                ),
+                raised_at: now,
+            });
+        }
+        if let Some(f) = &d.follow_up {
+            self.start_refresh(f, now);
+        }
+        Ok(self.rec(slot).m.status)
+    }
+
+    /// Open challenge tickets, oldest first.
+    pub fn tickets(&self) -> Vec<Ticket> {
+        self.lc.open_tickets()
+    }
+
+    /// Where a ticket's code was sent, masked (SMS: the phone, e-mail: the
+    /// address).
+    pub fn masked_contact(&self, ticket: &Ticket) -> Option<String> {
+        let slot = *self.by_id.get(ticket.credential_id.as_str())?;
+        let x = self.rec(slot).extra.as_deref()?;
+        match ticket.kind {
+            lc::ChallengeKind::SmsCode => x.phone.as_deref(),
+            lc::ChallengeKind::EmailCode => x.email.as_deref(),
+            _ => None,
+        }
+        .map(mask)
+    }
+
+    /// Settles a challenge ticket; returns the credential's status.
+    pub fn resolve_challenge(
+        &mut self,
+        ticket_id: &str,
+        resolution: Resolution,
+    ) -> Result<Status, PoolError> {
+        let now = self.host.now();
+        let credential_id = self
+            .lc
+            .open_tickets()
+            .into_iter()
+            .find(|t| t.id == ticket_id)
+            .map(|t| t.credential_id)
+            .ok_or_else(|| PoolError::TicketNotFound(ticket_id.to_string()))?;
+        let slot = self.slot_of(&credential_id)?;
+        let d = self
+            .lc
+            .resolve(ticket_id, resolution, now)
+            .ok_or_else(|| PoolError::TicketNotFound(ticket_id.to_string()))?;
+        if d.status == Some(StatusChange::Active) {
+            self.rec_mut(slot).logged_in_at = now;
+        }
+        if let Some(change) = d.status {
+            self.lifecycle_status(slot, change, now)?;
+        }
+        self.track(slot, now);
+        if let Some(closure) = d.closure {
+            self.host.delete(&ticket_key(ticket_id))?;
+            self.host.close_ticket(ticket_id, closure);
+        }
+        if let Some(start) = &d.start {
+            self.start_refresh(start, now);
+        }
+        self.log(
+            Level::Info,
+            "ticket.resolved",
+            &[
+                ("ticket", ticket_id.to_string()),
+                ("id", credential_id),
+                ("resolution", format!("{resolution:?}")),
+            ],
+        );
+        Ok(self.rec(slot).m.status)
+    }
 }
 
 fn cred_key(id: &str) -> String {

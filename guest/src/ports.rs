@@ -2,6 +2,7 @@
 //! implements them over its WIT imports (`bindings`); native tests use
 //! [`fake::FakeHost`].
 
+use crate::lifecycle::{Closure, StartRefresh, Ticket};
 use crate::model::{Alert, Millis, StoreError};
 
 /// Durable key/value storage scoped to this tenant.
@@ -56,11 +57,22 @@ pub trait Log {
 /// Alerts for the host's notifiers (log, webhook, command).
 pub trait Notify {
     fn raise(&mut self, alert: &Alert);
+    /// Announces a new challenge ticket; `masked_contact` is already masked.
+    fn open_ticket(&mut self, ticket: &Ticket, masked_contact: Option<String>);
+    /// Announces that a ticket closed.
+    fn close_ticket(&mut self, id: &str, closure: Closure);
+}
+
+/// Refreshes run by the host (the `refresh.start` import): queued, with the
+/// result coming back later through `refresh-completed`.
+pub trait Refresh {
+    /// Queues `request`; `Err` (a short reason) when the host cannot.
+    fn start_refresh(&mut self, request: &StartRefresh) -> Result<(), String>;
 }
 
 /// Everything the pool needs, in one bound.
-pub trait Host: Store + Clock + Random + Log + Notify {}
-impl<T: Store + Clock + Random + Log + Notify> Host for T {}
+pub trait Host: Store + Clock + Random + Log + Notify + Refresh {}
+impl<T: Store + Clock + Random + Log + Notify + Refresh> Host for T {}
 
 /// A small, fast generator (SplitMix64): seeded once from the host's
 /// randomness, then free of imports on the hot path.
@@ -98,6 +110,14 @@ pub mod fake {
         pub durable_writes: Vec<String>,
         /// When set, every write fails with this error.
         pub fail_writes: Option<StoreError>,
+        /// Every refresh the policy asked for, in order.
+        pub refresh_requests: Vec<StartRefresh>,
+        /// When set, `refresh.start` refuses with this reason.
+        pub refuse_refresh: Option<String>,
+        /// Tickets announced open, with their masked contact.
+        pub tickets_opened: Vec<(Ticket, Option<String>)>,
+        /// Tickets announced closed.
+        pub tickets_closed: Vec<(String, Closure)>,
     }
 
     impl FakeHost {
@@ -110,6 +130,10 @@ pub mod fake {
                 alerts: Vec::new(),
                 durable_writes: Vec::new(),
                 fail_writes: None,
+                refresh_requests: Vec::new(),
+                refuse_refresh: None,
+                tickets_opened: Vec::new(),
+                tickets_closed: Vec::new(),
             }
         }
 
@@ -182,6 +206,22 @@ pub mod fake {
     impl Notify for FakeHost {
         fn raise(&mut self, alert: &Alert) {
             self.alerts.push(alert.clone());
+        }
+        fn open_ticket(&mut self, ticket: &Ticket, masked_contact: Option<String>) {
+            self.tickets_opened.push((ticket.clone(), masked_contact));
+        }
+        fn close_ticket(&mut self, id: &str, closure: Closure) {
+            self.tickets_closed.push((id.to_string(), closure));
+        }
+    }
+
+    impl Refresh for FakeHost {
+        fn start_refresh(&mut self, request: &StartRefresh) -> Result<(), String> {
+            if let Some(why) = &self.refuse_refresh {
+                return Err(why.clone());
+            }
+            self.refresh_requests.push(request.clone());
+            Ok(())
         }
     }
 

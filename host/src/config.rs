@@ -90,10 +90,31 @@ impl ConfigFile {
     }
 
     /// The policy's `lifecycle` configuration derived from `[sites]` (the
-    /// guest's `lifecycle::LifecycleConfig`), to merge into the policy JSON
-    /// once the policy accepts a `lifecycle` key.
+    /// guest's `lifecycle::LifecycleConfig`); [`Self::policy_config_json`]
+    /// merges it into the policy JSON.
     pub fn lifecycle_policy_json(&self) -> serde_json::Value {
         crate::lifecycle::sites::policy_lifecycle_json(&self.sites)
+    }
+
+    /// The JSON handed to the policy's `configure`: the `[policy]` table
+    /// plus, when sites are configured, their `lifecycle` (sites not listed
+    /// are left alone: the host could not refresh them).
+    pub fn policy_config_json(&self) -> String {
+        if self.sites.is_empty() {
+            return self.policy_json();
+        }
+        let mut policy = match &self.policy {
+            Some(table) => serde_json::to_value(table).expect("TOML tables are JSON"),
+            None => serde_json::json!({}),
+        };
+        let mut lifecycle = self.lifecycle_policy_json();
+        lifecycle["default"] = serde_json::json!({
+            "method": "none",
+            "can_relogin": false,
+            "health_check_interval": 0,
+        });
+        policy["lifecycle"] = lifecycle;
+        policy.to_string()
     }
 
     /// The policy's part as JSON (empty object when absent).
@@ -155,6 +176,12 @@ mod tests {
         let j = c.lifecycle_policy_json();
         assert_eq!(j["sites"]["jd.com"]["method"], "cookie-visit");
         assert_eq!(j["sites"]["jd.com"]["max_age"], 259_200);
+        let merged: serde_json::Value = serde_json::from_str(&c.policy_config_json()).unwrap();
+        assert_eq!(
+            merged["lifecycle"]["sites"]["jd.com"]["method"],
+            "cookie-visit"
+        );
+        assert_eq!(merged["lifecycle"]["default"]["method"], "none");
     }
 
     #[test]

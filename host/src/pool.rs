@@ -362,6 +362,11 @@ impl Pool {
             None => fresh_id(new.kind)?,
         };
         new.id = Some(id.clone());
+        // A re-login submits the login name; it is not secret, but the host
+        // needs it without asking the policy.
+        if new.secrets.username.is_none() {
+            new.secrets.username = new.username.clone();
+        }
         let meta_in = types::NewCredential {
             id: new.id.clone(),
             site: new.site.clone(),
@@ -511,8 +516,12 @@ impl Pool {
 
     /// Moves time-driven state along: call it every second or so (the
     /// summary says when next it has work).
+    ///
+    /// A result the policy refuses (e.g. for a credential removed while it
+    /// refreshed) is logged by [`Pool::deliver_refresh_results`] and does
+    /// not hold the tick back.
     pub fn tick(&self) -> Result<TickSummary> {
-        self.deliver_refresh_results()?;
+        let _ = self.deliver_refresh_results();
         self.call(|p, s| p.credpool_policy_pool().call_tick(s))
     }
 

@@ -3,7 +3,10 @@
 //! then a loop acquires, "uses" and reports with mixed outcomes through the
 //! real policy component, then a site changes its defences (a burst of
 //! blocks: suspensions and an anomaly alert), and the clock is moved by
-//! hand so rests visibly end. Secrets are never printed.
+//! hand so rests visibly end. Last, a tiny site on loopback shows the
+//! session lifecycle: a login meets an SMS step (a ticket, answered), a
+//! session is refreshed before it expires, and the refresh success rate.
+//! Secrets are never printed.
 
 use super::{EXIT_ERROR, Failed, output};
 use crate::events::MemorySink;
@@ -205,6 +208,186 @@ pub fn run(rounds: u32, seed: u64, component: Option<PathBuf>) -> Result<(), Fai
     if granted == 0 {
         return Err(Failed(EXIT_ERROR, "the demo granted no lease".into()));
     }
+    lifecycle_part()
+}
+
+/// Session lifecycle against a tiny site on 127.0.0.1: the policy schedules
+/// a cookie refresh before expiry, a login meets an SMS step (a ticket),
+/// the answer resumes it, and the refresh success rate comes out of stats.
+fn lifecycle_part() -> Result<(), Failed> {
+    // The site is named by its host: cookies are scoped to it.
+    const SITE: &str = "127.0.0.1";
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Failed(EXIT_ERROR, format!("demo site: {e}")))?;
+    let base = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("bound").port()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut r = BufReader::new(&stream);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (mut len, mut cookie) = (0usize, String::new());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("cookie:") {
+                    cookie = h[7..].trim().to_string();
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let body = String::from_utf8_lossy(&body);
+            let (status, headers, text) = match path.as_str() {
+                "/home" if cookie.contains("sid=") => (
+                    200,
+                    "Set-Cookie: sid=rotated-session; Max-Age=3600; Path=/\r\n",
+                    "ok",
+                ),
+                "/login" if body.contains("pass=") => (
+                    200,
+                    "Set-Cookie: step=s1; Path=/\r\n",
+                    "We sent a code to your phone",
+                ),
+                "/sms" if body.contains("code=246810") && cookie.contains("step=s1") => (
+                    302,
+                    "Location: /home\r\nSet-Cookie: sid=new-session; Max-Age=86400; Path=/\r\n",
+                    "",
+                ),
+                _ => (302, "Location: /login\r\n", ""),
+            };
+            let _ = (&stream).write_all(
+                format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{text}",
+                    text.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let config = crate::config::ConfigFile::parse(&format!(
+        r#"[sites."{SITE}"]
+method = "cookie-visit"
+refresh_url = "{base}/home"
+refresh_before_expire = "10m"
+[sites."{SITE}".logout]
+redirect_to = ["/login"]
+[sites."{SITE}".login]
+url = "{base}/login"
+username_field = "user"
+password_field = "pass"
+success = {{ cookie = "sid" }}
+[[sites."{SITE}".login.challenges]]
+kind = "sms-code"
+detect = {{ body = ["sent a code to your phone"] }}
+submit_url = "{base}/sms"
+field = "code"
+"#
+    ))
+    .map_err(|e| Failed(EXIT_ERROR, e))?;
+    let clock = ManualClock::starting_now();
+    let mut options = PoolOptions::in_memory();
+    options.clock = Some(clock.clone());
+    options.events = Arc::new(MemorySink::default());
+    options.policy_config = config.policy_config_json();
+    let pool = Pool::open(options)?;
+    let refresher = pool.attach_refresher(crate::lifecycle::RefresherOptions::new(
+        config.sites.clone(),
+    ))?;
+    let settle = || -> Result<(), Failed> {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            while refresher.in_flight() > 0 && std::time::Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if pool.deliver_refresh_results()? == 0 || std::time::Instant::now() >= end {
+                return Ok(());
+            }
+        }
+    };
+    println!("\nsession lifecycle on {SITE} (a tiny site the demo starts on loopback):");
+    let mut session = NewCredential::new(SITE, CredentialKind::Session).with_id("portal-1");
+    session.expires_at = Some(clock.now_ms() + 3_600_000);
+    session
+        .secrets
+        .cookies
+        .push(("sid".into(), "first-session".into()));
+    pool.add(session)?;
+    let mut account = NewCredential::new(SITE, CredentialKind::Account).with_id("portal-acct");
+    account.phone = Some("+1 555 0100 4321".into());
+    account.secrets.username = Some("crawler".into());
+    account.secrets.password = Some("demo-password".into());
+    pool.add(account)?;
+
+    // The account logs in at once and meets an SMS step.
+    pool.tick()?;
+    settle()?;
+    let tickets = pool.tickets()?;
+    let ticket = tickets
+        .first()
+        .ok_or_else(|| Failed(EXIT_ERROR, "the demo login opened no ticket".into()))?;
+    println!(
+        "  portal-acct login asks for an SMS code: ticket {} ({}, sent to {})",
+        ticket.id,
+        crate::names::challenge_kind(ticket.kind),
+        ticket.masked_contact.as_deref().unwrap_or("-")
+    );
+    let status = pool.answer_challenge(&ticket.id, zeroize::Zeroizing::new("246810".into()))?;
+    settle()?;
+    let view = pool.view("portal-acct", crate::AccessLevel::Public)?;
+    println!(
+        "  answered (challenge answer {} <code>): login resumed, portal-acct is {} (was {})",
+        ticket.id,
+        crate::names::status(view.status),
+        crate::names::status(status)
+    );
+
+    // 55 minutes on, portal-1 is within 10 minutes (plus skew and jitter)
+    // of expiry: the policy refreshes it.
+    clock.advance(Duration::from_secs(55 * 60));
+    let summary = pool.tick()?;
+    settle()?;
+    let view = pool.view("portal-1", crate::AccessLevel::Internal)?;
+    let expires = view
+        .internal
+        .and_then(|i| i.expires_at)
+        .map(|t| (t - clock.now_ms()) / 60_000)
+        .unwrap_or(0);
+    let rotated = pool
+        .vault()
+        .get_secrets(SITE, "portal-1")
+        .ok()
+        .flatten()
+        .is_some_and(|s| {
+            s.cookies
+                .iter()
+                .any(|(n, v)| n == "sid" && v == "rotated-session")
+        });
+    println!(
+        "  55 min later: {} refresh started; portal-1 is {}, cookie {}, expires in {expires} min",
+        summary.refreshes_started,
+        crate::names::status(view.status),
+        if rotated { "rotated" } else { "NOT rotated" }
+    );
+    for s in pool.stats(Some(SITE))? {
+        println!(
+            "  refresh success rate: {} ({} of {} finished; SLO >= 90%), open tickets: {}",
+            output::refresh_rate_text(&s),
+            s.refresh.succeeded,
+            s.refresh.succeeded + s.refresh.failed,
+            s.open_tickets
+        );
+    }
+    refresher.shutdown(Duration::from_secs(2));
     Ok(())
 }
 

@@ -420,7 +420,7 @@ fn pool_options(cli: &Cli, config: &ConfigFile) -> PoolOptions {
     let mut options = PoolOptions::on_disk(&cli.data_dir);
     options.key = key_source(cli);
     options.tenant = config.pool.tenant.clone();
-    options.policy_config = config.policy_json();
+    options.policy_config = config.policy_config_json();
     options.component = cli.component.clone();
     options.memory_limit = (config.pool.memory_limit_mb as usize) << 20;
     options.call_deadline = Duration::from_millis(config.pool.call_deadline_ms);

@@ -306,6 +306,7 @@ pub fn stats_json(s: &SiteStats) -> Value {
             "succeeded": s.refresh.succeeded,
             "failed": s.refresh.failed,
             "in_flight": s.refresh.in_flight,
+            "success_rate": refresh_success_rate(s),
         },
         "open_tickets": s.open_tickets,
         "anomalies": s.anomalies.iter().map(|a| json!({
@@ -315,6 +316,21 @@ pub fn stats_json(s: &SiteStats) -> Value {
             "detail": a.detail,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Finished refreshes that worked, 0 to 1 (the card's SLO: at least 0.9);
+/// `None` before any finished.
+pub fn refresh_success_rate(s: &SiteStats) -> Option<f64> {
+    let done = s.refresh.succeeded + s.refresh.failed;
+    (done > 0).then(|| s.refresh.succeeded as f64 / done as f64)
+}
+
+/// The success rate as a percentage, `-` before any refresh finished.
+pub fn refresh_rate_text(s: &SiteStats) -> String {
+    match refresh_success_rate(s) {
+        Some(r) => format!("{:.1}%", r * 100.0),
+        None => "-".to_string(),
+    }
 }
 
 pub fn print_stats(stats: &[SiteStats], as_json: bool) {
@@ -327,7 +343,7 @@ pub fn print_stats(stats: &[SiteStats], as_json: bool) {
         return;
     }
     println!(
-        "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7}",
+        "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}",
         "SITE",
         "TOTAL",
         "ACTIVE",
@@ -339,13 +355,16 @@ pub fn print_stats(stats: &[SiteStats], as_json: bool) {
         "OK",
         "FAILED",
         "GRANTED",
-        "REFUSED"
+        "REFUSED",
+        "REFRESHES",
+        "REFR-OK",
+        "TICKETS"
     );
     for s in stats {
         let b = &s.by_status;
         let failed: u64 = s.failures.iter().map(|(_, n)| n).sum();
         println!(
-            "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7}",
+            "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}",
             s.site,
             s.total,
             b.active + b.init,
@@ -357,7 +376,10 @@ pub fn print_stats(stats: &[SiteStats], as_json: bool) {
             s.successes,
             failed,
             s.granted,
-            s.refused
+            s.refused,
+            s.refresh.attempts,
+            refresh_rate_text(s),
+            s.open_tickets
         );
     }
 }

@@ -1,0 +1,215 @@
+//! Native tests of the lifecycle as the pool drives it: the hooks, the
+//! Refresh and Notify ports, tickets in the store, refresh counts.
+
+use crate::config::PolicyConfig;
+use crate::lifecycle::{
+    ChallengeKind, Closure, Completed, FailureKind, Resolution, RunMethod, RunOutcome,
+};
+use crate::model::*;
+use crate::pool::Pool;
+use crate::ports::fake::FakeHost;
+
+const T0: Millis = 1_700_000_000_000;
+const H: Millis = 3_600_000;
+
+const CONFIG: &str = r#"{"lifecycle": {
+    "default": {"method": "none", "can_relogin": false, "health_check_interval": 0},
+    "sites": {
+        "jd.com": {"method": "cookie-visit", "refresh_before_expire": 600, "jitter": 0,
+                   "clock_skew": 0, "health_check_interval": 0, "can_relogin": true,
+                   "ticket_timeout": 600}
+    }}}"#;
+
+fn pool() -> Pool<FakeHost> {
+    Pool::load(FakeHost::new(T0), PolicyConfig::from_json(CONFIG).unwrap()).unwrap()
+}
+
+fn add(p: &mut Pool<FakeHost>, site: &str, id: &str, kind: Kind, expires_at: Option<Millis>) {
+    p.add(NewCredential {
+        id: Some(id.into()),
+        site: site.into(),
+        kind: Some(kind),
+        expires_at,
+        phone: Some("13800135678".into()),
+        ..Default::default()
+    })
+    .unwrap();
+}
+
+fn complete(p: &mut Pool<FakeHost>, n: usize, outcome: RunOutcome) -> Status {
+    let r = p.host.refresh_requests[n].clone();
+    p.refresh_completed(&Completed {
+        request_id: r.request_id,
+        credential_id: r.credential_id,
+        outcome,
+    })
+    .unwrap()
+}
+
+#[test]
+fn unknown_lifecycle_keys_are_refused_by_name() {
+    let err = PolicyConfig::from_json(r#"{"lifecycle": {"max_in_flite": 3}}"#).unwrap_err();
+    assert!(format!("{err:?}").contains("max_in_flite"), "{err:?}");
+    let err = PolicyConfig::from_json(r#"{"lifecycle": {"max_in_flight": 0}}"#).unwrap_err();
+    assert!(
+        format!("{err:?}").contains("lifecycle.max_in_flight"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn without_a_lifecycle_nothing_is_scheduled() {
+    let mut p = Pool::load(FakeHost::new(T0), PolicyConfig::default()).unwrap();
+    add(&mut p, "jd.com", "s1", Kind::Session, Some(T0 + 60_000));
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    p.host.now += H;
+    assert_eq!(p.tick().unwrap().refreshes_started, 0);
+    assert!(p.host.refresh_requests.is_empty());
+}
+
+#[test]
+fn a_session_is_refreshed_before_expiry_and_counted() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "s1", Kind::Session, Some(T0 + H));
+    add(&mut p, "other.com", "s2", Kind::Session, Some(T0 + H));
+    p.host.now = T0 + H - 11 * 60_000;
+    assert_eq!(p.tick().unwrap().refreshes_started, 0);
+    p.host.now = T0 + H - 10 * 60_000;
+    let s = p.tick().unwrap();
+    assert_eq!(s.refreshes_started, 1);
+    assert_eq!(p.host.refresh_requests[0].method, RunMethod::CookieVisit);
+    assert_eq!(p.host.refresh_requests[0].credential_id, "s1");
+    // A second tick while it runs starts nothing (single flight).
+    assert_eq!(p.tick().unwrap().refreshes_started, 0);
+    let st = &p.stats(Some("jd.com"))[0];
+    assert_eq!((st.refresh_attempts, st.refresh_in_flight), (1, 1));
+    let status = complete(&mut p, 0, RunOutcome::Refreshed(Some(T0 + 2 * H)));
+    assert_eq!(status, Status::Active);
+    assert_eq!(p.get("s1").unwrap().expires_at, Some(T0 + 2 * H));
+    // The new expiry is durable.
+    let stored: Credential = serde_json::from_slice(&p.host.data["cred/s1"]).unwrap();
+    assert_eq!(stored.expires_at, Some(T0 + 2 * H));
+    let st = &p.stats(Some("jd.com"))[0];
+    assert_eq!(
+        (
+            st.refresh_attempts,
+            st.refresh_succeeded,
+            st.refresh_failed,
+            st.refresh_in_flight
+        ),
+        (1, 1, 0, 0)
+    );
+    // A stale (repeated) result changes nothing.
+    assert_eq!(
+        complete(&mut p, 0, RunOutcome::Failed(FailureKind::Blocked)),
+        Status::Active
+    );
+    assert_eq!(p.stats(Some("jd.com"))[0].refresh_failed, 0);
+}
+
+#[test]
+fn a_refused_start_backs_off() {
+    let mut p = pool();
+    p.host.refuse_refresh = Some("busy".into());
+    add(&mut p, "jd.com", "s1", Kind::Session, Some(T0 + 60_000));
+    assert_eq!(p.tick().unwrap().refreshes_started, 0);
+    p.host.refuse_refresh = None;
+    assert_eq!(p.tick().unwrap().refreshes_started, 0, "backing off");
+    p.host.now += 60_000;
+    assert_eq!(p.tick().unwrap().refreshes_started, 1);
+}
+
+#[test]
+fn a_challenge_opens_a_stored_ticket_that_survives_a_reload() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    assert_eq!(p.tick().unwrap().refreshes_started, 1);
+    assert_eq!(p.host.refresh_requests[0].method, RunMethod::Relogin);
+    let status = complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::SmsCode));
+    assert_eq!(status, Status::Challenged);
+    let (ticket, contact) = p.host.tickets_opened[0].clone();
+    assert_eq!(contact.as_deref(), Some("***5678"));
+    assert!(p.host.data.contains_key(&format!("ticket/{}", ticket.id)));
+    assert_eq!(p.stats(Some("jd.com"))[0].open_tickets, 1);
+
+    // Restart: the ticket is back, and can be answered; the refresh
+    // counts written by the flush are back too.
+    p.flush().unwrap();
+    let host = std::mem::replace(&mut p.host, FakeHost::new(T0));
+    let mut p = Pool::load(host, PolicyConfig::from_json(CONFIG).unwrap()).unwrap();
+    assert_eq!(p.tickets(), vec![ticket.clone()]);
+    assert_eq!(p.stats(Some("jd.com"))[0].refresh_attempts, 1);
+    p.host.refresh_requests.clear();
+    assert_eq!(
+        p.resolve_challenge(&ticket.id, Resolution::Answered)
+            .unwrap(),
+        Status::Challenged
+    );
+    assert_eq!(
+        p.host.refresh_requests[0].ticket_id.as_deref(),
+        Some(ticket.id.as_str())
+    );
+    assert_eq!(
+        complete(&mut p, 0, RunOutcome::Refreshed(None)),
+        Status::Active
+    );
+    assert_eq!(
+        p.host.tickets_closed,
+        vec![(ticket.id.clone(), Closure::Answered)]
+    );
+    assert!(!p.host.data.contains_key(&format!("ticket/{}", ticket.id)));
+    assert!(p.get("a1").unwrap().logged_in_at.is_some());
+    assert!(p.tickets().is_empty());
+}
+
+#[test]
+fn an_overdue_ticket_closes_alerts_and_the_credential_stays_out() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    p.tick().unwrap();
+    complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::TwoFactor));
+    p.host.now += 601_000;
+    let s = p.tick().unwrap();
+    assert_eq!(s.tickets_timed_out, 1);
+    assert_eq!(p.host.tickets_closed[0].1, Closure::TimedOut);
+    assert_eq!(p.host.alerts_of(AlertKind::TicketTimedOut), 1);
+    assert_eq!(p.get("a1").unwrap().status, Status::Challenged);
+    assert!(p.host.data.keys().all(|k| !k.starts_with("ticket/")));
+    p.host.now += H;
+    assert_eq!(p.tick().unwrap().refreshes_started, 0, "no new login");
+}
+
+#[test]
+fn removing_a_credential_cancels_its_ticket() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    p.tick().unwrap();
+    complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::SmsCode));
+    let id = p.tickets()[0].id.clone();
+    p.remove("a1").unwrap();
+    assert_eq!(p.host.tickets_closed, vec![(id, Closure::Cancelled)]);
+    assert!(p.tickets().is_empty());
+    assert!(p.host.data.keys().all(|k| !k.starts_with("ticket/")));
+}
+
+#[test]
+fn a_logged_out_session_goes_to_relogin_and_a_failed_one_alerts() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "s1", Kind::Session, Some(T0 + 60_000));
+    p.tick().unwrap();
+    let st = complete(&mut p, 0, RunOutcome::Failed(FailureKind::LoggedOut));
+    assert_eq!(st, Status::Expired);
+    assert_eq!(
+        p.host.refresh_requests[1].method,
+        RunMethod::Relogin,
+        "follow-up"
+    );
+    let st = complete(&mut p, 1, RunOutcome::Failed(FailureKind::Rejected));
+    assert_eq!(st, Status::Suspended, "a refused login rests");
+    assert_eq!(p.host.alerts_of(AlertKind::RefreshFailed), 1);
+    let s = &p.stats(Some("jd.com"))[0];
+    assert_eq!(
+        (s.refresh_attempts, s.refresh_failed, s.refresh_in_flight),
+        (2, 2, 0)
+    );
+}
