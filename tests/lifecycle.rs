@@ -676,7 +676,7 @@ fn login_server(password: &str, seed: &str, sms_code: &str, clock: ManualClock) 
 }
 
 #[test]
-fn totp_step_is_answered_by_the_host_without_a_ticket() {
+fn totp_step_opens_a_two_factor_ticket_the_host_answers_from_the_seed() {
     let password = canary("pw");
     // RFC 6238's seed in base32.
     let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -691,8 +691,31 @@ fn totp_step_is_answered_by_the_host_without_a_ticket() {
     let r = rig.run("acct", RefreshMethod::Relogin, None);
     assert_eq!(
         o(&r.outcome),
+        o(&RefreshOutcome::Challenged(ChallengeKind::TwoFactor))
+    );
+    assert!(server.hits("/2fa").is_empty(), "not answered inline");
+    // What the policy does with it: open a ticket (through `notify`).
+    let mut ticket = sms_ticket("tk-2fa-1");
+    ticket.kind = ChallengeKind::TwoFactor;
+    ticket.masked_contact = None;
+    rig.refresher
+        .ticket_opened(&ticket.id, &ticket.credential_id);
+    assert!(rig.refresher.auto_answer(&ticket), "queued for the host");
+    let answers = rig.refresher.take_totp_answers();
+    assert_eq!(answers.len(), 1);
+    let code = totp::code_for_seed(seed, T0).unwrap();
+    assert_eq!(answers[0].0, ticket.id);
+    assert_eq!(answers[0].1.as_str(), code.as_str());
+    assert!(rig.refresher.take_totp_answers().is_empty(), "taken once");
+    for (t, c) in answers {
+        rig.refresher.answer(&t, c).unwrap();
+    }
+    let r = rig.run("acct", RefreshMethod::Relogin, Some(&ticket.id));
+    assert_eq!(
+        o(&r.outcome),
         o(&RefreshOutcome::Refreshed(Some(T0 + 86_400_000)))
     );
+    assert_eq!(server.hits("/login").len(), 1, "resumed, not restarted");
     assert_eq!(server.hits("/2fa").len(), 1);
     let got = rig.secrets("acct");
     assert!(
@@ -705,11 +728,30 @@ fn totp_step_is_answered_by_the_host_without_a_ticket() {
         Some(password.as_str()),
         "the account's secrets are kept"
     );
-    let code = totp::code_for_seed(seed, T0).unwrap();
     assert_no_leak(
         &[&logs()],
         &[&password, seed, code.as_str(), "logged-in-session"],
     );
+}
+
+#[test]
+fn a_two_factor_ticket_without_a_seed_or_of_another_kind_waits_for_a_person() {
+    let server = login_server("pw", "GEZDGNBV", "000000", ManualClock::at(T0));
+    let rig = rig(&[(SITE, login_site(&server, ""))]);
+    let mut s = Secrets::default();
+    s.username = Some("totp-user".into());
+    s.password = Some("pw".into());
+    rig.vault.put_secrets(SITE, "acct", &s).unwrap();
+    let mut ticket = sms_ticket("tk-2fa-2");
+    ticket.kind = ChallengeKind::TwoFactor;
+    assert!(!rig.refresher.auto_answer(&ticket), "no seed");
+    s.totp_seed = Some("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ".into());
+    rig.vault.put_secrets(SITE, "acct", &s).unwrap();
+    assert!(
+        !rig.refresher.auto_answer(&sms_ticket("tk-sms-9")),
+        "an SMS code"
+    );
+    assert!(rig.refresher.take_totp_answers().is_empty());
 }
 
 fn sms_ticket(id: &str) -> Ticket {

@@ -6,6 +6,7 @@
 //! alerts and stats are read from the pool, the webhook and the logs.
 
 use credpool::bindings::pool::SiteStats;
+use credpool::bindings::refresh::ChallengeKind;
 use credpool::config::ConfigFile;
 use credpool::events::MemorySink;
 use credpool::lifecycle::notifiers::{Notifiers, NotifySection, read_ticket_book};
@@ -749,7 +750,86 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
 }
 
 #[test]
-fn a_new_account_logs_in_with_totp_answered_by_the_host() {
+fn a_new_account_logs_in_with_totp_through_a_ticket_the_host_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T0);
+    let (server, state) = site_server(clock.clone());
+    let password = canary("pw");
+    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    {
+        let mut s = state.lock().unwrap();
+        s.password = password.clone();
+        s.seed = seed.into();
+    }
+    let toml = format!(
+        "[sites.\"{SITE}\"]\nmethod = \"relogin\"\n{}",
+        login_toml(&server)
+    );
+    let (hook, section) = webhook();
+    let book = dir.path().join("tickets.json");
+    let rig = rig(clock.clone(), &toml, Some((section, book.clone())));
+    rig.add(
+        "acct",
+        CredentialKind::Account,
+        None,
+        account("totp-user", &password, Some(seed)),
+    );
+    assert_eq!(rig.status("acct"), Status::Init);
+    // The login meets the 2FA step: challenged, and the policy opens a ticket.
+    assert_eq!(rig.pool.tick().unwrap().refreshes_started, 1);
+    assert!(rig.refresher.wait_completed(1, WAIT));
+    assert!(rig.pool.tickets().unwrap().is_empty(), "not yet delivered");
+    // One delivery: the policy opens the ticket, the host answers it from the
+    // seed (no person acts: this test never calls answer_challenge).
+    assert_eq!(rig.pool.deliver_refresh_results().unwrap(), 2);
+    let open = rig.pool.tickets().unwrap();
+    assert_eq!(open.len(), 1, "open until the resumed login reports");
+    assert_eq!(open[0].kind, ChallengeKind::TwoFactor);
+    assert_eq!(open[0].credential_id, "acct");
+    assert_eq!(rig.status("acct"), Status::Challenged);
+    assert_eq!(rig.stats().open_tickets, 1);
+    rig.settle();
+    assert_eq!(rig.status("acct"), Status::Active);
+    assert!(rig.pool.tickets().unwrap().is_empty());
+    assert_eq!(server.hits("/login").len(), 1, "resumed, not restarted");
+    assert_eq!(server.hits("/2fa").len(), 1);
+    let st = rig.stats();
+    assert_eq!(
+        (st.refresh.attempts, st.refresh.succeeded, st.refresh.failed),
+        (2, 1, 0),
+        "the challenged login and the resumed one"
+    );
+    assert_eq!(st.open_tickets, 0);
+    let notifiers = rig.notifiers.as_ref().unwrap();
+    assert!(notifiers.flush(WAIT));
+    let ev = hook_events(&hook);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert_eq!(ev[0]["event"], "ticket-opened");
+    assert_eq!(ev[0]["kind"], "two-factor");
+    assert_eq!(ev[0]["id"], open[0].id.as_str());
+    assert_eq!(ev[1]["event"], "ticket-closed");
+    assert_eq!(ev[1]["id"], open[0].id.as_str());
+    assert_eq!(ev[1]["closure"], "answered");
+    assert!(read_ticket_book(&book).is_empty());
+    let all = logs();
+    assert!(
+        all.contains(&format!(
+            "ticket={} two-factor answered by the host from the TOTP seed",
+            open[0].id
+        )),
+        "answered by the host"
+    );
+    let bodies: Vec<String> = hook.hits("/hook").iter().map(|r| r.body.clone()).collect();
+    let book_text = std::fs::read_to_string(&book).unwrap();
+    let tickets_text = format!("{open:?}");
+    let code = totp::code_for_seed(seed, T0).unwrap();
+    let mut texts: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    texts.extend([book_text.as_str(), tickets_text.as_str(), all.as_str()]);
+    assert_no_leak(&texts, &[&password, seed, code.as_str(), "login1"]);
+}
+
+#[test]
+fn a_two_factor_step_without_a_seed_waits_for_a_person() {
     let clock = ManualClock::at(T0);
     let (server, state) = site_server(clock.clone());
     let password = canary("pw");
@@ -768,22 +848,22 @@ fn a_new_account_logs_in_with_totp_answered_by_the_host() {
         "acct",
         CredentialKind::Account,
         None,
-        account("totp-user", &password, Some(seed)),
+        account("totp-user", &password, None),
     );
-    assert_eq!(rig.status("acct"), Status::Init);
-    let summary = rig.tick();
-    assert_eq!(summary.refreshes_started, 1);
+    rig.tick();
+    clock.advance(MIN);
+    rig.tick();
+    assert_eq!(rig.status("acct"), Status::Challenged);
+    let t = rig.pool.tickets().unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].kind, ChallengeKind::TwoFactor);
+    assert!(server.hits("/2fa").is_empty(), "nobody answered");
+    // A person reads the code off their authenticator.
+    let code = totp::code_for_seed(seed, clock.now_ms()).unwrap();
+    rig.pool.answer_challenge(&t[0].id, code.clone()).unwrap();
+    rig.settle();
     assert_eq!(rig.status("acct"), Status::Active);
-    assert!(rig.pool.tickets().unwrap().is_empty(), "no person needed");
-    assert_eq!(server.hits("/2fa").len(), 1);
-    let st = rig.stats();
-    assert_eq!((st.refresh.succeeded, st.open_tickets), (1, 0));
-    assert!(
-        !rig.sink.lines().iter().any(|l| l.contains("ticket")),
-        "no ticket opened"
-    );
-    let code = totp::code_for_seed(seed, T0).unwrap();
-    assert_no_leak(&[&rig.texts()], &[&password, seed, code.as_str(), "login1"]);
+    assert_no_leak(&[&rig.texts()], &[&password, code.as_str()]);
 }
 
 fn sms_rig(
@@ -993,8 +1073,8 @@ fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
     let st = rig.stats();
     assert_eq!(
         (st.refresh.attempts, st.refresh.succeeded, st.refresh.failed),
-        (3, 2, 1),
-        "two checks (one logged out) and one re-login"
+        (4, 2, 1),
+        "two checks (one logged out) and one re-login (challenged by 2FA, then resumed)"
     );
     assert_no_leak(&[&rig.texts()], &[&password, seed, &alive]);
 }

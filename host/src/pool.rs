@@ -553,8 +553,10 @@ impl Pool {
         &self.vault
     }
 
-    /// Hands every finished refresh to the policy (`refresh-completed`);
-    /// returns how many. [`Pool::tick`] calls it first.
+    /// Hands every finished refresh to the policy (`refresh-completed`),
+    /// then answers the two-factor tickets the host can answer from a TOTP
+    /// seed (queued when the policy opened them); returns how many results
+    /// and answers. [`Pool::tick`] calls it first.
     pub fn deliver_refresh_results(&self) -> Result<u32> {
         let Some(r) = self.refresher.get() else {
             return Ok(0);
@@ -574,6 +576,26 @@ impl Pool {
                         "the policy refused the result of refresh {} for {}: {e}",
                         done.request_id,
                         done.credential_id
+                    );
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Two-factor tickets the host answers from a TOTP seed, by the same
+        // path as a person's answer.
+        for (ticket, code) in r.take_totp_answers() {
+            match self.answer_challenge(&ticket, code) {
+                Ok(_) => {
+                    tracing::info!(
+                        target: "credpool::refresh",
+                        "[CRED] challenge ticket={ticket} two-factor answered by the host from the TOTP seed"
+                    );
+                    n += 1;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        target: "credpool::refresh",
+                        "the TOTP answer to ticket {ticket} was refused: {e}"
                     );
                     first_error.get_or_insert(e);
                 }

@@ -13,6 +13,7 @@ impl Host for HostState {
         self.record("notify.open-ticket", &ticket);
         if let Some(r) = &self.refresher {
             r.ticket_opened(&ticket.id, &ticket.credential_id);
+            r.auto_answer(&ticket);
         }
         self.events.ticket_opened(&ticket);
     }

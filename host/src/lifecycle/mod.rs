@@ -80,6 +80,9 @@ pub(crate) struct Inner {
     /// Tickets closed unanswered: a resumed login with one fails as
     /// `challenge-timed-out`.
     pub(crate) closed_tickets: Mutex<HashSet<String>>,
+    /// Two-factor tickets the host answers itself from the account's TOTP
+    /// seed: (ticket, site, credential), answered on the next delivery.
+    totp_tickets: Mutex<Vec<(String, String, String)>>,
     max_in_flight: usize,
 }
 
@@ -169,6 +172,7 @@ impl Refresher {
                 answers,
                 pending: Mutex::new(HashMap::new()),
                 closed_tickets: Mutex::new(HashSet::new()),
+                totp_tickets: Mutex::new(Vec::new()),
                 max_in_flight: options.max_in_flight.max(1),
             }),
             rt: Mutex::new(Some(rt)),
@@ -319,6 +323,53 @@ impl Refresher {
         if let Some(p) = self.inner.pending.lock().unwrap().get_mut(credential_id) {
             p.ticket_id = Some(ticket_id.to_string());
         }
+    }
+
+    /// A ticket the policy just opened: a two-factor ticket for an account
+    /// whose secrets hold a TOTP seed is queued for the host to answer
+    /// itself (the policy call that opened it is not blocked); returns
+    /// whether it was. Others wait for a person.
+    pub fn auto_answer(&self, ticket: &crate::bindings::notify::Ticket) -> bool {
+        if ticket.kind != crate::bindings::refresh::ChallengeKind::TwoFactor {
+            return false;
+        }
+        let has_seed = matches!(
+            self.inner.vault.get_secrets(&ticket.site, &ticket.credential_id),
+            Ok(Some(s)) if s.totp_seed.as_deref().is_some_and(|x| !x.is_empty())
+        );
+        if has_seed {
+            self.inner.totp_tickets.lock().unwrap().push((
+                ticket.id.clone(),
+                ticket.site.clone(),
+                ticket.credential_id.clone(),
+            ));
+        }
+        has_seed
+    }
+
+    /// The queued two-factor tickets with their RFC 6238 codes, computed
+    /// now (a code is a secret: never logged). A ticket whose seed is gone
+    /// or unreadable is left for a person.
+    pub fn take_totp_answers(&self) -> Vec<(String, Zeroizing<String>)> {
+        let queued = std::mem::take(&mut *self.inner.totp_tickets.lock().unwrap());
+        let now = self.inner.now_ms();
+        let mut out = Vec::new();
+        for (ticket, site, id) in queued {
+            let Ok(Some(secrets)) = self.inner.vault.get_secrets(&site, &id) else {
+                continue;
+            };
+            let Some(seed) = secrets.totp_seed.as_deref() else {
+                continue;
+            };
+            match totp::code_for_seed(seed, now) {
+                Ok(code) => out.push((ticket, code)),
+                Err(_) => tracing::warn!(
+                    target: "credpool::refresh",
+                    "[CRED] the TOTP seed of credential={id} site={site} is unusable; ticket={ticket} waits for a person"
+                ),
+            }
+        }
+        out
     }
 
     /// A ticket closed (timed out, cancelled): its login context and any

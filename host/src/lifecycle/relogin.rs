@@ -1,7 +1,8 @@
 //! Logging in again: a form recipe (POST the login form, recognise
-//! success, a ban, or a challenge; answer a 2FA challenge from the TOTP
-//! seed and a captcha with the configured solver; otherwise hand back
-//! `challenged(kind)` and keep the login's context for the resumed login),
+//! success, a ban, or a challenge; answer a captcha with the configured
+//! solver; otherwise hand back `challenged(kind)` and keep the login's
+//! context for the resumed login: a 2FA step too, whose ticket the host
+//! answers itself from the TOTP seed, see `Refresher::auto_answer`),
 //! or an external command (secrets as JSON on stdin, never argv or env;
 //! cookies and tokens as JSON on stdout; killed at its time limit).
 
@@ -185,20 +186,6 @@ async fn form_login(
                     crate::names::parse_challenge_kind(&rule.kind).expect("validated at load");
                 let code: Zeroizing<String> = if let Some(a) = answer.take() {
                     a
-                } else if kind == ChallengeKind::TwoFactor && secrets.totp_seed.is_some() {
-                    match totp::code_for_seed(
-                        secrets.totp_seed.as_deref().unwrap_or_default(),
-                        inner.now_ms(),
-                    ) {
-                        Ok(c) => {
-                            tracing::info!(
-                                target: "credpool::refresh",
-                                "[CRED] challenge two-factor answered by TOTP credential={id} site={site_name}"
-                            );
-                            c
-                        }
-                        Err(_) => return failed(RefreshFailure::Misconfigured, None),
-                    }
                 } else if is_captcha(kind)
                     && let Some(solver) = &site.captcha_solver
                     && let Some(c) = solve_captcha(site, solver, site_name, id, kind).await
