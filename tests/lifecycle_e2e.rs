@@ -6,7 +6,7 @@
 //! alerts and stats are read from the pool, the webhook and the logs.
 
 use credpool::bindings::pool::SiteStats;
-use credpool::bindings::refresh::ChallengeKind;
+use credpool::bindings::refresh::{ChallengeKind, RefreshMethod};
 use credpool::config::ConfigFile;
 use credpool::events::MemorySink;
 use credpool::lifecycle::notifiers::{Notifiers, NotifySection, read_ticket_book};
@@ -576,6 +576,13 @@ fn sessions_are_refreshed_before_they_expire_by_the_policy() {
     assert_eq!(st.refresh.succeeded, st.refresh.attempts);
     assert!(st.refresh.attempts >= (N as u64) * 6, "{:?}", st.refresh);
     assert_eq!(rate(&st), Some(1.0), "the card's SLO, met");
+    assert_eq!(st.refresh_by_method.len(), 1, "{:?}", st.refresh_by_method);
+    let m = &st.refresh_by_method[0];
+    assert_eq!(m.method, RefreshMethod::CookieVisit);
+    assert_eq!(
+        (m.attempts, m.succeeded, m.failed),
+        (st.refresh.attempts, st.refresh.succeeded, 0)
+    );
     assert_eq!(state.lock().unwrap().expired_seen, 0, "no session died");
     for i in 0..N {
         let id = format!("s{i}");
@@ -800,6 +807,11 @@ fn a_new_account_logs_in_with_totp_through_a_ticket_the_host_answers() {
         "the challenged login and the resumed one"
     );
     assert_eq!(st.open_tickets, 0);
+    assert_eq!(
+        (st.answer_times.answered, st.answer_times.max_ms),
+        (1, 0),
+        "answered by the host at once"
+    );
     let notifiers = rig.notifiers.as_ref().unwrap();
     assert!(notifiers.flush(WAIT));
     let ev = hook_events(&hook);
@@ -939,7 +951,8 @@ fn an_sms_step_opens_a_ticket_and_the_answer_resumes_the_login() {
     let book = dir.path().join("tickets.json");
     assert_eq!(read_ticket_book(&book).len(), 1);
 
-    // A person answers: the policy resumes the login with it.
+    // A person answers seven minutes later: the policy resumes the login.
+    rig.clock.advance(Duration::from_secs(7 * 60));
     rig.pool
         .answer_challenge(&t.id, Zeroizing::new(code.to_string()))
         .unwrap();
@@ -950,6 +963,24 @@ fn an_sms_step_opens_a_ticket_and_the_answer_resumes_the_login() {
     assert_eq!(server.hits("/sms")[0].form()["code"], code);
     let st = rig.stats();
     assert_eq!((st.refresh.succeeded, st.open_tickets), (1, 0));
+    let relogin = st
+        .refresh_by_method
+        .iter()
+        .find(|m| m.method == RefreshMethod::Relogin)
+        .expect("relogin counts");
+    assert_eq!(
+        (relogin.attempts, relogin.succeeded, relogin.failed),
+        (2, 1, 0),
+        "the challenged login and the resumed one"
+    );
+    assert_eq!(st.answer_times.answered, 1);
+    assert_eq!(st.answer_times.mean_ms, 7 * 60_000, "the clock's advance");
+    assert_eq!(st.answer_times.max_ms, 7 * 60_000);
+    // `credpool stats --json` shows them.
+    let json = credpool::cli::output::stats_json(&st);
+    assert_eq!(json["time_to_answer"]["mean_ms"], 420_000);
+    assert_eq!(json["refresh"]["by_method"][0]["method"], "relogin");
+    assert_eq!(json["refresh"]["by_method"][0]["attempts"], 2);
     assert!(
         rig.pool
             .acquire(&AcquireRequest::site(SITE))

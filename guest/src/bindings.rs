@@ -138,12 +138,7 @@ impl Refresh for WasiHost {
             request_id: r.request_id,
             credential_id: r.credential_id.clone(),
             site: r.site.clone(),
-            method: match r.method {
-                lc::RunMethod::CookieVisit => wrefresh::RefreshMethod::CookieVisit,
-                lc::RunMethod::OauthRefresh => wrefresh::RefreshMethod::OauthRefresh,
-                lc::RunMethod::Relogin => wrefresh::RefreshMethod::Relogin,
-                lc::RunMethod::HealthCheck => wrefresh::RefreshMethod::HealthCheck,
-            },
+            method: to_method(r.method),
             ticket_id: r.ticket_id.clone(),
         })
         .map_err(|e| match e {
@@ -337,6 +332,21 @@ impl p::Guest for Component {
                         succeeded: s.refresh_succeeded,
                         failed: s.refresh_failed,
                         in_flight: s.refresh_in_flight,
+                    },
+                    refresh_by_method: s
+                        .refresh_by_method
+                        .iter()
+                        .map(|m| p::MethodRefreshStats {
+                            method: to_method(m.method),
+                            attempts: m.counts.attempts,
+                            succeeded: m.counts.succeeded,
+                            failed: m.counts.failed,
+                        })
+                        .collect(),
+                    answer_times: p::AnswerTimeStats {
+                        answered: s.answer_times.answered,
+                        mean_ms: s.answer_times.mean_ms().unwrap_or(0),
+                        max_ms: s.answer_times.max_ms,
                     },
                     open_tickets: s.open_tickets,
                     anomalies: s
@@ -653,3 +663,12 @@ enum_map!(
         SecurityQuestion
     ]
 );
+
+fn to_method(m: lc::RunMethod) -> wrefresh::RefreshMethod {
+    match m {
+        lc::RunMethod::CookieVisit => wrefresh::RefreshMethod::CookieVisit,
+        lc::RunMethod::OauthRefresh => wrefresh::RefreshMethod::OauthRefresh,
+        lc::RunMethod::Relogin => wrefresh::RefreshMethod::Relogin,
+        lc::RunMethod::HealthCheck => wrefresh::RefreshMethod::HealthCheck,
+    }
+}

@@ -49,7 +49,7 @@ pub enum SiteMethod {
 }
 
 /// What to run now (the WIT `refresh-method`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunMethod {
     CookieVisit,
@@ -298,8 +298,9 @@ pub struct TimedOut {
 pub struct TickPlan {
     pub start: Vec<StartRefresh>,
     pub timed_out: Vec<TimedOut>,
-    /// Refreshes the host never reported, given up (already backed off).
-    pub abandoned: Vec<String>,
+    /// Refreshes the host never reported, given up (already backed off),
+    /// with the method each ran.
+    pub abandoned: Vec<(String, RunMethod)>,
     pub next_due_at: Option<Millis>,
 }
 
@@ -594,10 +595,11 @@ impl Lifecycle {
             if deadline > now {
                 break;
             }
-            self.finish(&id);
+            let method = self.finish(&id).map(|f| f.method);
             self.fail(&id, now, below);
             self.reschedule(&id, now, below);
-            plan.abandoned.push(id);
+            plan.abandoned
+                .push((id, method.unwrap_or(RunMethod::CookieVisit)));
         }
         // Tickets past their deadline.
         while let Some((deadline, id)) = self.tickets_by_deadline.first().cloned() {
@@ -789,6 +791,11 @@ impl Lifecycle {
             c.checked_at = Some(t);
         }
         self.track(&c, now, below);
+    }
+
+    /// The method of `id`'s running refresh, if one runs.
+    pub fn in_flight_method(&self, id: &str) -> Option<RunMethod> {
+        self.in_flight.get(id).map(|f| f.method)
     }
 
     /// Settles a ticket; `None` when no open ticket has this id.
@@ -1189,7 +1196,10 @@ mod tests {
         let s = l.tick(T0 + H, &mut no_jitter()).start.remove(0);
         let lost_at = T0 + H + 300_000;
         let plan = l.tick(lost_at, &mut no_jitter());
-        assert_eq!(plan.abandoned, vec!["a".to_string()]);
+        assert_eq!(
+            plan.abandoned,
+            vec![("a".to_string(), RunMethod::CookieVisit)]
+        );
         assert!(!l.in_flight("a"));
         let retry = plan.next_due_at.unwrap();
         assert_eq!(retry, lost_at + 15_000);

@@ -213,3 +213,92 @@ fn a_logged_out_session_goes_to_relogin_and_a_failed_one_alerts() {
         (2, 2, 0)
     );
 }
+
+fn method_counts(s: &SiteStats, m: RunMethod) -> (u64, u64, u64) {
+    s.refresh_by_method
+        .iter()
+        .find(|x| x.method == m)
+        .map(|x| (x.counts.attempts, x.counts.succeeded, x.counts.failed))
+        .unwrap_or_default()
+}
+
+#[test]
+fn refresh_counts_by_method_and_time_to_answer_are_kept_and_stored() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "s1", Kind::Session, Some(T0 + 60_000));
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    assert_eq!(p.tick().unwrap().refreshes_started, 2);
+    let ix = |p: &Pool<FakeHost>, id: &str| {
+        p.host
+            .refresh_requests
+            .iter()
+            .position(|r| r.credential_id == id)
+            .unwrap()
+    };
+    let (si, ai) = (ix(&p, "s1"), ix(&p, "a1"));
+    complete(&mut p, si, RunOutcome::Refreshed(Some(T0 + H)));
+    complete(&mut p, ai, RunOutcome::Challenged(ChallengeKind::SmsCode));
+    let s = &p.stats(Some("jd.com"))[0];
+    assert_eq!(method_counts(s, RunMethod::CookieVisit), (1, 1, 0));
+    assert_eq!(
+        method_counts(s, RunMethod::Relogin),
+        (1, 0, 0),
+        "a challenge is neither"
+    );
+    assert_eq!(s.answer_times, AnswerTimes::default());
+    assert_eq!(s.answer_times.mean_ms(), None);
+
+    // A person answers 90 s after the ticket opened; the login works.
+    let ticket = p.tickets()[0].clone();
+    p.host.now += 90_000;
+    p.resolve_challenge(&ticket.id, Resolution::Answered)
+        .unwrap();
+    let n = p.host.refresh_requests.len() - 1;
+    complete(&mut p, n, RunOutcome::Refreshed(None));
+    // The session refresh fails the second time round.
+    p.host.now = T0 + H - 60_000;
+    p.tick().unwrap();
+    let n = p.host.refresh_requests.len() - 1;
+    assert_eq!(p.host.refresh_requests[n].method, RunMethod::CookieVisit);
+    complete(&mut p, n, RunOutcome::Failed(FailureKind::Network));
+    let s = p.stats(Some("jd.com"))[0].clone();
+    assert_eq!(method_counts(&s, RunMethod::CookieVisit), (2, 1, 1));
+    assert_eq!(method_counts(&s, RunMethod::Relogin), (2, 1, 0));
+    assert_eq!(
+        s.answer_times,
+        AnswerTimes {
+            answered: 1,
+            total_ms: 90_000,
+            max_ms: 90_000
+        }
+    );
+    assert_eq!(s.answer_times.mean_ms(), Some(90_000));
+    let by_method: u64 = s.refresh_by_method.iter().map(|m| m.counts.attempts).sum();
+    assert_eq!(by_method, s.refresh_attempts, "the methods add up");
+
+    // Written by the flush, back after a reload.
+    p.flush().unwrap();
+    assert!(p.host.data.contains_key("refresh/jd.com"));
+    let host = std::mem::replace(&mut p.host, FakeHost::new(T0));
+    let p = Pool::load(host, PolicyConfig::from_json(CONFIG).unwrap()).unwrap();
+    let back = &p.stats(Some("jd.com"))[0];
+    assert_eq!(back.refresh_by_method, s.refresh_by_method);
+    assert_eq!(back.answer_times, s.answer_times);
+}
+
+#[test]
+fn refresh_counts_stored_before_per_method_counts_still_load() {
+    let mut host = FakeHost::new(T0);
+    host.data.insert(
+        "refresh/jd.com".into(),
+        br#"{"attempts":3,"succeeded":2,"failed":1}"#.to_vec(),
+    );
+    let mut p = Pool::load(host, PolicyConfig::from_json(CONFIG).unwrap()).unwrap();
+    add(&mut p, "jd.com", "s1", Kind::Session, None);
+    let host = std::mem::replace(&mut p.host, FakeHost::new(T0));
+    let p = Pool::load(host, PolicyConfig::from_json(CONFIG).unwrap()).unwrap();
+    let s = &p.stats(Some("jd.com"))[0];
+    assert_eq!(s.refresh_attempts, 3);
+    assert!(s.refresh_by_method.is_empty());
+    assert_eq!(s.answer_times.answered, 0);
+}

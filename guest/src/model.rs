@@ -347,8 +347,49 @@ pub struct SiteStats {
     pub refresh_succeeded: u64,
     pub refresh_failed: u64,
     pub refresh_in_flight: u32,
+    /// Refresh counts by method, for the methods tried.
+    pub refresh_by_method: Vec<MethodStats>,
+    /// Tickets answered and how long they waited for it.
+    pub answer_times: AnswerTimes,
     pub open_tickets: u32,
     pub anomalies: Vec<Anomaly>,
+}
+
+/// One method's refresh counts on one site.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MethodCounts {
+    pub attempts: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// [`MethodCounts`] with its method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MethodStats {
+    pub method: crate::lifecycle::RunMethod,
+    pub counts: MethodCounts,
+}
+
+/// Time from a ticket's opening to its answer, over the answered tickets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerTimes {
+    pub answered: u64,
+    pub total_ms: u64,
+    pub max_ms: u64,
+}
+
+impl AnswerTimes {
+    /// Counts one answer that came `ms` after the ticket opened.
+    pub fn record(&mut self, ms: u64) {
+        self.answered += 1;
+        self.total_ms = self.total_ms.saturating_add(ms);
+        self.max_ms = self.max_ms.max(ms);
+    }
+
+    /// The mean, or `None` before any answer.
+    pub fn mean_ms(&self) -> Option<u64> {
+        (self.answered > 0).then(|| self.total_ms / self.answered)
+    }
 }
 
 /// What a tick did.

@@ -146,6 +146,10 @@ struct SiteCounters {
     refresh_succeeded: u64,
     refresh_failed: u64,
     refresh_in_flight: u32,
+    /// Refresh counts by method.
+    refresh_by_method: BTreeMap<lc::RunMethod, MethodCounts>,
+    /// Answered tickets and how long they waited.
+    answer_times: AnswerTimes,
     /// The refresh counts changed since they were last written.
     refresh_dirty: bool,
 }
@@ -157,6 +161,11 @@ struct StoredRefreshCounts {
     attempts: u64,
     succeeded: u64,
     failed: u64,
+    /// Absent in rows written before per-method counts.
+    #[serde(default)]
+    by_method: BTreeMap<lc::RunMethod, MethodCounts>,
+    #[serde(default)]
+    answer_times: AnswerTimes,
 }
 
 /// One site's members and indexes.
@@ -436,6 +445,8 @@ impl<H: Host> Pool<H> {
                 c.refresh_attempts = stored.attempts;
                 c.refresh_succeeded = stored.succeeded;
                 c.refresh_failed = stored.failed;
+                c.refresh_by_method = stored.by_method;
+                c.answer_times = stored.answer_times;
             }
         }
         for (key, bytes) in ticket_rows {
@@ -1491,6 +1502,16 @@ impl<H: Host> Pool<H> {
                 refresh_succeeded: s.counters.refresh_succeeded,
                 refresh_failed: s.counters.refresh_failed,
                 refresh_in_flight: s.counters.refresh_in_flight,
+                refresh_by_method: s
+                    .counters
+                    .refresh_by_method
+                    .iter()
+                    .map(|(m, c)| MethodStats {
+                        method: *m,
+                        counts: *c,
+                    })
+                    .collect(),
+                answer_times: s.counters.answer_times,
                 open_tickets: 0,
             })
             .collect();
@@ -1612,6 +1633,8 @@ impl<H: Host> Pool<H> {
                 attempts: c.refresh_attempts,
                 succeeded: c.refresh_succeeded,
                 failed: c.refresh_failed,
+                by_method: c.refresh_by_method.clone(),
+                answer_times: c.answer_times,
             };
             let bytes = serde_json::to_vec(&stored).expect("counts serialise");
             self.host
@@ -2060,6 +2083,10 @@ impl<H: Host> Pool<H> {
                 if let Some(&si) = self.site_by_name.get(&start.site) {
                     let c = &mut self.sites[si as usize].counters;
                     c.refresh_attempts += 1;
+                    c.refresh_by_method
+                        .entry(start.method)
+                        .or_default()
+                        .attempts += 1;
                     c.refresh_in_flight += 1;
                     c.refresh_dirty = true;
                 }
@@ -2098,12 +2125,13 @@ impl<H: Host> Pool<H> {
     ) -> Result<Option<Millis>, PoolError> {
         let host = &mut self.host;
         let plan = self.lc.tick(now, &mut |n| host.below(n));
-        for id in &plan.abandoned {
+        for (id, method) in &plan.abandoned {
             if let Some(&slot) = self.by_id.get(id.as_str()) {
                 let si = self.rec(slot).site as usize;
                 let c = &mut self.sites[si].counters;
                 c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
                 c.refresh_failed += 1;
+                c.refresh_by_method.entry(*method).or_default().failed += 1;
                 c.refresh_dirty = true;
             }
             self.log(Level::Warn, "refresh.lost", &[("id", id.clone())]);
@@ -2154,6 +2182,7 @@ impl<H: Host> Pool<H> {
             .filter(|t| t.credential_id == id)
             .map(|t| t.id)
             .collect();
+        let method = self.lc.in_flight_method(&id);
         let host = &mut self.host;
         let d = self.lc.on_completed(done, now, &mut |n| host.below(n));
         let si = self.rec(slot).site as usize;
@@ -2161,11 +2190,20 @@ impl<H: Host> Pool<H> {
             let c = &mut self.sites[si].counters;
             c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
             c.refresh_dirty = true;
+            let by_method = method.map(|m| c.refresh_by_method.entry(m).or_default());
             match done.outcome {
                 lc::RunOutcome::Refreshed(_) | lc::RunOutcome::StillValid => {
-                    c.refresh_succeeded += 1
+                    c.refresh_succeeded += 1;
+                    if let Some(m) = by_method {
+                        m.succeeded += 1;
+                    }
                 }
-                lc::RunOutcome::Failed(_) => c.refresh_failed += 1,
+                lc::RunOutcome::Failed(_) => {
+                    c.refresh_failed += 1;
+                    if let Some(m) = by_method {
+                        m.failed += 1;
+                    }
+                }
                 // The resumed login counts, not the challenge.
                 lc::RunOutcome::Challenged(_) => {}
             }
@@ -2279,18 +2317,25 @@ impl<H: Host> Pool<H> {
         resolution: Resolution,
     ) -> Result<Status, PoolError> {
         let now = self.host.now();
-        let credential_id = self
+        let (credential_id, created_at) = self
             .lc
             .open_tickets()
             .into_iter()
             .find(|t| t.id == ticket_id)
-            .map(|t| t.credential_id)
+            .map(|t| (t.credential_id, t.created_at))
             .ok_or_else(|| PoolError::TicketNotFound(ticket_id.to_string()))?;
         let slot = self.slot_of(&credential_id)?;
         let d = self
             .lc
             .resolve(ticket_id, resolution, now)
             .ok_or_else(|| PoolError::TicketNotFound(ticket_id.to_string()))?;
+        if resolution == Resolution::Answered {
+            let si = self.rec(slot).site as usize;
+            let c = &mut self.sites[si].counters;
+            c.answer_times
+                .record(now.saturating_sub(created_at).max(0) as u64);
+            c.refresh_dirty = true;
+        }
         if d.status == Some(StatusChange::Active) {
             self.rec_mut(slot).logged_in_at = now;
         }

@@ -4,7 +4,7 @@
 pub mod bench;
 mod demo;
 mod lifecycle;
-mod output;
+pub mod output;
 mod store;
 
 pub use store::install_panic_hook;

@@ -1,6 +1,7 @@
 //! What the command prints: a readable table, or JSON with `--json`.
 //! Secret values appear only in `acquire` and `show --reveal` output.
 
+use crate::bindings::pool::MethodRefreshStats;
 use crate::names;
 use crate::pool::Acquired;
 use crate::secrets::Secrets;
@@ -307,8 +308,20 @@ pub fn stats_json(s: &SiteStats) -> Value {
             "failed": s.refresh.failed,
             "in_flight": s.refresh.in_flight,
             "success_rate": refresh_success_rate(s),
+            "by_method": s.refresh_by_method.iter().map(|m| json!({
+                "method": names::refresh_method(m.method),
+                "attempts": m.attempts,
+                "succeeded": m.succeeded,
+                "failed": m.failed,
+                "success_rate": method_success_rate(m),
+            })).collect::<Vec<_>>(),
         },
         "open_tickets": s.open_tickets,
+        "time_to_answer": {
+            "answered": s.answer_times.answered,
+            "mean_ms": (s.answer_times.answered > 0).then_some(s.answer_times.mean_ms),
+            "max_ms": (s.answer_times.answered > 0).then_some(s.answer_times.max_ms),
+        },
         "anomalies": s.anomalies.iter().map(|a| json!({
             "kind": format!("{:?}", a.kind),
             "credential_id": a.credential_id,
@@ -325,12 +338,35 @@ pub fn refresh_success_rate(s: &SiteStats) -> Option<f64> {
     (done > 0).then(|| s.refresh.succeeded as f64 / done as f64)
 }
 
-/// The success rate as a percentage, `-` before any refresh finished.
-pub fn refresh_rate_text(s: &SiteStats) -> String {
-    match refresh_success_rate(s) {
+/// One method's finished refreshes that worked, 0 to 1; `None` before any.
+pub fn method_success_rate(m: &MethodRefreshStats) -> Option<f64> {
+    let done = m.succeeded + m.failed;
+    (done > 0).then(|| m.succeeded as f64 / done as f64)
+}
+
+fn rate_text(r: Option<f64>) -> String {
+    match r {
         Some(r) => format!("{:.1}%", r * 100.0),
         None => "-".to_string(),
     }
+}
+
+/// Mean and longest time to answer a ticket, `-` before any answer.
+pub fn answer_time_text(s: &SiteStats) -> String {
+    let a = &s.answer_times;
+    if a.answered == 0 {
+        return "-".to_string();
+    }
+    format!(
+        "{:.0}s/{:.0}s",
+        a.mean_ms as f64 / 1000.0,
+        a.max_ms as f64 / 1000.0
+    )
+}
+
+/// The success rate as a percentage, `-` before any refresh finished.
+pub fn refresh_rate_text(s: &SiteStats) -> String {
+    rate_text(refresh_success_rate(s))
 }
 
 pub fn print_stats(stats: &[SiteStats], as_json: bool) {
@@ -343,7 +379,7 @@ pub fn print_stats(stats: &[SiteStats], as_json: bool) {
         return;
     }
     println!(
-        "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}",
+        "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14}",
         "SITE",
         "TOTAL",
         "ACTIVE",
@@ -358,13 +394,14 @@ pub fn print_stats(stats: &[SiteStats], as_json: bool) {
         "REFUSED",
         "REFRESHES",
         "REFR-OK",
-        "TICKETS"
+        "TICKETS",
+        "ANSWER-AVG/MAX"
     );
     for s in stats {
         let b = &s.by_status;
         let failed: u64 = s.failures.iter().map(|(_, n)| n).sum();
         println!(
-            "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7}",
+            "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14}",
             s.site,
             s.total,
             b.active + b.init,
@@ -379,8 +416,19 @@ pub fn print_stats(stats: &[SiteStats], as_json: bool) {
             s.refused,
             s.refresh.attempts,
             refresh_rate_text(s),
-            s.open_tickets
+            s.open_tickets,
+            answer_time_text(s)
         );
+        for m in &s.refresh_by_method {
+            println!(
+                "  {:<16} refreshes {:>6}  ok {:>6}  failed {:>6}  success {:>6}",
+                names::refresh_method(m.method),
+                m.attempts,
+                m.succeeded,
+                m.failed,
+                rate_text(method_success_rate(m))
+            );
+        }
     }
 }
 
