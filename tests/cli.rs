@@ -205,6 +205,21 @@ fn stats_and_release_work_across_invocations() {
         stderr(&again)
     );
     ok(&credpool(dir.path(), &["acquire", "jd.com"]));
+    // The stats carry the per-method counts and the time to answer.
+    let stats: Value =
+        serde_json::from_str(&ok(&credpool(dir.path(), &["stats", "--json"]))).unwrap();
+    assert_eq!(stats[0]["refresh"]["by_method"], serde_json::json!([]));
+    assert_eq!(stats[0]["time_to_answer"]["answered"], 0);
+    let table = ok(&credpool(dir.path(), &["stats"]));
+    assert!(table.contains("ANSWER-AVG/MAX"), "{table}");
+    // `challenge reset` is refused for a credential that is not challenged.
+    let reset = credpool(dir.path(), &["challenge", "reset", "s1"]);
+    assert_eq!(reset.status.code(), Some(1), "{}", stderr(&reset));
+    assert!(
+        stderr(&reset).contains("reset-challenge"),
+        "{}",
+        stderr(&reset)
+    );
 }
 
 #[test]

@@ -1039,6 +1039,27 @@ fn an_unanswered_ticket_times_out_keeps_the_credential_out_and_alerts() {
     }
     assert_eq!(server.hits("/login").len(), 1);
     assert!(server.hits("/sms").is_empty());
+    // A person decides to try again: `credpool challenge reset acct`.
+    let meta = rig.pool.reset_challenge("acct").unwrap();
+    assert_eq!(meta.status, Status::Expired);
+    rig.tick();
+    assert_eq!(server.hits("/login").len(), 2, "a fresh login");
+    // The status machine keeps an expired credential `expired` while its
+    // login waits on the new ticket: still out of rotation.
+    assert_eq!(rig.status("acct"), Status::Expired);
+    let again = rig.pool.tickets().unwrap();
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].id, t.id, "a new ticket");
+    assert!(
+        rig.pool.reset_challenge("acct").is_err(),
+        "refused while a ticket is open"
+    );
+    rig.pool
+        .answer_challenge(&again[0].id, Zeroizing::new("493817".into()))
+        .unwrap();
+    rig.settle();
+    assert_eq!(rig.status("acct"), Status::Active);
+    assert!(rig.pool.reset_challenge("acct").is_err(), "not challenged");
     let notifiers = rig.notifiers.as_ref().unwrap();
     assert!(notifiers.flush(WAIT));
     let ev = hook_events(&hook);
@@ -1046,8 +1067,9 @@ fn an_unanswered_ticket_times_out_keeps_the_credential_out_and_alerts() {
         .iter()
         .filter(|e| e["event"] == "ticket-closed")
         .collect();
-    assert_eq!(closed.len(), 1, "{ev:?}");
+    assert_eq!(closed.len(), 2, "{ev:?}");
     assert_eq!(closed[0]["closure"], "timed-out");
+    assert_eq!(closed[1]["closure"], "answered");
     let alerts: Vec<_> = ev.iter().filter(|e| e["event"] == "alert").collect();
     assert_eq!(alerts.len(), 1, "{ev:?}");
     assert_eq!(alerts[0]["kind"], "ticket-timed-out");

@@ -448,6 +448,10 @@ impl p::Guest for Component {
     fn unban(id: String) -> Result<t::CredentialMeta, t::PoolError> {
         with_pool(|pool| pool.unban(&id)).map(into_meta)
     }
+
+    fn reset_challenge(id: String) -> Result<t::CredentialMeta, t::PoolError> {
+        with_pool(|pool| pool.reset_challenge(&id)).map(into_meta)
+    }
 }
 
 export!(Component);

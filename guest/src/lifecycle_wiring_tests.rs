@@ -302,3 +302,45 @@ fn refresh_counts_stored_before_per_method_counts_still_load() {
     assert!(s.refresh_by_method.is_empty());
     assert_eq!(s.answer_times.answered, 0);
 }
+
+#[test]
+fn a_person_resets_a_challenged_credential_after_its_ticket_timed_out() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    p.tick().unwrap();
+    complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::SmsCode));
+    // Refused while the ticket is open.
+    assert!(matches!(
+        p.reset_challenge("a1"),
+        Err(PoolError::IllegalTransition { .. })
+    ));
+    p.host.now += 601_000;
+    assert_eq!(p.tick().unwrap().tickets_timed_out, 1);
+    assert_eq!(
+        p.tick().unwrap().refreshes_started,
+        0,
+        "stuck until a person acts"
+    );
+    let c = p.reset_challenge("a1").unwrap();
+    assert_eq!(c.status, Status::Expired);
+    let stored: Credential = serde_json::from_slice(&p.host.data["cred/a1"]).unwrap();
+    assert_eq!(stored.status, Status::Expired, "durable");
+    // Expired like any other: the site's refresh first, then a login.
+    assert_eq!(p.tick().unwrap().refreshes_started, 1);
+    let r = p.host.refresh_requests.last().unwrap().clone();
+    assert_eq!((r.method, r.ticket_id), (RunMethod::CookieVisit, None));
+    let n = p.host.refresh_requests.len() - 1;
+    complete(&mut p, n, RunOutcome::Failed(FailureKind::LoggedOut));
+    let r = p.host.refresh_requests.last().unwrap().clone();
+    assert_eq!((r.method, r.ticket_id), (RunMethod::Relogin, None));
+    let n = p.host.refresh_requests.len() - 1;
+    assert_eq!(
+        complete(&mut p, n, RunOutcome::Refreshed(None)),
+        Status::Active
+    );
+    // Refused for a credential not challenged.
+    assert!(matches!(
+        p.reset_challenge("a1"),
+        Err(PoolError::IllegalTransition { .. })
+    ));
+}

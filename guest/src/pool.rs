@@ -1587,6 +1587,30 @@ impl<H: Host> Pool<H> {
         self.command(id, Event::Unban)
     }
 
+    /// A person's decision: a credential left `challenged` with no open
+    /// ticket goes to `expired`, due for the site's refresh or a fresh login
+    /// like any expired credential (the lifecycle schedules it). Refused in any other status or while a ticket is open.
+    pub fn reset_challenge(&mut self, id: &str) -> Result<Credential, PoolError> {
+        let slot = self.slot_of(id)?;
+        let now = self.host.now();
+        let before = self.rec(slot).m;
+        let open = self.lc.open_tickets().iter().any(|t| t.credential_id == id);
+        if before.status != Status::Challenged || open {
+            return Err(PoolError::IllegalTransition {
+                from: before.status,
+                event: "reset-challenge".to_string(),
+            });
+        }
+        let mut m = before;
+        m.status = Status::Expired;
+        m.cooldown_until = NEVER;
+        self.commit(slot, m, now)?;
+        self.refresh(slot, now);
+        self.track(slot, now);
+        self.log(Level::Info, "challenge.reset", &[("id", id.to_string())]);
+        Ok(self.snapshot(slot, &self.rec(slot).m))
+    }
+
     /// Writes dirty counters and lease changes as lazy writes.
     pub fn flush(&mut self) -> Result<u32, PoolError> {
         let mut written = 0;

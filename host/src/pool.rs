@@ -656,6 +656,13 @@ impl Pool {
         Self::flush_instance(&mut guard)
     }
 
+    /// A person's decision for a credential left `challenged` after its
+    /// ticket closed unanswered: back to `expired`, due for a fresh login.
+    pub fn reset_challenge(&self, id: &str) -> Result<CredentialMeta> {
+        self.record("export.reset-challenge", id);
+        self.call(|p, s| p.credpool_policy_pool().call_reset_challenge(s, id))
+    }
+
     /// Lifts a ban.
     pub fn unban(&self, id: &str) -> Result<CredentialMeta> {
         self.record("export.unban", id);

@@ -229,6 +229,9 @@ enum ChallengeAction {
         ticket: String,
         code: Option<String>,
     },
+    /// Send a credential left `challenged` (its ticket timed out) back to a
+    /// fresh login: a person's decision, like `unban`.
+    Reset { id: String },
 }
 
 /// `Debug` is written by hand below: cookie and header values are secrets.
@@ -357,6 +360,16 @@ fn run(cli: Cli) -> Result<(), Failed> {
                     ticket,
                     code.as_deref(),
                 )
+            }
+            ChallengeAction::Reset { id } => {
+                let pool = open_pool(&cli)?;
+                let meta = pool.reset_challenge(id)?;
+                println!(
+                    "{} is {}: due for a fresh login",
+                    meta.id,
+                    names::status(meta.status)
+                );
+                Ok(())
             }
         },
         Command::Run { interval_ms, ticks } => {
