@@ -9,6 +9,8 @@
 //! policy will do. The servers are a small HTTP/1.1 responder below (std
 //! only: no server framework to compile for a few canned answers).
 
+mod support;
+
 use base64::Engine;
 use credpool::backend::MemoryBackend;
 use credpool::bindings::notify::{Ticket, TicketClosure};
@@ -23,222 +25,15 @@ use credpool::lifecycle::{Refresher, RefresherOptions, answers, totp};
 use credpool::vault::Vault;
 use credpool::{ManualClock, Secrets};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::loopback::*;
 use zeroize::Zeroizing;
 
 const SITE: &str = "127.0.0.1";
 const T0: i64 = 1_767_225_600_000;
 const WAIT: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------- server
-
-#[derive(Clone, Debug)]
-struct Req {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn form(&self) -> HashMap<String, String> {
-        self.body
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (decode(k), decode(v)))
-            .collect()
-    }
-
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.header("cookie")?.split(';').find_map(|c| {
-            let (n, v) = c.trim().split_once('=')?;
-            (n == name).then(|| v.to_string())
-        })
-    }
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-enum Resp {
-    Reply(u16, Vec<(String, String)>, String),
-    /// Close the connection without an answer.
-    Drop,
-}
-
-fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Resp {
-    Resp::Reply(
-        status,
-        headers
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-        body.to_string(),
-    )
-}
-
-struct Server {
-    base: String,
-    hits: Arc<Mutex<Vec<Req>>>,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-    fn hits(&self, path: &str) -> Vec<Req> {
-        self.hits
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path.starts_with(path))
-            .cloned()
-            .collect()
-    }
-}
-
-fn serve(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let hits = Arc::new(Mutex::new(Vec::new()));
-    let handler = Arc::new(handler);
-    let h2 = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let handler = handler.clone();
-            let hits = h2.clone();
-            std::thread::spawn(move || {
-                let _ = handle(stream, &*handler, &hits);
-            });
-        }
-    });
-    Server { base, hits }
-}
-
-fn handle(
-    stream: TcpStream,
-    handler: &dyn Fn(&Req) -> Resp,
-    hits: &Mutex<Vec<Req>>,
-) -> std::io::Result<()> {
-    let mut r = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, path) = (
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or("").to_string(),
-    );
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            headers.push((n.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    let req = Req {
-        method,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
-    hits.lock().unwrap().push(req.clone());
-    let mut stream = stream;
-    match handler(&req) {
-        Resp::Drop => Ok(()),
-        Resp::Reply(status, headers, body) => {
-            let mut out = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
-            );
-            for (n, v) in headers {
-                out.push_str(&format!("{n}: {v}\r\n"));
-            }
-            out.push_str("\r\n");
-            out.push_str(&body);
-            stream.write_all(out.as_bytes())
-        }
-    }
-}
-
-// ------------------------------------------------------------ log capture
-
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this test binary, at every level.
-fn logs() -> String {
-    let buf = LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let b2 = buf.clone();
-        let sub = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || Capture(b2.clone()))
-            .finish();
-        let _ = tracing::subscriber::set_global_default(sub);
-        buf
-    });
-    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
-}
-
-// --------------------------------------------------------------- helpers
-
-fn canary(label: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::SeqCst);
-    format!(
-        "SECRET{label}{n}x{:x}",
-        std::process::id() as u64 * 7919 + n
-    )
-}
 
 struct Rig {
     vault: Arc<Vault>,

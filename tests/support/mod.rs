@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod loopback;
+
 use credpool::events::MemorySink;
 use credpool::{CredentialKind, ManualClock, NewCredential, Pool, PoolOptions};
 use std::io::Write;
