@@ -30,11 +30,10 @@ fn flip_random_bit(v: &mut [u8]) {
     v[bit / 8] ^= 1 << (bit % 8);
 }
 
-#[test]
-fn a_flipped_bit_in_any_of_thousands_of_records_is_a_typed_error() {
-    let backend = Arc::new(MemoryBackend::new());
-    let pool = shared_pool(&backend);
-    for i in 0..1000 {
+/// A pool on `backend` holding `n` sessions `s0..`, cookie `sid=v<i>`.
+fn sessions(backend: &Arc<MemoryBackend>, n: usize) -> Pool {
+    let pool = shared_pool(backend);
+    for i in 0..n {
         pool.add(session(
             "jd.com",
             &format!("s{i}"),
@@ -42,6 +41,13 @@ fn a_flipped_bit_in_any_of_thousands_of_records_is_a_typed_error() {
         ))
         .unwrap();
     }
+    pool
+}
+
+#[test]
+fn a_flipped_bit_in_any_of_thousands_of_records_is_a_typed_error() {
+    let backend = Arc::new(MemoryBackend::new());
+    let pool = sessions(&backend, 1000);
     pool.flush().unwrap();
     let before = pool.audit().unwrap();
     assert!(before.unreadable.is_empty());
@@ -80,15 +86,7 @@ fn a_flipped_bit_in_any_of_thousands_of_records_is_a_typed_error() {
 #[test]
 fn every_bit_of_one_secret_bundle_and_swapped_bundles_are_refused() {
     let backend = Arc::new(MemoryBackend::new());
-    let pool = shared_pool(&backend);
-    for i in 0..1000 {
-        pool.add(session(
-            "jd.com",
-            &format!("s{i}"),
-            &[("sid", &format!("v{i}"))],
-        ))
-        .unwrap();
-    }
+    let pool = sessions(&backend, 1000);
     let key = "t/default/s/s0";
     let original = backend.get(key).unwrap().unwrap();
     for bit in 0..original.len() * 8 {

@@ -301,13 +301,9 @@ impl Pool {
         let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         if guard.poisoned {
             *guard = Self::instantiate(&self.runtime, &self.vault, &self.options)?;
+            guard.store.data_mut().refresher = self.refresher.get().cloned();
         }
         let inst = &mut *guard;
-        if inst.store.data().refresher.is_none()
-            && let Some(r) = self.refresher.get()
-        {
-            inst.store.data_mut().refresher = Some(r.clone());
-        }
         inst.store
             .set_epoch_deadline(deadline_ticks(self.options.call_deadline));
         let result = f(&inst.policy, &mut inst.store);
@@ -540,7 +536,12 @@ impl Pool {
         }
         let r = crate::lifecycle::Refresher::new(self.vault.clone(), options)
             .map_err(|e| Error::Config(format!("cannot start the refresh worker: {e}")))?;
-        Ok(self.refresher.get_or_init(|| r).clone())
+        let r = self.refresher.get_or_init(|| r).clone();
+        // Handed to the live instance once here (and to a fresh one after a
+        // trap), not checked on every call.
+        let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        guard.store.data_mut().refresher = Some(r.clone());
+        Ok(r)
     }
 
     /// The attached refresher, if any.
