@@ -362,6 +362,9 @@ pub struct Lifecycle {
     due: BTreeSet<(Millis, String)>,
     in_flight: BTreeMap<String, InFlight>,
     in_flight_by_deadline: BTreeSet<(Millis, String)>,
+    /// Challenged credentials whose ticket timed out: they wait for a
+    /// person (`reset-challenge`), not for another login.
+    held: BTreeSet<String>,
     tickets: BTreeMap<String, Ticket>,
     tickets_by_deadline: BTreeSet<(Millis, String)>,
     next_request_id: u64,
@@ -379,6 +382,7 @@ impl Lifecycle {
             due: BTreeSet::new(),
             in_flight: BTreeMap::new(),
             in_flight_by_deadline: BTreeSet::new(),
+            held: BTreeSet::new(),
             tickets: BTreeMap::new(),
             tickets_by_deadline: BTreeSet::new(),
             next_request_id: 1,
@@ -387,6 +391,12 @@ impl Lifecycle {
 
     pub fn config(&self) -> &LifecycleConfig {
         &self.config
+    }
+
+    /// Whether a ticket of credential `id` waits for an answer (few are
+    /// open at a time, so a look over them is cheap).
+    fn has_ticket(&self, id: &str) -> bool {
+        self.tickets.values().any(|t| t.credential_id == id)
     }
 
     /// When and how `c` is next due, before failure backoff.
@@ -439,15 +449,23 @@ impl Lifecycle {
                 }
                 best
             }
+            // A challenge met by a crawl (a captcha on a page) has no ticket:
+            // a fresh login meets it again, where it becomes one.
+            LcStatus::Challenged if !self.has_ticket(&c.id) && !self.held.contains(&c.id) => {
+                relogin.map(|m| (c.logged_in_at, m))
+            }
             LcStatus::Challenged | LcStatus::Resting | LcStatus::Banned => None,
         }
     }
 
     /// Records `c` and (re)computes when it is next due.
     pub fn track(&mut self, c: &Tracked, now: Millis, below: &mut dyn FnMut(u64) -> u64) {
+        if c.status != LcStatus::Challenged {
+            self.held.remove(&c.id);
+        }
         let mut due = self.due_of(c, below);
         if let Some((at, _)) = &mut due
-            && c.status == LcStatus::Expired
+            && matches!(c.status, LcStatus::Expired | LcStatus::Challenged)
         {
             *at = now;
         }
@@ -487,6 +505,7 @@ impl Lifecycle {
     /// Forgets a credential; returns the ids of its tickets to close as
     /// `cancelled`.
     pub fn untrack(&mut self, id: &str) -> Vec<String> {
+        self.held.remove(id);
         if let Some(e) = self.entries.remove(id)
             && let Some((at, _)) = e.due
         {
@@ -607,6 +626,7 @@ impl Lifecycle {
                 break;
             }
             if let Some(t) = self.drop_ticket(&id) {
+                self.held.insert(t.credential_id.clone());
                 plan.timed_out.push(TimedOut {
                     ticket: t,
                     status: StatusChange::Expired,
@@ -1243,11 +1263,36 @@ mod tests {
     #[test]
     fn resting_and_banned_credentials_are_not_scheduled() {
         let l = lc(SiteMethod::CookieVisit, 1);
-        for status in [LcStatus::Resting, LcStatus::Banned, LcStatus::Challenged] {
+        for status in [LcStatus::Resting, LcStatus::Banned] {
             let mut c = cred("a", Some(T0));
             c.status = status;
             assert_eq!(l.due_of(&c, &mut no_jitter()), None, "{status:?}");
         }
+    }
+
+    #[test]
+    fn a_challenge_met_by_a_crawl_sends_the_credential_to_a_login_where_it_becomes_a_ticket() {
+        let mut l = lc(SiteMethod::CookieVisit, 1);
+        let mut c = cred("a", Some(T0 + H));
+        c.status = LcStatus::Challenged;
+        l.track(&c, T0 + 5, &mut no_jitter());
+        let plan = l.tick(T0 + 5, &mut no_jitter());
+        assert_eq!(plan.start.len(), 1);
+        assert_eq!(plan.start[0].method, RunMethod::Relogin);
+        // Without a login recipe it waits for a person.
+        let mut l = lc(SiteMethod::CookieVisit, 1);
+        l.config.sites.get_mut("jd.com").unwrap().can_relogin = false;
+        l.track(&c, T0 + 5, &mut no_jitter());
+        assert!(l.tick(T0 + 5, &mut no_jitter()).start.is_empty());
+    }
+
+    #[test]
+    fn a_challenged_credential_with_an_open_ticket_waits_for_its_answer() {
+        let mut l = lc(SiteMethod::Relogin, 1);
+        let t = challenged(&mut l, T0);
+        assert_eq!(t.credential_id, "a");
+        let plan = l.tick(T0 + H, &mut no_jitter());
+        assert!(plan.start.is_empty(), "{plan:?}");
     }
 
     #[test]

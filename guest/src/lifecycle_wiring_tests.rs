@@ -344,3 +344,59 @@ fn a_person_resets_a_challenged_credential_after_its_ticket_timed_out() {
         Err(PoolError::IllegalTransition { .. })
     ));
 }
+
+fn crawl_reports(p: &mut Pool<FakeHost>, class: FailureClass) {
+    let grant = p
+        .acquire(&AcquireRequest {
+            site: "jd.com".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .grant
+        .expect("a credential");
+    p.report(
+        &grant.lease.id,
+        Outcome::Failure(Failure {
+            class,
+            http_status: Some(200),
+            retry_after_secs: None,
+        }),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_captcha_met_by_a_crawl_sends_the_session_to_a_fresh_login() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "s1", Kind::Session, Some(T0 + H));
+    crawl_reports(&mut p, FailureClass::Challenged);
+    assert_eq!(p.get("s1").unwrap().status, Status::Challenged);
+    assert_eq!(p.tick().unwrap().refreshes_started, 1);
+    assert_eq!(p.host.refresh_requests[0].method, RunMethod::Relogin);
+    assert_eq!(
+        complete(&mut p, 0, RunOutcome::Refreshed(Some(T0 + 2 * H))),
+        Status::Active
+    );
+    assert_eq!(p.tick().unwrap().refreshes_started, 0);
+}
+
+#[test]
+fn an_expired_session_whose_login_meets_an_sms_step_waits_on_its_ticket() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "s1", Kind::Session, Some(T0 + H));
+    crawl_reports(&mut p, FailureClass::Expired);
+    assert_eq!(p.get("s1").unwrap().status, Status::Expired);
+    p.tick().unwrap();
+    assert_eq!(p.host.refresh_requests[0].method, RunMethod::CookieVisit);
+    complete(&mut p, 0, RunOutcome::Failed(FailureKind::LoggedOut));
+    assert_eq!(p.host.refresh_requests[1].method, RunMethod::Relogin);
+    let status = complete(&mut p, 1, RunOutcome::Challenged(ChallengeKind::SmsCode));
+    assert_eq!(status, Status::Challenged);
+    assert_eq!(p.tickets().len(), 1);
+    p.host.now += 60_000;
+    assert_eq!(
+        p.tick().unwrap().refreshes_started,
+        0,
+        "one ticket, no new login"
+    );
+}

@@ -115,6 +115,9 @@ pub fn transition(from: Status, event: Event) -> Result<Status, Illegal> {
         (S::Challenged, E::ChallengeResolved) => S::Active,
         (S::Challenged, E::CooldownEnded | E::Refreshed) => return illegal,
         (S::Expired, E::Refreshed) => S::Active,
+        // A fresh login that meets an SMS step or a captcha now waits on
+        // a person (its ticket), not on another refresh.
+        (S::Expired, E::Challenged) => S::Challenged,
         (S::Expired, E::CooldownEnded | E::ChallengeResolved) => return illegal,
         (S::Challenged | S::Expired, E::Blocked) => S::Suspended,
         (S::Challenged | S::Expired, _) => from,
@@ -148,7 +151,7 @@ mod tests {
             (S::Suspended, [SU, SU, SU, B, CH, EX, SU, A, SU, X, X]),
             (S::Challenged, [CH, CH, SU, B, CH, CH, CH, X, X, A, X]),
             (S::Banned, [B, B, B, B, B, B, B, X, X, X, A]),
-            (S::Expired, [EX, EX, SU, B, EX, EX, EX, X, A, X, X]),
+            (S::Expired, [EX, EX, SU, B, CH, EX, EX, X, A, X, X]),
         ]
     };
 
