@@ -32,6 +32,8 @@
 //!   health checks: the HTTP the policy asks for, with the secrets it never sees.
 //! - [`config`]: the `credpool.toml` file.
 //! - [`clock`]: a hand-moved wall clock for tests and simulations.
+//! - [`simulate`]: `credpool simulate`: a hostile site on loopback to try a
+//!   policy against before real accounts meet it.
 //! - [`names`]: stable names of the contract's enums for CLI and JSON.
 //! - [`cli`]: the `credpool` command.
 
@@ -50,6 +52,7 @@ pub mod pool;
 pub mod rekey;
 pub mod runtime;
 pub mod secrets;
+pub mod simulate;
 pub mod state;
 pub mod transfer;
 pub mod vault;

@@ -1,0 +1,777 @@
+//! A simulated hostile site on loopback: one site, N accounts, and the
+//! defences of a real one, so a policy and its configuration can be tried
+//! before real accounts are at stake.
+//!
+//! - Form logins (some accounts with a TOTP or an SMS second step), session
+//!   cookies that expire and rotate on a visit of `/home`; or an OAuth
+//!   token endpoint with rotating refresh tokens ([`Flavour`]).
+//! - Per account: a request-rate limit and a "daily" budget answered with
+//!   429 and `Retry-After`; over-use (ignoring 429s) blocks the account for
+//!   a hidden time (403 `access denied`); using it while blocked is abuse,
+//!   and too much abuse bans it for good (403 `account banned`); a share of
+//!   accounts is banned at a random moment anyway; captchas now and then;
+//!   and a defence change at a set moment, after which blocks rise.
+//! - Everything random is seeded per account and per request of that
+//!   account ([`seeded`]), so the site's behaviour is a function of each
+//!   account's own requests, not of how workers interleave; time comes
+//!   from a replaceable [`SiteClock`].
+//! - [`SimSite::truth`] tells what really happened, for the report to
+//!   compare with what the pool believed.
+//!
+//! The protocol (routes, answers, order of checks) is in [`routes`]; the
+//! defences of one account in [`rules`].
+
+mod routes;
+mod rules;
+mod seeded;
+
+use crate::ManualClock;
+use crate::pool::NewCredential;
+use crate::{CredentialKind, Secrets};
+use rules::{Account, Ms, ms};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+/// How accounts sign in and crawl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// A login form, a session cookie `sid`, kept alive by visiting `/home`.
+    Form,
+    /// Bearer access tokens from an OAuth token endpoint (refresh grant).
+    OAuth,
+}
+
+/// The site's shape and defences. [`Default`] is tuned for a 60 s run of
+/// about 200 accounts and 16 workers.
+#[derive(Clone, Debug)]
+pub struct SiteSpec {
+    /// The credpool site key, e.g. `shop.sim`.
+    pub name: String,
+    pub flavour: Flavour,
+    pub accounts: usize,
+    pub seed: u64,
+    /// Form: the share of accounts with a TOTP second step (the seed is in
+    /// the credential, so credpool answers it).
+    pub totp_share: f64,
+    /// Form: the share of accounts with an SMS second step (a person reads
+    /// the code: [`SimSite::sms_code`]).
+    pub sms_share: f64,
+    /// Each answer waits a uniform time in this range (page time).
+    pub latency: (Duration, Duration),
+    /// Form: a session cookie's life; OAuth: an access token's.
+    pub session_ttl: Duration,
+    /// Requests served per account per fixed window; more get 429.
+    pub rate_max: u32,
+    pub rate_window: Duration,
+    /// Requests served per account per "day" (compressed); more get 429
+    /// with `Retry-After` to the day's end.
+    pub budget: u32,
+    pub budget_window: Duration,
+    /// 429 answers within one rate window beyond which the account is
+    /// blocked for over-use.
+    pub block_after_429: u32,
+    /// A block's hidden length, drawn per episode.
+    pub block_for: (Duration, Duration),
+    /// Requests or logins during one block beyond which the account is
+    /// banned for good.
+    pub ban_after_abuse: u32,
+    /// The share of accounts banned for good at a random moment in
+    /// `[0, ban_horizon]`, whatever is done with them.
+    pub ban_share: f64,
+    pub ban_horizon: Duration,
+    /// Per crawl request: the chance the account must solve a captcha
+    /// before going on.
+    pub captcha_rate: f64,
+    /// From this moment on, `rate_max` halves and each crawl request blocks
+    /// its account with probability `defence_block_rate`.
+    pub defence_change_at: Option<Duration>,
+    pub defence_block_rate: f64,
+    /// OAuth: how long a rotated-out refresh token still works.
+    pub refresh_grace: Duration,
+}
+
+impl Default for SiteSpec {
+    fn default() -> Self {
+        SiteSpec {
+            name: "shop.sim".into(),
+            flavour: Flavour::Form,
+            accounts: 200,
+            seed: 1,
+            totp_share: 0.2,
+            sms_share: 0.05,
+            latency: (Duration::from_millis(5), Duration::from_millis(25)),
+            session_ttl: Duration::from_secs(20),
+            // 16 workers at about 15 ms a page ask about 5 pages a second
+            // of each of 200 accounts: the rate and the budget leave room
+            // until the defence change halves the rate.
+            rate_max: 10,
+            rate_window: Duration::from_secs(1),
+            budget: 300,
+            budget_window: Duration::from_secs(30),
+            block_after_429: 3,
+            block_for: (Duration::from_secs(5), Duration::from_secs(15)),
+            ban_after_abuse: 2,
+            ban_share: 0.02,
+            ban_horizon: Duration::from_secs(60),
+            captcha_rate: 0.0005,
+            defence_change_at: Some(Duration::from_secs(40)),
+            defence_block_rate: 0.001,
+            refresh_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The OAuth client id the token endpoint accepts.
+pub const CLIENT_ID: &str = "credpool-sim";
+
+/// One account as its owner knows it: what to add to the pool.
+#[derive(Clone)]
+pub struct SimAccount {
+    pub username: String,
+    pub password: Zeroizing<String>,
+    /// Base32 TOTP seed of an account with an authenticator step.
+    pub totp_seed: Option<String>,
+    /// Whether the login sends a code to the account's phone.
+    pub sms: bool,
+    /// OAuth: the tokens issued when the site started.
+    pub refresh_token: Option<String>,
+    pub access_token: Option<String>,
+    /// OAuth: when `access_token` expires (milliseconds since the epoch).
+    pub access_expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SimAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimAccount")
+            .field("username", &self.username)
+            .field("totp", &self.totp_seed.is_some())
+            .field("sms", &self.sms)
+            .field("oauth", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SimAccount {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.totp_seed.zeroize();
+        self.refresh_token.zeroize();
+        self.access_token.zeroize();
+    }
+}
+
+impl SimAccount {
+    /// The credential id [`SimAccount::new_credential`] gives it.
+    pub fn credential_id(&self, site: &str) -> String {
+        format!("{site}:{}", self.username)
+    }
+
+    /// What to add to the pool for this account: a form account (username,
+    /// password, TOTP seed) whose first tick logs it in, or an OAuth token
+    /// with its refresh token.
+    pub fn new_credential(&self, site: &str) -> NewCredential {
+        let mut secrets = Secrets::default();
+        secrets.username = Some(self.username.clone());
+        let kind = match &self.refresh_token {
+            Some(rt) => {
+                secrets.refresh_token = Some(rt.clone());
+                secrets.access_token = self.access_token.clone();
+                CredentialKind::Token
+            }
+            None => {
+                secrets.password = Some(self.password.to_string());
+                secrets.totp_seed = self.totp_seed.clone();
+                CredentialKind::Account
+            }
+        };
+        let mut n = NewCredential::new(site, kind).with_id(&self.credential_id(site));
+        n.username = Some(self.username.clone());
+        n.expires_at = self.access_expires_at;
+        if self.sms {
+            // Where the code goes; the ticket shows it masked.
+            n.phone = Some(format!("+1 555 01{:02}", self.username.len() % 100));
+        }
+        n.secrets = secrets;
+        n
+    }
+}
+
+/// The site's time, replaceable in tests. Elapsed time is measured from
+/// [`SimSite::start`]; TOTP codes use the time since the epoch.
+pub trait SiteClock: Send + Sync + 'static {
+    /// Milliseconds since the epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's time: the epoch time at creation, moved on by a monotonic
+/// clock (a wall-clock step does not jump the site's windows).
+pub struct SystemClock {
+    epoch_ms: i64,
+    started: Instant,
+}
+
+impl SystemClock {
+    pub fn new() -> Self {
+        SystemClock {
+            epoch_ms: chrono::Utc::now().timestamp_millis(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SiteClock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        self.epoch_ms + self.started.elapsed().as_millis() as i64
+    }
+}
+
+/// A test can move the site's time by hand, and share it with the pool.
+impl SiteClock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        ManualClock::now_ms(self)
+    }
+}
+
+/// Why an account is banned for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BanCause {
+    /// At its seeded random moment, whatever was done with it.
+    Random,
+    /// Used too much while blocked.
+    Abuse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ban {
+    /// Since the site started.
+    pub at: Duration,
+    pub cause: BanCause,
+}
+
+/// Why a block started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockCause {
+    /// Kept using the account while it was answered 429.
+    OverUse,
+    /// The defence change's random blocks.
+    DefenceChange,
+}
+
+/// One block: from `start` to its hidden `end` (both since the site
+/// started; `end` may be ahead), and the requests and logins it refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockEpisode {
+    pub start: Duration,
+    pub end: Duration,
+    pub cause: BlockCause,
+    pub abuse: u32,
+}
+
+/// Crawl requests with a known session or token, by answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    pub ok: u64,
+    /// 401: the session or token had expired.
+    pub unauthorized: u64,
+    /// 403 `account banned`.
+    pub banned: u64,
+    /// 403 `access denied` (blocked).
+    pub denied: u64,
+    /// 429 over the rate.
+    pub rate_limited: u64,
+    /// 429 over the budget.
+    pub over_budget: u64,
+    /// 200 with a captcha instead of the page.
+    pub challenged: u64,
+}
+
+/// What happened to one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountTruth {
+    pub username: String,
+    pub banned: Option<Ban>,
+    pub blocks: Vec<BlockEpisode>,
+    pub served: Served,
+    pub login_attempts: u64,
+    pub logins: u64,
+    /// `/home` visits that rotated the session.
+    pub keepalives: u64,
+    /// Refresh grants answered with new tokens.
+    pub token_grants: u64,
+    /// Captchas shown.
+    pub captchas: u64,
+}
+
+/// What really happened at the site, as of [`SiteTruth::elapsed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteTruth {
+    /// Since the site started.
+    pub elapsed: Duration,
+    pub defence_change_at: Option<Duration>,
+    /// Crawl requests with a session or token the site never issued (or
+    /// forgot, long expired).
+    pub unknown_sessions: u64,
+    pub accounts: Vec<AccountTruth>,
+}
+
+/// A session id or token as a map key: zeroized when dropped, looked up
+/// by `&str`.
+#[derive(PartialEq, Eq, Hash)]
+struct Key(String);
+
+impl Key {
+    fn new(s: &str) -> Key {
+        Key(s.to_string())
+    }
+}
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// A session cookie or access token.
+#[derive(Clone, Copy)]
+struct Grant {
+    account: usize,
+    expires: Ms,
+}
+
+/// A refresh token; rotated-out ones work until `retired + grace`.
+#[derive(Clone, Copy)]
+struct RefreshGrant {
+    account: usize,
+    retired: Option<Ms>,
+}
+
+/// A second step of a login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Captcha,
+    Totp,
+    Sms,
+}
+
+/// A login past its password, waiting for its other steps.
+struct PendingLogin {
+    account: usize,
+    steps: VecDeque<Step>,
+    expires: Ms,
+}
+
+/// How long a login may wait at a step (an SMS code's usual life).
+const PENDING_LOGIN_TTL: Duration = Duration::from_secs(300);
+
+/// Bans for good, counted without a scan: random bans by their sorted
+/// moments, abuse bans as they happen.
+struct BanCount {
+    random_at: Vec<Ms>,
+    /// Abuse bans of accounts with no random ban.
+    abuse_only: AtomicUsize,
+    /// Random moments of accounts banned by abuse before them.
+    abuse_first: Mutex<Vec<Ms>>,
+}
+
+impl BanCount {
+    fn banned(&self, now: Ms) -> usize {
+        let random = self.random_at.partition_point(|&at| at <= now);
+        let early = self
+            .abuse_first
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&at| at > now)
+            .count();
+        random + self.abuse_only.load(Ordering::Relaxed) + early
+    }
+
+    fn abused(&self, random_at: Option<Ms>) {
+        match random_at {
+            Some(at) => self.abuse_first.lock().unwrap().push(at),
+            None => {
+                self.abuse_only.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The site's state, shared by the connection tasks.
+struct Shared {
+    spec: SiteSpec,
+    clock: Arc<dyn SiteClock>,
+    start_ms: i64,
+    public: Vec<SimAccount>,
+    by_username: HashMap<String, usize>,
+    accounts: Vec<Mutex<Account>>,
+    /// Session ids and access tokens.
+    sessions: Mutex<HashMap<Key, Grant>>,
+    refresh_tokens: Mutex<HashMap<Key, RefreshGrant>>,
+    logins: Mutex<HashMap<Key, PendingLogin>>,
+    requests: AtomicU64,
+    unknown_sessions: AtomicU64,
+    bans: BanCount,
+}
+
+impl Shared {
+    fn new(spec: SiteSpec, clock: Arc<dyn SiteClock>) -> Shared {
+        let n = spec.accounts;
+        let start_ms = clock.now_ms();
+        let count = |share: f64| ((share.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
+        // Exact shares, the accounts picked in a seeded order.
+        let roles = seeded::permutation(spec.seed, 0, n);
+        let totp_n = count(spec.totp_share);
+        let sms_n = count(spec.sms_share).min(n - totp_n);
+        let mut totp = vec![false; n];
+        let mut sms = vec![false; n];
+        for &i in &roles[..totp_n] {
+            totp[i] = true;
+        }
+        for &i in &roles[totp_n..totp_n + sms_n] {
+            sms[i] = true;
+        }
+        let mut banned = vec![false; n];
+        for &i in &seeded::permutation(spec.seed, 1, n)[..count(spec.ban_share)] {
+            banned[i] = true;
+        }
+        let mut public = Vec::with_capacity(n);
+        let mut accounts = Vec::with_capacity(n);
+        let mut random_at = Vec::new();
+        for i in 0..n {
+            let mut r = seeded::rng(spec.seed, i, seeded::Stream::Account, 0);
+            let password = seeded::text(&mut r, b"abcdefghijkmnopqrstuvwxyz23456789", 16);
+            let totp_key = seeded::bytes(&mut r, 20);
+            let ban_at = banned[i].then(|| seeded::millis_between(&mut r, 0, ms(spec.ban_horizon)));
+            random_at.extend(ban_at);
+            public.push(SimAccount {
+                username: format!("user{i:04}"),
+                password: Zeroizing::new(format!("pw-{}", password.as_str())),
+                totp_seed: (spec.flavour == Flavour::Form && totp[i])
+                    .then(|| seeded::base32(&totp_key).to_string()),
+                sms: spec.flavour == Flavour::Form && sms[i],
+                refresh_token: None,
+                access_token: None,
+                access_expires_at: None,
+            });
+            accounts.push(Mutex::new(Account::new(i, ban_at)));
+        }
+        random_at.sort_unstable();
+        let by_username = public
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.username.clone(), i))
+            .collect();
+        let mut shared = Shared {
+            spec,
+            clock,
+            start_ms,
+            public,
+            by_username,
+            accounts,
+            sessions: Mutex::new(HashMap::new()),
+            refresh_tokens: Mutex::new(HashMap::new()),
+            logins: Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
+            unknown_sessions: AtomicU64::new(0),
+            bans: BanCount {
+                random_at,
+                abuse_only: AtomicUsize::new(0),
+                abuse_first: Mutex::new(Vec::new()),
+            },
+        };
+        if shared.spec.flavour == Flavour::OAuth {
+            for i in 0..n {
+                let mut a = shared.accounts[i].lock().unwrap();
+                let (access, refresh, expires) = shared.issue_tokens(i, &mut a, 0);
+                drop(a);
+                let p = &mut shared.public[i];
+                p.access_token = Some(access.to_string());
+                p.refresh_token = Some(refresh.to_string());
+                p.access_expires_at = Some(start_ms + expires as i64);
+            }
+        }
+        shared
+    }
+
+    /// Milliseconds since the site started.
+    fn now(&self) -> Ms {
+        (self.clock.now_ms() - self.start_ms).max(0) as Ms
+    }
+
+    /// Milliseconds since the epoch at site time `at`.
+    fn epoch_ms(&self, at: Ms) -> i64 {
+        self.start_ms + at as i64
+    }
+
+    fn ttl(&self) -> Ms {
+        ms(self.spec.session_ttl).max(1)
+    }
+
+    /// The next answer's page time.
+    fn latency(&self) -> Duration {
+        let (lo, hi) = self.spec.latency;
+        if hi.is_zero() {
+            return Duration::ZERO;
+        }
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut r = seeded::rng(self.spec.seed, seeded::SITE, seeded::Stream::Latency, n);
+        Duration::from_millis(seeded::millis_between(&mut r, ms(lo), ms(hi)))
+    }
+
+    /// Counts an abuse ban that `a` just got, if it did.
+    fn note_ban(&self, a: &mut Account) {
+        if a.take_abuse_ban() {
+            self.bans.abused(a.random_ban_at());
+        }
+    }
+
+    /// A new session for account `i` (whose lock `a` is).
+    fn issue_session(&self, i: usize, a: &mut Account, now: Ms) -> Zeroizing<String> {
+        let mut r = seeded::rng(self.spec.seed, i, seeded::Stream::Session, a.issued);
+        a.issued += 1;
+        let sid = seeded::token(&mut r, "sid-");
+        let mut sessions = self.sessions.lock().unwrap();
+        // Forget sessions long dead now and then (they answer 401 anyway).
+        if sessions.len() > 4 * self.spec.accounts.max(256) {
+            let horizon = now.saturating_sub(10 * self.ttl());
+            sessions.retain(|_, g| g.expires > horizon);
+        }
+        sessions.insert(
+            Key::new(&sid),
+            Grant {
+                account: i,
+                expires: now + self.ttl(),
+            },
+        );
+        sid
+    }
+
+    /// A new access and refresh token for account `i`; the access
+    /// token's expiry (site time).
+    fn issue_tokens(
+        &self,
+        i: usize,
+        a: &mut Account,
+        now: Ms,
+    ) -> (Zeroizing<String>, Zeroizing<String>, Ms) {
+        let mut r = seeded::rng(self.spec.seed, i, seeded::Stream::Session, a.issued);
+        a.issued += 1;
+        let access = seeded::token(&mut r, "at-");
+        let refresh = seeded::token(&mut r, "rt-");
+        let expires = now + self.ttl();
+        self.sessions.lock().unwrap().insert(
+            Key::new(&access),
+            Grant {
+                account: i,
+                expires,
+            },
+        );
+        self.refresh_tokens.lock().unwrap().insert(
+            Key::new(&refresh),
+            RefreshGrant {
+                account: i,
+                retired: None,
+            },
+        );
+        (access, refresh, expires)
+    }
+}
+
+/// A running simulated site. Dropping it stops it.
+pub struct SimSite {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for SimSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimSite")
+            .field("name", &self.shared.spec.name)
+            .field("addr", &self.addr)
+            .field("accounts", &self.shared.spec.accounts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimSite {
+    /// Starts the site on 127.0.0.1, a free port, on the caller's tokio
+    /// runtime, on the system's clock.
+    pub async fn start(spec: SiteSpec) -> std::io::Result<SimSite> {
+        Self::start_with_clock(spec, Arc::new(SystemClock::new())).await
+    }
+
+    /// Starts the site on the given clock (tests move it by hand).
+    pub async fn start_with_clock(
+        spec: SiteSpec,
+        clock: Arc<dyn SiteClock>,
+    ) -> std::io::Result<SimSite> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(spec, clock));
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(routes::serve(listener, shared.clone(), stopped));
+        Ok(SimSite { shared, addr, stop })
+    }
+
+    /// `http://127.0.0.1:<port>`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn spec(&self) -> &SiteSpec {
+        &self.shared.spec
+    }
+
+    pub fn accounts(&self) -> &[SimAccount] {
+        &self.shared.public
+    }
+
+    /// Time since the site started, on its clock.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_millis(self.shared.now())
+    }
+
+    /// The `[sites."<name>"]` tables of `credpool.toml` that make credpool's
+    /// lifecycle work against this site.
+    pub fn sites_toml(&self) -> String {
+        let spec = &self.shared.spec;
+        let base = self.base_url();
+        let name = &spec.name;
+        // A third of the session's life ahead (whole seconds: the policy
+        // counts in seconds). max_age stays long: the policy moves a
+        // re-login up to six minutes (clock skew and jitter) ahead of it,
+        // which would log in again after every login.
+        let before = (spec.session_ttl.as_secs() / 3).max(1);
+        let common = format!(
+            "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\nban = {{ body = [\"account banned\"] }}\n"
+        );
+        match spec.flavour {
+            Flavour::Form => format!(
+                r#"[sites."{name}"]
+method = "cookie-visit"
+refresh_url = "{base}/home"
+{common}logout = {{ redirect_to = ["/login"], status = [401] }}
+
+[sites."{name}".login]
+url = "{base}/login"
+username_field = "username"
+password_field = "password"
+success = {{ cookie = "sid" }}
+
+[[sites."{name}".login.challenges]]
+kind = "captcha-image"
+detect = {{ body = ['{captcha}'] }}
+submit_url = "{base}/captcha"
+field = "answer"
+
+[[sites."{name}".login.challenges]]
+kind = "two-factor"
+detect = {{ body = ["{totp}"] }}
+submit_url = "{base}/login/2fa"
+field = "otp"
+
+[[sites."{name}".login.challenges]]
+kind = "sms-code"
+detect = {{ body = ["{sms}"] }}
+submit_url = "{base}/login/sms"
+field = "code"
+"#,
+                captcha = routes::CAPTCHA_MARKER,
+                totp = routes::TOTP_MARKER,
+                sms = routes::SMS_MARKER,
+            ),
+            Flavour::OAuth => format!(
+                r#"[sites."{name}"]
+method = "oauth-refresh"
+token_url = "{base}/oauth/token"
+client_id = "{CLIENT_ID}"
+client_auth = "body"
+{common}"#
+            ),
+        }
+    }
+
+    fn account(&self, username: &str) -> Option<std::sync::MutexGuard<'_, Account>> {
+        let i = *self.shared.by_username.get(username)?;
+        Some(self.shared.accounts[i].lock().unwrap())
+    }
+
+    /// The last code the account's phone received (the simulated person
+    /// reads it).
+    pub fn sms_code(&self, username: &str) -> Option<Zeroizing<String>> {
+        self.account(username)?.sms_code().cloned()
+    }
+
+    /// What a person sees in the account's pending captcha image.
+    pub fn captcha_answer(&self, username: &str) -> Option<Zeroizing<String>> {
+        self.account(username)?.captcha().cloned()
+    }
+
+    /// Accounts not banned for good now (no scan).
+    pub fn unbanned_accounts(&self) -> usize {
+        let now = self.shared.now();
+        self.shared
+            .spec
+            .accounts
+            .saturating_sub(self.shared.bans.banned(now))
+    }
+
+    /// What really happened, per account.
+    pub fn truth(&self) -> SiteTruth {
+        let now = self.shared.now();
+        let accounts = self
+            .shared
+            .accounts
+            .iter()
+            .zip(&self.shared.public)
+            .map(|(a, p)| {
+                let a = a.lock().unwrap();
+                AccountTruth {
+                    username: p.username.clone(),
+                    banned: a.ban(now),
+                    blocks: a.episodes(),
+                    served: a.served,
+                    login_attempts: a.login_attempts,
+                    logins: a.logins,
+                    keepalives: a.keepalives,
+                    token_grants: a.token_grants,
+                    captchas: a.captchas(),
+                }
+            })
+            .collect();
+        SiteTruth {
+            elapsed: Duration::from_millis(now),
+            defence_change_at: self.shared.spec.defence_change_at,
+            unknown_sessions: self.shared.unknown_sessions.load(Ordering::Relaxed),
+            accounts,
+        }
+    }
+
+    /// Stops serving (also on drop).
+    pub fn shutdown(self) {}
+}
+
+impl Drop for SimSite {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
