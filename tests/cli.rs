@@ -244,27 +244,6 @@ fn a_bad_config_key_is_named_with_its_line() {
 }
 
 #[test]
-fn the_demo_runs_with_no_setup() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = ok(&credpool(dir.path(), &["demo", "--rounds", "300"]));
-    assert!(out.contains("leases granted"), "{out}");
-    assert!(out.contains("blocked (403) -> suspended"), "{out}");
-    assert!(out.contains("is active again"), "{out}");
-    assert!(out.contains("asks for an SMS code: ticket tk-"), "{out}");
-    assert!(out.contains("portal-acct is active"), "{out}");
-    assert!(out.contains("portal-1 is active, cookie rotated"), "{out}");
-    assert!(out.contains("refresh success rate: 100.0%"), "{out}");
-    assert!(
-        !out.contains("246810") && !out.contains("demo-password"),
-        "{out}"
-    );
-    assert!(
-        !dir.path().join("data").exists(),
-        "the demo writes nothing to disk"
-    );
-}
-
-#[test]
 fn the_compiled_policy_is_cached_privately_and_a_bad_cache_is_replaced() {
     let dir = initialised();
     ok(&credpool(dir.path(), &["list"]));

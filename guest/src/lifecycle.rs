@@ -418,10 +418,25 @@ impl Lifecycle {
             // `track` makes an expired credential due at once.
             LcStatus::Expired => refresh.or(relogin).map(|m| (c.logged_in_at, m)),
             LcStatus::Active => {
-                let jitter = if t.jitter > 0 {
+                // One draw of the jitter, in 0..=jitter.
+                let drawn = if t.jitter > 0 {
                     below(secs(t.jitter) as u64 + 1) as Millis
                 } else {
                     0
+                };
+                // Skew and jitter are minutes, made for leads of an hour: a
+                // short lead gets at most a quarter of it for each (the
+                // jitter scaled down), or a session of seconds would be
+                // refreshed again as soon as it was refreshed.
+                let lead = |lead_ms: Millis| {
+                    let cap = lead_ms / 4;
+                    let skew = secs(t.clock_skew).min(cap);
+                    let jitter = if secs(t.jitter) > cap {
+                        (drawn as i128 * cap as i128 / secs(t.jitter) as i128) as Millis
+                    } else {
+                        drawn
+                    };
+                    skew + jitter
                 };
                 let mut best: Option<(Millis, RunMethod)> = None;
                 let mut consider = |at: Millis, m: RunMethod| {
@@ -431,17 +446,14 @@ impl Lifecycle {
                 };
                 if let (Some(exp), Some(m)) = (c.expires_at, refresh) {
                     consider(
-                        exp - secs(t.refresh_before_expire) - secs(t.clock_skew) - jitter,
+                        exp - secs(t.refresh_before_expire) - lead(secs(t.refresh_before_expire)),
                         m,
                     );
                 }
                 if t.max_age > 0
                     && let Some(m) = relogin
                 {
-                    consider(
-                        c.logged_in_at + secs(t.max_age) - secs(t.clock_skew) - jitter,
-                        m,
-                    );
+                    consider(c.logged_in_at + secs(t.max_age) - lead(secs(t.max_age)), m);
                 }
                 if t.health_check_interval > 0 {
                     let from = c.checked_at.unwrap_or(c.logged_in_at);
@@ -1258,6 +1270,20 @@ mod tests {
             l.tick(T0 + 600_500, &mut no_jitter()).next_due_at,
             Some(T0 + 1_200_500)
         );
+    }
+
+    #[test]
+    fn a_short_lead_gets_at_most_a_quarter_of_it_as_skew_and_jitter() {
+        let mut l = lc(SiteMethod::CookieVisit, 8);
+        let s = l.config.sites.get_mut("jd.com").unwrap();
+        s.refresh_before_expire = 8;
+        let exp = T0 + 20_000;
+        // 8 s before, then at most 2 s of skew and 2 s of jitter (not the
+        // card's 60 s and 300 s, which would put it before the login).
+        let (at, _) = l.due_of(&cred("a", Some(exp)), &mut no_jitter()).unwrap();
+        assert_eq!(at, exp - 8_000 - 2_000);
+        let (at, _) = l.due_of(&cred("a", Some(exp)), &mut max_jitter()).unwrap();
+        assert_eq!(at, exp - 8_000 - 2_000 - 2_000);
     }
 
     #[test]

@@ -688,8 +688,16 @@ fn an_exhausted_pool_is_raised_once_until_it_serves_again() {
     }
     assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 1);
     p.release(&l).unwrap();
-    grant(&mut p, &req("jd.com"));
+    let (l, _) = grant(&mut p, &req("jd.com"));
     assert!(p.stats(None)[0].anomalies.is_empty());
+    // Dry again within the window: not raised again; after it, raised.
+    p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 1);
+    p.release(&l).unwrap();
+    let (_, _) = grant(&mut p, &req("jd.com"));
+    p.host.now += 601_000;
+    p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 2);
 }
 
 // ---- diagnostics ------------------------------------------------------

@@ -193,6 +193,9 @@ struct Site {
     blocks: BlockBurst,
     anomalies: Vec<Anomaly>,
     exhausted: bool,
+    /// When running dry was last raised: a busy pool that runs dry and
+    /// serves again many times a minute is raised once per window.
+    exhausted_raised_at: Millis,
 }
 
 impl Site {
@@ -217,6 +220,7 @@ impl Site {
             blocks: BlockBurst::default(),
             anomalies: Vec::new(),
             exhausted: false,
+            exhausted_raised_at: Millis::MIN,
         }
     }
 
@@ -1789,8 +1793,11 @@ impl<H: Host> Pool<H> {
         self.log(Level::Warn, "cred.no_available", &fields);
         if let Some(si) = si {
             let site = &mut self.sites[si as usize];
-            if !site.exhausted && matching > 0 && site.ready == 0 {
+            let quiet = now.saturating_sub(site.exhausted_raised_at)
+                >= self.config.block_burst_window_seconds as Millis * 1000;
+            if !site.exhausted && matching > 0 && site.ready == 0 && quiet {
                 site.exhausted = true;
+                site.exhausted_raised_at = now;
                 let detail = format!("no credential to hand out: {}", warnings.join(", "));
                 self.anomaly(
                     si as usize,

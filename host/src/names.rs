@@ -149,3 +149,17 @@ names!(
         Other = "other",
     ]
 );
+names!(
+    alert_kind,
+    parse_alert_kind,
+    crate::bindings::notify::AlertKind,
+    [
+        SuccessRateDrop = "success-rate-drop",
+        BlockBurst = "block-burst",
+        LowHealth = "low-health",
+        Banned = "banned",
+        PoolExhausted = "pool-exhausted",
+        RefreshFailed = "refresh-failed",
+        TicketTimedOut = "ticket-timed-out",
+    ]
+);

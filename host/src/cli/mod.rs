@@ -2,9 +2,9 @@
 //! 3 no credential available.
 
 pub mod bench;
-mod demo;
 mod lifecycle;
 pub mod output;
+mod simulate;
 mod store;
 
 pub use store::install_panic_hook;
@@ -197,14 +197,39 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Run a short crawl against sample sites in memory, and summarise.
+    /// A 20-second `simulate`: three hostile sites on loopback, the
+    /// lifecycle running, the SLOs measured. No setup.
     Demo {
-        /// Acquire/report rounds to run.
-        #[arg(long, default_value_t = 600)]
-        rounds: u32,
-        /// Seed for the simulated outcomes.
+        /// Seed of the simulated sites.
         #[arg(long, default_value_t = 24)]
         seed: u64,
+    },
+    /// Crawl simulated hostile sites on loopback with a pool in a
+    /// temporary store and report the card's SLOs.
+    Simulate {
+        /// Accounts, split over the three simulated sites.
+        #[arg(long, default_value_t = 200)]
+        accounts: usize,
+        /// Concurrent crawler workers.
+        #[arg(long, default_value_t = 16)]
+        workers: usize,
+        /// How long to crawl (e.g. 60s, 5m); default 60s.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Stop after this many requests instead.
+        #[arg(long)]
+        requests: Option<u64>,
+        /// Seed of the simulated sites (same seed, same site behaviour).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Allocation strategy instead of the configured one.
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Also run a naive pool and every strategy on the same sites.
+        #[arg(long)]
+        compare: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Measure acquire+report pairs through the policy (use a release build).
     Bench {
@@ -322,7 +347,15 @@ pub fn main() -> i32 {
         }
     };
     install_panic_hook();
-    init_tracing(&cli.log_level);
+    let capture = matches!(cli.command, Command::Demo { .. } | Command::Simulate { .. });
+    // A simulated crawl refuses and rests by the thousand: its warnings go
+    // to the run's log; the terminal gets errors unless asked for more.
+    let level = if capture && cli.log_level == "warn" {
+        "error"
+    } else {
+        cli.log_level.as_str()
+    };
+    init_tracing(level, capture);
     match run(cli) {
         Ok(()) => EXIT_OK,
         Err(Failed(code, msg)) => {
@@ -332,20 +365,66 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Diagnostics on stderr at `level`; with `capture`, also everything of
+/// credpool at debug level into the simulated run's log file.
+fn init_tracing(level: &str, capture: bool) {
+    use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt as _};
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let stderr = fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .try_init();
+        .with_filter(filter);
+    let file = capture.then(|| {
+        fmt::layer()
+            .with_writer(crate::simulate::CaptureWriter)
+            .with_ansi(false)
+            .with_filter(EnvFilter::new("info,credpool=debug"))
+    });
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::registry().with(stderr).with(file),
+    );
 }
 
 fn run(cli: Cli) -> Result<(), Failed> {
     match &cli.command {
         Command::Init => init(&cli),
-        Command::Demo { rounds, seed } => demo::run(*rounds, *seed, cli.component.clone()),
+        Command::Demo { seed } => simulate::run(
+            simulate::Args {
+                accounts: 60,
+                workers: 8,
+                duration: Some("20s".into()),
+                requests: None,
+                seed: *seed,
+                strategy: None,
+                compare: false,
+                json: false,
+            },
+            ConfigFile::default(),
+            cli.component.clone(),
+        ),
+        Command::Simulate {
+            accounts,
+            workers,
+            duration,
+            requests,
+            seed,
+            strategy,
+            compare,
+            json,
+        } => simulate::run(
+            simulate::Args {
+                accounts: *accounts,
+                workers: *workers,
+                duration: duration.clone(),
+                requests: *requests,
+                seed: *seed,
+                strategy: strategy.clone(),
+                compare: *compare,
+                json: *json,
+            },
+            ConfigFile::load(&cli.config)?,
+            cli.component.clone(),
+        ),
         Command::Bench { credentials, pairs } => {
             bench::run(*credentials, *pairs, cli.component.clone())
         }
@@ -568,6 +647,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         } => store::export(pool, id, format, *reveal, output.as_deref()),
         Command::Init
         | Command::Demo { .. }
+        | Command::Simulate { .. }
         | Command::Bench { .. }
         | Command::Challenge { .. }
         | Command::Run { .. } => {

@@ -69,7 +69,7 @@ fn kebab(debug: String) -> String {
 pub fn alert_json(a: &Alert) -> Value {
     json!({
         "event": "alert",
-        "kind": kebab(format!("{:?}", a.kind)),
+        "kind": crate::names::alert_kind(a.kind),
         "severity": kebab(format!("{:?}", a.severity)),
         "site": a.site,
         "credential_id": a.credential_id,

@@ -726,6 +726,26 @@ client_auth = "body"
         self.account(username)?.captcha().cloned()
     }
 
+    /// Every session id, access token and refresh token issued so far,
+    /// drawn again from their seeds: what the leak search looks for.
+    pub fn issued_secrets(&self) -> Vec<Zeroizing<String>> {
+        let mut out = Vec::new();
+        for (i, a) in self.shared.accounts.iter().enumerate() {
+            let issued = a.lock().unwrap().issued;
+            for n in 0..issued {
+                let mut r = seeded::rng(self.shared.spec.seed, i, seeded::Stream::Session, n);
+                match self.shared.spec.flavour {
+                    Flavour::Form => out.push(seeded::token(&mut r, "sid-")),
+                    Flavour::OAuth => {
+                        out.push(seeded::token(&mut r, "at-"));
+                        out.push(seeded::token(&mut r, "rt-"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Accounts not banned for good now (no scan).
     pub fn unbanned_accounts(&self) -> usize {
         let now = self.shared.now();

@@ -1,0 +1,761 @@
+//! One simulated crawl: simulated sites on loopback, a pool in a temporary
+//! data directory with the policy component, the session lifecycle
+//! running (refreshes, logins, TOTP answered by the host, SMS and captcha
+//! tickets answered by a simulated person after a delay), and W crawler
+//! workers that acquire, make a real HTTP request with the credential and
+//! report what the site answered. Everything the workers saw is recorded
+//! for [`super::report`].
+
+use super::report::{
+    AcquireSeen, Answer, DetectionRule, Observations, PoolEvents, Report, RequestSeen,
+};
+use super::site::{BanCause, SimSite, SiteSpec};
+use crate::bindings::log::Level;
+use crate::bindings::notify::ChallengeKind;
+use crate::bindings::notify::{Alert, Ticket, TicketClosure};
+use crate::config::ConfigFile;
+use crate::events::{EventSink, TracingSink};
+use crate::lifecycle::RefresherOptions;
+use crate::pool::{Pool, PoolOptions};
+use crate::{AcquireRequest, Failure, FailureClass, ListFilter, Outcome, Status};
+use anyhow::{Context, Result, anyhow};
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Which policy drives the pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyChoice {
+    /// The scenario's configuration, strategy included (or `--config`).
+    Default,
+    /// The default configuration with another allocation strategy.
+    Strategy(String),
+    /// What the simple pools in the field do: round-robin, no rest after
+    /// a 429 (Retry-After ignored), no exclusive use, no pacing, and a
+    /// credential retired for good on its first block.
+    Naive,
+}
+
+impl PolicyChoice {
+    pub fn label(&self) -> String {
+        match self {
+            PolicyChoice::Default => "credpool default".into(),
+            PolicyChoice::Strategy(s) => format!("credpool {s}"),
+            PolicyChoice::Naive => "naive round-robin".into(),
+        }
+    }
+}
+
+/// When the workers stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    After(Duration),
+    Requests(u64),
+}
+
+/// Options of one run.
+#[derive(Clone)]
+pub struct SimOptions {
+    pub sites: Vec<SiteSpec>,
+    pub workers: usize,
+    pub stop: Stop,
+    pub seed: u64,
+    pub policy: PolicyChoice,
+    /// The user's `--config`: its `[policy]` keys replace the scenario's.
+    pub config: Option<ConfigFile>,
+    /// How long the simulated person takes to answer an SMS or captcha
+    /// ticket (uniform in the range).
+    pub person_delay: (Duration, Duration),
+    pub rule: DetectionRule,
+    /// Another policy component instead of the built-in one.
+    pub component: Option<PathBuf>,
+}
+
+/// What the progress line shows, about twice a second.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub requests: u64,
+    pub ok: u64,
+    /// Credentials by status, over every site.
+    pub by_status: BTreeMap<&'static str, u64>,
+}
+
+/// The scenario's policy: the card's rules with rests scaled to a site
+/// whose day is compressed into seconds, and a request rate per account
+/// under the sites' limit.
+pub fn scenario_policy(sites: &[SiteSpec]) -> toml::Table {
+    // The strictest site's pace, with a margin: the pool never asks a
+    // site for more than this per account.
+    let per_minute = sites
+        .iter()
+        .map(|s| s.rate_max as f64 * 60.0 / s.rate_window.as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    let per_minute = if per_minute.is_finite() {
+        (per_minute * 0.8).floor().max(1.0) as i64
+    } else {
+        60
+    };
+    let mut t = toml::Table::new();
+    let mut set = |k: &str, v: toml::Value| {
+        t.insert(k.into(), v);
+    };
+    set("rate_per_minute", per_minute.into());
+    set("rate_burst", 2.into());
+    set("lease_ttl_seconds", 30.into());
+    set("cooldown_seconds", 5.into());
+    set("cooldown_cap_seconds", 60.into());
+    set("block_cooldown_seconds", 15.into());
+    set("block_cooldown_cap_seconds", 120.into());
+    set("ban_after_blocks", 3.into());
+    set("block_burst_count", 6.into());
+    set("block_burst_window_seconds", 10.into());
+    set("success_min_reports", 16.into());
+    t
+}
+
+/// The naive baseline's policy (see [`PolicyChoice::Naive`]).
+fn naive_policy() -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("strategy".into(), "round-robin".into());
+    t.insert("cooldown_seconds".into(), 0.into());
+    t.insert("cooldown_cap_seconds".into(), 0.into());
+    t.insert("cooldown_jitter".into(), 0.0.into());
+    t.insert("ban_after_blocks".into(), 1.into());
+    t
+}
+
+/// The credpool.toml of a run: the sites' lifecycle tables, the policy.
+fn config_for(options: &SimOptions, sites: &[SimSite]) -> Result<ConfigFile> {
+    let mut text = String::new();
+    for s in sites {
+        text.push_str(&s.sites_toml());
+        text.push('\n');
+    }
+    let mut config =
+        ConfigFile::parse(&text).map_err(|e| anyhow!("the simulated sites' configuration: {e}"))?;
+    let mut policy = match options.policy {
+        PolicyChoice::Naive => naive_policy(),
+        _ => scenario_policy(&options.sites),
+    };
+    if options.policy != PolicyChoice::Naive
+        && let Some(user) = options.config.as_ref().and_then(|c| c.policy.clone())
+    {
+        policy.extend(user);
+    }
+    if let PolicyChoice::Strategy(s) = &options.policy {
+        policy.remove("allocation_strategy");
+        policy.insert("strategy".into(), s.clone().into());
+    }
+    config.policy = Some(policy);
+    Ok(config)
+}
+
+/// Alerts for the report, every event on to the log.
+struct RecordingSink {
+    alerts: Mutex<Vec<(String, Instant)>>,
+}
+
+impl EventSink for RecordingSink {
+    fn enabled(&self, level: Level) -> bool {
+        TracingSink.enabled(level)
+    }
+    fn log(&self, level: Level, name: &str, fields: &[(String, String)]) {
+        TracingSink.log(level, name, fields)
+    }
+    fn alert(&self, alert: &Alert) {
+        self.alerts.lock().unwrap().push((
+            crate::names::alert_kind(alert.kind).to_string(),
+            Instant::now(),
+        ));
+        TracingSink.alert(alert)
+    }
+    fn ticket_opened(&self, ticket: &Ticket) {
+        TracingSink.ticket_opened(ticket)
+    }
+    fn ticket_closed(&self, id: &str, closure: TicketClosure) {
+        TracingSink.ticket_closed(id, closure)
+    }
+}
+
+/// The longest the crawl waits for the first logins.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(20);
+
+/// Which site and account a credential id names.
+struct Directory {
+    by_id: HashMap<String, (usize, usize)>,
+}
+
+/// The credential id of account `index` of site `site` (no personal data:
+/// ids show in logs).
+fn credential_id(site: &SiteSpec, index: usize) -> String {
+    let short = site.name.split('.').next().unwrap_or("acct");
+    format!("{short}-{index:04}")
+}
+
+/// Counters the workers bump and the progress line reads.
+#[derive(Default)]
+struct Live {
+    requests: AtomicU64,
+    ok: AtomicU64,
+    rested_rate_limited: AtomicU64,
+    suspended: AtomicU64,
+    cooldowns_ended: AtomicU64,
+}
+
+/// Runs one simulated crawl in `work_dir` (its data directory and log
+/// live there) and reports. `log_file` is the file this process's log
+/// goes to, scanned with the data directory for leaks. The sites and
+/// workers run on a runtime of their own; the pool (whose refresher has
+/// its own) is opened and dropped outside it.
+pub fn run(
+    options: &SimOptions,
+    work_dir: &Path,
+    log_file: Option<&Path>,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<Report> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let sites_started = Instant::now();
+    let sites = runtime.block_on(async {
+        let mut sites = Vec::new();
+        for spec in &options.sites {
+            sites.push(
+                SimSite::start(spec.clone())
+                    .await
+                    .context("cannot start a simulated site")?,
+            );
+        }
+        anyhow::Ok(sites)
+    })?;
+    let sites = Arc::new(sites);
+    let config = config_for(options, &sites)?;
+
+    let data_dir = work_dir.join("data");
+    std::fs::create_dir_all(&data_dir)?;
+    crate::crypto::create_key_file(&data_dir.join(crate::pool::KEY_FILE))
+        .map_err(|e| anyhow!("{e}"))?;
+    let sink = Arc::new(RecordingSink {
+        alerts: Mutex::new(Vec::new()),
+    });
+    let mut pool_options = PoolOptions::on_disk(&data_dir);
+    pool_options.policy_config = config.policy_config_json();
+    pool_options.events = sink.clone();
+    pool_options.component = options.component.clone();
+    let pool = Arc::new(Pool::open(pool_options).map_err(|e| anyhow!("{e}"))?);
+    let refresher = pool
+        .attach_refresher(RefresherOptions::new(config.sites.clone()))
+        .map_err(|e| anyhow!("{e}"))?;
+
+    let mut directory = Directory {
+        by_id: HashMap::new(),
+    };
+    let mut secrets: Vec<Zeroizing<String>> = Vec::new();
+    for (si, site) in sites.iter().enumerate() {
+        for (ai, account) in site.accounts().iter().enumerate() {
+            let id = credential_id(site.spec(), ai);
+            let mut new = account.new_credential(&site.spec().name).with_id(&id);
+            if options.policy == PolicyChoice::Naive {
+                // The simple pools have no exclusive checkout.
+                new.max_concurrent = Some(options.workers as u32);
+            }
+            secrets.extend(secret_values(&new.secrets));
+            pool.add(new).map_err(|e| anyhow!("adding {id}: {e}"))?;
+            directory.by_id.insert(id, (si, ai));
+        }
+    }
+    let directory = Arc::new(directory);
+    let accounts: usize = sites.iter().map(|s| s.accounts().len()).sum();
+
+    // The lifecycle: ticks and the simulated person, on their own thread.
+    let stop = Arc::new(AtomicBool::new(false));
+    let live = Arc::new(Live::default());
+    let lifecycle = {
+        let (pool, sites, directory, stop, live) = (
+            pool.clone(),
+            sites.clone(),
+            directory.clone(),
+            stop.clone(),
+            live.clone(),
+        );
+        let mut person = Person::new(options.seed, options.person_delay);
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match pool.tick() {
+                    Ok(t) => {
+                        live.cooldowns_ended
+                            .fetch_add(t.cooldowns_ended as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::error!(target: "credpool::simulate", "tick failed: {e}"),
+                }
+                person.answer(&pool, &sites, &directory);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    // Warm-up: the accounts log in before the crawl starts, as an
+    // operator adds accounts ahead of a crawl.
+    let warm_up = Instant::now();
+    while warm_up.elapsed() < WARM_UP_LIMIT {
+        // Accounts not logged in yet (tokens start usable).
+        let filter = ListFilter {
+            kind: Some(crate::CredentialKind::Account),
+            ..ListFilter::all()
+        };
+        let waiting = pool
+            .list(&filter, crate::AccessLevel::Internal)
+            .map_err(|e| anyhow!("{e}"))?
+            .iter()
+            .filter(|c| matches!(c.status, Status::Init | Status::Expired))
+            .count();
+        if waiting * 20 <= accounts {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let warm_up = warm_up.elapsed();
+
+    // The crawl.
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let deadline = match options.stop {
+        Stop::After(d) => Some(started + d),
+        Stop::Requests(_) => None,
+    };
+    let budget = match options.stop {
+        Stop::Requests(n) => n,
+        Stop::After(_) => u64::MAX,
+    };
+    let issued = Arc::new(AtomicU64::new(0));
+    let crawl = async {
+        let mut workers = Vec::new();
+        for w in 0..options.workers {
+            let worker = Worker {
+                pool: pool.clone(),
+                sites: sites.clone(),
+                client: client.clone(),
+                live: live.clone(),
+                issued: issued.clone(),
+                budget,
+                deadline,
+                started,
+                naive: options.policy == PolicyChoice::Naive,
+                rng: StdRng::seed_from_u64(options.seed.wrapping_add(w as u64 * 7919)),
+            };
+            workers.push(tokio::spawn(worker.crawl()));
+        }
+        let progress_every = Duration::from_millis(500);
+        let mut next_progress = Instant::now() + progress_every;
+        while !workers.iter().all(|w| w.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if Instant::now() >= next_progress {
+                next_progress += progress_every;
+                progress(&Progress {
+                    elapsed: started.elapsed(),
+                    requests: live.requests.load(Ordering::Relaxed),
+                    ok: live.ok.load(Ordering::Relaxed),
+                    by_status: by_status(&pool),
+                });
+            }
+        }
+        let mut obs = Observations::default();
+        for w in workers {
+            let (acquires, requests) = w.await?;
+            obs.acquires.extend(acquires);
+            obs.requests.extend(requests);
+        }
+        anyhow::Ok(obs)
+    };
+    let mut obs = runtime.block_on(crawl)?;
+    let first_site = credential_id(&options.sites[0], 0);
+    let first_site = first_site.split('-').next().unwrap_or_default().to_string();
+    let mut handed: Vec<&RequestSeen> = obs
+        .requests
+        .iter()
+        .filter(|r| r.credential.starts_with(&format!("{first_site}-")))
+        .collect();
+    handed.sort_by_key(|r| r.at_ms);
+    obs.pool = PoolEvents {
+        rotation: handed
+            .iter()
+            .take(8)
+            .map(|r| r.credential.clone())
+            .collect(),
+        rested_rate_limited: live.rested_rate_limited.load(Ordering::Relaxed),
+        suspended: live.suspended.load(Ordering::Relaxed),
+        cooldowns_ended: live.cooldowns_ended.load(Ordering::Relaxed),
+    };
+    obs.duration_ms = started.elapsed().as_millis() as u64;
+    stop.store(true, Ordering::SeqCst);
+    let _ = lifecycle.join();
+    refresher.shutdown(Duration::from_secs(5));
+    let _ = pool.deliver_refresh_results();
+    pool.flush().map_err(|e| anyhow!("{e}"))?;
+
+    // What the run measured.
+    for c in refresher.stats() {
+        obs.refresh.attempts += c.attempts;
+        obs.refresh.succeeded += c.succeeded;
+        obs.refresh.failed += c.failed;
+        obs.refresh.challenged += c.challenged;
+        for (k, v) in &c.failures {
+            *obs.refresh.failures.entry(k.clone()).or_insert(0) += v;
+        }
+        obs.refresh.failed_refused += ["blocked", "rejected"]
+            .iter()
+            .map(|k| c.failures.get(*k).copied().unwrap_or(0))
+            .sum::<u64>();
+    }
+    let since = |t: Instant| t.saturating_duration_since(started).as_millis() as u64;
+    obs.alerts = sink
+        .alerts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, t)| (k.clone(), since(*t)))
+        .collect();
+    obs.warm_up_ms = warm_up.as_millis() as u64;
+    obs.accounts = accounts;
+    obs.retired = pool
+        .list(&ListFilter::all(), crate::AccessLevel::Internal)
+        .map_err(|e| anyhow!("{e}"))?
+        .iter()
+        .filter(|c| c.status == Status::Banned)
+        .count();
+    for site in sites.iter() {
+        let truth = site.truth();
+        let bans = truth.accounts.iter().filter_map(|a| a.banned);
+        obs.site_banned += bans.clone().count();
+        obs.site_banned_for_abuse += bans.filter(|b| b.cause == BanCause::Abuse).count();
+        if let Some(at) = truth.defence_change_at
+            && at <= truth.elapsed
+        {
+            let at = since(sites_started + at);
+            obs.defence_change_ms = Some(obs.defence_change_ms.map_or(at, |t: u64| t.min(at)));
+        }
+        secrets.extend(site.issued_secrets());
+    }
+    drop(pool);
+    let mut paths = vec![data_dir.clone()];
+    if let Some(log) = log_file {
+        paths.push(log.to_path_buf());
+    }
+    let leaks = super::leaks::scan(&paths, &secrets)?;
+    Ok(super::report::report(
+        &options.policy.label(),
+        options.workers,
+        &obs,
+        leaks,
+        options.rule,
+    ))
+}
+
+fn by_status(pool: &Pool) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    if let Ok(stats) = pool.stats(None) {
+        for s in stats {
+            let c = s.by_status;
+            for (name, n) in [
+                ("init", c.init),
+                ("active", c.active),
+                ("cooling", c.cooling),
+                ("challenged", c.challenged),
+                ("suspended", c.suspended),
+                ("banned", c.banned),
+                ("expired", c.expired),
+            ] {
+                *out.entry(name).or_insert(0) += n as u64;
+            }
+        }
+    }
+    out
+}
+
+/// Every secret value of a credential, for the leak scan.
+fn secret_values(s: &crate::secrets::Secrets) -> Vec<Zeroizing<String>> {
+    let mut out = Vec::new();
+    let mut push = |v: &Option<String>| {
+        if let Some(v) = v {
+            out.push(Zeroizing::new(v.clone()));
+        }
+    };
+    push(&s.password);
+    push(&s.access_token);
+    push(&s.refresh_token);
+    push(&s.api_key);
+    push(&s.secret_key);
+    push(&s.totp_seed);
+    for (_, v) in s.cookies.iter().chain(&s.headers) {
+        out.push(Zeroizing::new(v.clone()));
+    }
+    out
+}
+
+/// The person who reads the SMS and solves the captchas, a little later.
+struct Person {
+    rng: StdRng,
+    delay: (Duration, Duration),
+    /// Ticket id -> when it will be answered.
+    pending: HashMap<String, Instant>,
+}
+
+impl Person {
+    fn new(seed: u64, delay: (Duration, Duration)) -> Self {
+        Person {
+            rng: StdRng::seed_from_u64(seed ^ 0x5050_5050),
+            delay,
+            pending: HashMap::new(),
+        }
+    }
+
+    fn answer(&mut self, pool: &Pool, sites: &[SimSite], directory: &Directory) {
+        let Ok(tickets) = pool.tickets() else {
+            return;
+        };
+        let now = Instant::now();
+        let open: Vec<String> = tickets.iter().map(|t| t.id.clone()).collect();
+        self.pending.retain(|id, _| open.contains(id));
+        for t in tickets {
+            // Two-factor tickets are the host's (TOTP), not the person's.
+            if t.kind == ChallengeKind::TwoFactor {
+                continue;
+            }
+            let (lo, hi) = self.delay;
+            let due = *self.pending.entry(t.id.clone()).or_insert_with(|| {
+                let span = hi.saturating_sub(lo).as_millis() as u64;
+                now + lo + Duration::from_millis(self.rng.random_range(0..=span))
+            });
+            if due > now {
+                continue;
+            }
+            let Some(&(si, ai)) = directory.by_id.get(&t.credential_id) else {
+                continue;
+            };
+            let site = &sites[si];
+            let user = &site.accounts()[ai].username;
+            let code = match t.kind {
+                ChallengeKind::SmsCode => site.sms_code(user),
+                _ => site.captcha_answer(user),
+            };
+            let Some(code) = code else {
+                continue;
+            };
+            self.pending.remove(&t.id);
+            if let Err(e) = pool.answer_challenge(&t.id, code) {
+                tracing::warn!(target: "credpool::simulate", "answer to ticket {} refused: {e}", t.id);
+            }
+        }
+    }
+}
+
+/// One crawler worker.
+struct Worker {
+    pool: Arc<Pool>,
+    sites: Arc<Vec<SimSite>>,
+    client: reqwest::Client,
+    live: Arc<Live>,
+    issued: Arc<AtomicU64>,
+    budget: u64,
+    deadline: Option<Instant>,
+    started: Instant,
+    naive: bool,
+    rng: StdRng,
+}
+
+impl Worker {
+    fn since_start(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A site, in proportion to its accounts.
+    fn pick_site(&mut self) -> usize {
+        let total: usize = self.sites.iter().map(|s| s.accounts().len()).sum();
+        let mut n = self.rng.random_range(0..total.max(1));
+        for (i, s) in self.sites.iter().enumerate() {
+            if n < s.accounts().len() {
+                return i;
+            }
+            n -= s.accounts().len();
+        }
+        0
+    }
+
+    async fn crawl(mut self) -> (Vec<AcquireSeen>, Vec<RequestSeen>) {
+        let mut acquires = Vec::new();
+        let mut requests = Vec::new();
+        loop {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if self.issued.fetch_add(1, Ordering::SeqCst) >= self.budget {
+                break;
+            }
+            let si = self.pick_site();
+            let site_name = self.sites[si].spec().name.clone();
+            let had_unbanned = self.sites[si].unbanned_accounts() > 0;
+            let pool = self.pool.clone();
+            let got =
+                tokio::task::block_in_place(|| pool.acquire(&AcquireRequest::site(&site_name)));
+            let at_ms = self.since_start();
+            let got = match got {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(target: "credpool::simulate", "acquire failed: {e}");
+                    self.issued.fetch_sub(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            acquires.push(AcquireSeen {
+                at_ms,
+                granted: got.lease.is_some(),
+                site_had_unbanned: had_unbanned,
+            });
+            let Some(lease) = got.lease else {
+                // Wait for the slot the answer names, briefly.
+                self.issued.fetch_sub(1, Ordering::SeqCst);
+                let now = chrono::Utc::now().timestamp_millis();
+                let wait = got
+                    .next_free_at
+                    .map(|t| (t - now).clamp(5, 250) as u64)
+                    .unwrap_or(100);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            };
+            let n = self.rng.random_range(0..1_000_000u32);
+            let (answer, retry_after) =
+                fetch(&self.client, &self.sites[si], &lease.secrets, n).await;
+            let outcome = outcome_of(answer, if self.naive { None } else { retry_after });
+            let pool = self.pool.clone();
+            match tokio::task::block_in_place(|| pool.report(&lease.id, outcome)) {
+                Ok(effect) if effect.status == Status::Cooling => {
+                    self.live
+                        .rested_rate_limited
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(effect) if effect.status == Status::Suspended => {
+                    self.live.suspended.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(target: "credpool::simulate", "report failed: {e}"),
+            }
+            self.live.requests.fetch_add(1, Ordering::Relaxed);
+            if answer == Answer::Ok {
+                self.live.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            requests.push(RequestSeen {
+                at_ms: self.since_start(),
+                credential: lease.credential.id.clone(),
+                answer,
+            });
+        }
+        (acquires, requests)
+    }
+}
+
+/// One crawl request with the credential, classified.
+async fn fetch(
+    client: &reqwest::Client,
+    site: &SimSite,
+    secrets: &crate::secrets::Secrets,
+    item: u32,
+) -> (Answer, Option<u32>) {
+    let mut req = client.get(format!("{}/item/{item}", site.base_url()));
+    if let Some(token) = &secrets.access_token {
+        req = req.bearer_auth(token);
+    }
+    if !secrets.cookies.is_empty() {
+        let cookie: Vec<String> = secrets
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        req = req.header(reqwest::header::COOKIE, cookie.join("; "));
+    }
+    let Ok(resp) = req.send().await else {
+        return (Answer::Network, None);
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let body = resp.text().await.unwrap_or_default();
+    (classify(status, &body), retry_after)
+}
+
+/// What a crawler makes of an answer.
+pub fn classify(status: u16, body: &str) -> Answer {
+    match status {
+        200 if body.contains("<form id=\"captcha\"") => Answer::Challenged,
+        200..=299 => Answer::Ok,
+        401 | 302 => Answer::Expired,
+        403 if body.contains("account banned") => Answer::Banned,
+        403 => Answer::Blocked,
+        429 => Answer::RateLimited,
+        _ => Answer::Network,
+    }
+}
+
+/// The report the worker gives the pool.
+pub fn outcome_of(answer: Answer, retry_after: Option<u32>) -> Outcome {
+    let fail = |class, status| {
+        Outcome::Failure(Failure {
+            class,
+            http_status: status,
+            retry_after_secs: None,
+        })
+    };
+    match answer {
+        Answer::Ok => Outcome::Success,
+        Answer::Challenged => fail(FailureClass::Challenged, Some(200)),
+        Answer::Expired => fail(FailureClass::Expired, Some(401)),
+        Answer::Blocked | Answer::Banned => fail(FailureClass::Blocked, Some(403)),
+        Answer::RateLimited => Outcome::Failure(Failure {
+            class: FailureClass::RateLimited,
+            http_status: Some(429),
+            retry_after_secs: retry_after,
+        }),
+        Answer::Network => fail(FailureClass::Network, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_classified_as_a_crawler_would() {
+        assert_eq!(classify(200, "<html>item 1</html>"), Answer::Ok);
+        assert_eq!(
+            classify(200, "<form id=\"captcha\" action=\"/captcha\">"),
+            Answer::Challenged
+        );
+        assert_eq!(classify(401, ""), Answer::Expired);
+        assert_eq!(classify(403, "account banned"), Answer::Banned);
+        assert_eq!(classify(403, "access denied"), Answer::Blocked);
+        assert_eq!(classify(429, ""), Answer::RateLimited);
+        assert_eq!(classify(500, ""), Answer::Network);
+        let Outcome::Failure(f) = outcome_of(Answer::RateLimited, Some(7)) else {
+            panic!("a 429 is a failure");
+        };
+        assert_eq!(
+            (f.class, f.retry_after_secs),
+            (FailureClass::RateLimited, Some(7))
+        );
+        assert_eq!(outcome_of(Answer::Ok, None), Outcome::Success);
+    }
+}
