@@ -864,15 +864,32 @@ fn settle(pool: &Pool) {
     }
 }
 
+/// A pool through the policy component, configured by the site's own
+/// `sites_toml`, on the site's clock.
+fn pool_for(site: &SimSite, clock: &ManualClock) -> Pool {
+    let config = ConfigFile::parse(&site.sites_toml()).unwrap();
+    let mut options = PoolOptions::in_memory();
+    options.clock = Some(clock.clone());
+    options.policy_config = config.policy_config_json();
+    let pool = Pool::open(options).unwrap();
+    pool.attach_refresher(RefresherOptions::new(config.sites.clone()))
+        .unwrap();
+    pool
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_code() {
     let logs = support::loopback::logs;
     logs();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let clock = ManualClock::at(T0);
     let spec = SiteSpec {
         name: "shop.sim".into(),
@@ -885,13 +902,7 @@ fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_co
     let site = rt
         .block_on(SimSite::start_with_clock(spec, Arc::new(clock.clone())))
         .unwrap();
-    let config = ConfigFile::parse(&site.sites_toml()).unwrap();
-    let mut options = PoolOptions::in_memory();
-    options.clock = Some(clock.clone());
-    options.policy_config = config.policy_config_json();
-    let pool = Pool::open(options).unwrap();
-    pool.attach_refresher(RefresherOptions::new(config.sites.clone()))
-        .unwrap();
+    let pool = pool_for(&site, &clock);
     let accounts = site.accounts();
     let plain = accounts
         .iter()
@@ -1010,4 +1021,69 @@ fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_co
     assert!(!text.contains(&first));
     drop(pool);
     drop(site);
+}
+
+#[test]
+fn a_captcha_found_by_the_keep_alive_becomes_a_ticket_a_person_answers() {
+    let rt = runtime();
+    let clock = ManualClock::at(T0);
+    let spec = SiteSpec {
+        accounts: 1,
+        captcha_rate: 1.0,
+        session_ttl: Duration::from_secs(20),
+        ..calm()
+    };
+    let site = rt
+        .block_on(SimSite::start_with_clock(spec, Arc::new(clock.clone())))
+        .unwrap();
+    let pool = pool_for(&site, &clock);
+    let a = &site.accounts()[0];
+    pool.add(a.new_credential("shop.sim")).unwrap();
+    let id = a.credential_id("shop.sim");
+    let status = || pool.view(&id, AccessLevel::Internal).unwrap().status;
+    pool.tick().unwrap();
+    settle(&pool);
+    assert_eq!(status(), Status::Active);
+    // A crawl meets a captcha: the account is stuck behind it.
+    let sid = pool
+        .vault()
+        .get_secrets("shop.sim", &id)
+        .unwrap()
+        .unwrap()
+        .cookies[0]
+        .1
+        .clone();
+    let http = reqwest::Client::new();
+    let body = rt.block_on(async {
+        http.get(format!("{}/item/1", site.base_url()))
+            .header("Cookie", format!("sid={sid}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(body.contains(r#"<form id="captcha""#));
+    // The next keep-alive sees it, logs in again, and the login stops at
+    // the captcha: a ticket for a person.
+    clock.advance(Duration::from_secs(5));
+    pool.tick().unwrap();
+    settle(&pool);
+    // Out of rotation (the policy leaves it `expired`, not `challenged`:
+    // its state machine keeps Expired on a Challenged event).
+    assert_ne!(status(), Status::Active);
+    let tickets = pool.tickets().unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(
+        tickets[0].kind,
+        credpool::bindings::refresh::ChallengeKind::CaptchaImage
+    );
+    let answer = site.captcha_answer(&a.username).expect("shown");
+    pool.answer_challenge(&tickets[0].id, answer).unwrap();
+    settle(&pool);
+    assert_eq!(status(), Status::Active);
+    assert!(site.captcha_answer(&a.username).is_none(), "solved");
+    let t = site.truth();
+    assert_eq!((t.accounts[0].logins, t.accounts[0].captchas), (2, 1));
 }

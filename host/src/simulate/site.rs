@@ -12,14 +12,14 @@
 //!   accounts is banned at a random moment anyway; captchas now and then;
 //!   and a defence change at a set moment, after which blocks rise.
 //! - Everything random is seeded per account and per request of that
-//!   account ([`seeded`]), so the site's behaviour is a function of each
-//!   account's own requests, not of how workers interleave; time comes
-//!   from a replaceable [`SiteClock`].
+//!   account, so the site's behaviour is a function of each
+//!   account's own requests, not of how workers interleave (`seeded`);
+//!   time comes from a replaceable [`SiteClock`].
 //! - [`SimSite::truth`] tells what really happened, for the report to
 //!   compare with what the pool believed.
 //!
-//! The protocol (routes, answers, order of checks) is in [`routes`]; the
-//! defences of one account in [`rules`].
+//! The protocol (routes, answers, order of checks) is in `routes`; the
+//! defences of one account in `rules`.
 
 mod routes;
 mod rules;
@@ -139,6 +139,8 @@ pub struct SimAccount {
     pub totp_seed: Option<String>,
     /// Whether the login sends a code to the account's phone.
     pub sms: bool,
+    /// The phone of an SMS account (a ticket shows it masked).
+    pub phone: Option<String>,
     /// OAuth: the tokens issued when the site started.
     pub refresh_token: Option<String>,
     pub access_token: Option<String>,
@@ -193,10 +195,7 @@ impl SimAccount {
         let mut n = NewCredential::new(site, kind).with_id(&self.credential_id(site));
         n.username = Some(self.username.clone());
         n.expires_at = self.access_expires_at;
-        if self.sms {
-            // Where the code goes; the ticket shows it masked.
-            n.phone = Some(format!("+1 555 01{:02}", self.username.len() % 100));
-        }
+        n.phone = self.phone.clone();
         n.secrets = secrets;
         n
     }
@@ -467,6 +466,8 @@ impl Shared {
                 totp_seed: (spec.flavour == Flavour::Form && totp[i])
                     .then(|| seeded::base32(&totp_key).to_string()),
                 sms: spec.flavour == Flavour::Form && sms[i],
+                phone: (spec.flavour == Flavour::Form && sms[i])
+                    .then(|| format!("+1 555 {:03} {:04}", i / 10_000 % 1000, i % 10_000)),
                 refresh_token: None,
                 access_token: None,
                 access_expires_at: None,
@@ -656,6 +657,8 @@ impl SimSite {
         let spec = &self.shared.spec;
         let base = self.base_url();
         let name = &spec.name;
+        // A session behind a captcha counts as logged out: the re-login
+        // meets the captcha and opens a ticket for a person.
         // A third of the session's life ahead (whole seconds: the policy
         // counts in seconds). max_age stays long: the policy moves a
         // re-login up to six minutes (clock skew and jitter) ahead of it,
@@ -669,7 +672,7 @@ impl SimSite {
                 r#"[sites."{name}"]
 method = "cookie-visit"
 refresh_url = "{base}/home"
-{common}logout = {{ redirect_to = ["/login"], status = [401] }}
+{common}logout = {{ redirect_to = ["/login"], status = [401], body = ['{captcha}'] }}
 
 [sites."{name}".login]
 url = "{base}/login"

@@ -10,7 +10,8 @@
 //!   pending, then TOTP or SMS) with a `login` cookie; `POST /login/2fa`
 //!   (`otp`), `POST /login/sms` (`code`), `POST /captcha` (`answer`) go on.
 //! - `GET /home` with a live `sid`: 200 and a new `sid` (the old one lives
-//!   until its own expiry); otherwise 302 to `/login`.
+//!   until its own expiry), or the captcha form while one is pending;
+//!   otherwise 302 to `/login`.
 //! - `POST /oauth/token`, refresh grant: new access and refresh tokens; the
 //!   old refresh token works for `refresh_grace` more.
 //!
@@ -309,6 +310,9 @@ fn home(s: &Shared, parts: &Parts) -> Answer {
     let mut a = lock(s, g.account);
     if a.ban(now).is_some() {
         return banned();
+    }
+    if a.captcha().is_some() {
+        return page(200, CAPTCHA_PAGE);
     }
     // A logged-in visit renders even during a block: the block is on the
     // crawl pages, and keeping a session alive is what a person does.
