@@ -55,6 +55,7 @@ pub struct SiteSpec {
     pub name: String,
     pub flavour: Flavour,
     pub accounts: usize,
+    /// Everything random is drawn from this and `name`.
     pub seed: u64,
     /// Form: the share of accounts with a TOTP second step (the seed is in
     /// the credential, so credpool answers it).
@@ -416,6 +417,8 @@ impl BanCount {
 /// The site's state, shared by the connection tasks.
 struct Shared {
     spec: SiteSpec,
+    /// All draws come from this (the spec's seed and the site's name).
+    seed: u64,
     clock: Arc<dyn SiteClock>,
     start_ms: i64,
     public: Vec<SimAccount>,
@@ -433,10 +436,11 @@ struct Shared {
 impl Shared {
     fn new(spec: SiteSpec, clock: Arc<dyn SiteClock>) -> Shared {
         let n = spec.accounts;
+        let seed = seeded::site_seed(spec.seed, &spec.name);
         let start_ms = clock.now_ms();
         let count = |share: f64| ((share.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
         // Exact shares, the accounts picked in a seeded order.
-        let roles = seeded::permutation(spec.seed, 0, n);
+        let roles = seeded::permutation(seed, 0, n);
         let totp_n = count(spec.totp_share);
         let sms_n = count(spec.sms_share).min(n - totp_n);
         let mut totp = vec![false; n];
@@ -448,14 +452,14 @@ impl Shared {
             sms[i] = true;
         }
         let mut banned = vec![false; n];
-        for &i in &seeded::permutation(spec.seed, 1, n)[..count(spec.ban_share)] {
+        for &i in &seeded::permutation(seed, 1, n)[..count(spec.ban_share)] {
             banned[i] = true;
         }
         let mut public = Vec::with_capacity(n);
         let mut accounts = Vec::with_capacity(n);
         let mut random_at = Vec::new();
         for i in 0..n {
-            let mut r = seeded::rng(spec.seed, i, seeded::Stream::Account, 0);
+            let mut r = seeded::rng(seed, i, seeded::Stream::Account, 0);
             let password = seeded::text(&mut r, b"abcdefghijkmnopqrstuvwxyz23456789", 16);
             let totp_key = seeded::bytes(&mut r, 20);
             let ban_at = banned[i].then(|| seeded::millis_between(&mut r, 0, ms(spec.ban_horizon)));
@@ -472,7 +476,7 @@ impl Shared {
                 access_token: None,
                 access_expires_at: None,
             });
-            accounts.push(Mutex::new(Account::new(i, ban_at)));
+            accounts.push(Mutex::new(Account::new(i, seed, ban_at)));
         }
         random_at.sort_unstable();
         let by_username = public
@@ -482,6 +486,7 @@ impl Shared {
             .collect();
         let mut shared = Shared {
             spec,
+            seed,
             clock,
             start_ms,
             public,
@@ -533,7 +538,7 @@ impl Shared {
             return Duration::ZERO;
         }
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut r = seeded::rng(self.spec.seed, seeded::SITE, seeded::Stream::Latency, n);
+        let mut r = seeded::rng(self.seed, seeded::SITE, seeded::Stream::Latency, n);
         Duration::from_millis(seeded::millis_between(&mut r, ms(lo), ms(hi)))
     }
 
@@ -546,7 +551,7 @@ impl Shared {
 
     /// A new session for account `i` (whose lock `a` is).
     fn issue_session(&self, i: usize, a: &mut Account, now: Ms) -> Zeroizing<String> {
-        let mut r = seeded::rng(self.spec.seed, i, seeded::Stream::Session, a.issued);
+        let mut r = seeded::rng(self.seed, i, seeded::Stream::Session, a.issued);
         a.issued += 1;
         let sid = seeded::token(&mut r, "sid-");
         let mut sessions = self.sessions.lock().unwrap();
@@ -573,7 +578,7 @@ impl Shared {
         a: &mut Account,
         now: Ms,
     ) -> (Zeroizing<String>, Zeroizing<String>, Ms) {
-        let mut r = seeded::rng(self.spec.seed, i, seeded::Stream::Session, a.issued);
+        let mut r = seeded::rng(self.seed, i, seeded::Stream::Session, a.issued);
         a.issued += 1;
         let access = seeded::token(&mut r, "at-");
         let refresh = seeded::token(&mut r, "rt-");

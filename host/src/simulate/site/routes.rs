@@ -360,7 +360,7 @@ fn login(s: &Shared, form: &Form) -> Answer {
     }
     let n = a.login_attempts;
     let id = {
-        let mut r = super::seeded::rng(s.spec.seed, i, super::seeded::Stream::Login, n);
+        let mut r = super::seeded::rng(s.seed, i, super::seeded::Stream::Login, n);
         Key::new(&super::seeded::token(&mut r, "lg-"))
     };
     let pending = PendingLogin {
@@ -389,7 +389,7 @@ fn next_step(s: &Shared, a: &mut Account, id: Key, pending: PendingLogin, now: M
         );
     };
     if step == Step::Sms {
-        a.send_sms(&s.spec);
+        a.send_sms();
     }
     let cookie = Zeroizing::new(format!("login={}; Path=/; HttpOnly", id.0));
     let mut logins = s.logins.lock().unwrap();
