@@ -191,6 +191,10 @@ impl Rig {
     fn truth(&self) -> SiteTruth {
         self.site.truth()
     }
+
+    fn unbanned_accounts_now(&self) -> usize {
+        self.site.unbanned_accounts()
+    }
 }
 
 fn is_captcha(g: &Got) -> bool {
@@ -349,12 +353,6 @@ async fn abuse_during_a_block_bans_the_account_for_good() {
     // The others are untouched.
     let other = r.login(1).await;
     assert_eq!(r.item(&other).await.status, 200);
-}
-
-impl Rig {
-    fn unbanned_accounts_now(&self) -> usize {
-        self.site.unbanned_accounts()
-    }
 }
 
 fn random_bans(t: &SiteTruth) -> Vec<(String, Duration)> {

@@ -21,11 +21,15 @@
 //! The protocol (routes, answers, order of checks) is in `routes`; the
 //! defences of one account in `rules`.
 
+mod clock;
 mod routes;
 mod rules;
 mod seeded;
+mod truth;
 
-use crate::ManualClock;
+pub use clock::{SiteClock, SystemClock};
+pub use truth::{AccountTruth, Ban, BanCause, BlockCause, BlockEpisode, Served, SiteTruth};
+
 use crate::pool::NewCredential;
 use crate::{CredentialKind, Secrets};
 use rules::{Account, Ms, ms};
@@ -33,7 +37,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
@@ -200,130 +204,6 @@ impl SimAccount {
         n.secrets = secrets;
         n
     }
-}
-
-/// The site's time, replaceable in tests. Elapsed time is measured from
-/// [`SimSite::start`]; TOTP codes use the time since the epoch.
-pub trait SiteClock: Send + Sync + 'static {
-    /// Milliseconds since the epoch.
-    fn now_ms(&self) -> i64;
-}
-
-/// The system's time: the epoch time at creation, moved on by a monotonic
-/// clock (a wall-clock step does not jump the site's windows).
-pub struct SystemClock {
-    epoch_ms: i64,
-    started: Instant,
-}
-
-impl SystemClock {
-    pub fn new() -> Self {
-        SystemClock {
-            epoch_ms: chrono::Utc::now().timestamp_millis(),
-            started: Instant::now(),
-        }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SiteClock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        self.epoch_ms + self.started.elapsed().as_millis() as i64
-    }
-}
-
-/// A test can move the site's time by hand, and share it with the pool.
-impl SiteClock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        ManualClock::now_ms(self)
-    }
-}
-
-/// Why an account is banned for good.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BanCause {
-    /// At its seeded random moment, whatever was done with it.
-    Random,
-    /// Used too much while blocked.
-    Abuse,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ban {
-    /// Since the site started.
-    pub at: Duration,
-    pub cause: BanCause,
-}
-
-/// Why a block started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockCause {
-    /// Kept using the account while it was answered 429.
-    OverUse,
-    /// The defence change's random blocks.
-    DefenceChange,
-}
-
-/// One block: from `start` to its hidden `end` (both since the site
-/// started; `end` may be ahead), and the requests and logins it refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlockEpisode {
-    pub start: Duration,
-    pub end: Duration,
-    pub cause: BlockCause,
-    pub abuse: u32,
-}
-
-/// Crawl requests with a known session or token, by answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Served {
-    pub ok: u64,
-    /// 401: the session or token had expired.
-    pub unauthorized: u64,
-    /// 403 `account banned`.
-    pub banned: u64,
-    /// 403 `access denied` (blocked).
-    pub denied: u64,
-    /// 429 over the rate.
-    pub rate_limited: u64,
-    /// 429 over the budget.
-    pub over_budget: u64,
-    /// 200 with a captcha instead of the page.
-    pub challenged: u64,
-}
-
-/// What happened to one account.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccountTruth {
-    pub username: String,
-    pub banned: Option<Ban>,
-    pub blocks: Vec<BlockEpisode>,
-    pub served: Served,
-    pub login_attempts: u64,
-    pub logins: u64,
-    /// `/home` visits that rotated the session.
-    pub keepalives: u64,
-    /// Refresh grants answered with new tokens.
-    pub token_grants: u64,
-    /// Captchas shown.
-    pub captchas: u64,
-}
-
-/// What really happened at the site, as of [`SiteTruth::elapsed`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SiteTruth {
-    /// Since the site started.
-    pub elapsed: Duration,
-    pub defence_change_at: Option<Duration>,
-    /// Crawl requests with a session or token the site never issued (or
-    /// forgot, long expired).
-    pub unknown_sessions: u64,
-    pub accounts: Vec<AccountTruth>,
 }
 
 /// A session id or token as a map key: zeroized when dropped, looked up
