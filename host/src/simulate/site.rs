@@ -132,6 +132,17 @@ impl Default for SiteSpec {
     }
 }
 
+/// In the page of a pending captcha (a crawl page, `/home` or a login).
+pub const CAPTCHA_MARKER: &str = r#"<form id="captcha""#;
+/// In the page of a login's TOTP step.
+pub const TOTP_MARKER: &str = "enter your authenticator code";
+/// In the page of a login's SMS step.
+pub const SMS_MARKER: &str = "we sent a code to your phone";
+/// In the 403 page of an account banned for good.
+pub const BANNED_MARKER: &str = "account banned";
+/// In the 403 page of a blocked account.
+pub const DENIED_MARKER: &str = "access denied";
+
 /// The OAuth client id the token endpoint accepts.
 pub const CLIENT_ID: &str = "credpool-sim";
 
@@ -430,10 +441,31 @@ impl Shared {
     }
 
     /// A new session for account `i` (whose lock `a` is).
+    /// Session id `n` of account `i` (a draw: it can be drawn again).
+    fn session_id(&self, i: usize, n: u64) -> Zeroizing<String> {
+        seeded::token(
+            &mut seeded::rng(self.seed, i, seeded::Stream::Session, n),
+            "sid-",
+        )
+    }
+
+    /// Access and refresh token `n` of account `i` (drawn like a session).
+    fn token_pair(&self, i: usize, n: u64) -> (Zeroizing<String>, Zeroizing<String>) {
+        let mut r = seeded::rng(self.seed, i, seeded::Stream::Session, n);
+        (seeded::token(&mut r, "at-"), seeded::token(&mut r, "rt-"))
+    }
+
+    /// The pending-login cookie of login attempt `n` of account `i`.
+    fn login_id(&self, i: usize, n: u64) -> Zeroizing<String> {
+        seeded::token(
+            &mut seeded::rng(self.seed, i, seeded::Stream::Login, n),
+            "lg-",
+        )
+    }
+
     fn issue_session(&self, i: usize, a: &mut Account, now: Ms) -> Zeroizing<String> {
-        let mut r = seeded::rng(self.seed, i, seeded::Stream::Session, a.issued);
+        let sid = self.session_id(i, a.issued);
         a.issued += 1;
-        let sid = seeded::token(&mut r, "sid-");
         let mut sessions = self.sessions.lock().unwrap();
         // Forget sessions long dead now and then (they answer 401 anyway).
         if sessions.len() > 4 * self.spec.accounts.max(256) {
@@ -458,10 +490,8 @@ impl Shared {
         a: &mut Account,
         now: Ms,
     ) -> (Zeroizing<String>, Zeroizing<String>, Ms) {
-        let mut r = seeded::rng(self.seed, i, seeded::Stream::Session, a.issued);
+        let (access, refresh) = self.token_pair(i, a.issued);
         a.issued += 1;
-        let access = seeded::token(&mut r, "at-");
-        let refresh = seeded::token(&mut r, "rt-");
         let expires = now + self.ttl();
         self.sessions.lock().unwrap().insert(
             Key::new(&access),
@@ -550,7 +580,7 @@ impl SimSite {
         // which would log in again after every login.
         let before = (spec.session_ttl.as_secs() / 3).max(1);
         let common = format!(
-            "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\nban = {{ body = [\"account banned\"] }}\n"
+            "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\nban = {{ body = [\"{BANNED_MARKER}\"] }}\n"
         );
         match spec.flavour {
             Flavour::Form => format!(
@@ -583,9 +613,9 @@ detect = {{ body = ["{sms}"] }}
 submit_url = "{base}/login/sms"
 field = "code"
 "#,
-                captcha = routes::CAPTCHA_MARKER,
-                totp = routes::TOTP_MARKER,
-                sms = routes::SMS_MARKER,
+                captcha = CAPTCHA_MARKER,
+                totp = TOTP_MARKER,
+                sms = SMS_MARKER,
             ),
             Flavour::OAuth => format!(
                 r#"[sites."{name}"]
@@ -612,6 +642,37 @@ client_auth = "body"
     /// What a person sees in the account's pending captcha image.
     pub fn captcha_answer(&self, username: &str) -> Option<Zeroizing<String>> {
         self.account(username)?.captcha().cloned()
+    }
+
+    /// Every password, TOTP seed, session id, pending-login cookie, access
+    /// and refresh token the site has given out so far, for a leak scan
+    /// (drawn again from the seed, not kept).
+    pub fn issued_secrets(&self) -> Vec<Zeroizing<String>> {
+        let s = &self.shared;
+        let mut out = Vec::new();
+        for (i, (a, p)) in s.accounts.iter().zip(&s.public).enumerate() {
+            out.push(p.password.clone());
+            out.extend(
+                p.totp_seed
+                    .as_deref()
+                    .map(|t| Zeroizing::new(t.to_string())),
+            );
+            let (issued, attempts) = {
+                let a = a.lock().unwrap();
+                (a.issued, a.login_attempts)
+            };
+            for n in 0..issued {
+                match s.spec.flavour {
+                    Flavour::Form => out.push(s.session_id(i, n)),
+                    Flavour::OAuth => {
+                        let (access, refresh) = s.token_pair(i, n);
+                        out.extend([access, refresh]);
+                    }
+                }
+            }
+            out.extend((1..=attempts).map(|n| s.login_id(i, n)));
+        }
+        out
     }
 
     /// Accounts not banned for good now (no scan).
