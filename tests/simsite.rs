@@ -853,6 +853,19 @@ async fn the_same_seed_and_requests_give_the_same_answers_whatever_the_interleav
     assert_ne!(d, a);
 }
 
+#[tokio::test]
+async fn a_site_shut_down_stops_answering() {
+    let r = rig(calm()).await;
+    let sid = r.login(0).await;
+    assert_eq!(r.item(&sid).await.status, 200);
+    let url = r.url("/item/7");
+    r.site.shutdown();
+    // Give the connection tasks a moment to see the stop.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(&url).send().await.is_err(), "nothing listens");
+}
+
 // ------------------------------------------------------------ credpool
 
 /// Hands finished refreshes to the policy until nothing runs.
