@@ -191,6 +191,10 @@ impl Rig {
     fn truth(&self) -> SiteTruth {
         self.site.truth()
     }
+
+    fn unbanned_accounts_now(&self) -> usize {
+        self.site.unbanned_accounts()
+    }
 }
 
 fn is_captcha(g: &Got) -> bool {
@@ -349,12 +353,6 @@ async fn abuse_during_a_block_bans_the_account_for_good() {
     // The others are untouched.
     let other = r.login(1).await;
     assert_eq!(r.item(&other).await.status, 200);
-}
-
-impl Rig {
-    fn unbanned_accounts_now(&self) -> usize {
-        self.site.unbanned_accounts()
-    }
 }
 
 fn random_bans(t: &SiteTruth) -> Vec<(String, Duration)> {
@@ -553,6 +551,10 @@ async fn sessions_expire_into_401_and_a_home_visit_rotates_them() {
     assert_eq!((h.status, h.location.as_deref()), (302, Some("/login")));
     assert!(h.set_cookies.is_empty());
     assert_eq!(r.item(&sid3).await.status, 200, "rotated in time");
+    let issued = r.site.issued_secrets();
+    for sid in [&sid1, &sid2, &sid3] {
+        assert!(issued.iter().any(|s| s.as_str() == sid.as_str()));
+    }
     let g = r.item("sid-never-issued").await;
     assert_eq!(g.status, 401);
     let g = got(r.http.get(r.url("/item/7")).send().await.unwrap()).await;
@@ -694,6 +696,10 @@ async fn oauth_tokens_rotate_with_a_grace_then_invalid_grant() {
         j["refresh_token"].as_str().unwrap().to_string(),
     );
     assert!(at1 != at0 && rt1 != rt0, "rotated");
+    let issued = r.site.issued_secrets();
+    for t in [&at0, &rt0, &at1, &rt1] {
+        assert!(issued.iter().any(|s| s.as_str() == t.as_str()));
+    }
     assert_eq!(r.item_bearer(&at1).await.status, 200);
     // The old refresh token still works within its grace...
     r.at(Duration::from_millis(1_900));
@@ -847,6 +853,19 @@ async fn the_same_seed_and_requests_give_the_same_answers_whatever_the_interleav
     assert_ne!(d, a);
 }
 
+#[tokio::test]
+async fn a_site_shut_down_stops_answering() {
+    let r = rig(calm()).await;
+    let sid = r.login(0).await;
+    assert_eq!(r.item(&sid).await.status, 200);
+    let url = r.url("/item/7");
+    r.site.shutdown();
+    // Give the connection tasks a moment to see the stop.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(&url).send().await.is_err(), "nothing listens");
+}
+
 // ------------------------------------------------------------ credpool
 
 /// Hands finished refreshes to the policy until nothing runs.
@@ -864,15 +883,32 @@ fn settle(pool: &Pool) {
     }
 }
 
+/// A pool through the policy component, configured by the site's own
+/// `sites_toml`, on the site's clock.
+fn pool_for(site: &SimSite, clock: &ManualClock) -> Pool {
+    let config = ConfigFile::parse(&site.sites_toml()).unwrap();
+    let mut options = PoolOptions::in_memory();
+    options.clock = Some(clock.clone());
+    options.policy_config = config.policy_config_json();
+    let pool = Pool::open(options).unwrap();
+    pool.attach_refresher(RefresherOptions::new(config.sites.clone()))
+        .unwrap();
+    pool
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_code() {
     let logs = support::loopback::logs;
     logs();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let clock = ManualClock::at(T0);
     let spec = SiteSpec {
         name: "shop.sim".into(),
@@ -885,13 +921,7 @@ fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_co
     let site = rt
         .block_on(SimSite::start_with_clock(spec, Arc::new(clock.clone())))
         .unwrap();
-    let config = ConfigFile::parse(&site.sites_toml()).unwrap();
-    let mut options = PoolOptions::in_memory();
-    options.clock = Some(clock.clone());
-    options.policy_config = config.policy_config_json();
-    let pool = Pool::open(options).unwrap();
-    pool.attach_refresher(RefresherOptions::new(config.sites.clone()))
-        .unwrap();
+    let pool = pool_for(&site, &clock);
     let accounts = site.accounts();
     let plain = accounts
         .iter()
@@ -1001,13 +1031,87 @@ fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_co
     }
     let stats = pool.stats(Some("shop.sim")).unwrap();
     assert_eq!(stats[0].refresh.failed, 0, "{:?}", stats[0].refresh);
-    // No secret of the accounts reached a log line.
+    // No secret the site gave out reached a log line.
     let text = logs();
-    for a in [plain, with_totp, with_sms] {
-        assert!(!text.contains(a.password.as_str()));
+    let secrets = site.issued_secrets();
+    assert!(secrets.iter().any(|s| s.as_str() == first));
+    assert!(
+        secrets
+            .iter()
+            .any(|s| s.as_str() == plain.password.as_str())
+    );
+    for s in &secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "a secret ({} chars) leaked",
+            s.len()
+        );
     }
-    assert!(!text.contains(with_totp.totp_seed.as_deref().unwrap()));
-    assert!(!text.contains(&first));
     drop(pool);
     drop(site);
+}
+
+#[test]
+fn a_captcha_found_by_the_keep_alive_becomes_a_ticket_a_person_answers() {
+    let rt = runtime();
+    let clock = ManualClock::at(T0);
+    let spec = SiteSpec {
+        accounts: 1,
+        captcha_rate: 1.0,
+        session_ttl: Duration::from_secs(20),
+        ..calm()
+    };
+    let site = rt
+        .block_on(SimSite::start_with_clock(spec, Arc::new(clock.clone())))
+        .unwrap();
+    let pool = pool_for(&site, &clock);
+    let a = &site.accounts()[0];
+    pool.add(a.new_credential("shop.sim")).unwrap();
+    let id = a.credential_id("shop.sim");
+    let status = || pool.view(&id, AccessLevel::Internal).unwrap().status;
+    pool.tick().unwrap();
+    settle(&pool);
+    assert_eq!(status(), Status::Active);
+    // A crawl meets a captcha: the account is stuck behind it.
+    let sid = pool
+        .vault()
+        .get_secrets("shop.sim", &id)
+        .unwrap()
+        .unwrap()
+        .cookies[0]
+        .1
+        .clone();
+    let http = reqwest::Client::new();
+    let body = rt.block_on(async {
+        http.get(format!("{}/item/1", site.base_url()))
+            .header("Cookie", format!("sid={sid}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(body.contains(r#"<form id="captcha""#));
+    // The next keep-alive sees it, logs in again, and the login stops at
+    // the captcha: a ticket for a person.
+    clock.advance(Duration::from_secs(5));
+    pool.tick().unwrap();
+    settle(&pool);
+    // Out of rotation (the policy leaves it `expired`, not `challenged`:
+    // its state machine keeps Expired on a Challenged event).
+    assert_ne!(status(), Status::Active);
+    let tickets = pool.tickets().unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(
+        tickets[0].kind,
+        credpool::bindings::refresh::ChallengeKind::CaptchaImage
+    );
+    let answer = site.captcha_answer(&a.username).expect("shown");
+    pool.answer_challenge(&tickets[0].id, answer).unwrap();
+    settle(&pool);
+    assert_eq!(status(), Status::Active);
+    assert!(site.captcha_answer(&a.username).is_none(), "solved");
+    let t = site.truth();
+    assert_eq!((t.accounts[0].logins, t.accounts[0].captchas), (2, 1));
 }

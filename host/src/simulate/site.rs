@@ -12,20 +12,24 @@
 //!   accounts is banned at a random moment anyway; captchas now and then;
 //!   and a defence change at a set moment, after which blocks rise.
 //! - Everything random is seeded per account and per request of that
-//!   account ([`seeded`]), so the site's behaviour is a function of each
-//!   account's own requests, not of how workers interleave; time comes
-//!   from a replaceable [`SiteClock`].
+//!   account, so the site's behaviour is a function of each
+//!   account's own requests, not of how workers interleave (`seeded`);
+//!   time comes from a replaceable [`SiteClock`].
 //! - [`SimSite::truth`] tells what really happened, for the report to
 //!   compare with what the pool believed.
 //!
-//! The protocol (routes, answers, order of checks) is in [`routes`]; the
-//! defences of one account in [`rules`].
+//! The protocol (routes, answers, order of checks) is in `routes`; the
+//! defences of one account in `rules`.
 
+mod clock;
 mod routes;
 mod rules;
 mod seeded;
+mod truth;
 
-use crate::ManualClock;
+pub use clock::{SiteClock, SystemClock};
+pub use truth::{AccountTruth, Ban, BanCause, BlockCause, BlockEpisode, Served, SiteTruth};
+
 use crate::pool::NewCredential;
 use crate::{CredentialKind, Secrets};
 use rules::{Account, Ms, ms};
@@ -33,7 +37,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
@@ -55,6 +59,7 @@ pub struct SiteSpec {
     pub name: String,
     pub flavour: Flavour,
     pub accounts: usize,
+    /// Everything random is drawn from this and `name`.
     pub seed: u64,
     /// Form: the share of accounts with a TOTP second step (the seed is in
     /// the credential, so credpool answers it).
@@ -127,6 +132,17 @@ impl Default for SiteSpec {
     }
 }
 
+/// In the page of a pending captcha (a crawl page, `/home` or a login).
+pub const CAPTCHA_MARKER: &str = r#"<form id="captcha""#;
+/// In the page of a login's TOTP step.
+pub const TOTP_MARKER: &str = "enter your authenticator code";
+/// In the page of a login's SMS step.
+pub const SMS_MARKER: &str = "we sent a code to your phone";
+/// In the 403 page of an account banned for good.
+pub const BANNED_MARKER: &str = "account banned";
+/// In the 403 page of a blocked account.
+pub const DENIED_MARKER: &str = "access denied";
+
 /// The OAuth client id the token endpoint accepts.
 pub const CLIENT_ID: &str = "credpool-sim";
 
@@ -139,6 +155,8 @@ pub struct SimAccount {
     pub totp_seed: Option<String>,
     /// Whether the login sends a code to the account's phone.
     pub sms: bool,
+    /// The phone of an SMS account (a ticket shows it masked).
+    pub phone: Option<String>,
     /// OAuth: the tokens issued when the site started.
     pub refresh_token: Option<String>,
     pub access_token: Option<String>,
@@ -193,137 +211,10 @@ impl SimAccount {
         let mut n = NewCredential::new(site, kind).with_id(&self.credential_id(site));
         n.username = Some(self.username.clone());
         n.expires_at = self.access_expires_at;
-        if self.sms {
-            // Where the code goes; the ticket shows it masked.
-            n.phone = Some(format!("+1 555 01{:02}", self.username.len() % 100));
-        }
+        n.phone = self.phone.clone();
         n.secrets = secrets;
         n
     }
-}
-
-/// The site's time, replaceable in tests. Elapsed time is measured from
-/// [`SimSite::start`]; TOTP codes use the time since the epoch.
-pub trait SiteClock: Send + Sync + 'static {
-    /// Milliseconds since the epoch.
-    fn now_ms(&self) -> i64;
-}
-
-/// The system's time: the epoch time at creation, moved on by a monotonic
-/// clock (a wall-clock step does not jump the site's windows).
-pub struct SystemClock {
-    epoch_ms: i64,
-    started: Instant,
-}
-
-impl SystemClock {
-    pub fn new() -> Self {
-        SystemClock {
-            epoch_ms: chrono::Utc::now().timestamp_millis(),
-            started: Instant::now(),
-        }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SiteClock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        self.epoch_ms + self.started.elapsed().as_millis() as i64
-    }
-}
-
-/// A test can move the site's time by hand, and share it with the pool.
-impl SiteClock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        ManualClock::now_ms(self)
-    }
-}
-
-/// Why an account is banned for good.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BanCause {
-    /// At its seeded random moment, whatever was done with it.
-    Random,
-    /// Used too much while blocked.
-    Abuse,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ban {
-    /// Since the site started.
-    pub at: Duration,
-    pub cause: BanCause,
-}
-
-/// Why a block started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockCause {
-    /// Kept using the account while it was answered 429.
-    OverUse,
-    /// The defence change's random blocks.
-    DefenceChange,
-}
-
-/// One block: from `start` to its hidden `end` (both since the site
-/// started; `end` may be ahead), and the requests and logins it refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlockEpisode {
-    pub start: Duration,
-    pub end: Duration,
-    pub cause: BlockCause,
-    pub abuse: u32,
-}
-
-/// Crawl requests with a known session or token, by answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Served {
-    pub ok: u64,
-    /// 401: the session or token had expired.
-    pub unauthorized: u64,
-    /// 403 `account banned`.
-    pub banned: u64,
-    /// 403 `access denied` (blocked).
-    pub denied: u64,
-    /// 429 over the rate.
-    pub rate_limited: u64,
-    /// 429 over the budget.
-    pub over_budget: u64,
-    /// 200 with a captcha instead of the page.
-    pub challenged: u64,
-}
-
-/// What happened to one account.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccountTruth {
-    pub username: String,
-    pub banned: Option<Ban>,
-    pub blocks: Vec<BlockEpisode>,
-    pub served: Served,
-    pub login_attempts: u64,
-    pub logins: u64,
-    /// `/home` visits that rotated the session.
-    pub keepalives: u64,
-    /// Refresh grants answered with new tokens.
-    pub token_grants: u64,
-    /// Captchas shown.
-    pub captchas: u64,
-}
-
-/// What really happened at the site, as of [`SiteTruth::elapsed`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SiteTruth {
-    /// Since the site started.
-    pub elapsed: Duration,
-    pub defence_change_at: Option<Duration>,
-    /// Crawl requests with a session or token the site never issued (or
-    /// forgot, long expired).
-    pub unknown_sessions: u64,
-    pub accounts: Vec<AccountTruth>,
 }
 
 /// A session id or token as a map key: zeroized when dropped, looked up
@@ -417,6 +308,8 @@ impl BanCount {
 /// The site's state, shared by the connection tasks.
 struct Shared {
     spec: SiteSpec,
+    /// All draws come from this (the spec's seed and the site's name).
+    seed: u64,
     clock: Arc<dyn SiteClock>,
     start_ms: i64,
     public: Vec<SimAccount>,
@@ -434,10 +327,11 @@ struct Shared {
 impl Shared {
     fn new(spec: SiteSpec, clock: Arc<dyn SiteClock>) -> Shared {
         let n = spec.accounts;
+        let seed = seeded::site_seed(spec.seed, &spec.name);
         let start_ms = clock.now_ms();
         let count = |share: f64| ((share.clamp(0.0, 1.0) * n as f64).round() as usize).min(n);
         // Exact shares, the accounts picked in a seeded order.
-        let roles = seeded::permutation(spec.seed, 0, n);
+        let roles = seeded::permutation(seed, 0, n);
         let totp_n = count(spec.totp_share);
         let sms_n = count(spec.sms_share).min(n - totp_n);
         let mut totp = vec![false; n];
@@ -449,14 +343,14 @@ impl Shared {
             sms[i] = true;
         }
         let mut banned = vec![false; n];
-        for &i in &seeded::permutation(spec.seed, 1, n)[..count(spec.ban_share)] {
+        for &i in &seeded::permutation(seed, 1, n)[..count(spec.ban_share)] {
             banned[i] = true;
         }
         let mut public = Vec::with_capacity(n);
         let mut accounts = Vec::with_capacity(n);
         let mut random_at = Vec::new();
         for i in 0..n {
-            let mut r = seeded::rng(spec.seed, i, seeded::Stream::Account, 0);
+            let mut r = seeded::rng(seed, i, seeded::Stream::Account, 0);
             let password = seeded::text(&mut r, b"abcdefghijkmnopqrstuvwxyz23456789", 16);
             let totp_key = seeded::bytes(&mut r, 20);
             let ban_at = banned[i].then(|| seeded::millis_between(&mut r, 0, ms(spec.ban_horizon)));
@@ -467,11 +361,13 @@ impl Shared {
                 totp_seed: (spec.flavour == Flavour::Form && totp[i])
                     .then(|| seeded::base32(&totp_key).to_string()),
                 sms: spec.flavour == Flavour::Form && sms[i],
+                phone: (spec.flavour == Flavour::Form && sms[i])
+                    .then(|| format!("+1 555 {:03} {:04}", i / 10_000 % 1000, i % 10_000)),
                 refresh_token: None,
                 access_token: None,
                 access_expires_at: None,
             });
-            accounts.push(Mutex::new(Account::new(i, ban_at)));
+            accounts.push(Mutex::new(Account::new(i, seed, ban_at)));
         }
         random_at.sort_unstable();
         let by_username = public
@@ -481,6 +377,7 @@ impl Shared {
             .collect();
         let mut shared = Shared {
             spec,
+            seed,
             clock,
             start_ms,
             public,
@@ -532,7 +429,7 @@ impl Shared {
             return Duration::ZERO;
         }
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut r = seeded::rng(self.spec.seed, seeded::SITE, seeded::Stream::Latency, n);
+        let mut r = seeded::rng(self.seed, seeded::SITE, seeded::Stream::Latency, n);
         Duration::from_millis(seeded::millis_between(&mut r, ms(lo), ms(hi)))
     }
 
@@ -544,10 +441,31 @@ impl Shared {
     }
 
     /// A new session for account `i` (whose lock `a` is).
+    /// Session id `n` of account `i` (a draw: it can be drawn again).
+    fn session_id(&self, i: usize, n: u64) -> Zeroizing<String> {
+        seeded::token(
+            &mut seeded::rng(self.seed, i, seeded::Stream::Session, n),
+            "sid-",
+        )
+    }
+
+    /// Access and refresh token `n` of account `i` (drawn like a session).
+    fn token_pair(&self, i: usize, n: u64) -> (Zeroizing<String>, Zeroizing<String>) {
+        let mut r = seeded::rng(self.seed, i, seeded::Stream::Session, n);
+        (seeded::token(&mut r, "at-"), seeded::token(&mut r, "rt-"))
+    }
+
+    /// The pending-login cookie of login attempt `n` of account `i`.
+    fn login_id(&self, i: usize, n: u64) -> Zeroizing<String> {
+        seeded::token(
+            &mut seeded::rng(self.seed, i, seeded::Stream::Login, n),
+            "lg-",
+        )
+    }
+
     fn issue_session(&self, i: usize, a: &mut Account, now: Ms) -> Zeroizing<String> {
-        let mut r = seeded::rng(self.spec.seed, i, seeded::Stream::Session, a.issued);
+        let sid = self.session_id(i, a.issued);
         a.issued += 1;
-        let sid = seeded::token(&mut r, "sid-");
         let mut sessions = self.sessions.lock().unwrap();
         // Forget sessions long dead now and then (they answer 401 anyway).
         if sessions.len() > 4 * self.spec.accounts.max(256) {
@@ -572,10 +490,8 @@ impl Shared {
         a: &mut Account,
         now: Ms,
     ) -> (Zeroizing<String>, Zeroizing<String>, Ms) {
-        let mut r = seeded::rng(self.spec.seed, i, seeded::Stream::Session, a.issued);
+        let (access, refresh) = self.token_pair(i, a.issued);
         a.issued += 1;
-        let access = seeded::token(&mut r, "at-");
-        let refresh = seeded::token(&mut r, "rt-");
         let expires = now + self.ttl();
         self.sessions.lock().unwrap().insert(
             Key::new(&access),
@@ -656,20 +572,22 @@ impl SimSite {
         let spec = &self.shared.spec;
         let base = self.base_url();
         let name = &spec.name;
+        // A session behind a captcha counts as logged out: the re-login
+        // meets the captcha and opens a ticket for a person.
         // A third of the session's life ahead (whole seconds: the policy
         // counts in seconds). max_age stays long: the policy moves a
         // re-login up to six minutes (clock skew and jitter) ahead of it,
         // which would log in again after every login.
         let before = (spec.session_ttl.as_secs() / 3).max(1);
         let common = format!(
-            "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\nban = {{ body = [\"account banned\"] }}\n"
+            "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\nban = {{ body = [\"{BANNED_MARKER}\"] }}\n"
         );
         match spec.flavour {
             Flavour::Form => format!(
                 r#"[sites."{name}"]
 method = "cookie-visit"
 refresh_url = "{base}/home"
-{common}logout = {{ redirect_to = ["/login"], status = [401] }}
+{common}logout = {{ redirect_to = ["/login"], status = [401], body = ['{captcha}'] }}
 
 [sites."{name}".login]
 url = "{base}/login"
@@ -695,9 +613,9 @@ detect = {{ body = ["{sms}"] }}
 submit_url = "{base}/login/sms"
 field = "code"
 "#,
-                captcha = routes::CAPTCHA_MARKER,
-                totp = routes::TOTP_MARKER,
-                sms = routes::SMS_MARKER,
+                captcha = CAPTCHA_MARKER,
+                totp = TOTP_MARKER,
+                sms = SMS_MARKER,
             ),
             Flavour::OAuth => format!(
                 r#"[sites."{name}"]
@@ -726,22 +644,33 @@ client_auth = "body"
         self.account(username)?.captcha().cloned()
     }
 
-    /// Every session id, access token and refresh token issued so far,
-    /// drawn again from their seeds: what the leak search looks for.
+    /// Every password, TOTP seed, session id, pending-login cookie, access
+    /// and refresh token the site has given out so far, for a leak scan
+    /// (drawn again from the seed, not kept).
     pub fn issued_secrets(&self) -> Vec<Zeroizing<String>> {
+        let s = &self.shared;
         let mut out = Vec::new();
-        for (i, a) in self.shared.accounts.iter().enumerate() {
-            let issued = a.lock().unwrap().issued;
+        for (i, (a, p)) in s.accounts.iter().zip(&s.public).enumerate() {
+            out.push(p.password.clone());
+            out.extend(
+                p.totp_seed
+                    .as_deref()
+                    .map(|t| Zeroizing::new(t.to_string())),
+            );
+            let (issued, attempts) = {
+                let a = a.lock().unwrap();
+                (a.issued, a.login_attempts)
+            };
             for n in 0..issued {
-                let mut r = seeded::rng(self.shared.spec.seed, i, seeded::Stream::Session, n);
-                match self.shared.spec.flavour {
-                    Flavour::Form => out.push(seeded::token(&mut r, "sid-")),
+                match s.spec.flavour {
+                    Flavour::Form => out.push(s.session_id(i, n)),
                     Flavour::OAuth => {
-                        out.push(seeded::token(&mut r, "at-"));
-                        out.push(seeded::token(&mut r, "rt-"));
+                        let (access, refresh) = s.token_pair(i, n);
+                        out.extend([access, refresh]);
                     }
                 }
             }
+            out.extend((1..=attempts).map(|n| s.login_id(i, n)));
         }
         out
     }

@@ -10,7 +10,8 @@
 //!   pending, then TOTP or SMS) with a `login` cookie; `POST /login/2fa`
 //!   (`otp`), `POST /login/sms` (`code`), `POST /captcha` (`answer`) go on.
 //! - `GET /home` with a live `sid`: 200 and a new `sid` (the old one lives
-//!   until its own expiry); otherwise 302 to `/login`.
+//!   until its own expiry), or the captcha form while one is pending;
+//!   otherwise 302 to `/login`.
 //! - `POST /oauth/token`, refresh grant: new access and refresh tokens; the
 //!   old refresh token works for `refresh_grace` more.
 //!
@@ -18,7 +19,9 @@
 //! carry passwords, cookies and tokens.
 
 use super::rules::{Account, Ms, Verdict};
-use super::{CLIENT_ID, Flavour, Grant, Key, PendingLogin, Shared, Step};
+use super::{
+    BANNED_MARKER, CLIENT_ID, DENIED_MARKER, Flavour, Grant, Key, PendingLogin, Shared, Step,
+};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::http::request::Parts;
@@ -34,13 +37,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
-
-/// In the page of a pending captcha (crawl or login).
-pub(super) const CAPTCHA_MARKER: &str = r#"<form id="captcha""#;
-/// In the page of the TOTP step.
-pub(super) const TOTP_MARKER: &str = "enter your authenticator code";
-/// In the page of the SMS step.
-pub(super) const SMS_MARKER: &str = "we sent a code to your phone";
 
 const CAPTCHA_PAGE: &str = r#"<html><form id="captcha" action="/captcha" method="post"><img src="/captcha.png" alt="type the letters you see"><input name="answer"></form></html>"#;
 const TOTP_PAGE: &str = r#"<html><form action="/login/2fa" method="post">Please enter your authenticator code <input name="otp"></form></html>"#;
@@ -156,12 +152,12 @@ fn json(status: u16, body: String) -> Answer {
 fn banned() -> Answer {
     page(
         403,
-        "<html>account banned: this account broke our terms</html>",
+        &format!("<html>{BANNED_MARKER}: this account broke our terms</html>"),
     )
 }
 
 fn denied() -> Answer {
-    page(403, "<html>access denied</html>")
+    page(403, &format!("<html>{DENIED_MARKER}</html>"))
 }
 
 fn unauthorized() -> Answer {
@@ -310,6 +306,9 @@ fn home(s: &Shared, parts: &Parts) -> Answer {
     if a.ban(now).is_some() {
         return banned();
     }
+    if a.captcha().is_some() {
+        return page(200, CAPTCHA_PAGE);
+    }
     // A logged-in visit renders even during a block: the block is on the
     // crawl pages, and keeping a session alive is what a person does.
     a.keepalives += 1;
@@ -354,11 +353,7 @@ fn login(s: &Shared, form: &Form) -> Answer {
     if s.public[i].sms {
         steps.push_back(Step::Sms);
     }
-    let n = a.login_attempts;
-    let id = {
-        let mut r = super::seeded::rng(s.spec.seed, i, super::seeded::Stream::Login, n);
-        Key::new(&super::seeded::token(&mut r, "lg-"))
-    };
+    let id = Key::new(&s.login_id(i, a.login_attempts));
     let pending = PendingLogin {
         account: i,
         steps,
@@ -385,7 +380,7 @@ fn next_step(s: &Shared, a: &mut Account, id: Key, pending: PendingLogin, now: M
         );
     };
     if step == Step::Sms {
-        a.send_sms(&s.spec);
+        a.send_sms();
     }
     let cookie = Zeroizing::new(format!("login={}; Path=/; HttpOnly", id.0));
     let mut logins = s.logins.lock().unwrap();
@@ -533,6 +528,21 @@ fn token(s: &Shared, parts: &Parts, form: &Form) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_carry_their_markers() {
+        use super::super::{CAPTCHA_MARKER, SMS_MARKER, TOTP_MARKER};
+        assert!(CAPTCHA_PAGE.contains(CAPTCHA_MARKER));
+        assert!(TOTP_PAGE.contains(TOTP_MARKER));
+        assert!(SMS_PAGE.contains(SMS_MARKER));
+        for page in [CAPTCHA_PAGE, TOTP_PAGE, SMS_PAGE, LOGIN_PAGE] {
+            let markers = [CAPTCHA_MARKER, TOTP_MARKER, SMS_MARKER, BANNED_MARKER];
+            assert_eq!(
+                markers.iter().filter(|m| page.contains(*m)).count(),
+                usize::from(page != LOGIN_PAGE)
+            );
+        }
+    }
 
     #[test]
     fn forms_decode_percent_and_plus() {

@@ -66,6 +66,8 @@ struct Block {
 /// One account's state at the site.
 pub(super) struct Account {
     index: usize,
+    /// The site's seed (see `seeded::site_seed`).
+    seed: u64,
     random_ban_at: Option<Ms>,
     abuse_ban_at: Option<Ms>,
     /// Set when abuse banned the account, until the site counts it.
@@ -93,9 +95,10 @@ pub(super) struct Account {
 }
 
 impl Account {
-    pub(super) fn new(index: usize, random_ban_at: Option<Ms>) -> Account {
+    pub(super) fn new(index: usize, seed: u64, random_ban_at: Option<Ms>) -> Account {
         Account {
             index,
+            seed,
             random_ban_at,
             abuse_ban_at: None,
             abuse_ban_news: false,
@@ -140,7 +143,7 @@ impl Account {
 
     fn start_block(&mut self, spec: &SiteSpec, now: Ms, cause: BlockCause) {
         let episode = self.blocks.len() as u64;
-        let mut r = seeded::rng(spec.seed, self.index, Stream::Block, episode);
+        let mut r = seeded::rng(self.seed, self.index, Stream::Block, episode);
         let len = seeded::millis_between(&mut r, ms(spec.block_for.0), ms(spec.block_for.1));
         self.blocks.push(Block {
             start: now,
@@ -200,7 +203,7 @@ impl Account {
         }
         // Both rolls are drawn on every request, used or not, so request n
         // meets the same luck whatever came before it.
-        let mut r = seeded::rng(spec.seed, self.index, Stream::Request, n);
+        let mut r = seeded::rng(self.seed, self.index, Stream::Request, n);
         let (captcha_roll, defence_roll) = (seeded::roll(&mut r), seeded::roll(&mut r));
         let changed = spec.defence_change_at.is_some_and(|at| now >= ms(at));
         if changed && defence_roll < spec.defence_block_rate {
@@ -211,7 +214,7 @@ impl Account {
             return Verdict::Captcha;
         }
         if captcha_roll < spec.captcha_rate {
-            self.new_captcha(spec);
+            self.new_captcha();
             return Verdict::Captcha;
         }
         let rate_max = if changed {
@@ -241,8 +244,8 @@ impl Account {
         Verdict::Ok
     }
 
-    fn new_captcha(&mut self, spec: &SiteSpec) {
-        let mut r = seeded::rng(spec.seed, self.index, Stream::Captcha, self.captchas);
+    fn new_captcha(&mut self) {
+        let mut r = seeded::rng(self.seed, self.index, Stream::Captcha, self.captchas);
         self.captchas += 1;
         self.captcha = Some(seeded::captcha(&mut r));
     }
@@ -270,8 +273,8 @@ impl Account {
     }
 
     /// Sends a fresh code to the account's phone.
-    pub(super) fn send_sms(&mut self, spec: &SiteSpec) {
-        let mut r = seeded::rng(spec.seed, self.index, Stream::Sms, self.sms_sent);
+    pub(super) fn send_sms(&mut self) {
+        let mut r = seeded::rng(self.seed, self.index, Stream::Sms, self.sms_sent);
         self.sms_sent += 1;
         self.sms_code = Some(seeded::digits(&mut r, 6));
     }
@@ -320,7 +323,7 @@ mod tests {
     #[test]
     fn rate_then_budget_then_block_then_ban() {
         let s = spec();
-        let mut a = Account::new(0, None);
+        let mut a = Account::new(0, 1, None);
         for _ in 0..3 {
             assert_eq!(a.crawl(&s, 100), Verdict::Ok);
         }

@@ -41,6 +41,16 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The seed of the site `name` with seed `seed`: two sites of one run
+/// with the same seed still get different accounts (FNV-1a of the name,
+/// stable across runs and platforms).
+pub(super) fn site_seed(seed: u64, name: &str) -> u64 {
+    let fnv = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    mix(seed ^ mix(fnv))
+}
+
 /// The generator of draw `n` of `stream` for `account`.
 pub(super) fn rng(seed: u64, account: usize, stream: Stream, n: u64) -> StdRng {
     let h = mix(mix(mix(seed) ^ account as u64) ^ stream as u64);
