@@ -388,20 +388,29 @@ fn init_tracing(level: &str, capture: bool) {
 fn run(cli: Cli) -> Result<(), Failed> {
     match &cli.command {
         Command::Init => init(&cli),
-        Command::Demo { seed } => simulate::run(
-            simulate::Args {
-                accounts: 60,
-                workers: 8,
-                duration: Some("20s".into()),
-                requests: None,
-                seed: *seed,
-                strategy: None,
-                compare: false,
-                json: false,
-            },
-            ConfigFile::default(),
-            cli.component.clone(),
-        ),
+        Command::Demo { seed } => {
+            println!(
+                "credpool demo: 20 s of crawling three simulated sites on loopback (form logins\n\
+                 with TOTP and SMS steps, OAuth tokens; rate limits, blocks, bans, captchas, a\n\
+                 change of defences half-way) through the sandboxed policy. The lifecycle logs\n\
+                 in, keeps sessions alive and opens tickets; a simulated person answers SMS\n\
+                 codes and captchas.\n"
+            );
+            simulate::run(
+                simulate::Args {
+                    accounts: 60,
+                    workers: 8,
+                    duration: Some("20s".into()),
+                    requests: None,
+                    seed: *seed,
+                    strategy: None,
+                    compare: false,
+                    json: false,
+                },
+                ConfigFile::default(),
+                cli.component.clone(),
+            )
+        }
         Command::Simulate {
             accounts,
             workers,

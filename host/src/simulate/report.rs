@@ -115,6 +115,11 @@ pub struct PoolEvents {
     pub suspended: u64,
     /// Rests that ended (the credential back in rotation).
     pub cooldowns_ended: u64,
+    /// Challenge tickets opened, by kind.
+    pub tickets_opened: BTreeMap<String, u64>,
+    /// Tickets the simulated person answered (SMS codes, captchas); the
+    /// host answers two-factor ones from the TOTP seed.
+    pub answered_by_person: u64,
 }
 
 /// Parameters of the anomaly-detection measure.
@@ -459,6 +464,22 @@ pub fn render(r: &Report) -> String {
     );
     if !r.pool.rotation.is_empty() {
         line("first credentials handed out", r.pool.rotation.join(" -> "));
+    }
+    if !r.pool.tickets_opened.is_empty() {
+        let t: Vec<String> = r
+            .pool
+            .tickets_opened
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        line(
+            "challenge tickets",
+            format!(
+                "{}; {} answered by the simulated person, two-factor by the host (TOTP)",
+                t.join(", "),
+                r.pool.answered_by_person
+            ),
+        );
     }
     line(
         "rests",

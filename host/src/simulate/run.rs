@@ -35,9 +35,10 @@ pub enum PolicyChoice {
     Default,
     /// The default configuration with another allocation strategy.
     Strategy(String),
-    /// What the simple pools in the field do: round-robin, no rest after
-    /// a 429 (Retry-After ignored), no exclusive use, no pacing, and a
-    /// credential retired for good on its first block.
+    /// What the simple pools in the field do: round-robin, no exclusive
+    /// use, no pacing, no rest, and a session that meets a 401, 403 or 429
+    /// retired (Crawlee's blocked status codes): a fresh login, and the
+    /// account straight back in rotation (the cookie pools' generator).
     Naive,
 }
 
@@ -113,7 +114,7 @@ pub fn scenario_policy(sites: &[SiteSpec]) -> toml::Table {
     set("block_cooldown_seconds", 15.into());
     set("block_cooldown_cap_seconds", 120.into());
     set("ban_after_blocks", 3.into());
-    set("block_burst_count", 6.into());
+    set("block_burst_count", 4.into());
     set("block_burst_window_seconds", 10.into());
     set("success_min_reports", 16.into());
     t
@@ -125,8 +126,9 @@ fn naive_policy() -> toml::Table {
     t.insert("strategy".into(), "round-robin".into());
     t.insert("cooldown_seconds".into(), 0.into());
     t.insert("cooldown_cap_seconds".into(), 0.into());
+    t.insert("block_cooldown_seconds".into(), 0.into());
+    t.insert("block_cooldown_cap_seconds".into(), 0.into());
     t.insert("cooldown_jitter".into(), 0.0.into());
-    t.insert("ban_after_blocks".into(), 1.into());
     t
 }
 
@@ -159,6 +161,7 @@ fn config_for(options: &SimOptions, sites: &[SimSite]) -> Result<ConfigFile> {
 /// Alerts for the report, every event on to the log.
 struct RecordingSink {
     alerts: Mutex<Vec<(String, Instant)>>,
+    tickets: Mutex<BTreeMap<String, u64>>,
 }
 
 impl EventSink for RecordingSink {
@@ -176,6 +179,12 @@ impl EventSink for RecordingSink {
         TracingSink.alert(alert)
     }
     fn ticket_opened(&self, ticket: &Ticket) {
+        *self
+            .tickets
+            .lock()
+            .unwrap()
+            .entry(crate::names::challenge_kind(ticket.kind).to_string())
+            .or_insert(0) += 1;
         TracingSink.ticket_opened(ticket)
     }
     fn ticket_closed(&self, id: &str, closure: TicketClosure) {
@@ -206,6 +215,7 @@ struct Live {
     rested_rate_limited: AtomicU64,
     suspended: AtomicU64,
     cooldowns_ended: AtomicU64,
+    answered_by_person: AtomicU64,
 }
 
 /// Runs one simulated crawl in `work_dir` (its data directory and log
@@ -245,6 +255,7 @@ pub fn run(
         .map_err(|e| anyhow!("{e}"))?;
     let sink = Arc::new(RecordingSink {
         alerts: Mutex::new(Vec::new()),
+        tickets: Mutex::new(BTreeMap::new()),
     });
     let mut pool_options = PoolOptions::on_disk(&data_dir);
     pool_options.policy_config = config.policy_config_json();
@@ -296,7 +307,9 @@ pub fn run(
                     }
                     Err(e) => tracing::error!(target: "credpool::simulate", "tick failed: {e}"),
                 }
-                person.answer(&pool, &sites, &directory);
+                let answered = person.answer(&pool, &sites, &directory);
+                live.answered_by_person
+                    .fetch_add(answered, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
@@ -396,6 +409,8 @@ pub fn run(
         rested_rate_limited: live.rested_rate_limited.load(Ordering::Relaxed),
         suspended: live.suspended.load(Ordering::Relaxed),
         cooldowns_ended: live.cooldowns_ended.load(Ordering::Relaxed),
+        tickets_opened: sink.tickets.lock().unwrap().clone(),
+        answered_by_person: live.answered_by_person.load(Ordering::Relaxed),
     };
     obs.duration_ms = started.elapsed().as_millis() as u64;
     stop.store(true, Ordering::SeqCst);
@@ -520,9 +535,11 @@ impl Person {
         }
     }
 
-    fn answer(&mut self, pool: &Pool, sites: &[SimSite], directory: &Directory) {
+    /// Answers the tickets whose time has come; returns how many.
+    fn answer(&mut self, pool: &Pool, sites: &[SimSite], directory: &Directory) -> u64 {
+        let mut answered = 0;
         let Ok(tickets) = pool.tickets() else {
-            return;
+            return 0;
         };
         let now = Instant::now();
         let open: Vec<String> = tickets.iter().map(|t| t.id.clone()).collect();
@@ -553,10 +570,16 @@ impl Person {
                 continue;
             };
             self.pending.remove(&t.id);
-            if let Err(e) = pool.answer_challenge(&t.id, code) {
-                tracing::warn!(target: "credpool::simulate", "answer to ticket {} refused: {e}", t.id);
+            match pool.answer_challenge(&t.id, code) {
+                Ok(_) => answered += 1,
+                Err(e) => tracing::warn!(
+                    target: "credpool::simulate",
+                    "answer to ticket {} refused: {e}",
+                    t.id
+                ),
             }
         }
+        answered
     }
 }
 
@@ -637,7 +660,11 @@ impl Worker {
             let n = self.rng.random_range(0..1_000_000u32);
             let (answer, retry_after) =
                 fetch(&self.client, &self.sites[si], &lease.secrets, n).await;
-            let outcome = outcome_of(answer, if self.naive { None } else { retry_after });
+            let outcome = if self.naive {
+                naive_outcome(answer)
+            } else {
+                outcome_of(answer, retry_after)
+            };
             let pool = self.pool.clone();
             match tokio::task::block_in_place(|| pool.report(&lease.id, outcome)) {
                 Ok(effect) if effect.status == Status::Cooling => {
@@ -710,6 +737,21 @@ pub fn classify(status: u16, body: &str) -> Answer {
     }
 }
 
+/// The naive baseline's report: a blocked, banned, rate-limited or
+/// logged-out answer retires the session (a fresh login), nothing rests.
+pub fn naive_outcome(answer: Answer) -> Outcome {
+    match answer {
+        Answer::Blocked | Answer::Banned | Answer::RateLimited | Answer::Expired => {
+            Outcome::Failure(Failure {
+                class: FailureClass::Expired,
+                http_status: None,
+                retry_after_secs: None,
+            })
+        }
+        other => outcome_of(other, None),
+    }
+}
+
 /// The report the worker gives the pool.
 pub fn outcome_of(answer: Answer, retry_after: Option<u32>) -> Outcome {
     let fail = |class, status| {
@@ -756,6 +798,6 @@ mod tests {
             (f.class, f.retry_after_secs),
             (FailureClass::RateLimited, Some(7))
         );
-        assert_eq!(outcome_of(Answer::Ok, None), Outcome::Success);
+        assert!(matches!(outcome_of(Answer::Ok, None), Outcome::Success));
     }
 }

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// The sites for `accounts` accounts (at least one per site), seeded;
 /// the shop changes its defences at `change_at` (half-way through a run).
 pub fn sites(accounts: usize, seed: u64, change_at: Duration) -> Vec<SiteSpec> {
+    // Pages take 20 to 60 ms: 16 workers ask about 400 pages a second, which
+    // 200 accounts serve at a safe pace even after the shop halves its rate.
+    let latency = (Duration::from_millis(20), Duration::from_millis(60));
     let shop = (accounts * 5 / 10).max(1);
     let forum = (accounts * 2 / 10).max(1);
     let api = accounts.saturating_sub(shop + forum).max(1);
@@ -20,6 +23,7 @@ pub fn sites(accounts: usize, seed: u64, change_at: Duration) -> Vec<SiteSpec> {
             flavour: Flavour::Form,
             accounts: shop,
             seed: seed.wrapping_mul(3),
+            latency,
             totp_share: 0.3,
             sms_share: 0.05,
             defence_change_at: Some(change_at),
@@ -32,6 +36,7 @@ pub fn sites(accounts: usize, seed: u64, change_at: Duration) -> Vec<SiteSpec> {
             flavour: Flavour::Form,
             accounts: forum,
             seed: seed.wrapping_mul(5),
+            latency,
             totp_share: 0.1,
             sms_share: 0.3,
             defence_change_at: None,
@@ -42,6 +47,7 @@ pub fn sites(accounts: usize, seed: u64, change_at: Duration) -> Vec<SiteSpec> {
             flavour: Flavour::OAuth,
             accounts: api,
             seed: seed.wrapping_mul(7),
+            latency,
             totp_share: 0.0,
             sms_share: 0.0,
             captcha_rate: 0.0,
