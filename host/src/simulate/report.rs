@@ -511,12 +511,12 @@ pub fn render(r: &Report) -> String {
 /// Several runs side by side (`--compare`).
 pub fn render_comparison(reports: &[Report]) -> String {
     let mut out = format!(
-        "{:<22} {:>9} {:>9} {:>9} {:>8} {:>10} {:>12} {:>10}\n",
+        "{:<30} {:>8} {:>8} {:>8} {:>6} {:>10} {:>13} {:>10}\n",
         "policy", "avail", "refresh", "detect", "req/s", "ok/acct-h", "lost/10k req", "site bans"
     );
     for r in reports {
         out.push_str(&format!(
-            "{:<22} {:>9} {:>9} {:>9} {:>8.0} {:>10.0} {:>12.1} {:>10}\n",
+            "{:<30} {:>8} {:>8} {:>8} {:>6.0} {:>10.0} {:>13.1} {:>10}\n",
             r.policy,
             pct(r.availability.share),
             pct(r.refresh_success),
