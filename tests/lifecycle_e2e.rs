@@ -836,9 +836,8 @@ fn an_unanswered_ticket_times_out_keeps_the_credential_out_and_alerts() {
     assert_eq!(meta.status, Status::Expired);
     rig.tick();
     assert_eq!(server.hits("/login").len(), 2, "a fresh login");
-    // The status machine keeps an expired credential `expired` while its
-    // login waits on the new ticket: still out of rotation.
-    assert_eq!(rig.status("acct"), Status::Expired);
+    // The fresh login waits on the new ticket: challenged, out of rotation.
+    assert_eq!(rig.status("acct"), Status::Challenged);
     let again = rig.pool.tickets().unwrap();
     assert_eq!(again.len(), 1);
     assert_ne!(again[0].id, t.id, "a new ticket");
@@ -924,6 +923,87 @@ fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
     assert_no_leak(&[&rig.texts()], &[&password, seed, &alive]);
 }
 
+/// A pool on a store that outlives it, as a restarted process opens it.
+fn reopen(
+    backend: &Arc<dyn credpool::backend::Backend>,
+    key: &std::path::Path,
+    clock: &ManualClock,
+    config: &ConfigFile,
+) -> Rig {
+    let mut o = PoolOptions::in_memory();
+    o.storage = credpool::Storage::Shared(backend.clone());
+    o.key = credpool::crypto::KeySource::File(key.to_path_buf());
+    o.clock = Some(clock.clone());
+    o.policy_config = config.policy_config_json();
+    let sink = Arc::new(MemorySink::default());
+    o.events = sink.clone();
+    let pool = Pool::open(o).unwrap();
+    let refresher = pool
+        .attach_refresher(RefresherOptions::new(config.sites.clone()))
+        .unwrap();
+    Rig {
+        pool,
+        refresher,
+        clock: clock.clone(),
+        sink,
+        notifiers: None,
+    }
+}
+
+#[test]
+fn a_two_factor_ticket_open_across_a_restart_is_answered_from_the_totp_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("credpool.key");
+    credpool::crypto::create_key_file(&key).unwrap();
+    let backend: Arc<dyn credpool::backend::Backend> =
+        Arc::new(credpool::backend::MemoryBackend::new());
+    let clock = ManualClock::at(T0);
+    let (server, state) = site_server(clock.clone());
+    let password = canary("pw");
+    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    {
+        let mut s = state.lock().unwrap();
+        s.password = password.clone();
+        s.seed = seed.into();
+    }
+    let config = ConfigFile::parse(&format!(
+        "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"10m\"\n{}",
+        login_toml(&server)
+    ))
+    .unwrap();
+    // The login stops at the two-factor step with no seed to answer it.
+    let rig = reopen(&backend, &key, &clock, &config);
+    rig.add(
+        "acct",
+        CredentialKind::Account,
+        None,
+        account("totp-user", &password, None),
+    );
+    rig.tick();
+    let before = rig.pool.tickets().unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].kind, ChallengeKind::TwoFactor);
+    // The operator adds the authenticator's seed, and the process restarts.
+    rig.pool
+        .vault()
+        .put_secrets(SITE, "acct", &account("totp-user", &password, Some(seed)))
+        .unwrap();
+    rig.refresher.shutdown(Duration::from_secs(5));
+    drop(rig);
+
+    let rig = reopen(&backend, &key, &clock, &config);
+    assert_eq!(rig.pool.tickets().unwrap().len(), 1);
+    rig.tick();
+    assert_eq!(
+        rig.status("acct"),
+        Status::Active,
+        "answered with no person"
+    );
+    assert!(rig.pool.tickets().unwrap().is_empty());
+    assert_eq!(server.hits("/2fa").len(), 1);
+    assert_no_leak(&[&rig.texts()], &[&password, seed]);
+}
+
 #[test]
 fn an_open_ticket_survives_a_restart_of_the_pool() {
     let dir = tempfile::tempdir().unwrap();
@@ -940,26 +1020,7 @@ fn an_open_ticket_survives_a_restart_of_the_pool() {
         login_toml(&server)
     ))
     .unwrap();
-    let open = || {
-        let mut o = PoolOptions::in_memory();
-        o.storage = credpool::Storage::Shared(backend.clone());
-        o.key = credpool::crypto::KeySource::File(key.clone());
-        o.clock = Some(clock.clone());
-        o.policy_config = config.policy_config_json();
-        let sink = Arc::new(MemorySink::default());
-        o.events = sink.clone();
-        let pool = Pool::open(o).unwrap();
-        let refresher = pool
-            .attach_refresher(RefresherOptions::new(config.sites.clone()))
-            .unwrap();
-        Rig {
-            pool,
-            refresher,
-            clock: clock.clone(),
-            sink,
-            notifiers: None,
-        }
-    };
+    let open = || reopen(&backend, &key, &clock, &config);
     let rig = open();
     rig.add(
         "acct",

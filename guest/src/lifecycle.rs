@@ -895,6 +895,14 @@ impl Lifecycle {
 
     /// Puts back a ticket loaded from the store (after a restart).
     pub fn restore_ticket(&mut self, t: Ticket) {
+        // Its credential waits on this ticket, not on the login `track`
+        // scheduled while loading, before the ticket was back.
+        if let Some(e) = self.entries.get_mut(&t.credential_id)
+            && e.tracked.status == LcStatus::Challenged
+            && let Some((at, _)) = e.due.take()
+        {
+            self.due.remove(&(at, t.credential_id.clone()));
+        }
         self.tickets_by_deadline.insert((t.deadline, t.id.clone()));
         self.tickets.insert(t.id.clone(), t);
     }
@@ -1309,6 +1317,24 @@ mod tests {
         let mut l = lc(SiteMethod::CookieVisit, 1);
         l.config.sites.get_mut("jd.com").unwrap().can_relogin = false;
         l.track(&c, T0 + 5, &mut no_jitter());
+        assert!(l.tick(T0 + 5, &mut no_jitter()).start.is_empty());
+    }
+
+    #[test]
+    fn a_ticket_restored_after_a_restart_holds_its_credential_back() {
+        let mut l = lc(SiteMethod::CookieVisit, 1);
+        let mut c = cred("a", Some(T0 + H));
+        c.status = LcStatus::Challenged;
+        // Loading tracks the credential before its ticket is back.
+        l.track(&c, T0, &mut no_jitter());
+        l.restore_ticket(Ticket {
+            id: "tk-1".into(),
+            kind: ChallengeKind::SmsCode,
+            credential_id: "a".into(),
+            site: "jd.com".into(),
+            created_at: T0 - 5,
+            deadline: T0 + H,
+        });
         assert!(l.tick(T0 + 5, &mut no_jitter()).start.is_empty());
     }
 

@@ -539,8 +539,15 @@ impl Pool {
         let r = self.refresher.get_or_init(|| r).clone();
         // Handed to the live instance once here (and to a fresh one after a
         // trap), not checked on every call.
-        let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
-        guard.store.data_mut().refresher = Some(r.clone());
+        {
+            let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+            guard.store.data_mut().refresher = Some(r.clone());
+        }
+        // Two-factor tickets opened before a restart: the host answers
+        // those it holds a TOTP seed for, as if they had just opened.
+        for ticket in self.tickets()? {
+            r.auto_answer(&ticket);
+        }
         Ok(r)
     }
 
