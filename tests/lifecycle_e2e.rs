@@ -923,6 +923,18 @@ fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
     assert_no_leak(&[&rig.texts()], &[&password, seed, &alive]);
 }
 
+/// A key file and a store that outlive one pool (keep the directory).
+fn durable_store() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Arc<dyn credpool::backend::Backend>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("credpool.key");
+    credpool::crypto::create_key_file(&key).unwrap();
+    (dir, key, Arc::new(credpool::backend::MemoryBackend::new()))
+}
+
 /// A pool on a store that outlives it, as a restarted process opens it.
 fn reopen(
     backend: &Arc<dyn credpool::backend::Backend>,
@@ -952,11 +964,7 @@ fn reopen(
 
 #[test]
 fn a_two_factor_ticket_open_across_a_restart_is_answered_from_the_totp_seed() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("credpool.key");
-    credpool::crypto::create_key_file(&key).unwrap();
-    let backend: Arc<dyn credpool::backend::Backend> =
-        Arc::new(credpool::backend::MemoryBackend::new());
+    let (_dir, key, backend) = durable_store();
     let clock = ManualClock::at(T0);
     let (server, state) = site_server(clock.clone());
     let password = canary("pw");
@@ -1006,11 +1014,7 @@ fn a_two_factor_ticket_open_across_a_restart_is_answered_from_the_totp_seed() {
 
 #[test]
 fn an_open_ticket_survives_a_restart_of_the_pool() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("credpool.key");
-    credpool::crypto::create_key_file(&key).unwrap();
-    let backend: Arc<dyn credpool::backend::Backend> =
-        Arc::new(credpool::backend::MemoryBackend::new());
+    let (_dir, key, backend) = durable_store();
     let clock = ManualClock::at(T0);
     let (server, state) = site_server(clock.clone());
     let password = canary("pw");
