@@ -575,9 +575,8 @@ impl SimSite {
         // A session behind a captcha counts as logged out: the re-login
         // meets the captcha and opens a ticket for a person.
         // A third of the session's life ahead (whole seconds: the policy
-        // counts in seconds). max_age stays long: the policy moves a
-        // re-login up to six minutes (clock skew and jitter) ahead of it,
-        // which would log in again after every login.
+        // counts in seconds). This site never ends a session for its age,
+        // so no re-login by age within a run.
         let before = (spec.session_ttl.as_secs() / 3).max(1);
         let common = format!(
             "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\nban = {{ body = [\"{BANNED_MARKER}\"] }}\n"
