@@ -10,6 +10,7 @@
 //! - [`pool`]: the records, their per-site indexes, and every operation.
 //! - [`machine`]: the card's state machine, one pure transition function.
 //! - [`cooldown`]: exponential backoff with jitter, capped, never shorter.
+//! - [`counters`]: hot counters as compact binary pages, written per flush.
 //! - [`ratelimit`]: per-credential token bucket as one timestamp (GCRA).
 //! - [`fenwick`]: the weighted tree behind O(log n) selection.
 //! - [`anomaly`]: success-rate falls, block bursts and low health, raised
@@ -23,6 +24,7 @@
 pub mod anomaly;
 pub mod config;
 pub mod cooldown;
+pub mod counters;
 pub mod fenwick;
 pub mod lifecycle;
 pub mod machine;
