@@ -1004,7 +1004,9 @@ impl<H: Host> Pool<H> {
             status: AcquireStatus::Success,
             grant: Some(Grant {
                 lease,
-                credential: self.snapshot(slot, &rec.m),
+                kind: rec.kind,
+                status: rec.m.status,
+                health: rec.m.health,
             }),
             reason: None,
             next_free_at: None,

@@ -36,7 +36,7 @@ fn lease_of(p: &mut Pool<FakeHost>, site: &str) -> (String, String) {
     let r = p.acquire(&req(site)).unwrap();
     assert_eq!(r.status, AcquireStatus::Success, "{r:?}");
     let g = r.grant.unwrap();
-    (g.lease.id, g.credential.id)
+    (g.lease.id, g.lease.credential_id)
 }
 
 fn failure(class: FailureClass) -> Outcome {
@@ -227,7 +227,7 @@ fn kind_and_tag_filters_apply() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(r.grant.unwrap().credential.id, "k1");
+    assert_eq!(r.grant.unwrap().lease.credential_id, "k1");
     let r = p
         .acquire(&AcquireRequest {
             site: "jd.com".into(),

@@ -495,7 +495,14 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             req.tags = tags.clone();
             req.lease_ttl_ms = ttl.map(|s| s * 1000);
             let got = pool.acquire(&req)?;
-            output::print_acquired(&got, *json);
+            // The lease is slim; the JSON shows the credential's record.
+            let view = match (&got.lease, *json) {
+                (Some(l), true) => {
+                    Some(pool.view(&l.credential.id, crate::AccessLevel::Sensitive)?)
+                }
+                _ => None,
+            };
+            output::print_acquired(&got, view.as_ref(), *json);
             if got.status == AcquireStatus::Success {
                 Ok(())
             } else {
