@@ -18,6 +18,7 @@
 //! - [`lifecycle`]: refresh scheduling, failure backoff and challenge
 //!   tickets, as pure decisions the pool carries out (hook points in its doc).
 //! - [`mask`]: masking of personal data in views and logs.
+//! - [`packed`]: a credential's names and personal data in one allocation.
 //! - `bindings` (wasm32 only): the one module that touches generated types;
 //!   it adapts the WIT imports to the ports and the exports to the pool.
 
@@ -30,6 +31,7 @@ pub mod lifecycle;
 pub mod machine;
 pub mod mask;
 pub mod model;
+pub mod packed;
 pub mod pool;
 pub mod ports;
 pub mod ratelimit;

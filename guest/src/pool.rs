@@ -24,6 +24,7 @@ use crate::lifecycle::{
 use crate::machine::{self, Event};
 use crate::mask::mask;
 use crate::model::*;
+use crate::packed::{self, Extra};
 use crate::ports::{Host, Level};
 use crate::ratelimit::Rate;
 use std::cmp::Reverse;
@@ -72,27 +73,14 @@ struct Mutable {
     fail_count: u64,
 }
 
-/// Personal data and names: rarely read, so kept out of line (one pointer
-/// in the record, none when empty).
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Extra {
-    username: Option<String>,
-    phone: Option<String>,
-    email: Option<String>,
-    cookie_names: Vec<String>,
-    header_names: Vec<String>,
-    secret_fields: Vec<SecretField>,
-    token_scope: Vec<String>,
-    source_account: Option<String>,
-    labels: Vec<(String, String)>,
-}
-
 /// A credential as the pool keeps it: compact, fixed-size fields inline.
 #[derive(Debug)]
 struct Record {
     id: Box<str>,
     tags: Box<[String]>,
-    extra: Option<Box<Extra>>,
+    /// Personal data and names, packed (see [`crate::packed`]); none when
+    /// empty.
+    extra: Option<Box<[u8]>>,
     m: Mutable,
     created_at: Millis,
     last_used_at: Millis,
@@ -129,13 +117,13 @@ impl Record {
     fn purpose_labels(&self) -> impl Iterator<Item = &str> {
         self.extra
             .iter()
-            .flat_map(|x| x.labels.iter())
-            .filter(|(k, _)| k == "purpose")
-            .map(|(_, v)| v.as_str())
+            .flat_map(|x| packed::labels(x))
+            .filter(|(k, _)| *k == "purpose")
+            .map(|(_, v)| v)
     }
 
     fn username(&self) -> Option<&str> {
-        self.extra.as_ref().and_then(|x| x.username.as_deref())
+        self.extra.as_deref().and_then(packed::username)
     }
 }
 
@@ -717,7 +705,7 @@ impl<H: Host> Pool<H> {
         let rec = Record {
             id: c.id.into_boxed_str(),
             tags: c.tags.into_boxed_slice(),
-            extra: (extra != Extra::default()).then(|| Box::new(extra)),
+            extra: packed::pack(&extra),
             m: Mutable {
                 status: c.status,
                 health: c.health,
@@ -1479,7 +1467,7 @@ impl<H: Host> Pool<H> {
     /// The credential's record with `m` as its changing fields.
     fn snapshot(&self, slot: u32, m: &Mutable) -> Credential {
         let r = self.rec(slot);
-        let x = r.extra.as_deref().cloned().unwrap_or_default();
+        let x = r.extra.as_deref().map(packed::unpack).unwrap_or_default();
         let time = |t: Millis| (t != NEVER).then_some(t);
         Credential {
             id: r.id.to_string(),
@@ -2454,12 +2442,13 @@ impl<H: Host> Pool<H> {
     /// address).
     pub fn masked_contact(&self, ticket: &Ticket) -> Option<String> {
         let slot = *self.by_id.get(ticket.credential_id.as_str())?;
-        let x = self.rec(slot).extra.as_deref()?;
+        let x = packed::unpack(self.rec(slot).extra.as_deref()?);
         match ticket.kind {
-            lc::ChallengeKind::SmsCode => x.phone.as_deref(),
-            lc::ChallengeKind::EmailCode => x.email.as_deref(),
+            lc::ChallengeKind::SmsCode => x.phone,
+            lc::ChallengeKind::EmailCode => x.email,
             _ => None,
         }
+        .as_deref()
         .map(mask)
     }
 
