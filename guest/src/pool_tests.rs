@@ -438,3 +438,27 @@ fn records_written_before_counter_pages_get_a_place_on_load() {
     assert_eq!(p.get(&id).unwrap(), expected);
     p.check_invariants();
 }
+
+#[test]
+fn ended_leases_do_not_pile_up_in_memory_between_ticks() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    for _ in 0..10_000 {
+        let (lease, _) = lease_of(&mut p, "jd.com");
+        p.report(&lease, Outcome::Success).unwrap();
+    }
+    assert!(p.lease_heap_len() <= 2 + 1024, "{}", p.lease_heap_len());
+    // A lease still open keeps its entry through compactions and lapses
+    // on time.
+    lease_of(&mut p, "jd.com");
+    p.add(new("jd.com", "t1", Kind::Token)).unwrap();
+    for _ in 0..3000 {
+        let (lease, id) = lease_of(&mut p, "jd.com");
+        assert_eq!(id, "t1");
+        p.release(&lease).unwrap();
+    }
+    assert!(p.lease_heap_len() <= 2 + 1024, "{}", p.lease_heap_len());
+    p.host.now = T0 + 301_000;
+    assert_eq!(p.tick().unwrap().leases_expired, 1);
+    p.check_invariants();
+}
