@@ -216,9 +216,9 @@ pub struct Pool {
     instance: Mutex<Instance>,
     /// Decrypted secrets by credential id: reading and decrypting the
     /// bundle on every acquire cost more than the whole policy decision.
-    /// Filled by `add` (from the caller's values) or on a credential's
-    /// first acquire (read and checked like any other read), dropped on
-    /// remove; `Secrets` zeroizes itself when an entry is dropped.
+    /// Filled on a credential's first acquire (so that read is checked
+    /// against tampering like any other), dropped on remove; `Secrets`
+    /// zeroizes itself when an entry is dropped.
     secrets: Mutex<HashMap<String, Arc<Secrets>>>,
     /// The HTTP side of refreshes, once attached.
     refresher: OnceLock<Arc<crate::lifecycle::Refresher>>,
@@ -405,13 +405,7 @@ impl Pool {
             return Err(Error::Pool(PoolError::AlreadyExists(id)));
         };
         match self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in)) {
-            Ok(meta) => {
-                // The caller's own values, just stored: the first acquire
-                // then needs no read and decryption of the bundle.
-                let secrets = Arc::new(std::mem::take(&mut new.secrets));
-                self.secrets_cache().insert(id, secrets);
-                Ok(meta)
-            }
+            Ok(meta) => Ok(meta),
             Err(e) => {
                 // Undo the bundle so nothing half-stored remains.
                 let _ = self.vault.delete_secrets_if(&id, &written);
