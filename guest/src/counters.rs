@@ -46,16 +46,17 @@ impl Entry {
         progress(self.use_count, self.success_count, self.fail_count)
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.tag.to_le_bytes());
-        out.extend_from_slice(&self.consecutive_failures.to_le_bytes());
-        out.extend_from_slice(&[self.health, self.block_streak, self.rate_limit_streak, 0]);
-        for v in [self.use_count, self.success_count, self.fail_count] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [self.last_used_at, self.cooldown_until] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    /// Writes the entry into `out` (exactly [`ENTRY_BYTES`]): fixed
+    /// offsets, no growth checks (a flush encodes every entry of a page).
+    fn encode(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.tag.to_le_bytes());
+        out[4..8].copy_from_slice(&self.consecutive_failures.to_le_bytes());
+        out[8..12].copy_from_slice(&[self.health, self.block_streak, self.rate_limit_streak, 0]);
+        out[12..20].copy_from_slice(&self.use_count.to_le_bytes());
+        out[20..28].copy_from_slice(&self.success_count.to_le_bytes());
+        out[28..36].copy_from_slice(&self.fail_count.to_le_bytes());
+        out[36..44].copy_from_slice(&self.last_used_at.to_le_bytes());
+        out[44..52].copy_from_slice(&self.cooldown_until.to_le_bytes());
     }
 
     fn decode(b: &[u8]) -> Entry {
@@ -97,18 +98,21 @@ pub fn page_of_key(key: &str) -> Option<u32> {
 
 /// Encodes a page's entries (empty places as zeros), without trailing
 /// empty places. `None` when every place is empty: delete the page.
-pub fn encode_page(entries: impl Iterator<Item = Entry>) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(1 + PAGE_SLOTS as usize * ENTRY_BYTES);
-    out.push(VERSION);
-    let mut used_len = 1;
-    for e in entries {
-        e.encode(&mut out);
+pub fn encode_page(entries: impl ExactSizeIterator<Item = Entry>) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; 1 + entries.len() * ENTRY_BYTES];
+    out[0] = VERSION;
+    let mut used = 0;
+    for (i, (e, slot)) in entries
+        .zip(out[1..].chunks_exact_mut(ENTRY_BYTES))
+        .enumerate()
+    {
         if e.tag != 0 {
-            used_len = out.len();
+            e.encode(slot);
+            used = i + 1;
         }
     }
-    out.truncate(used_len);
-    (used_len > 1).then_some(out)
+    out.truncate(1 + used * ENTRY_BYTES);
+    (used > 0).then_some(out)
 }
 
 /// The entry at `place` of a stored page, if present and not empty.

@@ -984,7 +984,7 @@ impl<H: Host> Pool<H> {
         let rec = self.rec(slot);
         let lease = LeaseRecord {
             id: lease_id(seq, nonce),
-            credential_id: rec.id.to_string(),
+            credential_id: String::from(&*rec.id),
             granted_at: now,
             expires_at: now + ttl_ms,
         };
