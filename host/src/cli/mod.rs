@@ -214,6 +214,11 @@ enum Command {
         /// Acquire+report pairs to time.
         #[arg(long, default_value_t = 1_000_000)]
         pairs: u64,
+        /// Untimed pairs first (default: a tenth of --pairs, at most
+        /// 100,000). About 3 x --credentials puts nearly every credential's
+        /// first use (its durable init -> active write) before the timing.
+        #[arg(long)]
+        warmup: Option<u64>,
     },
 }
 
@@ -346,9 +351,11 @@ fn run(cli: Cli) -> Result<(), Failed> {
     match &cli.command {
         Command::Init => init(&cli),
         Command::Demo { rounds, seed } => demo::run(*rounds, *seed, cli.component.clone()),
-        Command::Bench { credentials, pairs } => {
-            bench::run(*credentials, *pairs, cli.component.clone())
-        }
+        Command::Bench {
+            credentials,
+            pairs,
+            warmup,
+        } => bench::run(*credentials, *pairs, *warmup, cli.component.clone()),
         Command::Challenge { action } => match action {
             ChallengeAction::List { json } => lifecycle::list(&cli.data_dir, *json),
             ChallengeAction::Answer { ticket, code } => {
