@@ -246,7 +246,10 @@ impl p::Guest for Component {
             },
             lease: resp.grant.map(|g| t::Lease {
                 id: g.lease.id,
-                credential: into_meta(g.credential),
+                credential_id: g.lease.credential_id,
+                kind: to_kind(g.kind),
+                status: to_status(g.status),
+                health: g.health,
                 granted_at: g.lease.granted_at,
                 expires_at: g.lease.expires_at,
             }),

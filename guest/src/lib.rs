@@ -10,6 +10,7 @@
 //! - [`pool`]: the records, their per-site indexes, and every operation.
 //! - [`machine`]: the card's state machine, one pure transition function.
 //! - [`cooldown`]: exponential backoff with jitter, capped, never shorter.
+//! - [`counters`]: hot counters as compact binary pages, written per flush.
 //! - [`ratelimit`]: per-credential token bucket as one timestamp (GCRA).
 //! - [`fenwick`]: the weighted tree behind O(log n) selection.
 //! - [`anomaly`]: success-rate falls, block bursts and low health, raised
@@ -17,17 +18,20 @@
 //! - [`lifecycle`]: refresh scheduling, failure backoff and challenge
 //!   tickets, as pure decisions the pool carries out (hook points in its doc).
 //! - [`mask`]: masking of personal data in views and logs.
+//! - [`packed`]: a credential's names and personal data in one allocation.
 //! - `bindings` (wasm32 only): the one module that touches generated types;
 //!   it adapts the WIT imports to the ports and the exports to the pool.
 
 pub mod anomaly;
 pub mod config;
 pub mod cooldown;
+pub mod counters;
 pub mod fenwick;
 pub mod lifecycle;
 pub mod machine;
 pub mod mask;
 pub mod model;
+pub mod packed;
 pub mod pool;
 pub mod ports;
 pub mod ratelimit;

@@ -295,11 +295,14 @@ pub struct AcquireRequest {
     pub lease_ttl_ms: Option<u64>,
 }
 
-/// A granted lease with a snapshot of its credential.
+/// A granted lease and what the caller needs of its credential (`get` or
+/// `view` have the rest).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grant {
     pub lease: LeaseRecord,
-    pub credential: Credential,
+    pub kind: Kind,
+    pub status: Status,
+    pub health: u8,
 }
 
 /// The answer to an acquire.

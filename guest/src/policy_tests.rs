@@ -35,7 +35,7 @@ fn grant(p: &mut Pool<FakeHost>, r: &AcquireRequest) -> (String, String) {
     let resp = p.acquire(r).unwrap();
     assert_eq!(resp.status, AcquireStatus::Success, "{resp:?}");
     let g = resp.grant.unwrap();
-    (g.lease.id, g.credential.id)
+    (g.lease.id, g.lease.credential_id)
 }
 
 fn fail(class: FailureClass) -> Outcome {

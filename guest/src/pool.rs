@@ -1,7 +1,7 @@
 //! The pool: records in memory, indexed per site, written through the
 //! store. Status changes are written durably at once; counters, health and
-//! leases are marked dirty and written by `flush`, so the hot path does no
-//! I/O.
+//! leases are marked dirty and written by `flush` (counters as pages, see
+//! [`crate::counters`]), so the hot path does no I/O.
 //!
 //! No operation on the hot path scans a site. Each site keeps:
 //! - a Fenwick tree of its members' selection weights (0 = not ready), so a
@@ -15,6 +15,7 @@
 use crate::anomaly::{self, BlockBurst, Change, SuccessRate};
 use crate::config::{PolicyConfig, Strategy};
 use crate::cooldown::rest_until;
+use crate::counters::{self, PAGE_SLOTS};
 use crate::fenwick::Fenwick;
 use crate::lifecycle::{
     self as lc, Closure, Completed, LcStatus, Lifecycle, LifecycleConfig, Resolution, StartRefresh,
@@ -23,6 +24,7 @@ use crate::lifecycle::{
 use crate::machine::{self, Event};
 use crate::mask::mask;
 use crate::model::*;
+use crate::packed::{self, Extra};
 use crate::ports::{Host, Level};
 use crate::ratelimit::Rate;
 use std::cmp::Reverse;
@@ -71,27 +73,14 @@ struct Mutable {
     fail_count: u64,
 }
 
-/// Personal data and names: rarely read, so kept out of line (one pointer
-/// in the record, none when empty).
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Extra {
-    username: Option<String>,
-    phone: Option<String>,
-    email: Option<String>,
-    cookie_names: Vec<String>,
-    header_names: Vec<String>,
-    secret_fields: Vec<SecretField>,
-    token_scope: Vec<String>,
-    source_account: Option<String>,
-    labels: Vec<(String, String)>,
-}
-
 /// A credential as the pool keeps it: compact, fixed-size fields inline.
 #[derive(Debug)]
 struct Record {
     id: Box<str>,
     tags: Box<[String]>,
-    extra: Option<Box<Extra>>,
+    /// Personal data and names, packed (see [`crate::packed`]); none when
+    /// empty.
+    extra: Option<Box<[u8]>>,
     m: Mutable,
     created_at: Millis,
     last_used_at: Millis,
@@ -114,8 +103,10 @@ struct Record {
     avail: Avail,
     /// Its weight in the site's Fenwick tree now.
     weight: u8,
-    dirty: bool,
     low_health_flagged: bool,
+    /// Its place in the counter pages, and the tag that marks it its own.
+    ctr: u32,
+    ctr_tag: u32,
     /// The last login by the host, or NEVER.
     logged_in_at: Millis,
     /// The last health check (in memory only), or NEVER.
@@ -126,13 +117,13 @@ impl Record {
     fn purpose_labels(&self) -> impl Iterator<Item = &str> {
         self.extra
             .iter()
-            .flat_map(|x| x.labels.iter())
-            .filter(|(k, _)| k == "purpose")
-            .map(|(_, v)| v.as_str())
+            .flat_map(|x| packed::labels(x))
+            .filter(|(k, _)| *k == "purpose")
+            .map(|(_, v)| v)
     }
 
     fn username(&self) -> Option<&str> {
-        self.extra.as_ref().and_then(|x| x.username.as_deref())
+        self.extra.as_deref().and_then(packed::username)
     }
 }
 
@@ -384,7 +375,13 @@ pub struct Pool<H: Host> {
     site_by_name: FastMap<String, u32>,
     leases: FastMap<u64, Lease>,
     next_lease: u64,
-    dirty: Vec<u32>,
+    /// Counter index -> slot (FREE_PLACE when unused).
+    ctr_slots: Vec<u32>,
+    /// Unused counter indexes below `ctr_slots.len()`.
+    ctr_free: Vec<u32>,
+    /// Counter pages changed since the last flush, and a flag per page.
+    dirty_pages: Vec<u32>,
+    page_dirty: Vec<bool>,
     /// Leases granted since the last flush (written then if still open).
     new_leases: Vec<u64>,
     /// Written leases that ended since the last flush (deleted then).
@@ -402,6 +399,10 @@ impl<H: Host> Pool<H> {
         let lease_rows = scan_all(&mut host, LEASE_PREFIX)?;
         let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
         let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
+        let pages: FastMap<u32, Vec<u8>> = scan_all(&mut host, counters::PREFIX)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((counters::page_of_key(&k)?, v)))
+            .collect();
         let now = host.now();
         let lifecycle = Lifecycle::new(lifecycle_config(&config));
         let mut pool = Pool {
@@ -414,15 +415,70 @@ impl<H: Host> Pool<H> {
             site_by_name: FastMap::default(),
             leases: FastMap::default(),
             next_lease: 1,
-            dirty: Vec::new(),
+            ctr_slots: Vec::new(),
+            ctr_free: Vec::new(),
+            dirty_pages: Vec::new(),
+            page_dirty: Vec::new(),
             new_leases: Vec::new(),
             ended_leases: Vec::new(),
             rest_over: Vec::new(),
         };
+        // Records without a (valid, unclaimed) counter place get one after
+        // all places are claimed, and are written back with it.
+        let mut unplaced = Vec::new();
         for (key, bytes) in creds {
-            let cred: Credential = serde_json::from_slice(&bytes)
+            let stored: StoredIn = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
-            pool.insert(cred, now);
+            let mut cred = stored.cred;
+            let place = match (stored.ctr, stored.ctr_tag) {
+                (Some(i), Some(tag)) if i < counters::MAX_INDEX && tag != 0 => {
+                    let free = pool
+                        .ctr_slots
+                        .get(i as usize)
+                        .is_none_or(|&s| s == FREE_PLACE);
+                    free.then_some((i, tag))
+                }
+                _ => None,
+            };
+            match place {
+                Some((i, tag)) => {
+                    let (page, at) = counters::locate(i);
+                    if let Some(e) = pages.get(&page).and_then(|p| counters::read_entry(p, at))
+                        && e.tag == tag
+                        && e.progress()
+                            > counters::progress(
+                                cred.use_count,
+                                cred.success_count,
+                                cred.fail_count,
+                            )
+                    {
+                        merge_counters(&mut cred, &e);
+                    }
+                    if pool.ctr_slots.len() <= i as usize {
+                        pool.ctr_slots.resize(i as usize + 1, FREE_PLACE);
+                    }
+                    pool.insert(cred, i, tag, now);
+                }
+                None => {
+                    // Placed below; FREE_PLACE keeps it out of ctr_slots.
+                    let slot = pool.insert(cred, FREE_PLACE, 0, now);
+                    unplaced.push(slot);
+                }
+            }
+        }
+        pool.page_dirty = vec![false; pool.ctr_slots.len().div_ceil(PAGE_SLOTS as usize)];
+        pool.ctr_free = (0..pool.ctr_slots.len() as u32)
+            .rev()
+            .filter(|&i| pool.ctr_slots[i as usize] == FREE_PLACE)
+            .collect();
+        for slot in unplaced {
+            let (ctr, tag) = pool.new_place();
+            let rec = pool.rec_mut(slot);
+            rec.ctr = ctr;
+            rec.ctr_tag = tag;
+            pool.ctr_slots[ctr as usize] = slot;
+            let m = pool.rec(slot).m;
+            pool.write_record(slot, &m, false)?;
         }
         for (key, bytes) in lease_rows {
             let lease: LeaseRecord = serde_json::from_slice(&bytes)
@@ -576,8 +632,13 @@ impl<H: Host> Pool<H> {
             rate_limit_streak: 0,
             logged_in_at: None,
         };
-        write_cred(&mut self.host, &cred, true)?;
-        self.insert(cred.clone(), now);
+        let (ctr, tag) = self.new_place();
+        let written = write_cred(&mut self.host, &cred, ctr, tag, true);
+        if let Err(e) = written {
+            self.ctr_free.push(ctr);
+            return Err(e);
+        }
+        self.insert(cred.clone(), ctr, tag, now);
         self.log(
             Level::Info,
             "cred.added",
@@ -586,8 +647,42 @@ impl<H: Host> Pool<H> {
         Ok(cred)
     }
 
+    /// A free counter place and a fresh tag for a new credential. The
+    /// caller puts the slot into `ctr_slots` (or returns the place).
+    fn new_place(&mut self) -> (u32, u32) {
+        let ctr = match self.ctr_free.pop() {
+            Some(i) => i,
+            None => {
+                self.ctr_slots.push(FREE_PLACE);
+                self.ctr_slots.len() as u32 - 1
+            }
+        };
+        let pages = self.ctr_slots.len().div_ceil(PAGE_SLOTS as usize);
+        if self.page_dirty.len() < pages {
+            self.page_dirty.resize(pages, false);
+        }
+        (ctr, (self.host.next_u64() as u32).max(1))
+    }
+
+    /// Marks the member's counter page for the next flush.
+    fn touch(&mut self, slot: u32) {
+        let (page, _) = counters::locate(self.rec(slot).ctr);
+        if !self.page_dirty[page as usize] {
+            self.page_dirty[page as usize] = true;
+            self.dirty_pages.push(page);
+        }
+    }
+
+    /// Writes the member's whole record with `m` as its changing fields.
+    fn write_record(&mut self, slot: u32, m: &Mutable, durable: bool) -> Result<(), PoolError> {
+        let snapshot = self.snapshot(slot, m);
+        let rec = self.rec(slot);
+        let (ctr, tag) = (rec.ctr, rec.ctr_tag);
+        write_cred(&mut self.host, &snapshot, ctr, tag, durable)
+    }
+
     /// Puts a record into memory and its site's indexes (no I/O).
-    fn insert(&mut self, c: Credential, now: Millis) -> u32 {
+    fn insert(&mut self, c: Credential, ctr: u32, ctr_tag: u32, now: Millis) -> u32 {
         let si = match self.site_by_name.get(&c.site) {
             Some(&si) => si,
             None => {
@@ -614,7 +709,7 @@ impl<H: Host> Pool<H> {
         let rec = Record {
             id: c.id.into_boxed_str(),
             tags: c.tags.into_boxed_slice(),
-            extra: (extra != Extra::default()).then(|| Box::new(extra)),
+            extra: packed::pack(&extra),
             m: Mutable {
                 status: c.status,
                 health: c.health,
@@ -641,8 +736,9 @@ impl<H: Host> Pool<H> {
             // Counted as banned until `refresh` places it.
             avail: Avail::Banned,
             weight: 0,
-            dirty: false,
             low_health_flagged: false,
+            ctr,
+            ctr_tag,
             logged_in_at: c.logged_in_at.unwrap_or(NEVER),
             checked_at: NEVER,
         };
@@ -654,6 +750,9 @@ impl<H: Host> Pool<H> {
         site.by_status[status_slot(rec.m.status)] += 1;
         site.by_avail[Avail::Banned as usize] += 1;
         self.by_id.insert(rec.id.clone(), slot);
+        if let Some(place) = self.ctr_slots.get_mut(ctr as usize) {
+            *place = slot;
+        }
         self.records.push(Some(rec));
         self.refresh(slot, now);
         self.track(slot, now);
@@ -761,7 +860,11 @@ impl<H: Host> Pool<H> {
             self.host.delete(&format!("{TICKET_PREFIX}{ticket}"))?;
             self.host.close_ticket(&ticket, Closure::Cancelled);
         }
+        // Its page is rewritten without it at the next flush.
+        self.touch(slot);
         let rec = self.records[slot as usize].take().expect("live slot");
+        self.ctr_slots[rec.ctr as usize] = FREE_PLACE;
+        self.ctr_free.push(rec.ctr);
         self.by_id.remove(id);
         let site = &mut self.sites[rec.site as usize];
         site.by_status[status_slot(rec.m.status)] -= 1;
@@ -847,10 +950,7 @@ impl<H: Host> Pool<H> {
         if let Some(rate) = rate {
             rec.next_use_at = rate.take(rec.next_use_at, now);
         }
-        if !rec.dirty {
-            rec.dirty = true;
-            self.dirty.push(slot);
-        }
+        self.touch(slot);
         let (seq, nonce) = (self.next_lease, self.host.next_u64());
         self.next_lease += 1;
         self.open_lease(slot, seq, nonce, now, now + ttl_ms);
@@ -888,7 +988,7 @@ impl<H: Host> Pool<H> {
         let rec = self.rec(slot);
         let lease = LeaseRecord {
             id: lease_id(seq, nonce),
-            credential_id: rec.id.to_string(),
+            credential_id: String::from(&*rec.id),
             granted_at: now,
             expires_at: now + ttl_ms,
         };
@@ -896,7 +996,9 @@ impl<H: Host> Pool<H> {
             status: AcquireStatus::Success,
             grant: Some(Grant {
                 lease,
-                credential: self.snapshot(slot, &rec.m),
+                kind: rec.kind,
+                status: rec.m.status,
+                health: rec.m.health,
             }),
             reason: None,
             next_free_at: None,
@@ -1033,6 +1135,15 @@ impl<H: Host> Pool<H> {
                 persisted: false,
             },
         );
+        // An ended lease leaves its entry until it falls due (a TTL later):
+        // drop those now and then, so the heap stays near the open leases
+        // at any rate of acquires. Amortised O(1).
+        let site = &mut self.sites[si];
+        if site.lease_ends.len() > 2 * site.open_leases as usize + 1024 {
+            let leases = &self.leases;
+            site.lease_ends
+                .retain(|Reverse((t, seq))| leases.get(seq).is_some_and(|l| l.expires_at == *t));
+        }
     }
 
     fn find_lease(&self, lease_id: &str) -> Result<u64, PoolError> {
@@ -1273,8 +1384,7 @@ impl<H: Host> Pool<H> {
     fn commit(&mut self, slot: u32, m: Mutable, now: Millis) -> Result<(), PoolError> {
         let before = self.rec(slot).m;
         if m.status != before.status {
-            let snapshot = self.snapshot(slot, &m);
-            write_cred(&mut self.host, &snapshot, true)?;
+            self.write_record(slot, &m, true)?;
         }
         let rec = self.records[slot as usize].as_mut().expect("live slot");
         rec.m = m;
@@ -1282,10 +1392,8 @@ impl<H: Host> Pool<H> {
             let site = &mut self.sites[rec.site as usize];
             site.by_status[status_slot(before.status)] -= 1;
             site.by_status[status_slot(m.status)] += 1;
-            // The durable write covered everything: nothing is pending.
-        } else if !rec.dirty {
-            rec.dirty = true;
-            self.dirty.push(slot);
+        } else if m != before {
+            self.touch(slot);
         }
         if m.status != before.status {
             let rec = self.rec(slot);
@@ -1372,7 +1480,7 @@ impl<H: Host> Pool<H> {
     /// The credential's record with `m` as its changing fields.
     fn snapshot(&self, slot: u32, m: &Mutable) -> Credential {
         let r = self.rec(slot);
-        let x = r.extra.as_deref().cloned().unwrap_or_default();
+        let x = r.extra.as_deref().map(packed::unpack).unwrap_or_default();
         let time = |t: Millis| (t != NEVER).then_some(t);
         Credential {
             id: r.id.to_string(),
@@ -1618,16 +1726,34 @@ impl<H: Host> Pool<H> {
     /// Writes dirty counters and lease changes as lazy writes.
     pub fn flush(&mut self) -> Result<u32, PoolError> {
         let mut written = 0;
-        for slot in std::mem::take(&mut self.dirty) {
-            let Some(rec) = self.records[slot as usize].as_mut() else {
-                continue;
-            };
-            if !rec.dirty {
-                continue;
+        for page in std::mem::take(&mut self.dirty_pages) {
+            self.page_dirty[page as usize] = false;
+            let start = (page * PAGE_SLOTS) as usize;
+            let end = (start + PAGE_SLOTS as usize).min(self.ctr_slots.len());
+            let entries = self.ctr_slots[start..end].iter().map(|&slot| {
+                if slot == FREE_PLACE {
+                    return counters::Entry::default();
+                }
+                let r = self.rec(slot);
+                counters::Entry {
+                    tag: r.ctr_tag,
+                    consecutive_failures: r.m.consecutive_failures,
+                    health: r.m.health,
+                    block_streak: r.m.block_streak,
+                    rate_limit_streak: r.m.rate_limit_streak,
+                    use_count: r.use_count,
+                    success_count: r.m.success_count,
+                    fail_count: r.m.fail_count,
+                    last_used_at: r.last_used_at,
+                    cooldown_until: r.m.cooldown_until,
+                }
+            });
+            match counters::encode_page(entries) {
+                Some(bytes) => self.host.set(&counters::page_key(page), &bytes, false)?,
+                None => {
+                    self.host.delete(&counters::page_key(page))?;
+                }
             }
-            rec.dirty = false;
-            let snapshot = self.snapshot(slot, &self.rec(slot).m);
-            write_cred(&mut self.host, &snapshot, false)?;
             written += 1;
         }
         for seq in std::mem::take(&mut self.new_leases) {
@@ -1839,6 +1965,12 @@ impl<H: Host> Pool<H> {
         if self.host.enabled(level) {
             self.host.event(level, name, fields);
         }
+    }
+
+    /// Entries in the lease-end heaps (tests).
+    #[cfg(test)]
+    pub(crate) fn lease_heap_len(&self) -> usize {
+        self.sites.iter().map(|s| s.lease_ends.len()).sum()
     }
 
     /// Checks every index against a recount from the records (tests).
@@ -2263,8 +2395,8 @@ impl<H: Host> Pool<H> {
             self.lifecycle_status(slot, change, now)?;
         }
         if times_changed && self.rec(slot).m.status == status_before {
-            let snapshot = self.snapshot(slot, &self.rec(slot).m);
-            write_cred(&mut self.host, &snapshot, true)?;
+            let m = self.rec(slot).m;
+            self.write_record(slot, &m, true)?;
         }
         self.refresh(slot, now);
         self.track(slot, now);
@@ -2332,12 +2464,13 @@ impl<H: Host> Pool<H> {
     /// address).
     pub fn masked_contact(&self, ticket: &Ticket) -> Option<String> {
         let slot = *self.by_id.get(ticket.credential_id.as_str())?;
-        let x = self.rec(slot).extra.as_deref()?;
+        let x = packed::unpack(self.rec(slot).extra.as_deref()?);
         match ticket.kind {
-            lc::ChallengeKind::SmsCode => x.phone.as_deref(),
-            lc::ChallengeKind::EmailCode => x.email.as_deref(),
+            lc::ChallengeKind::SmsCode => x.phone,
+            lc::ChallengeKind::EmailCode => x.email,
             _ => None,
         }
+        .as_deref()
         .map(mask)
     }
 
@@ -2398,8 +2531,52 @@ fn cred_key(id: &str) -> String {
     format!("{CRED_PREFIX}{id}")
 }
 
-fn write_cred<H: Host>(host: &mut H, cred: &Credential, durable: bool) -> Result<(), PoolError> {
-    let bytes = serde_json::to_vec(cred).expect("credential serialises");
+/// A stored credential record: the credential and its counter place.
+#[derive(serde::Serialize)]
+struct StoredOut<'a> {
+    #[serde(flatten)]
+    cred: &'a Credential,
+    ctr: u32,
+    ctr_tag: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredIn {
+    #[serde(flatten)]
+    cred: Credential,
+    /// Absent in records written before counter pages.
+    #[serde(default)]
+    ctr: Option<u32>,
+    #[serde(default)]
+    ctr_tag: Option<u32>,
+}
+
+/// A place in `ctr_slots` that no credential holds.
+const FREE_PLACE: u32 = u32::MAX;
+
+/// A counter page's entry, newer than the record, over the record.
+fn merge_counters(c: &mut Credential, e: &counters::Entry) {
+    let time = |t: Millis| (t != NEVER).then_some(t);
+    c.consecutive_failures = e.consecutive_failures;
+    c.health = e.health.min(100);
+    c.block_streak = u32::from(e.block_streak);
+    c.rate_limit_streak = u32::from(e.rate_limit_streak);
+    c.use_count = e.use_count;
+    c.success_count = e.success_count;
+    c.fail_count = e.fail_count;
+    c.last_used_at = time(e.last_used_at);
+    c.cooldown_until = time(e.cooldown_until);
+}
+
+fn write_cred<H: Host>(
+    host: &mut H,
+    cred: &Credential,
+    ctr: u32,
+    ctr_tag: u32,
+    durable: bool,
+) -> Result<(), PoolError> {
+    let stored = StoredOut { cred, ctr, ctr_tag };
+    let bytes = serde_json::to_vec(&stored).expect("credential serialises");
     host.set(&cred_key(&cred.id), &bytes, durable)?;
     Ok(())
 }

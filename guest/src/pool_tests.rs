@@ -36,7 +36,7 @@ fn lease_of(p: &mut Pool<FakeHost>, site: &str) -> (String, String) {
     let r = p.acquire(&req(site)).unwrap();
     assert_eq!(r.status, AcquireStatus::Success, "{r:?}");
     let g = r.grant.unwrap();
-    (g.lease.id, g.credential.id)
+    (g.lease.id, g.lease.credential_id)
 }
 
 fn failure(class: FailureClass) -> Outcome {
@@ -227,7 +227,7 @@ fn kind_and_tag_filters_apply() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(r.grant.unwrap().credential.id, "k1");
+    assert_eq!(r.grant.unwrap().lease.credential_id, "k1");
     let r = p
         .acquire(&AcquireRequest {
             site: "jd.com".into(),
@@ -346,4 +346,119 @@ fn unban_is_only_for_banned_credentials() {
             ..
         })
     ));
+}
+
+#[test]
+fn counters_are_flushed_as_pages_not_records_and_survive_a_reload() {
+    let mut p = pool();
+    for i in 0..300 {
+        p.add(new("jd.com", &format!("s{i:03}"), Kind::Session))
+            .unwrap();
+    }
+    p.flush().unwrap();
+    let durable_before = p.host.durable_writes.len();
+    for _ in 0..1000 {
+        let (lease, _) = lease_of(&mut p, "jd.com");
+        p.report(&lease, failure(FailureClass::Network)).unwrap();
+    }
+    let written = p.flush().unwrap();
+    // 300 places fill two pages: two writes however many credentials moved.
+    assert_eq!(written, 2);
+    assert!(p.host.data.contains_key("ctr/000000"));
+    assert!(p.host.data.contains_key("ctr/000001"));
+    assert_eq!(p.host.durable_writes.len(), durable_before);
+    let before: Vec<Credential> = (0..300)
+        .map(|i| p.get(&format!("s{i:03}")).unwrap())
+        .collect();
+    assert_eq!(before.iter().map(|c| c.fail_count).sum::<u64>(), 1000);
+    let p = Pool::load(p.host, PolicyConfig::default()).unwrap();
+    for c in &before {
+        assert_eq!(&p.get(&c.id).unwrap(), c);
+    }
+    p.check_invariants();
+}
+
+#[test]
+fn a_status_change_after_the_last_page_wins_over_the_page() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    for _ in 0..3 {
+        let (lease, _) = lease_of(&mut p, "jd.com");
+        p.report(&lease, Outcome::Success).unwrap();
+    }
+    p.flush().unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    let e = p.report(&lease, failure(FailureClass::Blocked)).unwrap();
+    assert_eq!(e.status, Status::Suspended);
+    // No flush: the page still holds the state before the block.
+    let at_block = p.get("s1").unwrap();
+    let p = Pool::load(p.host, PolicyConfig::default()).unwrap();
+    assert_eq!(p.get("s1").unwrap(), at_block);
+}
+
+#[test]
+fn a_new_credential_in_a_freed_place_does_not_inherit_its_counters() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    for _ in 0..5 {
+        let (lease, _) = lease_of(&mut p, "jd.com");
+        p.report(&lease, failure(FailureClass::Other)).unwrap();
+    }
+    p.flush().unwrap();
+    p.remove("s1").unwrap();
+    // Same place, and even the same id; the old page is still stored.
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    p.add(new("jd.com", "s2", Kind::Session)).unwrap();
+    assert!(p.host.data.contains_key("ctr/000000"));
+    let p = Pool::load(p.host, PolicyConfig::default()).unwrap();
+    for id in ["s1", "s2"] {
+        let c = p.get(id).unwrap();
+        assert_eq!((c.use_count, c.fail_count, c.health), (0, 0, 100), "{id}");
+    }
+}
+
+#[test]
+fn records_written_before_counter_pages_get_a_place_on_load() {
+    let mut host = FakeHost::new(T0);
+    let mut legacy = |id: &str, uses: u64| {
+        let json = format!(
+            r#"{{"id":"{id}","site":"jd.com","kind":"session","status":"active","created_at":{T0},"use_count":{uses},"health":90}}"#
+        );
+        host.data.insert(format!("cred/{id}"), json.into_bytes());
+    };
+    legacy("old1", 4);
+    legacy("old2", 7);
+    let mut p = Pool::load(host, PolicyConfig::default()).unwrap();
+    assert_eq!(p.get("old2").unwrap().use_count, 7);
+    let (lease, id) = lease_of(&mut p, "jd.com");
+    p.report(&lease, Outcome::Success).unwrap();
+    let expected = p.get(&id).unwrap();
+    p.flush().unwrap();
+    let p = Pool::load(p.host, PolicyConfig::default()).unwrap();
+    assert_eq!(p.get(&id).unwrap(), expected);
+    p.check_invariants();
+}
+
+#[test]
+fn ended_leases_do_not_pile_up_in_memory_between_ticks() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    for _ in 0..10_000 {
+        let (lease, _) = lease_of(&mut p, "jd.com");
+        p.report(&lease, Outcome::Success).unwrap();
+    }
+    assert!(p.lease_heap_len() <= 2 + 1024, "{}", p.lease_heap_len());
+    // A lease still open keeps its entry through compactions and lapses
+    // on time.
+    lease_of(&mut p, "jd.com");
+    p.add(new("jd.com", "t1", Kind::Token)).unwrap();
+    for _ in 0..3000 {
+        let (lease, id) = lease_of(&mut p, "jd.com");
+        assert_eq!(id, "t1");
+        p.release(&lease).unwrap();
+    }
+    assert!(p.lease_heap_len() <= 2 + 1024, "{}", p.lease_heap_len());
+    p.host.now = T0 + 301_000;
+    assert_eq!(p.tick().unwrap().leases_expired, 1);
+    p.check_invariants();
 }

@@ -100,7 +100,7 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let r = p.acquire(&req).unwrap();
                 if let Some(g) = r.grant {
-                    let id = g.credential.id.clone();
+                    let id = g.lease.credential_id.clone();
                     let was = &before[&id];
                     let now = p.host.now;
                     let usable = match was.status {
@@ -113,7 +113,7 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert!(usable, "{id} handed out in {:?}", was.status);
                     prop_assert!(was.expires_at.is_none_or(|t| t > now));
                     if filter_kind {
-                        prop_assert_eq!(g.credential.kind, Kind::Token);
+                        prop_assert_eq!(g.kind, Kind::Token);
                     }
                     if let Some(prev) = last_grant.insert(id.clone(), now) {
                         prop_assert!(now - prev >= INTERVAL_MS, "{id} ahead of its rate");

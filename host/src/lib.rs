@@ -66,5 +66,5 @@ pub use bindings::types::{
 };
 pub use clock::ManualClock;
 pub use error::{Error, Result};
-pub use pool::{Acquired, Lease, NewCredential, Pool, PoolOptions, Storage};
+pub use pool::{Acquired, Lease, LeasedCredential, NewCredential, Pool, PoolOptions, Storage};
 pub use secrets::Secrets;

@@ -167,16 +167,26 @@ impl ListFilter {
     }
 }
 
-/// A granted lease: the credential's metadata and, for the caller to use,
-/// its secrets.
+/// A granted lease: which credential and, for the caller to use, its
+/// secrets. [`Pool::view`] has the rest of the credential.
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub id: String,
-    pub credential: CredentialMeta,
+    pub credential: LeasedCredential,
     pub granted_at: i64,
     pub expires_at: i64,
     /// Shared with the pool's cache of decrypted secrets (read-only).
     pub secrets: Arc<Secrets>,
+}
+
+/// The credential of a lease, as it was when handed out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedCredential {
+    pub id: String,
+    pub site: String,
+    pub kind: CredentialKind,
+    pub status: crate::Status,
+    pub health: u8,
 }
 
 /// The answer to an acquire, as the card's GetCredentialResponse.
@@ -419,7 +429,8 @@ impl Pool {
         let resp = self.call(|p, s| p.credpool_policy_pool().call_acquire(s, request))?;
         let lease = match resp.lease {
             Some(l) => {
-                let secrets = match self.cached_secrets(&l.credential.site, &l.credential.id) {
+                // A lease is always of the requested site.
+                let secrets = match self.cached_secrets(&request.site, &l.credential_id) {
                     Ok(secrets) => secrets,
                     Err(e) => {
                         let _ = self.release(&l.id);
@@ -428,7 +439,13 @@ impl Pool {
                 };
                 Some(Lease {
                     id: l.id,
-                    credential: l.credential,
+                    credential: LeasedCredential {
+                        id: l.credential_id,
+                        site: request.site.clone(),
+                        kind: l.kind,
+                        status: l.status,
+                        health: l.health,
+                    },
                     granted_at: l.granted_at,
                     expires_at: l.expires_at,
                     secrets,

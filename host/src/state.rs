@@ -73,7 +73,7 @@ impl HostState {
                 None => Write::Delete(k),
             })
             .collect();
-        self.vault.backend().apply(&writes)?;
+        self.vault.backend().apply_owned(writes)?;
         Ok(())
     }
 }

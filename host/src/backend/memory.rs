@@ -47,6 +47,21 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn apply_owned(&self, writes: Vec<Write>) -> Result<(), BackendError> {
+        let mut map = self.map.lock().unwrap();
+        for w in writes {
+            match w {
+                Write::Put(k, v) => {
+                    map.insert(k, v);
+                }
+                Write::Delete(k) => {
+                    map.remove(&k);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn compare_and_swap(
         &self,
         key: &str,

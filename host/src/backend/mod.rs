@@ -51,6 +51,12 @@ pub trait Backend: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
     /// Applies every write or none; durable when it returns.
     fn apply(&self, writes: &[Write]) -> Result<(), BackendError>;
+    /// [`Backend::apply`] taking the writes by value, so an engine that
+    /// keeps values in memory moves them instead of copying (the counter
+    /// pages of every flush pass through here).
+    fn apply_owned(&self, writes: Vec<Write>) -> Result<(), BackendError> {
+        self.apply(&writes)
+    }
     /// Sets `key` to `new` (None deletes) only if it holds exactly `expected`.
     fn compare_and_swap(
         &self,

@@ -196,7 +196,9 @@ fn print_secrets(s: &Secrets) {
     }
 }
 
-pub fn acquired_json(got: &Acquired) -> Value {
+/// `view` is the leased credential's view, when the caller fetched it (the
+/// lease itself carries only id, site, kind, status and health).
+pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
     json!({
         "status": names::acquire_status(got.status),
         "reason": got.reason.map(names::reason),
@@ -205,7 +207,16 @@ pub fn acquired_json(got: &Acquired) -> Value {
             "id": l.id,
             "granted_at": time(l.granted_at),
             "expires_at": time(l.expires_at),
-            "credential": meta_json(&l.credential),
+            "credential": match view {
+                Some(v) => view_json(v),
+                None => json!({
+                    "id": l.credential.id,
+                    "site": l.credential.site,
+                    "type": names::kind(l.credential.kind),
+                    "status": names::status(l.credential.status),
+                    "health": l.credential.health,
+                }),
+            },
             "secrets": secrets_json(&l.secrets),
         })),
         "alternatives": got.alternatives,
@@ -213,9 +224,9 @@ pub fn acquired_json(got: &Acquired) -> Value {
     })
 }
 
-pub fn print_acquired(got: &Acquired, as_json: bool) {
+pub fn print_acquired(got: &Acquired, view: Option<&CredentialView>, as_json: bool) {
     if as_json {
-        println!("{}", acquired_json(got));
+        println!("{}", acquired_json(got, view));
         return;
     }
     if let Some(l) = &got.lease {

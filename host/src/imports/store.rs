@@ -57,7 +57,7 @@ impl Host for HostState {
         self.lazy.remove(&full);
         self.vault
             .backend()
-            .apply(&[Write::Put(full, sealed)])
+            .apply_owned(vec![Write::Put(full, sealed)])
             .map_err(|e| store_error(e.into()))
     }
 
