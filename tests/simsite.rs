@@ -1099,7 +1099,11 @@ fn a_captcha_found_by_the_keep_alive_becomes_a_ticket_a_person_answers() {
     clock.advance(Duration::from_secs(15));
     pool.tick().unwrap();
     settle(&pool);
-    assert_eq!(status(), Status::Challenged, "out of rotation, on its ticket");
+    assert_eq!(
+        status(),
+        Status::Challenged,
+        "out of rotation, on its ticket"
+    );
     let tickets = pool.tickets().unwrap();
     assert_eq!(tickets.len(), 1);
     assert_eq!(
