@@ -122,6 +122,14 @@ fn assert_no_leak(texts: &[&str], secrets: &[&str]) {
 fn own_binary(dir: &std::path::Path) -> std::path::PathBuf {
     let to = dir.join("credpool-under-test");
     std::fs::copy(env!("CARGO_BIN_EXE_credpool"), &to).unwrap();
+    // A child another test forks while the copy is open holds its write
+    // handle until it execs: running the copy then fails with ETXTBSY.
+    for _ in 0..100 {
+        match std::process::Command::new(&to).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(20)),
+            _ => break,
+        }
+    }
     to
 }
 
