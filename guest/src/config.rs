@@ -77,6 +77,10 @@ pub struct PolicyConfig {
     pub block_burst_count: u32,
     /// The window of `block_burst_count`.
     pub block_burst_window_seconds: u64,
+    /// The same alert (kind, site, credential) is notified again only after
+    /// this long; meanwhile it stays listed in `stats`. A credential whose
+    /// health wobbles around the threshold is not a new alert each time.
+    pub realert_after_seconds: u64,
     /// Session lifecycle: refresh scheduling, re-login, tickets. The host
     /// builds it from the `[sites]` tables of `credpool.toml`; absent, the
     /// policy schedules nothing.
@@ -107,6 +111,7 @@ impl Default for PolicyConfig {
             success_min_reports: 32,
             block_burst_count: 5,
             block_burst_window_seconds: 600,
+            realert_after_seconds: 600,
             lifecycle: None,
         }
     }

@@ -700,6 +700,33 @@ fn an_exhausted_pool_is_raised_once_until_it_serves_again() {
     assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 2);
 }
 
+#[test]
+fn a_health_wobbling_around_the_threshold_is_notified_once_per_quiet_window() {
+    let mut p = pool_with(
+        r#"{"initial_health": 45, "health_success": 10, "health_failure": 10,
+            "low_health_threshold": 30, "realert_after_seconds": 600}"#,
+    );
+    add(&mut p, "jd.com", "s", Kind::Session);
+    let wobble = |p: &mut Pool<FakeHost>| {
+        use_once(p, "jd.com", fail(FailureClass::Network));
+        use_once(p, "jd.com", fail(FailureClass::Network));
+        use_once(p, "jd.com", Outcome::Success);
+        use_once(p, "jd.com", Outcome::Success);
+    };
+    // 45 -> 25 (raised) -> 45 (cleared above the margin), three times.
+    for _ in 0..3 {
+        wobble(&mut p);
+    }
+    assert_eq!(p.host.alerts_of(AlertKind::LowHealth), 1);
+    p.host.now += 601_000;
+    wobble(&mut p);
+    assert_eq!(p.host.alerts_of(AlertKind::LowHealth), 2);
+    // Listed in stats while low, whether notified or not.
+    use_once(&mut p, "jd.com", fail(FailureClass::Network));
+    use_once(&mut p, "jd.com", fail(FailureClass::Network));
+    assert_eq!(p.stats(None)[0].anomalies.len(), 1);
+}
+
 // ---- diagnostics ------------------------------------------------------
 
 #[test]

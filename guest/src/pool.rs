@@ -184,9 +184,6 @@ struct Site {
     blocks: BlockBurst,
     anomalies: Vec<Anomaly>,
     exhausted: bool,
-    /// When running dry was last raised: a busy pool that runs dry and
-    /// serves again many times a minute is raised once per window.
-    exhausted_raised_at: Millis,
 }
 
 impl Site {
@@ -211,7 +208,6 @@ impl Site {
             blocks: BlockBurst::default(),
             anomalies: Vec::new(),
             exhausted: false,
-            exhausted_raised_at: Millis::MIN,
         }
     }
 
@@ -390,7 +386,14 @@ pub struct Pool<H: Host> {
     rest_over: Vec<u32>,
     /// Refresh scheduling and challenge tickets.
     lc: Lifecycle,
+    /// When each alert (kind, site, slot or NO_SLOT) was last notified.
+    notified: FastMap<(AlertKind, u32, u32), Millis>,
 }
+
+/// The slot part of a site-wide alert's key in `notified`.
+const NO_SLOT: u32 = u32::MAX;
+/// Entries of `notified` kept before the old ones are pruned.
+const NOTIFIED_KEPT: usize = 4096;
 
 impl<H: Host> Pool<H> {
     /// Loads every record of the tenant from the store.
@@ -422,6 +425,7 @@ impl<H: Host> Pool<H> {
             new_leases: Vec::new(),
             ended_leases: Vec::new(),
             rest_over: Vec::new(),
+            notified: FastMap::default(),
         };
         // Records without a (valid, unclaimed) counter place get one after
         // all places are claimed, and are written back with it.
@@ -1351,8 +1355,25 @@ impl<H: Host> Pool<H> {
             Change::Cleared => self.sites[si].unflag(kind, credential),
             Change::Raised => {
                 let detail = detail();
-                let site = &mut self.sites[si];
-                site.flag(kind, credential, now, detail.clone());
+                self.sites[si].flag(kind, credential, now, detail.clone());
+                let slot = credential
+                    .and_then(|id| self.by_id.get(id).copied())
+                    .unwrap_or(NO_SLOT);
+                let quiet = self.config.realert_after_seconds as Millis * 1000;
+                let key = (kind, si as u32, slot);
+                if self
+                    .notified
+                    .get(&key)
+                    .is_some_and(|&at| now.saturating_sub(at) < quiet)
+                {
+                    return;
+                }
+                if self.notified.len() >= NOTIFIED_KEPT {
+                    self.notified
+                        .retain(|_, at| now.saturating_sub(*at) < quiet);
+                }
+                self.notified.insert(key, now);
+                let site = &self.sites[si];
                 let severity = match kind {
                     AlertKind::BlockBurst => Severity::Critical,
                     _ => Severity::Warning,
@@ -1919,11 +1940,8 @@ impl<H: Host> Pool<H> {
         self.log(Level::Warn, "cred.no_available", &fields);
         if let Some(si) = si {
             let site = &mut self.sites[si as usize];
-            let quiet = now.saturating_sub(site.exhausted_raised_at)
-                >= self.config.block_burst_window_seconds as Millis * 1000;
-            if !site.exhausted && matching > 0 && site.ready == 0 && quiet {
+            if !site.exhausted && matching > 0 && site.ready == 0 {
                 site.exhausted = true;
-                site.exhausted_raised_at = now;
                 let detail = format!("no credential to hand out: {}", warnings.join(", "));
                 self.anomaly(
                     si as usize,

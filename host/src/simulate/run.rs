@@ -117,6 +117,7 @@ pub fn scenario_policy(sites: &[SiteSpec]) -> toml::Table {
     set("block_burst_count", 4.into());
     set("block_burst_window_seconds", 10.into());
     set("success_min_reports", 16.into());
+    set("realert_after_seconds", 15.into());
     t
 }
 
