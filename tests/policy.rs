@@ -364,3 +364,51 @@ fn bench_measures_pairs_through_the_component() {
     }
     assert!(figures.p99_us >= figures.p50_us);
 }
+
+#[test]
+fn report_and_acquire_reports_then_hands_out_the_next_in_one_call() {
+    let (pool, _clock, _) = memory_pool_with(r#"{"site_strategy": {"rr.com": "round-robin"}}"#);
+    for id in ["a", "b"] {
+        pool.add(token("rr.com", id)).unwrap();
+    }
+    let req = AcquireRequest::site("rr.com");
+    let (first, first_id) = grant(&pool, &req);
+    // A block rests the first; the next in turn comes with its secrets.
+    let (effect, got) = pool
+        .report_and_acquire(&first, fail(FailureClass::Blocked), &req)
+        .unwrap();
+    assert_eq!(effect.status, Status::Suspended);
+    let next = got.lease.expect("the other credential");
+    assert_ne!(next.credential.id, first_id);
+    assert_eq!(
+        next.secrets.access_token.as_deref(),
+        Some(format!("secret-{}", next.credential.id).as_str())
+    );
+    // Nothing else is free: the answer says why, the report still counts.
+    let (effect, got) = pool
+        .report_and_acquire(&next.id, Outcome::Success, &req)
+        .unwrap();
+    assert_eq!(effect.status, Status::Active);
+    let again = got.lease.expect("the same one, reported and free");
+    assert_eq!(again.credential.id, next.credential.id);
+    let (_, got) = pool
+        .report_and_acquire(&again.id, fail(FailureClass::Blocked), &req)
+        .unwrap();
+    assert!(got.lease.is_none());
+    assert_eq!(got.status, AcquireStatus::AllBlocked);
+    // An unknown lease is the error, and nothing is acquired.
+    let open = pool.stats(Some("rr.com")).unwrap()[0].open_leases;
+    assert!(
+        pool.report_and_acquire("no-such-lease", Outcome::Success, &req)
+            .is_err()
+    );
+    assert_eq!(pool.stats(Some("rr.com")).unwrap()[0].open_leases, open);
+}
+
+#[test]
+fn bench_combined_runs_each_pair_as_one_call() {
+    let figures = credpool::cli::bench::measure_with(100, 2000, Some(100), true, None).unwrap();
+    assert_eq!(figures.calls_per_pair, 1);
+    assert_eq!(figures.pairs, 2000);
+    assert!(figures.pairs_per_sec > 0.0);
+}

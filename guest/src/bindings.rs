@@ -229,6 +229,15 @@ impl p::Guest for Component {
         with_pool(|pool| pool.remove(&id))
     }
 
+    fn report_and_acquire(
+        lease_id: String,
+        outcome: t::Outcome,
+        next: p::AcquireRequest,
+    ) -> Result<(p::ReportEffect, p::AcquireResponse), t::PoolError> {
+        let effect = <Component as p::Guest>::report(lease_id, outcome)?;
+        Ok((effect, <Component as p::Guest>::acquire(next)?))
+    }
+
     fn acquire(request: p::AcquireRequest) -> Result<p::AcquireResponse, t::PoolError> {
         let req = m::AcquireRequest {
             site: request.site,

@@ -5,8 +5,8 @@
 use crate::backend::{Backend, MemoryBackend, RedbBackend};
 use crate::bindings::Policy;
 use crate::bindings::pool::{
-    AcquireRequest, AcquireStatus, CredentialView, ListFilter, ReportEffect, SiteStats,
-    TickSummary, UnavailableReason,
+    AcquireRequest, AcquireResponse, AcquireStatus, CredentialView, ListFilter, ReportEffect,
+    SiteStats, TickSummary, UnavailableReason,
 };
 use crate::bindings::types::{
     self, AccessLevel, CredentialKind, CredentialMeta, Outcome, PoolError,
@@ -427,6 +427,29 @@ impl Pool {
     pub fn acquire(&self, request: &AcquireRequest) -> Result<Acquired> {
         self.record("export.acquire", request);
         let resp = self.call(|p, s| p.credpool_policy_pool().call_acquire(s, request))?;
+        self.acquired(request, resp)
+    }
+
+    /// Reports how a use went and acquires the next credential, in one call
+    /// into the policy (a crawler's loop: half the sandbox crossings of a
+    /// `report` and an `acquire`). A refused report is the error, and
+    /// nothing is acquired.
+    pub fn report_and_acquire(
+        &self,
+        lease_id: &str,
+        outcome: Outcome,
+        next: &AcquireRequest,
+    ) -> Result<(ReportEffect, Acquired)> {
+        self.record("export.report-and-acquire", (lease_id, outcome, next));
+        let (effect, resp) = self.call(|p, s| {
+            p.credpool_policy_pool()
+                .call_report_and_acquire(s, lease_id, outcome, next)
+        })?;
+        Ok((effect, self.acquired(next, resp)?))
+    }
+
+    /// The caller's answer: the policy's, with the secrets joined to the lease.
+    fn acquired(&self, request: &AcquireRequest, resp: AcquireResponse) -> Result<Acquired> {
         let lease = match resp.lease {
             Some(l) => {
                 // A lease is always of the requested site.

@@ -2,6 +2,8 @@
 //! and runs acquire + report pairs through the policy component on one
 //! thread, with about 10% failures, printing one JSON line. Meant for a
 //! release build (`cargo run --release -- bench --credentials 100000`).
+//! With `--combined` each pair is one `report-and-acquire` call (a
+//! crawler's loop: report the page, take the next credential).
 
 use super::Failed;
 use crate::bindings::log::Level;
@@ -41,6 +43,9 @@ pub struct Figures {
     pub pairs: u64,
     /// Untimed pairs run first.
     pub warmup: u64,
+    /// Calls into the policy per pair: 2 (acquire, report) or 1
+    /// (report-and-acquire).
+    pub calls_per_pair: u32,
     pub pairs_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -52,6 +57,7 @@ pub(super) fn run(
     credentials: usize,
     pairs: u64,
     warmup: Option<u64>,
+    combined: bool,
     component: Option<PathBuf>,
 ) -> Result<(), Failed> {
     if credentials == 0 || pairs == 0 {
@@ -60,7 +66,7 @@ pub(super) fn run(
             "--credentials and --pairs must be at least 1".into(),
         ));
     }
-    let figures = measure_with(credentials, pairs, warmup, component)?;
+    let figures = measure_with(credentials, pairs, warmup, combined, component)?;
     println!(
         "{}",
         serde_json::to_string(&figures).expect("figures serialise")
@@ -74,15 +80,17 @@ pub fn measure(
     pairs: u64,
     component: Option<PathBuf>,
 ) -> Result<Figures, Error> {
-    measure_with(credentials, pairs, None, component)
+    measure_with(credentials, pairs, None, false, component)
 }
 
 /// Runs the benchmark after `warmup` untimed pairs (default: a tenth of
-/// `pairs`, at most 100,000) and returns its figures.
+/// `pairs`, at most 100,000), each pair two calls or with `combined` one,
+/// and returns its figures.
 pub fn measure_with(
     credentials: usize,
     pairs: u64,
     warmup: Option<u64>,
+    combined: bool,
     component: Option<PathBuf>,
 ) -> Result<Figures, Error> {
     if credentials == 0 || pairs == 0 {
@@ -117,11 +125,18 @@ pub fn measure_with(
         state ^= state << 17;
         state
     };
-    let pair = |next: &mut dyn FnMut() -> u64| -> Result<(), Error> {
-        let got = pool.acquire(&request)?;
-        let lease = got.lease.ok_or_else(|| {
-            Error::Policy(format!("bench pool refused a lease: {:?}", got.reason))
-        })?;
+    let leased = |got: crate::pool::Acquired| {
+        got.lease
+            .map(|l| l.id)
+            .ok_or_else(|| Error::Policy(format!("bench pool refused a lease: {:?}", got.reason)))
+    };
+    // Combined: the lease the previous pair took, reported by the next.
+    let mut held = if combined {
+        Some(leased(pool.acquire(&request)?)?)
+    } else {
+        None
+    };
+    let mut pair = |next: &mut dyn FnMut() -> u64| -> Result<(), Error> {
         // About 10% failures that rest nothing (the pool keeps its size, so
         // the figures are comparable across N); health still moves.
         let outcome = match next() % 100 {
@@ -129,7 +144,16 @@ pub fn measure_with(
             90..=94 => fail(FailureClass::Network),
             _ => fail(FailureClass::Other),
         };
-        pool.report(&lease.id, outcome)?;
+        match held.take() {
+            Some(lease) => {
+                let (_, got) = pool.report_and_acquire(&lease, outcome, &request)?;
+                held = Some(leased(got)?);
+            }
+            None => {
+                let lease = leased(pool.acquire(&request)?)?;
+                pool.report(&lease, outcome)?;
+            }
+        }
         Ok(())
     };
     // Warm up: caches, allocator, branch predictors, and (with a long
@@ -155,6 +179,7 @@ pub fn measure_with(
         credentials,
         pairs,
         warmup,
+        calls_per_pair: if combined { 1 } else { 2 },
         pairs_per_sec: (pairs as f64 / elapsed).round(),
         p50_us: round2(quantile(0.50)),
         p99_us: round2(quantile(0.99)),

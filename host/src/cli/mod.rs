@@ -244,6 +244,9 @@ enum Command {
         /// first use (its durable init -> active write) before the timing.
         #[arg(long)]
         warmup: Option<u64>,
+        /// Each pair as one report-and-acquire call (a crawler's loop).
+        #[arg(long)]
+        combined: bool,
     },
 }
 
@@ -443,7 +446,14 @@ fn run(cli: Cli) -> Result<(), Failed> {
             credentials,
             pairs,
             warmup,
-        } => bench::run(*credentials, *pairs, *warmup, cli.component.clone()),
+            combined,
+        } => bench::run(
+            *credentials,
+            *pairs,
+            *warmup,
+            *combined,
+            cli.component.clone(),
+        ),
         Command::Challenge { action } => match action {
             ChallengeAction::List { json } => lifecycle::list(&cli.data_dir, *json),
             ChallengeAction::Answer { ticket, code } => {
