@@ -7,7 +7,7 @@
 //! for [`super::report`].
 
 use super::report::{
-    AcquireSeen, Answer, DetectionRule, Observations, PoolEvents, Report, RequestSeen,
+    AcquireSeen, Answer, DetectionRule, Observations, PoolEvents, RefreshSeen, Report, RequestSeen,
 };
 use super::site::{BanCause, SimSite, SiteSpec};
 use crate::bindings::log::Level;
@@ -201,11 +201,15 @@ struct Directory {
     by_id: HashMap<String, (usize, usize)>,
 }
 
+/// The first label of a site's name: `shop` of `shop.sim`.
+fn short_name(site: &SiteSpec) -> &str {
+    site.name.split('.').next().unwrap_or("acct")
+}
+
 /// The credential id of account `index` of site `site` (no personal data:
 /// ids show in logs).
 fn credential_id(site: &SiteSpec, index: usize) -> String {
-    let short = site.name.split('.').next().unwrap_or("acct");
-    format!("{short}-{index:04}")
+    format!("{}-{index:04}", short_name(site))
 }
 
 /// Counters the workers bump and the progress line reads.
@@ -267,23 +271,7 @@ pub fn run(
         .attach_refresher(RefresherOptions::new(config.sites.clone()))
         .map_err(|e| anyhow!("{e}"))?;
 
-    let mut directory = Directory {
-        by_id: HashMap::new(),
-    };
-    let mut secrets: Vec<Zeroizing<String>> = Vec::new();
-    for (si, site) in sites.iter().enumerate() {
-        for (ai, account) in site.accounts().iter().enumerate() {
-            let id = credential_id(site.spec(), ai);
-            let mut new = account.new_credential(&site.spec().name).with_id(&id);
-            if options.policy == PolicyChoice::Naive {
-                // The simple pools have no exclusive checkout.
-                new.max_concurrent = Some(options.workers as u32);
-            }
-            secrets.extend(secret_values(&new.secrets));
-            pool.add(new).map_err(|e| anyhow!("adding {id}: {e}"))?;
-            directory.by_id.insert(id, (si, ai));
-        }
-    }
+    let (directory, mut secrets) = load_accounts(&pool, &sites, options)?;
     let directory = Arc::new(directory);
     let accounts: usize = sites.iter().map(|s| s.accounts().len()).sum();
 
@@ -298,45 +286,10 @@ pub fn run(
             stop.clone(),
             live.clone(),
         );
-        let mut person = Person::new(options.seed, options.person_delay);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                match pool.tick() {
-                    Ok(t) => {
-                        live.cooldowns_ended
-                            .fetch_add(t.cooldowns_ended as u64, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::error!(target: "credpool::simulate", "tick failed: {e}"),
-                }
-                let answered = person.answer(&pool, &sites, &directory);
-                live.answered_by_person
-                    .fetch_add(answered, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
+        let person = Person::new(options.seed, options.person_delay);
+        std::thread::spawn(move || run_lifecycle(&pool, &sites, &directory, person, &stop, &live))
     };
-
-    // Warm-up: the accounts log in before the crawl starts, as an
-    // operator adds accounts ahead of a crawl.
-    let warm_up = Instant::now();
-    while warm_up.elapsed() < WARM_UP_LIMIT {
-        // Accounts not logged in yet (tokens start usable).
-        let filter = ListFilter {
-            kind: Some(crate::CredentialKind::Account),
-            ..ListFilter::all()
-        };
-        let waiting = pool
-            .list(&filter, crate::AccessLevel::Internal)
-            .map_err(|e| anyhow!("{e}"))?
-            .iter()
-            .filter(|c| matches!(c.status, Status::Init | Status::Expired))
-            .count();
-        if waiting * 20 <= accounts {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let warm_up = warm_up.elapsed();
+    let warm_up = warm_up(&pool, accounts)?;
 
     // The crawl.
     let started = Instant::now();
@@ -393,20 +346,8 @@ pub fn run(
         anyhow::Ok(obs)
     };
     let mut obs = runtime.block_on(crawl)?;
-    let first_site = credential_id(&options.sites[0], 0);
-    let first_site = first_site.split('-').next().unwrap_or_default().to_string();
-    let mut handed: Vec<&RequestSeen> = obs
-        .requests
-        .iter()
-        .filter(|r| r.credential.starts_with(&format!("{first_site}-")))
-        .collect();
-    handed.sort_by_key(|r| r.at_ms);
     obs.pool = PoolEvents {
-        rotation: handed
-            .iter()
-            .take(8)
-            .map(|r| r.credential.clone())
-            .collect(),
+        rotation: first_handed_out(&obs.requests, short_name(&options.sites[0]), 8),
         rested_rate_limited: live.rested_rate_limited.load(Ordering::Relaxed),
         suspended: live.suspended.load(Ordering::Relaxed),
         cooldowns_ended: live.cooldowns_ended.load(Ordering::Relaxed),
@@ -421,19 +362,7 @@ pub fn run(
     pool.flush().map_err(|e| anyhow!("{e}"))?;
 
     // What the run measured.
-    for c in refresher.stats() {
-        obs.refresh.attempts += c.attempts;
-        obs.refresh.succeeded += c.succeeded;
-        obs.refresh.failed += c.failed;
-        obs.refresh.challenged += c.challenged;
-        for (k, v) in &c.failures {
-            *obs.refresh.failures.entry(k.clone()).or_insert(0) += v;
-        }
-        obs.refresh.failed_refused += ["blocked", "rejected"]
-            .iter()
-            .map(|k| c.failures.get(*k).copied().unwrap_or(0))
-            .sum::<u64>();
-    }
+    obs.refresh = refresh_seen(&refresher.stats());
     let since = |t: Instant| t.saturating_duration_since(started).as_millis() as u64;
     obs.alerts = sink
         .alerts
@@ -476,6 +405,117 @@ pub fn run(
         leaks,
         options.rule,
     ))
+}
+
+/// Adds every site's accounts to the pool; returns where each credential
+/// id points and the secrets the leak scan looks for.
+fn load_accounts(
+    pool: &Pool,
+    sites: &[SimSite],
+    options: &SimOptions,
+) -> Result<(Directory, Vec<Zeroizing<String>>)> {
+    let mut directory = Directory {
+        by_id: HashMap::new(),
+    };
+    let mut secrets = Vec::new();
+    for (si, site) in sites.iter().enumerate() {
+        for (ai, account) in site.accounts().iter().enumerate() {
+            let id = credential_id(site.spec(), ai);
+            let mut new = account.new_credential(&site.spec().name).with_id(&id);
+            if options.policy == PolicyChoice::Naive {
+                // The simple pools have no exclusive checkout.
+                new.max_concurrent = Some(options.workers as u32);
+            }
+            secrets.extend(secret_values(&new.secrets));
+            pool.add(new).map_err(|e| anyhow!("adding {id}: {e}"))?;
+            directory.by_id.insert(id, (si, ai));
+        }
+    }
+    Ok((directory, secrets))
+}
+
+/// Ticks (refreshes, logins, rests ending) and the simulated person,
+/// every 100 ms until `stop`.
+fn run_lifecycle(
+    pool: &Pool,
+    sites: &[SimSite],
+    directory: &Directory,
+    mut person: Person,
+    stop: &AtomicBool,
+    live: &Live,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        match pool.tick() {
+            Ok(t) => {
+                live.cooldowns_ended
+                    .fetch_add(t.cooldowns_ended as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(target: "credpool::simulate", "tick failed: {e}"),
+        }
+        let answered = person.answer(pool, sites, directory);
+        live.answered_by_person
+            .fetch_add(answered, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Lets the accounts log in before the crawl starts, as an operator adds
+/// accounts ahead of a crawl: until at most 5% wait for a login (tokens
+/// start usable), or [`WARM_UP_LIMIT`]. Returns how long it took.
+fn warm_up(pool: &Pool, accounts: usize) -> Result<Duration> {
+    let started = Instant::now();
+    let filter = ListFilter {
+        kind: Some(crate::CredentialKind::Account),
+        ..ListFilter::all()
+    };
+    while started.elapsed() < WARM_UP_LIMIT {
+        let waiting = pool
+            .list(&filter, crate::AccessLevel::Internal)
+            .map_err(|e| anyhow!("{e}"))?
+            .iter()
+            .filter(|c| matches!(c.status, Status::Init | Status::Expired))
+            .count();
+        if waiting * 20 <= accounts {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(started.elapsed())
+}
+
+/// The first `n` credentials of site `short` the workers used, in order.
+fn first_handed_out(requests: &[RequestSeen], short: &str, n: usize) -> Vec<String> {
+    let prefix = format!("{short}-");
+    let mut handed: Vec<&RequestSeen> = requests
+        .iter()
+        .filter(|r| r.credential.starts_with(&prefix))
+        .collect();
+    handed.sort_by_key(|r| r.at_ms);
+    handed
+        .iter()
+        .take(n)
+        .map(|r| r.credential.clone())
+        .collect()
+}
+
+/// The refresher's counts over every site and method.
+fn refresh_seen(stats: &[crate::lifecycle::RefreshCounters]) -> RefreshSeen {
+    let mut seen = RefreshSeen::default();
+    for c in stats {
+        seen.attempts += c.attempts;
+        seen.succeeded += c.succeeded;
+        seen.failed += c.failed;
+        seen.challenged += c.challenged;
+        for (k, v) in &c.failures {
+            *seen.failures.entry(k.clone()).or_insert(0) += v;
+        }
+        // The site refused the account itself: outside the SLO's scope.
+        seen.failed_refused += ["blocked", "rejected"]
+            .iter()
+            .map(|k| c.failures.get(*k).copied().unwrap_or(0))
+            .sum::<u64>();
+    }
+    seen
 }
 
 fn by_status(pool: &Pool) -> BTreeMap<&'static str, u64> {
