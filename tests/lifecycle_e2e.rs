@@ -291,6 +291,21 @@ fn site_server(clock: ManualClock) -> (Server, Arc<Mutex<SiteState>>) {
     (server, state)
 }
 
+/// The TOTP seed of the test accounts that have one.
+const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// The test site with the account's password (returned) and TOTP seed set.
+fn totp_site(clock: &ManualClock) -> (Server, Arc<Mutex<SiteState>>, String) {
+    let (server, state) = site_server(clock.clone());
+    let password = canary("pw");
+    {
+        let mut s = state.lock().unwrap();
+        s.password = password.clone();
+        s.seed = SEED.into();
+    }
+    (server, state, password)
+}
+
 /// The login recipe of the site (TOTP and SMS second steps).
 fn login_toml(server: &Server) -> String {
     format!(
@@ -552,14 +567,8 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
 fn a_new_account_logs_in_with_totp_through_a_ticket_the_host_answers() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T0);
-    let (server, state) = site_server(clock.clone());
-    let password = canary("pw");
-    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    {
-        let mut s = state.lock().unwrap();
-        s.password = password.clone();
-        s.seed = seed.into();
-    }
+    let (server, _state, password) = totp_site(&clock);
+    let seed = SEED;
     let toml = format!(
         "[sites.\"{SITE}\"]\nmethod = \"relogin\"\n{}",
         login_toml(&server)
@@ -635,14 +644,8 @@ fn a_new_account_logs_in_with_totp_through_a_ticket_the_host_answers() {
 #[test]
 fn a_two_factor_step_without_a_seed_waits_for_a_person() {
     let clock = ManualClock::at(T0);
-    let (server, state) = site_server(clock.clone());
-    let password = canary("pw");
-    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    {
-        let mut s = state.lock().unwrap();
-        s.password = password.clone();
-        s.seed = seed.into();
-    }
+    let (server, _state, password) = totp_site(&clock);
+    let seed = SEED;
     let toml = format!(
         "[sites.\"{SITE}\"]\nmethod = \"relogin\"\n{}",
         login_toml(&server)
@@ -875,16 +878,13 @@ fn an_unanswered_ticket_times_out_keeps_the_credential_out_and_alerts() {
 #[test]
 fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
     let clock = ManualClock::at(T0);
-    let (server, state) = site_server(clock.clone());
-    let password = canary("pw");
-    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let (server, state, password) = totp_site(&clock);
     let alive = canary("alive");
-    {
-        let mut s = state.lock().unwrap();
-        s.password = password.clone();
-        s.seed = seed.into();
-        s.sessions.insert(alive.clone(), T0 + 86_400_000);
-    }
+    state
+        .lock()
+        .unwrap()
+        .sessions
+        .insert(alive.clone(), T0 + 86_400_000);
     let toml = format!(
         "[sites.\"{SITE}\"]\nmethod = \"cookie-visit\"\nrefresh_url = \"{}\"\ncheck_url = \"{}\"\nhealth_check_interval = \"10m\"\n[sites.\"{SITE}\".logout]\nredirect_to = [\"/login\"]\n{}",
         server.url("/home"),
@@ -893,7 +893,7 @@ fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
     );
     let rig = rig(clock.clone(), &toml, None);
     for (id, sid) in [("good", alive.clone()), ("gone", canary("dead"))] {
-        let mut s = account("totp-user", &password, Some(seed));
+        let mut s = account("totp-user", &password, Some(SEED));
         s.cookies = vec![("sid".into(), sid)];
         rig.add(id, CredentialKind::Session, None, s);
     }
@@ -920,7 +920,7 @@ fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
         (4, 2, 1),
         "two checks (one logged out) and one re-login (challenged by 2FA, then resumed)"
     );
-    assert_no_leak(&[&rig.texts()], &[&password, seed, &alive]);
+    assert_no_leak(&[&rig.texts()], &[&password, SEED, &alive]);
 }
 
 /// A key file and a store that outlive one pool (keep the directory).
@@ -966,14 +966,8 @@ fn reopen(
 fn a_two_factor_ticket_open_across_a_restart_is_answered_from_the_totp_seed() {
     let (_dir, key, backend) = durable_store();
     let clock = ManualClock::at(T0);
-    let (server, state) = site_server(clock.clone());
-    let password = canary("pw");
-    let seed = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
-    {
-        let mut s = state.lock().unwrap();
-        s.password = password.clone();
-        s.seed = seed.into();
-    }
+    let (server, _state, password) = totp_site(&clock);
+    let seed = SEED;
     let config = ConfigFile::parse(&format!(
         "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"10m\"\n{}",
         login_toml(&server)
