@@ -180,8 +180,13 @@ fn engine() -> anyhow::Result<Engine> {
     if std::env::var_os("CREDPOOL_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
-    let engine = Engine::new(&config)?;
-    let engine = ENGINE.get_or_init(|| engine).clone();
+    let created = Engine::new(&config)?;
+    let engine = ENGINE.get_or_init(|| created.clone()).clone();
+    // Two threads may both get here; only the one whose engine was kept
+    // starts its ticker (two would run deadlines out twice as fast).
+    if !Engine::same(&engine, &created) {
+        return Ok(engine);
+    }
     let ticker = engine.weak();
     std::thread::Builder::new()
         .name("credpool-epoch".into())
