@@ -216,22 +216,11 @@ fn cookie_visit_merges_rotated_cookies_and_updates_expiry() {
     assert_no_leak(&[&logs()], &[&s1]);
 }
 
-/// A token endpoint with refresh-token rotation and a grace window for the
-/// previous token (as Auth0/Okta offer); it can rotate and then drop its
-/// answer.
-struct TokenServer {
-    current: String,
-    previous: Option<String>,
-    issued: u32,
-    drop_next: bool,
-}
-
-fn token_server(first: &str, client_secret: &str) -> (Server, Arc<Mutex<TokenServer>>) {
-    let state = Arc::new(Mutex::new(TokenServer {
+/// A token endpoint (see [`Rotation`]) that checks HTTP Basic client auth.
+fn token_server(first: &str, client_secret: &str) -> (Server, Arc<Mutex<Rotation>>) {
+    let state = Arc::new(Mutex::new(Rotation {
         current: first.into(),
-        previous: None,
-        issued: 0,
-        drop_next: false,
+        ..Rotation::default()
     }));
     let st = state.clone();
     let basic = format!(
@@ -250,27 +239,7 @@ fn token_server(first: &str, client_secret: &str) -> (Server, Arc<Mutex<TokenSer
             f.get("grant_type").map(String::as_str),
             Some("refresh_token")
         );
-        let rt = f.get("refresh_token").cloned().unwrap_or_default();
-        let mut s = st.lock().unwrap();
-        if rt != s.current && Some(&rt) != s.previous.as_ref() {
-            return reply(
-                400,
-                &[("Content-Type", "application/json")],
-                r#"{"error":"invalid_grant"}"#,
-            );
-        }
-        s.issued += 1;
-        let new = format!("rt-{}-{}", s.issued, s.current.len());
-        s.previous = Some(rt);
-        s.current = new.clone();
-        if std::mem::take(&mut s.drop_next) {
-            return Resp::Drop;
-        }
-        let body = format!(
-            r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":3600,"refresh_token":"{new}"}}"#,
-            s.issued
-        );
-        reply(200, &[("Content-Type", "application/json")], &body)
+        st.lock().unwrap().grant(&f)
     });
     (server, state)
 }

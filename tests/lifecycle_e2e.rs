@@ -184,10 +184,7 @@ struct SiteState {
     password: String,
     seed: String,
     sms_code: String,
-    token_current: String,
-    token_previous: Option<String>,
-    issued: u32,
-    drop_next: bool,
+    token: Rotation,
     token_delay: Duration,
     logins: u32,
 }
@@ -262,28 +259,7 @@ fn site_server(clock: ManualClock) -> (Server, Arc<Mutex<SiteState>>) {
             "/oauth/token" => {
                 let delay = st.lock().unwrap().token_delay;
                 std::thread::sleep(delay);
-                let f = r.form();
-                let rt = f.get("refresh_token").cloned().unwrap_or_default();
-                let mut s = st.lock().unwrap();
-                if rt != s.token_current && Some(&rt) != s.token_previous.as_ref() {
-                    return reply(
-                        400,
-                        &[("Content-Type", "application/json")],
-                        r#"{"error":"invalid_grant"}"#,
-                    );
-                }
-                s.issued += 1;
-                let new = format!("rt-{}-{}", s.issued, s.token_current.len());
-                s.token_previous = Some(rt);
-                s.token_current = new.clone();
-                if std::mem::take(&mut s.drop_next) {
-                    return Resp::Drop;
-                }
-                let body = format!(
-                    r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":3600,"refresh_token":"{new}"}}"#,
-                    s.issued
-                );
-                reply(200, &[("Content-Type", "application/json")], &body)
+                st.lock().unwrap().token.grant(&r.form())
             }
             _ => reply(404, &[], ""),
         }
@@ -449,7 +425,7 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
     let rt0 = canary("rt");
     {
         let mut s = state.lock().unwrap();
-        s.token_current = rt0.clone();
+        s.token.current = rt0.clone();
         s.password = password.clone();
         s.seed = seed.into();
     }
@@ -464,7 +440,7 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
     rig.add("tok", CredentialKind::Token, Some(T0 + 3_600_000), s);
 
     // The first refresh rotates the token, then its answer is lost.
-    state.lock().unwrap().drop_next = true;
+    state.lock().unwrap().token.drop_next = true;
     for _ in 0..40 {
         rig.tick();
         if rig.stats().refresh.attempts == 1 {
@@ -496,7 +472,7 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
         }
     }
     assert_eq!(rig.stats().refresh.succeeded, 1);
-    let current = state.lock().unwrap().token_current.clone();
+    let current = state.lock().unwrap().token.current.clone();
     let got = rig.secrets("tok");
     assert_eq!(got.refresh_token.as_deref(), Some(current.as_str()));
     assert_eq!(rig.status("tok"), Status::Active, "no account lost");
@@ -529,8 +505,8 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
     // The server revokes the token: invalid_grant, then a re-login (TOTP).
     {
         let mut s = state.lock().unwrap();
-        s.token_current = "revoked".into();
-        s.token_previous = None;
+        s.token.current = "revoked".into();
+        s.token.previous = None;
     }
     let lease = rig
         .pool
@@ -1059,7 +1035,7 @@ fn a_credential_removed_while_it_refreshes_does_not_stop_the_ticks() {
     let rt0 = canary("rt");
     {
         let mut s = state.lock().unwrap();
-        s.token_current = rt0.clone();
+        s.token.current = rt0.clone();
         s.token_delay = Duration::from_millis(200);
     }
     // SAFETY: a variable name used by this test only.

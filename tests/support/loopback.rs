@@ -77,6 +77,43 @@ pub fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Resp {
     )
 }
 
+/// An OAuth token endpoint's refresh-token rotation: the previous token
+/// still works (a grace window, as Auth0/Okta offer), and the answer to a
+/// rotation can be dropped after the server rotated (`drop_next`).
+#[derive(Default)]
+pub struct Rotation {
+    pub current: String,
+    pub previous: Option<String>,
+    pub issued: u32,
+    pub drop_next: bool,
+}
+
+impl Rotation {
+    /// Answers a refresh-token grant with the form's `refresh_token`.
+    pub fn grant(&mut self, form: &HashMap<String, String>) -> Resp {
+        let rt = form.get("refresh_token").cloned().unwrap_or_default();
+        if rt != self.current && Some(&rt) != self.previous.as_ref() {
+            return reply(
+                400,
+                &[("Content-Type", "application/json")],
+                r#"{"error":"invalid_grant"}"#,
+            );
+        }
+        self.issued += 1;
+        let new = format!("rt-{}-{}", self.issued, self.current.len());
+        self.previous = Some(rt);
+        self.current = new.clone();
+        if std::mem::take(&mut self.drop_next) {
+            return Resp::Drop;
+        }
+        let body = format!(
+            r#"{{"access_token":"at-{}","token_type":"Bearer","expires_in":3600,"refresh_token":"{new}"}}"#,
+            self.issued
+        );
+        reply(200, &[("Content-Type", "application/json")], &body)
+    }
+}
+
 pub struct Server {
     pub base: String,
     pub hits: Arc<Mutex<Vec<Req>>>,
