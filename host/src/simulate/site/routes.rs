@@ -337,11 +337,8 @@ fn login(s: &Shared, form: &Form) -> Answer {
     }
     if let Some(v) = a.gate(&s.spec, now) {
         s.note_ban(&mut a);
-        return if v == Verdict::Banned {
-            banned()
-        } else {
-            denied()
-        };
+        // Banned or Denied: the same 403 pages as a crawl gets.
+        return verdict(v, "");
     }
     let mut steps = VecDeque::new();
     if a.captcha().is_some() {
@@ -415,11 +412,8 @@ fn login_step(s: &Shared, parts: &Parts, form: &Form, step: Step) -> Answer {
     let mut a = lock(s, i);
     if let Some(v) = a.gate(&s.spec, now) {
         s.note_ban(&mut a);
-        return if v == Verdict::Banned {
-            banned()
-        } else {
-            denied()
-        };
+        // Banned or Denied: the same 403 pages as a crawl gets.
+        return verdict(v, "");
     }
     let current = *pending.steps.front().expect("a pending login has a step");
     let right = current == step
