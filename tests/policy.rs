@@ -363,6 +363,8 @@ fn bench_measures_pairs_through_the_component() {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
     assert!(figures.p99_us >= figures.p50_us);
+    // Every pair acquired and reported: 2,000 timed after 200 of warm-up.
+    assert_eq!((figures.granted, figures.reported), (2200, 2200));
 }
 
 #[test]
@@ -411,4 +413,7 @@ fn bench_combined_runs_each_pair_as_one_call() {
     assert_eq!(figures.calls_per_pair, 1);
     assert_eq!(figures.pairs, 2000);
     assert!(figures.pairs_per_sec > 0.0);
+    // Every pair reported one lease and took the next (plus the first).
+    assert_eq!(figures.reported, 2100);
+    assert_eq!(figures.granted, 2101);
 }

@@ -51,6 +51,10 @@ pub struct Figures {
     pub p99_us: f64,
     pub bytes_per_credential: f64,
     pub alerts: u64,
+    /// Leases the policy granted and results it took, warm-up included
+    /// (its own counters: proof that every pair did both halves).
+    pub granted: u64,
+    pub reported: u64,
 }
 
 pub(super) fn run(
@@ -170,6 +174,11 @@ pub fn measure_with(
         latencies.push(t.elapsed().as_nanos() as u64);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let stats = pool.stats(Some(site))?;
+    let (granted, reported) = stats.first().map_or((0, 0), |s| {
+        let failed: u64 = s.failures.iter().map(|(_, n)| n).sum();
+        (s.granted, s.successes + failed)
+    });
     latencies.sort_unstable();
     let quantile = |q: f64| {
         let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
@@ -185,6 +194,8 @@ pub fn measure_with(
         p99_us: round2(quantile(0.99)),
         bytes_per_credential: round2(grown as f64 / credentials as f64),
         alerts: sink.alerts.load(Ordering::Relaxed),
+        granted,
+        reported,
     })
 }
 
