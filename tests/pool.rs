@@ -63,6 +63,26 @@ fn acquire_joins_the_secrets_and_rotates_round_robin() {
 }
 
 #[test]
+fn a_lease_after_a_secret_rewrite_carries_the_new_secrets_at_once() {
+    let (pool, _, _) = memory_pool_with("");
+    pool.add(session("jd.com", "s1", &[("sid", "old")]))
+        .unwrap();
+    let first = pool.acquire(&AcquireRequest::site("jd.com")).unwrap();
+    let first = first.lease.unwrap();
+    assert_eq!(first.secrets.cookies[0].1, "old");
+    pool.release(&first.id).unwrap();
+    // What a refresh does on the worker thread, before any tick tells the
+    // policy: the next lease must not serve the cached old cookie.
+    let mut rotated = (*first.secrets).clone();
+    rotated.cookies[0].1 = "new".into();
+    pool.vault().put_secrets("jd.com", "s1", &rotated).unwrap();
+    let next = pool.acquire(&AcquireRequest::site("jd.com")).unwrap();
+    assert_eq!(next.lease.unwrap().secrets.cookies[0].1, "new");
+    // The lease handed out earlier keeps what it was given.
+    assert_eq!(first.secrets.cookies[0].1, "old");
+}
+
+#[test]
 fn reports_move_health_and_status_by_the_card() {
     let (pool, clock, _) = memory_pool();
     pool.add(session("jd.com", "s1", &[("sid", "v")])).unwrap();

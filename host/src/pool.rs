@@ -19,7 +19,6 @@ use crate::runtime::{EPOCH_TICK, Runtime};
 use crate::secrets::Secrets;
 use crate::state::{HostState, Recorder};
 use crate::vault::Vault;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -214,12 +213,6 @@ pub struct Pool {
     vault: Arc<Vault>,
     options: PoolOptions,
     instance: Mutex<Instance>,
-    /// Decrypted secrets by credential id: reading and decrypting the
-    /// bundle on every acquire cost more than the whole policy decision.
-    /// Filled on a credential's first acquire (so that read is checked
-    /// against tampering like any other), dropped on remove; `Secrets`
-    /// zeroizes itself when an entry is dropped.
-    secrets: Mutex<HashMap<String, Arc<Secrets>>>,
     /// The HTTP side of refreshes, once attached.
     refresher: OnceLock<Arc<crate::lifecycle::Refresher>>,
 }
@@ -260,7 +253,6 @@ impl Pool {
             vault,
             options,
             instance: Mutex::new(instance),
-            secrets: Mutex::new(HashMap::new()),
             refresher: OnceLock::new(),
         })
     }
@@ -418,7 +410,6 @@ impl Pool {
     pub fn remove(&self, id: &str) -> Result<()> {
         self.record("export.remove", id);
         self.call(|p, s| p.credpool_policy_pool().call_remove(s, id))?;
-        self.forget_secrets(id);
         self.vault.delete_secrets(id)?;
         Ok(())
     }
@@ -486,26 +477,13 @@ impl Pool {
         })
     }
 
-    fn secrets_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Secrets>>> {
-        self.secrets.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A credential's secrets from the cache, or read and decrypted once.
-    /// Shared, not copied: a lease costs no allocation for its secrets.
+    /// A credential's secrets for a lease, from the vault's cache; none
+    /// stored is an empty bundle.
     fn cached_secrets(&self, site: &str, id: &str) -> Result<Arc<Secrets>> {
-        if let Some(s) = self.secrets_cache().get(id) {
-            return Ok(s.clone());
-        }
-        let secrets = Arc::new(self.vault.get_secrets(site, id)?.unwrap_or_default());
-        self.secrets_cache().insert(id.to_string(), secrets.clone());
-        Ok(secrets)
-    }
-
-    /// Drops a credential's cached secrets: anything that rewrites a
-    /// credential's secrets in the vault (a refresh, a re-login) must call
-    /// this so the next acquire reads the new ones.
-    pub fn forget_secrets(&self, id: &str) {
-        self.secrets_cache().remove(id);
+        Ok(self
+            .vault
+            .cached_secrets(site, id)?
+            .unwrap_or_else(|| Arc::new(Secrets::default())))
     }
 
     /// Bytes of linear memory the policy instance has grown to.
@@ -612,8 +590,6 @@ impl Pool {
         let mut n = 0;
         let mut first_error = None;
         for done in r.take_completed() {
-            // A refresh may have rewritten the secrets: drop the cached copy.
-            self.forget_secrets(&done.credential_id);
             self.record("export.refresh-completed", &done);
             // One refused result does not hold back the others.
             match self.call(|p, s| p.credpool_policy_pool().call_refresh_completed(s, &done)) {

@@ -6,8 +6,9 @@
 use crate::backend::{Backend, BackendError, Write};
 use crate::crypto::{CryptoError, KeyRing};
 use crate::secrets::Secrets;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why a vault operation failed. Names the record, never a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +53,12 @@ pub struct Vault {
     backend: Arc<dyn Backend>,
     keys: Arc<KeyRing>,
     tenant: String,
+    /// Decrypted bundles by credential id, for leases: reading and
+    /// decrypting a bundle on every acquire cost more than the policy's
+    /// decision. Every write of a bundle through the vault (a refresh on
+    /// the worker thread included) drops its entry; `Secrets` zeroizes
+    /// itself when the last holder lets go.
+    cache: Mutex<HashMap<String, Arc<Secrets>>>,
 }
 
 impl Vault {
@@ -60,6 +67,7 @@ impl Vault {
             backend,
             keys,
             tenant: tenant.to_string(),
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -120,7 +128,35 @@ impl Vault {
         let stored = self.seal_secrets(site, id, secrets)?;
         self.backend
             .apply(&[Write::Put(self.secrets_key(id), stored)])?;
+        self.forget(id);
         Ok(())
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<String, Arc<Secrets>>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A credential's secrets, decrypted once and then shared (a lease
+    /// costs no read, decryption or copy of them). The read happens under
+    /// the cache's lock, so a writer's drop, which follows its write,
+    /// cannot slip between the read and the insert and leave old secrets
+    /// behind. An absent bundle is not cached.
+    pub fn cached_secrets(&self, site: &str, id: &str) -> Result<Option<Arc<Secrets>>, VaultError> {
+        let mut cache = self.cache();
+        if let Some(s) = cache.get(id) {
+            return Ok(Some(s.clone()));
+        }
+        let Some(secrets) = self.get_secrets(site, id)? else {
+            return Ok(None);
+        };
+        let secrets = Arc::new(secrets);
+        cache.insert(id.to_string(), secrets.clone());
+        Ok(Some(secrets))
+    }
+
+    /// Drops `id`'s decrypted copy after its bundle changed.
+    fn forget(&self, id: &str) {
+        self.cache().remove(id);
     }
 
     fn seal_secrets(&self, site: &str, id: &str, secrets: &Secrets) -> Result<Vec<u8>, VaultError> {
@@ -157,13 +193,20 @@ impl Vault {
         let swapped =
             self.backend
                 .compare_and_swap(&self.secrets_key(id), expected, Some(&stored))?;
+        if swapped {
+            self.forget(id);
+        }
         Ok(swapped.then_some(stored))
     }
 
     /// Deletes a secret bundle only if it still holds `expected`.
     pub fn delete_secrets_if(&self, id: &str, expected: &[u8]) -> Result<(), VaultError> {
-        self.backend
-            .compare_and_swap(&self.secrets_key(id), Some(expected), None)?;
+        if self
+            .backend
+            .compare_and_swap(&self.secrets_key(id), Some(expected), None)?
+        {
+            self.forget(id);
+        }
         Ok(())
     }
 
@@ -199,6 +242,7 @@ impl Vault {
 
     pub fn delete_secrets(&self, id: &str) -> Result<(), VaultError> {
         self.backend.apply(&[Write::Delete(self.secrets_key(id))])?;
+        self.forget(id);
         Ok(())
     }
 }
