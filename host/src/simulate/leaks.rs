@@ -53,11 +53,17 @@ fn files_under(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Searches every file under `paths` for `secrets`; names the files
 /// where one was found, never the secret.
 pub fn scan(paths: &[PathBuf], secrets: &[Zeroizing<String>]) -> std::io::Result<LeakScan> {
+    // Each distinct secret once (a password is both added and issued).
+    let distinct: std::collections::BTreeSet<&str> = secrets
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| s.len() >= SHORTEST)
+        .collect();
     let mut patterns = Vec::new();
-    for s in secrets.iter().filter(|s| s.len() >= SHORTEST) {
+    for s in &distinct {
         patterns.extend(forms(s));
     }
-    let searched = secrets.iter().filter(|s| s.len() >= SHORTEST).count();
+    let searched = distinct.len();
     let matcher =
         AhoCorasick::new(patterns.iter().map(|p| p.as_slice())).map_err(std::io::Error::other)?;
     let mut files = Vec::new();

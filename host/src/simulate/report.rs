@@ -333,7 +333,8 @@ pub fn report(
         // No refusal in the run: nothing to detect, nothing missed.
         detection: detection.share.is_none_or(|s| s >= SLO_DETECTION)
             && (obs.defence_change_ms.is_none() || change_alert.is_some()),
-        no_leak: leaks.found_in.is_empty(),
+        // A scan that searched nothing proves nothing.
+        no_leak: leaks.found_in.is_empty() && leaks.secrets > 0 && leaks.files > 0,
     };
     Report {
         policy: policy.to_string(),
@@ -645,13 +646,13 @@ mod tests {
             warm_up_ms: 0,
             pool: PoolEvents::default(),
         };
-        let r = report(
-            "test",
-            2,
-            &obs,
-            LeakScan::default(),
-            DetectionRule::default(),
-        );
+        let scanned = LeakScan {
+            files: 2,
+            bytes: 900,
+            secrets: 8,
+            found_in: Vec::new(),
+        };
+        let r = report("test", 2, &obs, scanned, DetectionRule::default());
         assert_eq!(r.requests, 10);
         assert_eq!(r.requests_per_sec, 5.0);
         assert_eq!(r.answers["ok"], 5);
@@ -675,6 +676,8 @@ mod tests {
         let table = render(&r);
         assert!(table.contains("95.0% (19 of 20 acquires) ok"), "{table}");
         assert!(table.contains("MISSED"), "{table}");
+        let blind = report("t", 2, &obs, LeakScan::default(), DetectionRule::default());
+        assert!(!blind.slo.no_leak, "an empty scan is no proof");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["availability"]["share"], 0.95);
         assert_eq!(json["burnt"]["site_banned"], 1);
