@@ -1006,8 +1006,10 @@ fn sessions_stay_alive_over_a_day_on_the_guests_schedule() {
     // The site drops every session: each refresh now fails as logged-out.
     valid.lock().unwrap().clear();
     let mut failed = 0;
+    let mut dropped = std::collections::BTreeSet::new();
     for _ in 0..120 {
         for (r, d) in run_minute(&mut lc, &mut below) {
+            dropped.insert(r.credential_id.clone());
             assert_eq!(
                 o(&r.outcome),
                 o(&RefreshOutcome::Failed((
@@ -1020,6 +1022,7 @@ fn sessions_stay_alive_over_a_day_on_the_guests_schedule() {
         }
     }
     assert!(failed >= 1);
+    assert_eq!(dropped.len(), N, "every dropped session was found out");
     let stats = refresher.stats();
     assert_eq!(stats[0].failures.get("logged-out").copied(), Some(failed));
     assert!(stats[0].success_rate().unwrap() < 1.0);

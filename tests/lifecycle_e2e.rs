@@ -790,6 +790,7 @@ fn an_unanswered_ticket_times_out_keeps_the_credential_out_and_alerts() {
     assert!(rig.pool.tickets().unwrap().is_empty());
     assert_eq!(rig.stats().open_tickets, 0);
     assert_ne!(rig.status("acct"), Status::Active);
+    assert_eq!(rig.status("acct"), Status::Challenged, "held for a person");
     assert!(
         rig.pool
             .acquire(&AcquireRequest::site(SITE))
