@@ -33,18 +33,7 @@ impl Backend for MemoryBackend {
     }
 
     fn apply(&self, writes: &[Write]) -> Result<(), BackendError> {
-        let mut map = self.map.lock().unwrap();
-        for w in writes {
-            match w {
-                Write::Put(k, v) => {
-                    map.insert(k.clone(), v.clone());
-                }
-                Write::Delete(k) => {
-                    map.remove(k);
-                }
-            }
-        }
-        Ok(())
+        self.apply_owned(writes.to_vec())
     }
 
     fn apply_owned(&self, writes: Vec<Write>) -> Result<(), BackendError> {

@@ -184,12 +184,8 @@ fn resume_answered(pool: &Pool, dir: &Path) {
             }
             Err(e) => {
                 tracing::warn!(target: "credpool::run", "ticket {ticket}: {e}; answer discarded");
-                let _ = std::fs::remove_file(e_path(dir, ticket));
+                let _ = std::fs::remove_file(answers::spool_path(dir, ticket));
             }
         }
     }
-}
-
-fn e_path(dir: &Path, ticket: &str) -> PathBuf {
-    dir.join(format!("{ticket}.sealed"))
 }

@@ -23,7 +23,8 @@ fn aad(vault: &Vault, ticket: &str) -> String {
     format!("t/{}/answer/{ticket}", vault.tenant())
 }
 
-fn spool_path(dir: &Path, ticket: &str) -> PathBuf {
+/// Where the sealed answer to `ticket` waits in `dir`.
+pub fn spool_path(dir: &Path, ticket: &str) -> PathBuf {
     dir.join(format!("{ticket}.sealed"))
 }
 

@@ -243,16 +243,19 @@ impl SiteConfig {
         if self.login.is_some() && self.login_command.is_some() {
             return Err("give either login or login_command, not both".into());
         }
-        for url in [&self.refresh_url, &self.token_url, &self.check_url]
-            .into_iter()
-            .flatten()
-        {
-            check_url(url)?;
+        for (key, url) in [
+            ("refresh_url", &self.refresh_url),
+            ("token_url", &self.token_url),
+            ("check_url", &self.check_url),
+        ] {
+            if let Some(url) = url {
+                check_url(key, url)?;
+            }
         }
         if let Some(l) = &self.login {
-            check_url(&l.url)?;
+            check_url("login.url", &l.url)?;
             for c in &l.challenges {
-                check_url(&c.submit_url)?;
+                check_url("login.challenges.submit_url", &c.submit_url)?;
                 if crate::names::parse_challenge_kind(&c.kind).is_none() {
                     return Err(format!(
                         "login.challenges.kind {:?} is not a challenge kind",
@@ -293,10 +296,12 @@ impl SiteConfig {
     }
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+/// Names the key, not the value: a URL may carry `user:pass@` or a key in
+/// its query.
+fn check_url(key: &str, url: &str) -> Result<(), String> {
     match reqwest::Url::parse(url) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
-        _ => Err(format!("{url:?} is not an http(s) URL")),
+        _ => Err(format!("{key} is not an http(s) URL")),
     }
 }
 
