@@ -395,7 +395,7 @@ impl Lifecycle {
 
     /// Whether a ticket of credential `id` waits for an answer (few are
     /// open at a time, so a look over them is cheap).
-    fn has_ticket(&self, id: &str) -> bool {
+    pub fn has_ticket(&self, id: &str) -> bool {
         self.tickets.values().any(|t| t.credential_id == id)
     }
 

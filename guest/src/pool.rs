@@ -1404,19 +1404,20 @@ impl<H: Host> Pool<H> {
     /// then in memory, counts and indexes.
     fn commit(&mut self, slot: u32, m: Mutable, now: Millis) -> Result<(), PoolError> {
         let before = self.rec(slot).m;
-        if m.status != before.status {
+        let changed = m.status != before.status;
+        if changed {
             self.write_record(slot, &m, true)?;
         }
         let rec = self.records[slot as usize].as_mut().expect("live slot");
         rec.m = m;
-        if m.status != before.status {
+        if changed {
             let site = &mut self.sites[rec.site as usize];
             site.by_status[status_slot(before.status)] -= 1;
             site.by_status[status_slot(m.status)] += 1;
         } else if m != before {
             self.touch(slot);
         }
-        if m.status != before.status {
+        if changed {
             let rec = self.rec(slot);
             let fields = [
                 ("id", rec.id.to_string()),
@@ -1433,8 +1434,6 @@ impl<H: Host> Pool<H> {
                 _ => "cred.status",
             };
             self.log(level, name, &fields);
-        }
-        if m.status != before.status {
             self.track(slot, now);
         }
         if m.health < before.health && self.host.enabled(Level::Debug) {
@@ -1727,8 +1726,7 @@ impl<H: Host> Pool<H> {
         let slot = self.slot_of(id)?;
         let now = self.host.now();
         let before = self.rec(slot).m;
-        let open = self.lc.open_tickets().iter().any(|t| t.credential_id == id);
-        if before.status != Status::Challenged || open {
+        if before.status != Status::Challenged || self.lc.has_ticket(id) {
             return Err(PoolError::IllegalTransition {
                 from: before.status,
                 event: "reset-challenge".to_string(),
@@ -1737,9 +1735,8 @@ impl<H: Host> Pool<H> {
         let mut m = before;
         m.status = Status::Expired;
         m.cooldown_until = NEVER;
+        // `commit` writes it, re-indexes it and schedules its login.
         self.commit(slot, m, now)?;
-        self.refresh(slot, now);
-        self.track(slot, now);
         self.log(Level::Info, "challenge.reset", &[("id", id.to_string())]);
         Ok(self.snapshot(slot, &self.rec(slot).m))
     }
