@@ -114,14 +114,14 @@ fn no_secret_value_crosses_into_the_policy() {
         !lease.secrets.values().is_empty(),
         "the caller does get its secrets"
     );
-    pool.report(&lease.id, Outcome::Success).unwrap();
+    pool.report(lease.id, Outcome::Success).unwrap();
     let lease = pool
         .acquire(&AcquireRequest::site("jd.com"))
         .unwrap()
         .lease
         .unwrap();
     pool.report(
-        &lease.id,
+        lease.id,
         Outcome::Failure(Failure {
             class: FailureClass::Blocked,
             http_status: Some(403),
@@ -134,7 +134,7 @@ fn no_secret_value_crosses_into_the_policy() {
         .unwrap()
         .lease
         .unwrap();
-    pool.release(&lease.id).unwrap();
+    pool.release(lease.id).unwrap();
     for level in [
         AccessLevel::Public,
         AccessLevel::Internal,

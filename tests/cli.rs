@@ -199,6 +199,13 @@ fn stats_and_release_work_across_invocations() {
     ok(&credpool(dir.path(), &["release", &lease_id]));
     let again = credpool(dir.path(), &["release", &lease_id]);
     assert_eq!(again.status.code(), Some(1));
+    let bad = credpool(dir.path(), &["release", "lease-7"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("invalid lease id"),
+        "{}",
+        stderr(&bad)
+    );
     assert!(
         stderr(&again).contains("no open lease"),
         "{}",

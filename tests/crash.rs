@@ -68,7 +68,7 @@ fn child_writer(dir: &Path, run: &str) {
             // A status change: a block suspends the credential durably.
             let got = pool.acquire(&AcquireRequest::site("crash.test")).unwrap();
             if let Some(lease) = got.lease {
-                pool.report(&lease.id, blocked()).unwrap();
+                pool.report(lease.id, blocked()).unwrap();
                 writeln!(out, "ACK suspended {}", lease.credential.id).unwrap();
                 out.flush().unwrap();
             }

@@ -380,7 +380,7 @@ fn sessions_are_refreshed_before_they_expire_by_the_policy() {
     }
     let got = rig.pool.acquire(&AcquireRequest::site(SITE)).unwrap();
     assert!(got.lease.is_some());
-    rig.pool.release(&got.lease.unwrap().id).unwrap();
+    rig.pool.release(got.lease.unwrap().id).unwrap();
 
     // The site drops every session: refreshes now fail, classified.
     state.lock().unwrap().sessions.clear();
@@ -491,7 +491,7 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
         http_status: Some(401),
         retry_after_secs: None,
     });
-    rig.pool.report(&lease.id, expired).unwrap();
+    rig.pool.report(lease.id, expired).unwrap();
     assert_eq!(rig.pool.tick().unwrap().refreshes_started, 1);
     for _ in 0..3 {
         clock.advance(Duration::from_secs(30));
@@ -514,7 +514,7 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
         .unwrap()
         .lease
         .unwrap();
-    rig.pool.report(&lease.id, expired).unwrap();
+    rig.pool.report(lease.id, expired).unwrap();
     rig.tick();
     assert_eq!(rig.status("tok"), Status::Active, "re-logged in");
     assert_eq!(state.lock().unwrap().logins, 1);

@@ -6,7 +6,7 @@ mod support;
 
 use credpool::{
     AccessLevel, AcquireRequest, AcquireStatus, CredentialKind, Error, Failure, FailureClass,
-    NewCredential, Outcome, Pool, PoolError, Status, UnavailableReason,
+    LeaseId, NewCredential, Outcome, Pool, PoolError, Status, UnavailableReason,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,7 +27,7 @@ fn token(site: &str, id: &str) -> NewCredential {
 }
 
 /// Acquires on `site`; panics with the answer when nothing is granted.
-fn grant(pool: &Pool, req: &AcquireRequest) -> (String, String) {
+fn grant(pool: &Pool, req: &AcquireRequest) -> (LeaseId, String) {
     let got = pool.acquire(req).unwrap();
     let lease = got
         .lease
@@ -39,7 +39,7 @@ fn picks(pool: &Pool, site: &str, n: usize) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
     for _ in 0..n {
         let (lease, id) = grant(pool, &AcquireRequest::site(site));
-        pool.release(&lease).unwrap();
+        pool.release(lease).unwrap();
         *seen.entry(id).or_default() += 1;
     }
     seen
@@ -48,7 +48,7 @@ fn picks(pool: &Pool, site: &str, n: usize) -> HashMap<String, usize> {
 /// Uses one credential of `site` and reports `outcome`.
 fn use_once(pool: &Pool, site: &str, outcome: Outcome) -> credpool::bindings::pool::ReportEffect {
     let (lease, _) = grant(pool, &AcquireRequest::site(site));
-    pool.report(&lease, outcome).unwrap()
+    pool.report(lease, outcome).unwrap()
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn round_robin_and_least_recently_used_follow_their_order() {
     for _ in 0..6 {
         clock.advance(Duration::from_millis(5));
         let (lease, id) = grant(&pool, &AcquireRequest::site("lru.com"));
-        pool.release(&lease).unwrap();
+        pool.release(lease).unwrap();
         lru.push(id);
     }
     assert_eq!(lru[..3], lru[3..], "{lru:?}");
@@ -89,7 +89,7 @@ fn health_weighted_favours_health_and_random_does_not() {
             } else {
                 Outcome::Success
             };
-            pool.report(&lease, outcome).unwrap();
+            pool.report(lease, outcome).unwrap();
         }
     }
     let weighted = picks(&pool, "weighted.com", 1000);
@@ -107,11 +107,11 @@ fn sticky_keeps_a_purpose_on_one_credential() {
     let mut req = AcquireRequest::site("jd.com");
     req.purpose = Some("search".into());
     let (lease, first) = grant(&pool, &req);
-    pool.release(&lease).unwrap();
+    pool.release(lease).unwrap();
     for _ in 0..10 {
         let (lease, id) = grant(&pool, &req);
         assert_eq!(id, first);
-        pool.release(&lease).unwrap();
+        pool.release(lease).unwrap();
     }
 }
 
@@ -171,7 +171,7 @@ fn concurrent_and_rate_limits_refuse_with_the_time_a_slot_frees() {
     let leased = pool.acquire(&AcquireRequest::site("api.com")).unwrap();
     assert_eq!(leased.reason, Some(UnavailableReason::AllLeased));
     assert_eq!(leased.next_free_at, Some(T0 + 300_000));
-    pool.release(&first).unwrap();
+    pool.release(first).unwrap();
     grant(&pool, &AcquireRequest::site("api.com"));
 }
 
@@ -271,9 +271,9 @@ fn cooldowns_double_on_repeats_honour_retry_after_and_never_shorten() {
             retry_after_secs: Some(secs),
         })
     };
-    let e = pool.report(&a, retry(900)).unwrap();
+    let e = pool.report(a, retry(900)).unwrap();
     assert_eq!(e.cooldown_until, Some(now + 900_000));
-    let e = pool.report(&b, retry(1)).unwrap();
+    let e = pool.report(b, retry(1)).unwrap();
     assert_eq!(e.cooldown_until, Some(now + 900_000));
 }
 
@@ -377,7 +377,7 @@ fn report_and_acquire_reports_then_hands_out_the_next_in_one_call() {
     let (first, first_id) = grant(&pool, &req);
     // A block rests the first; the next in turn comes with its secrets.
     let (effect, got) = pool
-        .report_and_acquire(&first, fail(FailureClass::Blocked), &req)
+        .report_and_acquire(first, fail(FailureClass::Blocked), &req)
         .unwrap();
     assert_eq!(effect.status, Status::Suspended);
     let next = got.lease.expect("the other credential");
@@ -388,20 +388,20 @@ fn report_and_acquire_reports_then_hands_out_the_next_in_one_call() {
     );
     // Nothing else is free: the answer says why, the report still counts.
     let (effect, got) = pool
-        .report_and_acquire(&next.id, Outcome::Success, &req)
+        .report_and_acquire(next.id, Outcome::Success, &req)
         .unwrap();
     assert_eq!(effect.status, Status::Active);
     let again = got.lease.expect("the same one, reported and free");
     assert_eq!(again.credential.id, next.credential.id);
     let (_, got) = pool
-        .report_and_acquire(&again.id, fail(FailureClass::Blocked), &req)
+        .report_and_acquire(again.id, fail(FailureClass::Blocked), &req)
         .unwrap();
     assert!(got.lease.is_none());
     assert_eq!(got.status, AcquireStatus::AllBlocked);
     // An unknown lease is the error, and nothing is acquired.
     let open = pool.stats(Some("rr.com")).unwrap()[0].open_leases;
     assert!(
-        pool.report_and_acquire("no-such-lease", Outcome::Success, &req)
+        pool.report_and_acquire(LeaseId { seq: 999, nonce: 1 }, Outcome::Success, &req)
             .is_err()
     );
     assert_eq!(pool.stats(Some("rr.com")).unwrap()[0].open_leases, open);

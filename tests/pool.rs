@@ -53,7 +53,7 @@ fn acquire_joins_the_secrets_and_rotates_round_robin() {
     let none = pool.acquire(&AcquireRequest::site("jd.com")).unwrap();
     assert_eq!(none.status, AcquireStatus::NoAvailable);
     assert_eq!(none.reason, Some(UnavailableReason::AllLeased));
-    pool.release(&a.id).unwrap();
+    pool.release(a.id).unwrap();
     let again = pool
         .acquire(&AcquireRequest::site("jd.com"))
         .unwrap()
@@ -70,7 +70,7 @@ fn a_lease_after_a_secret_rewrite_carries_the_new_secrets_at_once() {
     let first = pool.acquire(&AcquireRequest::site("jd.com")).unwrap();
     let first = first.lease.unwrap();
     assert_eq!(first.secrets.cookies[0].1, "old");
-    pool.release(&first.id).unwrap();
+    pool.release(first.id).unwrap();
     // What a refresh does on the worker thread, before any tick tells the
     // policy: the next lease must not serve the cached old cookie.
     let mut rotated = (*first.secrets).clone();
@@ -91,14 +91,14 @@ fn reports_move_health_and_status_by_the_card() {
         .unwrap()
         .lease
         .unwrap();
-    let e = pool.report(&l.id, Outcome::Success).unwrap();
+    let e = pool.report(l.id, Outcome::Success).unwrap();
     assert_eq!((e.status, e.health), (Status::Active, 100));
     let l = pool
         .acquire(&AcquireRequest::site("jd.com"))
         .unwrap()
         .lease
         .unwrap();
-    let e = pool.report(&l.id, blocked()).unwrap();
+    let e = pool.report(l.id, blocked()).unwrap();
     assert_eq!((e.status, e.health), (Status::Suspended, 90));
     // A day's rest, plus up to 10% jitter so blocked credentials do not
     // all come back at once.
@@ -106,7 +106,7 @@ fn reports_move_health_and_status_by_the_card() {
     assert!((86_400_000..=95_040_000).contains(&rest), "{rest}");
     // The report ended the lease.
     assert!(matches!(
-        pool.report(&l.id, Outcome::Success),
+        pool.report(l.id, Outcome::Success),
         Err(Error::Pool(PoolError::LeaseNotFound(_)))
     ));
     let got = pool.acquire(&AcquireRequest::site("jd.com")).unwrap();
@@ -184,7 +184,7 @@ fn records_and_secrets_survive_reopening_on_disk() {
             .unwrap()
             .lease
             .unwrap();
-        pool.report(&l.id, blocked()).unwrap();
+        pool.report(l.id, blocked()).unwrap();
     }
     let pool = Pool::open(PoolOptions::on_disk(dir.path())).unwrap();
     let (view, secrets) = pool.reveal("s1").unwrap();

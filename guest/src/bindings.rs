@@ -230,64 +230,33 @@ impl p::Guest for Component {
     }
 
     fn report_and_acquire(
-        lease_id: String,
+        lease: t::LeaseId,
         outcome: t::Outcome,
         next: p::AcquireRequest,
     ) -> Result<(p::ReportEffect, p::AcquireResponse), t::PoolError> {
-        let effect = <Component as p::Guest>::report(lease_id, outcome)?;
-        Ok((effect, <Component as p::Guest>::acquire(next)?))
+        let next = from_request(next);
+        let (effect, resp) = with_pool(|pool| {
+            pool.report_and_acquire(from_lease_id(lease), from_outcome(outcome), &next)
+        })?;
+        Ok((to_effect(effect), to_response(resp)))
     }
 
     fn acquire(request: p::AcquireRequest) -> Result<p::AcquireResponse, t::PoolError> {
-        let req = m::AcquireRequest {
-            site: request.site,
-            kind: request.kind.map(from_kind),
-            purpose: request.purpose,
-            tags: request.tags,
-            lease_ttl_ms: request.lease_ttl_ms,
-        };
-        let resp = with_pool(|pool| pool.acquire(&req))?;
-        Ok(p::AcquireResponse {
-            status: match resp.status {
-                m::AcquireStatus::Success => p::AcquireStatus::Success,
-                m::AcquireStatus::NoAvailable => p::AcquireStatus::NoAvailable,
-                m::AcquireStatus::AllBlocked => p::AcquireStatus::AllBlocked,
-            },
-            lease: resp.grant.map(|g| t::Lease {
-                id: g.lease.id,
-                credential_id: g.lease.credential_id,
-                kind: to_kind(g.kind),
-                status: to_status(g.status),
-                health: g.health,
-                granted_at: g.lease.granted_at,
-                expires_at: g.lease.expires_at,
-            }),
-            reason: resp.reason.map(to_reason),
-            next_free_at: resp.next_free_at,
-            alternatives: resp.alternatives,
-            warnings: resp.warnings,
-        })
+        let req = from_request(request);
+        with_pool(|pool| pool.acquire(&req)).map(to_response)
     }
 
-    fn report(lease_id: String, outcome: t::Outcome) -> Result<p::ReportEffect, t::PoolError> {
-        let outcome = match outcome {
-            t::Outcome::Success => m::Outcome::Success,
-            t::Outcome::Failure(f) => m::Outcome::Failure(m::Failure {
-                class: from_class(f.class),
-                http_status: f.http_status,
-                retry_after_secs: f.retry_after_secs,
-            }),
-        };
-        let e = with_pool(|pool| pool.report(&lease_id, outcome))?;
-        Ok(p::ReportEffect {
-            status: to_status(e.status),
-            health: e.health,
-            cooldown_until: e.cooldown_until,
-        })
+    fn report(lease: t::LeaseId, outcome: t::Outcome) -> Result<p::ReportEffect, t::PoolError> {
+        let outcome = from_outcome(outcome);
+        with_pool(|pool| pool.report(from_lease_id(lease), outcome)).map(to_effect)
     }
 
-    fn release(lease_id: String) -> Result<(), t::PoolError> {
-        with_pool(|pool| pool.release(&lease_id))
+    fn release(lease: t::LeaseId) -> Result<(), t::PoolError> {
+        with_pool(|pool| pool.release(from_lease_id(lease)))
+    }
+
+    fn credential_id(credential: t::CredentialHandle) -> Option<String> {
+        with_pool(|pool| Ok(pool.credential_id(credential).map(str::to_string))).unwrap_or(None)
     }
 
     fn view(id: String, level: t::AccessLevel) -> Result<p::CredentialView, t::PoolError> {
@@ -686,5 +655,67 @@ fn to_method(m: lc::RunMethod) -> wrefresh::RefreshMethod {
         lc::RunMethod::OauthRefresh => wrefresh::RefreshMethod::OauthRefresh,
         lc::RunMethod::Relogin => wrefresh::RefreshMethod::Relogin,
         lc::RunMethod::HealthCheck => wrefresh::RefreshMethod::HealthCheck,
+    }
+}
+
+fn from_lease_id(id: t::LeaseId) -> m::LeaseId {
+    m::LeaseId {
+        seq: id.seq,
+        nonce: id.nonce,
+    }
+}
+
+fn from_request(request: p::AcquireRequest) -> m::AcquireRequest {
+    m::AcquireRequest {
+        site: request.site,
+        kind: request.kind.map(from_kind),
+        purpose: request.purpose,
+        tags: request.tags,
+        lease_ttl_ms: request.lease_ttl_ms,
+    }
+}
+
+fn from_outcome(outcome: t::Outcome) -> m::Outcome {
+    match outcome {
+        t::Outcome::Success => m::Outcome::Success,
+        t::Outcome::Failure(f) => m::Outcome::Failure(m::Failure {
+            class: from_class(f.class),
+            http_status: f.http_status,
+            retry_after_secs: f.retry_after_secs,
+        }),
+    }
+}
+
+fn to_effect(e: m::ReportEffect) -> p::ReportEffect {
+    p::ReportEffect {
+        status: to_status(e.status),
+        health: e.health,
+        cooldown_until: e.cooldown_until,
+    }
+}
+
+fn to_response(resp: m::AcquireResponse) -> p::AcquireResponse {
+    p::AcquireResponse {
+        status: match resp.status {
+            m::AcquireStatus::Success => p::AcquireStatus::Success,
+            m::AcquireStatus::NoAvailable => p::AcquireStatus::NoAvailable,
+            m::AcquireStatus::AllBlocked => p::AcquireStatus::AllBlocked,
+        },
+        lease: resp.grant.map(|g| t::Lease {
+            id: t::LeaseId {
+                seq: g.lease.seq,
+                nonce: g.lease.nonce,
+            },
+            credential: g.credential,
+            kind: to_kind(g.kind),
+            status: to_status(g.status),
+            health: g.health,
+            granted_at: g.granted_at,
+            expires_at: g.expires_at,
+        }),
+        reason: resp.reason.map(to_reason),
+        next_free_at: resp.next_free_at,
+        alternatives: resp.alternatives,
+        warnings: resp.warnings,
     }
 }

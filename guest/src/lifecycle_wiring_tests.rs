@@ -355,7 +355,7 @@ fn crawl_reports(p: &mut Pool<FakeHost>, class: FailureClass) {
         .grant
         .expect("a credential");
     p.report(
-        &grant.lease.id,
+        grant.lease,
         Outcome::Failure(Failure {
             class,
             http_status: Some(200),

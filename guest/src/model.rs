@@ -295,11 +295,50 @@ pub struct AcquireRequest {
     pub lease_ttl_ms: Option<u64>,
 }
 
+/// A lease's id: `seq` finds the lease, the random `nonce` makes the id
+/// unguessable and never reused across restarts. Shown as
+/// `l<seq hex>.<nonce hex>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseId {
+    pub seq: u64,
+    pub nonce: u64,
+}
+
+impl LeaseId {
+    /// Reads the shown form back; `None` for anything else.
+    pub fn parse(id: &str) -> Option<LeaseId> {
+        fn hex(s: &str) -> Option<u64> {
+            if s.is_empty() || s.len() > 16 {
+                return None;
+            }
+            s.bytes().try_fold(0u64, |acc, b| {
+                let d = (b as char).to_digit(16)?;
+                Some(acc << 4 | u64::from(d))
+            })
+        }
+        let (seq, nonce) = id.strip_prefix('l')?.split_once('.')?;
+        Some(LeaseId {
+            seq: hex(seq)?,
+            nonce: hex(nonce)?,
+        })
+    }
+}
+
+impl std::fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "l{:x}.{:016x}", self.seq, self.nonce)
+    }
+}
+
 /// A granted lease and what the caller needs of its credential (`get` or
 /// `view` have the rest).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grant {
-    pub lease: LeaseRecord,
+    pub lease: LeaseId,
+    /// The credential's slot in this pool (see `Pool::credential_id`).
+    pub credential: u32,
+    pub granted_at: Millis,
+    pub expires_at: Millis,
     pub kind: Kind,
     pub status: Status,
     pub health: u8,
@@ -443,4 +482,30 @@ pub struct Anomaly {
     pub credential_id: Option<String>,
     pub detected_at: Millis,
     pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeaseId;
+
+    #[test]
+    fn lease_ids_round_trip_and_reject_junk() {
+        for (seq, nonce) in [(1, 0), (0xabc, u64::MAX), (u64::MAX, 0x0123_4567_89ab_cdef)] {
+            let id = LeaseId { seq, nonce };
+            let shown = id.to_string();
+            assert_eq!(shown, format!("l{seq:x}.{nonce:016x}"));
+            assert_eq!(LeaseId::parse(&shown), Some(id));
+        }
+        for junk in [
+            "",
+            "l",
+            "l.",
+            "x1.0",
+            "l1.",
+            "l1.zz",
+            "l11111111111111111.0",
+        ] {
+            assert_eq!(LeaseId::parse(junk), None, "{junk}");
+        }
+    }
 }

@@ -31,11 +31,12 @@ fn req(site: &str) -> AcquireRequest {
     }
 }
 
-fn grant(p: &mut Pool<FakeHost>, r: &AcquireRequest) -> (String, String) {
+fn grant(p: &mut Pool<FakeHost>, r: &AcquireRequest) -> (LeaseId, String) {
     let resp = p.acquire(r).unwrap();
     assert_eq!(resp.status, AcquireStatus::Success, "{resp:?}");
     let g = resp.grant.unwrap();
-    (g.lease.id, g.lease.credential_id)
+    let id = p.credential_id(g.credential).expect("a live credential");
+    (g.lease, id.to_string())
 }
 
 fn fail(class: FailureClass) -> Outcome {
@@ -49,7 +50,7 @@ fn fail(class: FailureClass) -> Outcome {
 /// Uses `id`'s only lease path: acquires until `id` comes, reports `outcome`.
 fn use_once(p: &mut Pool<FakeHost>, site: &str, outcome: Outcome) -> (String, ReportEffect) {
     let (lease, id) = grant(p, &req(site));
-    (id, p.report(&lease, outcome).unwrap())
+    (id, p.report(lease, outcome).unwrap())
 }
 
 fn counts(p: &mut Pool<FakeHost>, site: &str, n: usize, release: bool) -> HashMap<String, usize> {
@@ -58,7 +59,7 @@ fn counts(p: &mut Pool<FakeHost>, site: &str, n: usize, release: bool) -> HashMa
         let (lease, id) = grant(p, &req(site));
         *seen.entry(id).or_default() += 1;
         if release {
-            p.release(&lease).unwrap();
+            p.release(lease).unwrap();
         }
     }
     seen
@@ -78,9 +79,9 @@ fn health_weighted_is_the_default_and_favours_healthy_credentials() {
             if id == "poor" {
                 break (l, id);
             }
-            p.release(&l).unwrap();
+            p.release(l).unwrap();
         };
-        p.report(&lease, fail(FailureClass::Other)).unwrap();
+        p.report(lease, fail(FailureClass::Other)).unwrap();
     }
     assert_eq!(p.get("poor").unwrap().health, 10);
     let seen = counts(&mut p, "jd.com", 2000, true);
@@ -97,9 +98,9 @@ fn random_ignores_health() {
     for _ in 0..5 {
         let (l, id) = grant(&mut p, &req("jd.com"));
         if id == "b" {
-            p.report(&l, fail(FailureClass::Other)).unwrap();
+            p.report(l, fail(FailureClass::Other)).unwrap();
         } else {
-            p.release(&l).unwrap();
+            p.release(l).unwrap();
         }
     }
     assert!(p.get("b").unwrap().health < 100);
@@ -119,7 +120,7 @@ fn round_robin_skips_busy_members_and_keeps_order() {
     let seen: Vec<String> = (0..5)
         .map(|_| {
             let (l, id) = grant(&mut p, &req("jd.com"));
-            p.release(&l).unwrap();
+            p.release(l).unwrap();
             id
         })
         .collect();
@@ -136,7 +137,7 @@ fn least_recently_used_takes_the_longest_idle() {
     for step in 0..6 {
         p.host.now = T0 + step * 1000;
         let (l, id) = grant(&mut p, &req("jd.com"));
-        p.release(&l).unwrap();
+        p.release(l).unwrap();
         order.push(id);
     }
     // Never-used first, then the oldest use each time.
@@ -158,22 +159,22 @@ fn sticky_keeps_one_credential_per_purpose_while_usable() {
         ..req("jd.com")
     };
     let (l, bound) = grant(&mut p, &search);
-    p.report(&l, Outcome::Success).unwrap();
+    p.report(l, Outcome::Success).unwrap();
     for _ in 0..10 {
         let (l, id) = grant(&mut p, &search);
         assert_eq!(id, bound);
-        p.report(&l, Outcome::Success).unwrap();
+        p.report(l, Outcome::Success).unwrap();
     }
     // Once the bound one rests, the purpose moves to another and stays.
     let (l, _) = grant(&mut p, &search);
-    p.report(&l, fail(FailureClass::Blocked)).unwrap();
+    p.report(l, fail(FailureClass::Blocked)).unwrap();
     let (l, moved) = grant(&mut p, &search);
     assert_ne!(moved, bound);
-    p.release(&l).unwrap();
+    p.release(l).unwrap();
     for _ in 0..5 {
         let (l, id) = grant(&mut p, &search);
         assert_eq!(id, moved);
-        p.release(&l).unwrap();
+        p.release(l).unwrap();
     }
 }
 
@@ -213,7 +214,7 @@ fn purpose_labels_restrict_credentials_to_their_purposes() {
     let mut both = HashMap::<String, usize>::new();
     for _ in 0..100 {
         let (l, id) = grant(&mut p, &checkout);
-        p.release(&l).unwrap();
+        p.release(l).unwrap();
         *both.entry(id).or_default() += 1;
     }
     assert_eq!(both.len(), 2, "{both:?}");
@@ -226,13 +227,13 @@ fn lease_ttl_comes_from_config_or_the_request() {
     let mut p = pool_with(r#"{"lease_ttl_seconds": 60}"#);
     add(&mut p, "jd.com", "t", Kind::Token);
     let g = p.acquire(&req("jd.com")).unwrap().grant.unwrap();
-    assert_eq!(g.lease.expires_at, T0 + 60_000);
+    assert_eq!(g.expires_at, T0 + 60_000);
     let short = AcquireRequest {
         lease_ttl_ms: Some(1500),
         ..req("jd.com")
     };
     let g = p.acquire(&short).unwrap().grant.unwrap();
-    assert_eq!(g.lease.expires_at, T0 + 1500);
+    assert_eq!(g.expires_at, T0 + 1500);
 }
 
 #[test]
@@ -243,7 +244,7 @@ fn a_lapsed_lease_frees_its_slot_on_tick_and_is_no_failure_by_default() {
     p.host.now = T0 + 300_000;
     assert_eq!(p.tick().unwrap().leases_expired, 1);
     assert!(matches!(
-        p.report(&lease, Outcome::Success),
+        p.report(lease, Outcome::Success),
         Err(PoolError::LeaseNotFound(_))
     ));
     let c = p.get("s").unwrap();
@@ -282,7 +283,7 @@ fn max_concurrent_caps_leases_and_says_when_one_frees() {
     assert_eq!(r.reason, Some(UnavailableReason::AllLeased));
     assert_eq!(r.next_free_at, Some(T0 + 300_000));
     assert!(r.warnings.iter().any(|w| w.contains("1 leased")), "{r:?}");
-    p.release(&first).unwrap();
+    p.release(first).unwrap();
     grant(&mut p, &req("api.com"));
     assert_eq!(
         p.view("tok", AccessLevel::Internal)
@@ -314,7 +315,7 @@ fn the_rate_limit_spaces_uses_and_names_the_next_token() {
     let mut p = pool_with(r#"{"rate_per_minute": 30}"#);
     add(&mut p, "jd.com", "t", Kind::Token);
     let (l, _) = grant(&mut p, &req("jd.com"));
-    p.release(&l).unwrap();
+    p.release(l).unwrap();
     let r = p.acquire(&req("jd.com")).unwrap();
     assert_eq!(r.reason, Some(UnavailableReason::AllRateLimited));
     assert_eq!(r.next_free_at, Some(T0 + 2_000));
@@ -548,13 +549,13 @@ fn retry_after_is_honoured_and_a_later_report_never_shortens_a_rest() {
             retry_after_secs: Some(secs),
         })
     };
-    let e = p.report(&a, retry(900)).unwrap();
+    let e = p.report(a, retry(900)).unwrap();
     assert_eq!(e.cooldown_until, Some(T0 + 900_000));
     // A shorter Retry-After on a concurrent lease keeps the longer rest.
-    let e = p.report(&b, retry(5)).unwrap();
+    let e = p.report(b, retry(5)).unwrap();
     assert_eq!(e.cooldown_until, Some(T0 + 900_000));
     // A block escalates to suspended, for a day.
-    let e = p.report(&c, fail(FailureClass::Blocked)).unwrap();
+    let e = p.report(c, fail(FailureClass::Blocked)).unwrap();
     assert_eq!(e.status, Status::Suspended);
     assert_eq!(e.cooldown_until, Some(T0 + 86_400_000));
 }
@@ -580,7 +581,7 @@ fn a_mixed_pool_says_mixed_with_counts_and_the_earliest_free_time() {
     add(&mut p, "jd.com", "b", Kind::Session);
     let (la, _) = grant(&mut p, &req("jd.com"));
     let (lb, _) = grant(&mut p, &req("jd.com"));
-    p.report(&la, fail(FailureClass::RateLimited)).unwrap();
+    p.report(la, fail(FailureClass::RateLimited)).unwrap();
     let r = p.acquire(&req("jd.com")).unwrap();
     assert_eq!(r.status, AcquireStatus::NoAvailable);
     assert_eq!(r.reason, Some(UnavailableReason::Mixed));
@@ -588,7 +589,7 @@ fn a_mixed_pool_says_mixed_with_counts_and_the_earliest_free_time() {
     assert!(r.warnings.contains(&"1 leased".to_string()), "{r:?}");
     assert!(r.warnings.contains(&"1 cooling".to_string()), "{r:?}");
     assert!(!r.alternatives.is_empty());
-    p.release(&lb).unwrap();
+    p.release(lb).unwrap();
     grant(&mut p, &req("jd.com"));
 }
 
@@ -687,13 +688,13 @@ fn an_exhausted_pool_is_raised_once_until_it_serves_again() {
         p.acquire(&req("jd.com")).unwrap();
     }
     assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 1);
-    p.release(&l).unwrap();
+    p.release(l).unwrap();
     let (l, _) = grant(&mut p, &req("jd.com"));
     assert!(p.stats(None)[0].anomalies.is_empty());
     // Dry again within the window: not raised again; after it, raised.
     p.acquire(&req("jd.com")).unwrap();
     assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 1);
-    p.release(&l).unwrap();
+    p.release(l).unwrap();
     let (_, _) = grant(&mut p, &req("jd.com"));
     p.host.now += 601_000;
     p.acquire(&req("jd.com")).unwrap();
@@ -775,9 +776,9 @@ fn per_credential_anomalies_listed_in_stats_are_capped_but_all_notified() {
     while sunk.len() < 150 {
         let (lease, id) = grant(&mut p, &req("jd.com"));
         if sunk.insert(id) {
-            p.report(&lease, fail(FailureClass::Network)).unwrap();
+            p.report(lease, fail(FailureClass::Network)).unwrap();
         } else {
-            p.release(&lease).unwrap();
+            p.release(lease).unwrap();
         }
     }
     assert_eq!(p.host.alerts_of(AlertKind::LowHealth), 150);

@@ -291,37 +291,6 @@ struct Lease {
     persisted: bool,
 }
 
-/// Formats by hand: `format!` was a visible share of an acquire.
-fn lease_id(seq: u64, nonce: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(34);
-    out.push('l');
-    let digits = (16 - seq.leading_zeros() as usize / 4).max(1);
-    for i in (0..digits).rev() {
-        out.push(HEX[((seq >> (i * 4)) & 0xf) as usize] as char);
-    }
-    out.push('.');
-    for i in (0..16).rev() {
-        out.push(HEX[((nonce >> (i * 4)) & 0xf) as usize] as char);
-    }
-    out
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    s.bytes().try_fold(0u64, |acc, b| {
-        let d = (b as char).to_digit(16)?;
-        Some(acc << 4 | u64::from(d))
-    })
-}
-
-fn parse_lease_id(id: &str) -> Option<(u64, u64)> {
-    let (seq, nonce) = id.strip_prefix('l')?.split_once('.')?;
-    Some((parse_hex(seq)?, parse_hex(nonce)?))
-}
-
 /// A fast non-cryptographic hasher (the Fx multiply-rotate) for the pool's
 /// maps: keys are our own ids and sequence numbers, not attacker-chosen
 /// bulk input, and SipHash was a visible share of every call.
@@ -381,7 +350,7 @@ pub struct Pool<H: Host> {
     /// Leases granted since the last flush (written then if still open).
     new_leases: Vec<u64>,
     /// Written leases that ended since the last flush (deleted then).
-    ended_leases: Vec<String>,
+    ended_leases: Vec<LeaseId>,
     /// Members whose rest is over but whose status still says resting.
     rest_over: Vec<u32>,
     /// Refresh scheduling and challenge tickets.
@@ -488,8 +457,8 @@ impl<H: Host> Pool<H> {
             let lease: LeaseRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
             let slot = pool.by_id.get(lease.credential_id.as_str()).copied();
-            match (slot, parse_lease_id(&lease.id)) {
-                (Some(slot), Some((seq, nonce))) if lease.expires_at > now => {
+            match (slot, LeaseId::parse(&lease.id)) {
+                (Some(slot), Some(LeaseId { seq, nonce })) if lease.expires_at > now => {
                     pool.next_lease = pool.next_lease.max(seq + 1);
                     pool.open_lease(slot, seq, nonce, lease.granted_at, lease.expires_at);
                     pool.leases.get_mut(&seq).expect("just opened").persisted = true;
@@ -763,6 +732,15 @@ impl<H: Host> Pool<H> {
         slot
     }
 
+    /// The id of the credential in `slot` (a grant's handle); `None` once
+    /// it was removed or for a slot never used.
+    pub fn credential_id(&self, slot: u32) -> Option<&str> {
+        if slot as usize >= self.records.len() {
+            return None;
+        }
+        Some(&self.records[slot as usize].as_ref()?.id)
+    }
+
     fn rec(&self, slot: u32) -> &Record {
         self.records[slot as usize].as_ref().expect("live slot")
     }
@@ -904,6 +882,14 @@ impl<H: Host> Pool<H> {
     /// Hands out a credential of the site by its strategy, or says why not.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<AcquireResponse, PoolError> {
         let now = self.host.now();
+        self.acquire_at(req, now)
+    }
+
+    fn acquire_at(
+        &mut self,
+        req: &AcquireRequest,
+        now: Millis,
+    ) -> Result<AcquireResponse, PoolError> {
         if self.host.enabled(Level::Debug) {
             let kind = req.kind.map(|k| format!("{k:?}")).unwrap_or_default();
             self.log(
@@ -990,16 +976,13 @@ impl<H: Host> Pool<H> {
             self.log(Level::Debug, "cred.chosen", &fields);
         }
         let rec = self.rec(slot);
-        let lease = LeaseRecord {
-            id: lease_id(seq, nonce),
-            credential_id: String::from(&*rec.id),
-            granted_at: now,
-            expires_at: now + ttl_ms,
-        };
         Ok(AcquireResponse {
             status: AcquireStatus::Success,
             grant: Some(Grant {
-                lease,
+                lease: LeaseId { seq, nonce },
+                credential: slot,
+                granted_at: now,
+                expires_at: now + ttl_ms,
                 kind: rec.kind,
                 status: rec.m.status,
                 health: rec.m.health,
@@ -1150,12 +1133,10 @@ impl<H: Host> Pool<H> {
         }
     }
 
-    fn find_lease(&self, lease_id: &str) -> Result<u64, PoolError> {
-        let not_found = || PoolError::LeaseNotFound(lease_id.to_string());
-        let (seq, nonce) = parse_lease_id(lease_id).ok_or_else(not_found)?;
-        match self.leases.get(&seq) {
-            Some(l) if l.nonce == nonce => Ok(seq),
-            _ => Err(not_found()),
+    fn find_lease(&self, id: LeaseId) -> Result<u64, PoolError> {
+        match self.leases.get(&id.seq) {
+            Some(l) if l.nonce == id.nonce => Ok(id.seq),
+            _ => Err(PoolError::LeaseNotFound(id.to_string())),
         }
     }
 
@@ -1164,7 +1145,10 @@ impl<H: Host> Pool<H> {
             return;
         };
         if lease.persisted {
-            self.ended_leases.push(lease_id(seq, lease.nonce));
+            self.ended_leases.push(LeaseId {
+                seq,
+                nonce: lease.nonce,
+            });
         }
         let rec = self.rec_mut(lease.slot);
         rec.open_leases = rec.open_leases.saturating_sub(1);
@@ -1174,9 +1158,31 @@ impl<H: Host> Pool<H> {
     }
 
     /// Reports how a use went and ends its lease.
-    pub fn report(&mut self, lease_id: &str, outcome: Outcome) -> Result<ReportEffect, PoolError> {
+    pub fn report(&mut self, lease: LeaseId, outcome: Outcome) -> Result<ReportEffect, PoolError> {
         let now = self.host.now();
-        let seq = self.find_lease(lease_id)?;
+        self.report_at(lease, outcome, now)
+    }
+
+    /// `report` then `acquire` at one instant (one clock read: a crawler's
+    /// loop step). A refused report is the error, and nothing is acquired.
+    pub fn report_and_acquire(
+        &mut self,
+        lease: LeaseId,
+        outcome: Outcome,
+        next: &AcquireRequest,
+    ) -> Result<(ReportEffect, AcquireResponse), PoolError> {
+        let now = self.host.now();
+        let effect = self.report_at(lease, outcome, now)?;
+        Ok((effect, self.acquire_at(next, now)?))
+    }
+
+    fn report_at(
+        &mut self,
+        lease: LeaseId,
+        outcome: Outcome,
+        now: Millis,
+    ) -> Result<ReportEffect, PoolError> {
+        let seq = self.find_lease(lease)?;
         let slot = self.leases[&seq].slot;
         let effect = self.apply_outcome(slot, outcome, now)?;
         self.end_lease(seq, now);
@@ -1484,8 +1490,8 @@ impl<H: Host> Pool<H> {
     }
 
     /// Ends a lease without a result.
-    pub fn release(&mut self, lease_id: &str) -> Result<(), PoolError> {
-        let seq = self.find_lease(lease_id)?;
+    pub fn release(&mut self, lease: LeaseId) -> Result<(), PoolError> {
+        let seq = self.find_lease(lease)?;
         let now = self.host.now();
         self.end_lease(seq, now);
         Ok(())
@@ -1782,7 +1788,11 @@ impl<H: Host> Pool<H> {
             lease.persisted = true;
             let lease = *lease;
             let record = LeaseRecord {
-                id: lease_id(seq, lease.nonce),
+                id: LeaseId {
+                    seq,
+                    nonce: lease.nonce,
+                }
+                .to_string(),
                 credential_id: self.rec(lease.slot).id.to_string(),
                 granted_at: lease.granted_at,
                 expires_at: lease.expires_at,
@@ -2643,25 +2653,5 @@ mod tests {
             .collect();
         // A uniform hash fills about 63% of 1024 buckets with 1000 keys.
         assert!(buckets.len() > 550, "{}", buckets.len());
-    }
-
-    #[test]
-    fn lease_ids_round_trip_and_reject_junk() {
-        for (seq, nonce) in [(1, 0), (0xabc, u64::MAX), (u64::MAX, 0x0123_4567_89ab_cdef)] {
-            let id = lease_id(seq, nonce);
-            assert_eq!(id, format!("l{seq:x}.{nonce:016x}"));
-            assert_eq!(parse_lease_id(&id), Some((seq, nonce)));
-        }
-        for junk in [
-            "",
-            "l",
-            "l.",
-            "x1.0",
-            "l1.",
-            "l1.zz",
-            "l11111111111111111.0",
-        ] {
-            assert_eq!(parse_lease_id(junk), None, "{junk}");
-        }
     }
 }

@@ -32,11 +32,12 @@ fn req(site: &str) -> AcquireRequest {
     }
 }
 
-fn lease_of(p: &mut Pool<FakeHost>, site: &str) -> (String, String) {
+fn lease_of(p: &mut Pool<FakeHost>, site: &str) -> (LeaseId, String) {
     let r = p.acquire(&req(site)).unwrap();
     assert_eq!(r.status, AcquireStatus::Success, "{r:?}");
     let g = r.grant.unwrap();
-    (g.lease.id, g.lease.credential_id)
+    let id = p.credential_id(g.credential).expect("a live credential");
+    (g.lease, id.to_string())
 }
 
 fn failure(class: FailureClass) -> Outcome {
@@ -102,9 +103,37 @@ fn sessions_are_exclusive_until_released() {
     assert_eq!(r.status, AcquireStatus::NoAvailable);
     assert_eq!(r.reason, Some(UnavailableReason::AllLeased));
     assert_eq!(r.next_free_at, Some(T0 + 300_000));
-    p.release(&lease).unwrap();
-    assert_eq!(p.release(&lease), Err(PoolError::LeaseNotFound(lease)));
+    p.release(lease).unwrap();
+    assert_eq!(
+        p.release(lease),
+        Err(PoolError::LeaseNotFound(lease.to_string()))
+    );
     lease_of(&mut p, "jd.com");
+}
+
+#[test]
+fn report_and_acquire_frees_the_credential_it_hands_out_again() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let (lease, _) = lease_of(&mut p, "jd.com");
+    // The one exclusive session comes back in the same call that ends its
+    // lease, under a new lease id.
+    let (effect, resp) = p
+        .report_and_acquire(lease, Outcome::Success, &req("jd.com"))
+        .unwrap();
+    assert_eq!((effect.status, effect.health), (Status::Active, 100));
+    let grant = resp.grant.expect("the session again");
+    assert_ne!(grant.lease, lease);
+    assert_eq!(p.credential_id(grant.credential), Some("s1"));
+    assert_eq!(grant.granted_at, T0);
+    // A refused report acquires nothing: the lease above stays the only one.
+    assert_eq!(
+        p.report_and_acquire(lease, Outcome::Success, &req("jd.com")),
+        Err(PoolError::LeaseNotFound(lease.to_string()))
+    );
+    let r = p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(r.reason, Some(UnavailableReason::AllLeased));
+    assert_eq!(p.credential_id(99), None);
 }
 
 #[test]
@@ -112,16 +141,16 @@ fn report_applies_the_card_health_rules() {
     let mut p = pool();
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
-    let e = p.report(&lease, failure(FailureClass::Network)).unwrap();
+    let e = p.report(lease, failure(FailureClass::Network)).unwrap();
     assert_eq!((e.status, e.health), (Status::Init, 90));
     let (lease, _) = lease_of(&mut p, "jd.com");
-    let e = p.report(&lease, Outcome::Success).unwrap();
+    let e = p.report(lease, Outcome::Success).unwrap();
     assert_eq!((e.status, e.health), (Status::Active, 91));
     let c = p.get("s1").unwrap();
     assert_eq!((c.use_count, c.success_count, c.fail_count), (2, 1, 1));
     // The lease ended with the report.
     assert!(matches!(
-        p.report(&lease, Outcome::Success),
+        p.report(lease, Outcome::Success),
         Err(PoolError::LeaseNotFound(_))
     ));
 }
@@ -131,10 +160,10 @@ fn health_is_capped_and_floored() {
     let mut p = pool();
     p.add(new("jd.com", "t", Kind::Token)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
-    assert_eq!(p.report(&lease, Outcome::Success).unwrap().health, 100);
+    assert_eq!(p.report(lease, Outcome::Success).unwrap().health, 100);
     for _ in 0..12 {
         let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(&lease, failure(FailureClass::Other)).unwrap();
+        p.report(lease, failure(FailureClass::Other)).unwrap();
     }
     assert_eq!(p.get("t").unwrap().health, 0);
 }
@@ -145,7 +174,7 @@ fn a_block_suspends_for_a_day_durably_and_the_rest_ends_on_tick() {
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
     p.host.durable_writes.clear();
-    let e = p.report(&lease, failure(FailureClass::Blocked)).unwrap();
+    let e = p.report(lease, failure(FailureClass::Blocked)).unwrap();
     assert_eq!(e.status, Status::Suspended);
     assert_eq!(e.cooldown_until, Some(T0 + 86_400_000));
     assert_eq!(p.host.durable_writes, vec!["cred/s1".to_string()]);
@@ -166,7 +195,7 @@ fn rate_limit_honours_retry_after() {
     let (lease, _) = lease_of(&mut p, "jd.com");
     let e = p
         .report(
-            &lease,
+            lease,
             Outcome::Failure(Failure {
                 class: FailureClass::RateLimited,
                 http_status: Some(429),
@@ -188,15 +217,13 @@ fn challenged_and_expired_take_the_credential_out() {
     let (l1, _) = lease_of(&mut p, "jd.com");
     let (l2, _) = lease_of(&mut p, "jd.com");
     assert_eq!(
-        p.report(&l1, failure(FailureClass::Challenged))
+        p.report(l1, failure(FailureClass::Challenged))
             .unwrap()
             .status,
         Status::Challenged
     );
     assert_eq!(
-        p.report(&l2, failure(FailureClass::Expired))
-            .unwrap()
-            .status,
+        p.report(l2, failure(FailureClass::Expired)).unwrap().status,
         Status::Expired
     );
     let r = p.acquire(&req("jd.com")).unwrap();
@@ -227,7 +254,7 @@ fn kind_and_tag_filters_apply() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(r.grant.unwrap().lease.credential_id, "k1");
+    assert_eq!(p.credential_id(r.grant.unwrap().credential), Some("k1"));
     let r = p
         .acquire(&AcquireRequest {
             site: "jd.com".into(),
@@ -254,7 +281,7 @@ fn state_survives_a_reload_after_flush() {
     let mut p = pool();
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
-    p.report(&lease, Outcome::Success).unwrap();
+    p.report(lease, Outcome::Success).unwrap();
     let (open, _) = lease_of(&mut p, "jd.com");
     p.flush().unwrap();
     let host = p.host;
@@ -269,7 +296,7 @@ fn state_survives_a_reload_after_flush() {
         p.acquire(&req("jd.com")).unwrap().reason,
         Some(UnavailableReason::AllLeased)
     );
-    p.release(&open).unwrap();
+    p.release(open).unwrap();
 }
 
 #[test]
@@ -278,10 +305,7 @@ fn remove_ends_leases_and_forgets_the_record() {
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
     p.remove("s1").unwrap();
-    assert!(matches!(
-        p.release(&lease),
-        Err(PoolError::LeaseNotFound(_))
-    ));
+    assert!(matches!(p.release(lease), Err(PoolError::LeaseNotFound(_))));
     p.flush().unwrap();
     assert!(p.host.data.is_empty(), "{:?}", p.host.data.keys());
     assert_eq!(
@@ -324,9 +348,9 @@ fn stats_count_by_status_and_outcome() {
     p.add(new("jd.com", "a", Kind::Token)).unwrap();
     p.add(new("jd.com", "b", Kind::Token)).unwrap();
     let (l, _) = lease_of(&mut p, "jd.com");
-    p.report(&l, Outcome::Success).unwrap();
+    p.report(l, Outcome::Success).unwrap();
     let (l, _) = lease_of(&mut p, "jd.com");
-    p.report(&l, failure(FailureClass::Blocked)).unwrap();
+    p.report(l, failure(FailureClass::Blocked)).unwrap();
     let s = &p.stats(Some("jd.com"))[0];
     assert_eq!(s.total, 2);
     assert_eq!(s.by_status[1], 1); // active
@@ -359,7 +383,7 @@ fn counters_are_flushed_as_pages_not_records_and_survive_a_reload() {
     let durable_before = p.host.durable_writes.len();
     for _ in 0..1000 {
         let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(&lease, failure(FailureClass::Network)).unwrap();
+        p.report(lease, failure(FailureClass::Network)).unwrap();
     }
     let written = p.flush().unwrap();
     // 300 places fill two pages: two writes however many credentials moved.
@@ -384,11 +408,11 @@ fn a_status_change_after_the_last_page_wins_over_the_page() {
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     for _ in 0..3 {
         let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(&lease, Outcome::Success).unwrap();
+        p.report(lease, Outcome::Success).unwrap();
     }
     p.flush().unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
-    let e = p.report(&lease, failure(FailureClass::Blocked)).unwrap();
+    let e = p.report(lease, failure(FailureClass::Blocked)).unwrap();
     assert_eq!(e.status, Status::Suspended);
     // No flush: the page still holds the state before the block.
     let at_block = p.get("s1").unwrap();
@@ -402,7 +426,7 @@ fn a_new_credential_in_a_freed_place_does_not_inherit_its_counters() {
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     for _ in 0..5 {
         let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(&lease, failure(FailureClass::Other)).unwrap();
+        p.report(lease, failure(FailureClass::Other)).unwrap();
     }
     p.flush().unwrap();
     p.remove("s1").unwrap();
@@ -431,7 +455,7 @@ fn records_written_before_counter_pages_get_a_place_on_load() {
     let mut p = Pool::load(host, PolicyConfig::default()).unwrap();
     assert_eq!(p.get("old2").unwrap().use_count, 7);
     let (lease, id) = lease_of(&mut p, "jd.com");
-    p.report(&lease, Outcome::Success).unwrap();
+    p.report(lease, Outcome::Success).unwrap();
     let expected = p.get(&id).unwrap();
     p.flush().unwrap();
     let p = Pool::load(p.host, PolicyConfig::default()).unwrap();
@@ -445,7 +469,7 @@ fn ended_leases_do_not_pile_up_in_memory_between_ticks() {
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     for _ in 0..10_000 {
         let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(&lease, Outcome::Success).unwrap();
+        p.report(lease, Outcome::Success).unwrap();
     }
     assert!(p.lease_heap_len() <= 2 + 1024, "{}", p.lease_heap_len());
     // A lease still open keeps its entry through compactions and lapses
@@ -455,7 +479,7 @@ fn ended_leases_do_not_pile_up_in_memory_between_ticks() {
     for _ in 0..3000 {
         let (lease, id) = lease_of(&mut p, "jd.com");
         assert_eq!(id, "t1");
-        p.release(&lease).unwrap();
+        p.release(lease).unwrap();
     }
     assert!(p.lease_heap_len() <= 2 + 1024, "{}", p.lease_heap_len());
     p.host.now = T0 + 301_000;

@@ -80,7 +80,7 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
         .unwrap();
     }
     // Open leases: id and when they lapse.
-    let mut open: Vec<(String, Millis)> = Vec::new();
+    let mut open: Vec<(LeaseId, Millis)> = Vec::new();
     let mut last_grant: HashMap<String, Millis> = HashMap::new();
     for op in ops {
         match op {
@@ -100,7 +100,10 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let r = p.acquire(&req).unwrap();
                 if let Some(g) = r.grant {
-                    let id = g.lease.credential_id.clone();
+                    let id = p
+                        .credential_id(g.credential)
+                        .expect("a live credential")
+                        .to_string();
                     let was = &before[&id];
                     let now = p.host.now;
                     let usable = match was.status {
@@ -118,7 +121,7 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if let Some(prev) = last_grant.insert(id.clone(), now) {
                         prop_assert!(now - prev >= INTERVAL_MS, "{id} ahead of its rate");
                     }
-                    open.push((g.lease.id, g.lease.expires_at));
+                    open.push((g.lease, g.expires_at));
                     let internal = p
                         .view(&id, AccessLevel::Internal)
                         .unwrap()
@@ -132,11 +135,11 @@ fn run(strategy: &str, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 outcome: code,
             } if !open.is_empty() => {
                 let (lease, _) = open.swap_remove(pick % open.len());
-                p.report(&lease, outcome(code)).unwrap();
+                p.report(lease, outcome(code)).unwrap();
             }
             Op::Release { pick } if !open.is_empty() => {
                 let (lease, _) = open.swap_remove(pick % open.len());
-                p.release(&lease).unwrap();
+                p.release(lease).unwrap();
             }
             Op::Tick => {
                 p.tick().unwrap();

@@ -8,7 +8,7 @@
 //! let got = pool.acquire(&AcquireRequest::site("jd.com"))?;
 //! if let Some(lease) = got.lease {
 //!     // ... use lease.secrets.cookies for the request, then:
-//!     pool.report(&lease.id, Outcome::Success)?;
+//!     pool.report(lease.id, Outcome::Success)?;
 //! }
 //! # Ok::<(), credpool::Error>(())
 //! ```
@@ -18,6 +18,8 @@
 //! - [`runtime`]: the wasmtime engine, the compiled component and its
 //!   `InstancePre`, built once per process; CPU deadlines by epoch.
 //! - [`state`]: the per-tenant store data: WASI context, limits, vault.
+//! - `handles`: the credential handles of an instance, resolved once to
+//!   ids and secrets.
 //! - `imports`: one file per imported interface (`store`, `refresh`,
 //!   `notify`, `log`), each a small `impl Host for HostState`.
 //! - [`bindings`]: the generated WIT bindings, isolated.
@@ -45,6 +47,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod events;
+mod handles;
 mod imports;
 pub mod lifecycle;
 pub mod names;
@@ -62,7 +65,8 @@ pub use bindings::pool::{
     TickSummary, UnavailableReason,
 };
 pub use bindings::types::{
-    AccessLevel, CredentialKind, CredentialMeta, Failure, FailureClass, Outcome, PoolError, Status,
+    AccessLevel, CredentialKind, CredentialMeta, Failure, FailureClass, LeaseId, Outcome,
+    PoolError, Status,
 };
 pub use clock::ManualClock;
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ use crate::bindings::pool::{
     SiteStats, TickSummary, UnavailableReason,
 };
 use crate::bindings::types::{
-    self, AccessLevel, CredentialKind, CredentialMeta, Outcome, PoolError,
+    self, AccessLevel, CredentialKind, CredentialMeta, LeaseId, Outcome, PoolError,
 };
 use crate::clock::ManualClock;
 use crate::crypto::{KeyRing, KeySource, load_keys};
@@ -21,11 +21,12 @@ use crate::state::{HostState, Recorder};
 use crate::vault::Vault;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wasmtime::Store;
 
 /// Counters and health are written at most this long after they change.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+const FLUSH_TICKS: u64 = (FLUSH_INTERVAL.as_millis() / EPOCH_TICK.as_millis()) as u64;
 
 /// Where the records live.
 #[derive(Clone)]
@@ -170,12 +171,57 @@ impl ListFilter {
 /// secrets. [`Pool::view`] has the rest of the credential.
 #[derive(Clone, Debug)]
 pub struct Lease {
-    pub id: String,
+    pub id: LeaseId,
     pub credential: LeasedCredential,
     pub granted_at: i64,
     pub expires_at: i64,
     /// Shared with the pool's cache of decrypted secrets (read-only).
     pub secrets: Arc<Secrets>,
+}
+
+/// Shown as the policy shows it: `l<seq in hex>.<nonce in 16 hex digits>`.
+impl std::fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "l{:x}.{:016x}", self.seq, self.nonce)
+    }
+}
+
+impl std::str::FromStr for LeaseId {
+    type Err = Error;
+
+    /// Reads the shown form (what `credpool acquire` printed).
+    fn from_str(s: &str) -> Result<LeaseId> {
+        let hex = |part: &str| {
+            (!part.is_empty() && part.len() <= 16)
+                .then(|| u64::from_str_radix(part, 16).ok())
+                .flatten()
+        };
+        let parsed = s.trim().strip_prefix('l').and_then(|rest| {
+            let (seq, nonce) = rest.split_once('.')?;
+            Some(LeaseId {
+                seq: hex(seq)?,
+                nonce: hex(nonce)?,
+            })
+        });
+        parsed.ok_or_else(|| Error::Input {
+            field: "lease id".into(),
+            reason: "expected the form l<hex>.<hex> that acquire printed".into(),
+        })
+    }
+}
+
+impl PartialEq for LeaseId {
+    fn eq(&self, other: &LeaseId) -> bool {
+        (self.seq, self.nonce) == (other.seq, other.nonce)
+    }
+}
+
+impl Eq for LeaseId {}
+
+impl serde::Serialize for LeaseId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The credential of a lease, as it was when handed out.
@@ -204,7 +250,8 @@ struct Instance {
     policy: Policy,
     /// A trap leaves a component instance unusable: make a new one.
     poisoned: bool,
-    last_flush: Instant,
+    /// When counters were last flushed, in [`crate::runtime::ticks`].
+    last_flush: u64,
 }
 
 /// A credential pool for one tenant.
@@ -290,7 +337,7 @@ impl Pool {
             store,
             policy,
             poisoned: false,
-            last_flush: Instant::now(),
+            last_flush: crate::runtime::ticks(),
         })
     }
 
@@ -319,8 +366,9 @@ impl Pool {
         };
         inst.store.data_mut().commit_lazy()?;
         self.maybe_rotate();
-        if inst.last_flush.elapsed() >= FLUSH_INTERVAL {
-            inst.last_flush = Instant::now();
+        let now = crate::runtime::ticks();
+        if now.saturating_sub(inst.last_flush) >= FLUSH_TICKS {
+            inst.last_flush = now;
             Self::flush_instance(inst)?;
         }
         Ok(result?)
@@ -417,8 +465,11 @@ impl Pool {
     /// Hands out a credential with its secrets, or says why not.
     pub fn acquire(&self, request: &AcquireRequest) -> Result<Acquired> {
         self.record("export.acquire", request);
-        let resp = self.call(|p, s| p.credpool_policy_pool().call_acquire(s, request))?;
-        self.acquired(request, resp)
+        let (resp, grant) = self.call(|p, s| {
+            let resp = p.credpool_policy_pool().call_acquire(&mut *s, request)?;
+            resolve_grant(p, s, resp)
+        })?;
+        self.acquired(request, resp, grant)
     }
 
     /// Reports how a use went and acquires the next credential, in one call
@@ -427,34 +478,47 @@ impl Pool {
     /// nothing is acquired.
     pub fn report_and_acquire(
         &self,
-        lease_id: &str,
+        lease: LeaseId,
         outcome: Outcome,
         next: &AcquireRequest,
     ) -> Result<(ReportEffect, Acquired)> {
-        self.record("export.report-and-acquire", (lease_id, outcome, next));
-        let (effect, resp) = self.call(|p, s| {
-            p.credpool_policy_pool()
-                .call_report_and_acquire(s, lease_id, outcome, next)
+        self.record("export.report-and-acquire", (lease, outcome, next));
+        let (effect, (resp, grant)) = self.call(|p, s| {
+            let answer = p
+                .credpool_policy_pool()
+                .call_report_and_acquire(&mut *s, lease, outcome, next)?;
+            Ok(match answer {
+                Ok((effect, resp)) => resolve_grant(p, s, Ok(resp))?.map(|r| (effect, r)),
+                Err(e) => Err(e),
+            })
         })?;
-        Ok((effect, self.acquired(next, resp)?))
+        Ok((effect, self.acquired(next, resp, grant)?))
     }
 
-    /// The caller's answer: the policy's, with the secrets joined to the lease.
-    fn acquired(&self, request: &AcquireRequest, resp: AcquireResponse) -> Result<Acquired> {
-        let lease = match resp.lease {
-            Some(l) => {
-                // A lease is always of the requested site.
-                let secrets = match self.cached_secrets(&request.site, &l.credential_id) {
-                    Ok(secrets) => secrets,
-                    Err(e) => {
-                        let _ = self.release(&l.id);
-                        return Err(e);
-                    }
+    /// The caller's answer: the policy's, with the credential's id and
+    /// secrets joined to the lease.
+    fn acquired(
+        &self,
+        request: &AcquireRequest,
+        resp: AcquireResponse,
+        grant: Option<Granted>,
+    ) -> Result<Acquired> {
+        let lease = match (resp.lease, grant) {
+            (Some(l), Some(grant)) => {
+                let secrets = match grant.secrets {
+                    Some(secrets) => secrets,
+                    None => match self.fetch_secrets(&request.site, l.credential, &grant.id) {
+                        Ok(secrets) => secrets,
+                        Err(e) => {
+                            let _ = self.release(l.id);
+                            return Err(e);
+                        }
+                    },
                 };
                 Some(Lease {
                     id: l.id,
                     credential: LeasedCredential {
-                        id: l.credential_id,
+                        id: grant.id.to_string(),
                         site: request.site.clone(),
                         kind: l.kind,
                         status: l.status,
@@ -465,7 +529,7 @@ impl Pool {
                     secrets,
                 })
             }
-            None => None,
+            _ => None,
         };
         Ok(Acquired {
             status: resp.status,
@@ -477,13 +541,22 @@ impl Pool {
         })
     }
 
-    /// A credential's secrets for a lease, from the vault's cache; none
-    /// stored is an empty bundle.
-    fn cached_secrets(&self, site: &str, id: &str) -> Result<Arc<Secrets>> {
-        Ok(self
+    /// A credential's secrets from the vault's cache (none stored is an
+    /// empty bundle), kept beside its handle for the next lease. Outside
+    /// the policy's lock: a first use may decrypt.
+    fn fetch_secrets(&self, site: &str, handle: u32, id: &str) -> Result<Arc<Secrets>> {
+        let written = self.vault.secrets_written();
+        let secrets = self
             .vault
             .cached_secrets(site, id)?
-            .unwrap_or_else(|| Arc::new(Secrets::default())))
+            .unwrap_or_else(|| Arc::new(Secrets::default()));
+        let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        guard
+            .store
+            .data_mut()
+            .handles
+            .keep_secrets(handle, id, written, secrets.clone());
+        Ok(secrets)
     }
 
     /// Bytes of linear memory the policy instance has grown to.
@@ -493,15 +566,15 @@ impl Pool {
     }
 
     /// Reports how a use went; ends the lease.
-    pub fn report(&self, lease_id: &str, outcome: Outcome) -> Result<ReportEffect> {
-        self.record("export.report", (lease_id, outcome));
-        self.call(|p, s| p.credpool_policy_pool().call_report(s, lease_id, outcome))
+    pub fn report(&self, lease: LeaseId, outcome: Outcome) -> Result<ReportEffect> {
+        self.record("export.report", (lease, outcome));
+        self.call(|p, s| p.credpool_policy_pool().call_report(s, lease, outcome))
     }
 
     /// Ends a lease without a result.
-    pub fn release(&self, lease_id: &str) -> Result<()> {
-        self.record("export.release", lease_id);
-        self.call(|p, s| p.credpool_policy_pool().call_release(s, lease_id))
+    pub fn release(&self, lease: LeaseId) -> Result<()> {
+        self.record("export.release", lease);
+        self.call(|p, s| p.credpool_policy_pool().call_release(s, lease))
     }
 
     /// One credential at an access level (secrets are never in a view; use
@@ -676,7 +749,7 @@ impl Pool {
         if guard.poisoned {
             return Ok(0);
         }
-        guard.last_flush = Instant::now();
+        guard.last_flush = crate::runtime::ticks();
         Self::flush_instance(&mut guard)
     }
 
@@ -739,6 +812,46 @@ impl Drop for Pool {
             tracing::error!("could not write counters on close: {e}");
         }
     }
+}
+
+/// What the host knows of a granted credential: its id, and its secrets
+/// when the kept copy is current.
+struct Granted {
+    id: Arc<str>,
+    secrets: Option<Arc<Secrets>>,
+}
+
+/// Joins a grant's credential handle to what the host knows of it, asking
+/// the policy for the id the first time this instance hands the handle out.
+fn resolve_grant(
+    policy: &Policy,
+    store: &mut Store<HostState>,
+    resp: Result<AcquireResponse, PoolError>,
+) -> wasmtime::Result<Result<(AcquireResponse, Option<Granted>), PoolError>> {
+    let resp = match resp {
+        Ok(resp) => resp,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(handle) = resp.lease.as_ref().map(|l| l.credential) else {
+        return Ok(Ok((resp, None)));
+    };
+    let state = store.data();
+    if let Some(id) = state.handles.id(handle) {
+        let secrets = state.handles.secrets(handle, state.vault.secrets_written());
+        let id = id.clone();
+        return Ok(Ok((resp, Some(Granted { id, secrets }))));
+    }
+    let Some(id) = policy
+        .credpool_policy_pool()
+        .call_credential_id(&mut *store, handle)?
+    else {
+        // A policy that cannot name what it just handed out is broken:
+        // a trap, so the instance is replaced.
+        wasmtime::bail!("the policy granted credential handle {handle} and cannot name it");
+    };
+    let id: Arc<str> = id.into();
+    store.data_mut().handles.learn(handle, id.clone());
+    Ok(Ok((resp, Some(Granted { id, secrets: None }))))
 }
 
 /// An id for a credential added without one, in the policy's own style

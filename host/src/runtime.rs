@@ -5,6 +5,7 @@ use crate::bindings::{Policy, PolicyPre};
 use crate::state::HostState;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -15,6 +16,16 @@ pub static BUILTIN_POLICY: &[u8] = include_bytes!(env!("CREDPOOL_POLICY_WASM"));
 
 /// How often the epoch advances: the granularity of per-call CPU deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Epoch ticks so far, advanced by the same thread as the engine's epoch:
+/// a clock of [`EPOCH_TICK`] granularity that costs an atomic load, for
+/// checks on every call (is a flush due?) that a clock read would slow.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// The coarse clock: epoch ticks since the engine started.
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
 
 /// A compiled, linked policy component, ready to instantiate per tenant.
 pub struct Runtime {
@@ -193,6 +204,7 @@ fn engine() -> anyhow::Result<Engine> {
         .spawn(move || {
             while let Some(engine) = ticker.upgrade() {
                 engine.increment_epoch();
+                TICKS.fetch_add(1, Ordering::Relaxed);
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }

@@ -26,6 +26,8 @@ pub struct HostState {
     pub(crate) recorder: Option<Recorder>,
     /// Runs the refreshes the policy starts (none: `not-configured`).
     pub(crate) refresher: Option<Arc<crate::lifecycle::Refresher>>,
+    /// This instance's credential handles, resolved.
+    pub(crate) handles: crate::handles::Handles,
 }
 
 impl HostState {
@@ -51,6 +53,7 @@ impl HostState {
             events,
             recorder,
             refresher: None,
+            handles: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::crypto::{CryptoError, KeyRing};
 use crate::secrets::Secrets;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why a vault operation failed. Names the record, never a value.
@@ -59,6 +60,9 @@ pub struct Vault {
     /// the worker thread included) drops its entry; `Secrets` zeroizes
     /// itself when the last holder lets go.
     cache: Mutex<HashMap<String, Arc<Secrets>>>,
+    /// Bundle writes so far: a copy taken from the cache stays current
+    /// while this has not moved (see [`Vault::secrets_written`]).
+    written: AtomicU64,
 }
 
 impl Vault {
@@ -68,6 +72,7 @@ impl Vault {
             keys,
             tenant: tenant.to_string(),
             cache: Mutex::new(HashMap::new()),
+            written: AtomicU64::new(0),
         }
     }
 
@@ -156,7 +161,17 @@ impl Vault {
 
     /// Drops `id`'s decrypted copy after its bundle changed.
     fn forget(&self, id: &str) {
-        self.cache().remove(id);
+        let mut cache = self.cache();
+        cache.remove(id);
+        self.written.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many bundle writes went through this vault. A caller that keeps
+    /// secrets from [`Vault::cached_secrets`] beside this number (read
+    /// before the call) may reuse them while it is unchanged: the number
+    /// moves after each write drops its cache entry.
+    pub fn secrets_written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
     }
 
     fn seal_secrets(&self, site: &str, id: &str, secrets: &Secrets) -> Result<Vec<u8>, VaultError> {

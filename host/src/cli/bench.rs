@@ -150,12 +150,12 @@ pub fn measure_with(
         };
         match held.take() {
             Some(lease) => {
-                let (_, got) = pool.report_and_acquire(&lease, outcome, &request)?;
+                let (_, got) = pool.report_and_acquire(lease, outcome, &request)?;
                 held = Some(leased(got)?);
             }
             None => {
                 let lease = leased(pool.acquire(&request)?)?;
-                pool.report(&lease, outcome)?;
+                pool.report(lease, outcome)?;
             }
         }
         Ok(())

@@ -344,6 +344,11 @@ fn usage(msg: impl Into<String>) -> Failed {
     Failed(EXIT_USAGE, msg.into())
 }
 
+/// A lease id as `acquire` printed it; anything else is a usage error.
+fn parse_lease(id: &str) -> Result<crate::LeaseId, Failed> {
+    id.parse().map_err(|e: Error| usage(e.to_string()))
+}
+
 /// Runs the command line; returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -625,12 +630,12 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             json,
         } => {
             let outcome = parse_outcome(outcome, *status, *retry_after)?;
-            let effect = pool.report(lease_id, outcome)?;
+            let effect = pool.report(parse_lease(lease_id)?, outcome)?;
             output::print_effect(lease_id, &effect, *json);
             Ok(())
         }
         Command::Release { lease_id } => {
-            pool.release(lease_id)?;
+            pool.release(parse_lease(lease_id)?)?;
             println!("released {lease_id}");
             Ok(())
         }

@@ -707,7 +707,7 @@ impl Worker {
                 outcome_of(answer, retry_after)
             };
             let pool = self.pool.clone();
-            match tokio::task::block_in_place(|| pool.report(&lease.id, outcome)) {
+            match tokio::task::block_in_place(|| pool.report(lease.id, outcome)) {
                 Ok(effect) if effect.status == Status::Cooling => {
                     self.live
                         .rested_rate_limited
