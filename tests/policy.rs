@@ -32,7 +32,7 @@ fn grant(pool: &Pool, req: &AcquireRequest) -> (LeaseId, String) {
     let lease = got
         .lease
         .unwrap_or_else(|| panic!("refused: {:?}", got.reason));
-    (lease.id, lease.credential.id)
+    (lease.id, lease.credential.id.to_string())
 }
 
 fn picks(pool: &Pool, site: &str, n: usize) -> HashMap<String, usize> {
@@ -381,7 +381,7 @@ fn report_and_acquire_reports_then_hands_out_the_next_in_one_call() {
         .unwrap();
     assert_eq!(effect.status, Status::Suspended);
     let next = got.lease.expect("the other credential");
-    assert_ne!(next.credential.id, first_id);
+    assert_ne!(*next.credential.id, *first_id);
     assert_eq!(
         next.secrets.access_token.as_deref(),
         Some(format!("secret-{}", next.credential.id).as_str())
@@ -416,4 +416,35 @@ fn bench_combined_runs_each_pair_as_one_call() {
     // Every pair reported one lease and took the next (plus the first).
     assert_eq!(figures.reported, 2100);
     assert_eq!(figures.granted, 2101);
+}
+
+#[test]
+fn requests_past_the_prepared_ones_a_host_keeps_still_acquire() {
+    // Each distinct request is prepared once per instance; past the host's
+    // bound (1024) a request crosses whole, and report-and-acquire becomes
+    // two calls. Both paths must answer the same way.
+    let (pool, _clock, _) = memory_pool_with("{}");
+    pool.add(token("many.com", "t1")).unwrap();
+    let mut lease = None;
+    for i in 0..1100 {
+        let req = AcquireRequest {
+            purpose: Some(format!("page-{i}")),
+            ..AcquireRequest::site("many.com")
+        };
+        let got = match lease.take() {
+            Some(l) => {
+                pool.report_and_acquire(l, Outcome::Success, &req)
+                    .unwrap()
+                    .1
+            }
+            None => pool.acquire(&req).unwrap(),
+        };
+        let granted = got
+            .lease
+            .unwrap_or_else(|| panic!("request {i}: {:?}", got.reason));
+        assert_eq!(&*granted.credential.id, "t1");
+        lease = Some(granted.id);
+    }
+    let stats = &pool.stats(Some("many.com")).unwrap()[0];
+    assert_eq!((stats.granted, stats.successes), (1100, 1099));
 }

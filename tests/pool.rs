@@ -38,10 +38,7 @@ fn acquire_joins_the_secrets_and_rotates_round_robin() {
         .unwrap()
         .lease
         .unwrap();
-    assert_eq!(
-        (a.credential.id.as_str(), b.credential.id.as_str()),
-        ("s1", "s2")
-    );
+    assert_eq!((&*a.credential.id, &*b.credential.id), ("s1", "s2"));
     assert_eq!(
         a.secrets.cookies,
         vec![
@@ -59,7 +56,7 @@ fn acquire_joins_the_secrets_and_rotates_round_robin() {
         .unwrap()
         .lease
         .unwrap();
-    assert_eq!(again.credential.id, "s1");
+    assert_eq!(&*again.credential.id, "s1");
 }
 
 #[test]

@@ -232,13 +232,20 @@ impl p::Guest for Component {
     fn report_and_acquire(
         lease: t::LeaseId,
         outcome: t::Outcome,
-        next: p::AcquireRequest,
+        next: p::RequestHandle,
     ) -> Result<(p::ReportEffect, p::AcquireResponse), t::PoolError> {
-        let next = from_request(next);
         let (effect, resp) = with_pool(|pool| {
-            pool.report_and_acquire(from_lease_id(lease), from_outcome(outcome), &next)
+            pool.report_and_acquire(from_lease_id(lease), from_outcome(outcome), next)
         })?;
         Ok((to_effect(effect), to_response(resp)))
+    }
+
+    fn prepare(request: p::AcquireRequest) -> Result<p::RequestHandle, t::PoolError> {
+        with_pool(|pool| pool.prepare(from_request(request)))
+    }
+
+    fn acquire_prepared(request: p::RequestHandle) -> Result<p::AcquireResponse, t::PoolError> {
+        with_pool(|pool| pool.acquire_prepared(request)).map(to_response)
     }
 
     fn acquire(request: p::AcquireRequest) -> Result<p::AcquireResponse, t::PoolError> {

@@ -328,6 +328,10 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
+/// Prepared requests an instance keeps at most (a host prepares each
+/// distinct request once; this bounds a host that does not).
+pub const MAX_PREPARED: usize = 4096;
+
 type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// The policy's state for one tenant.
@@ -340,6 +344,8 @@ pub struct Pool<H: Host> {
     site_by_name: FastMap<String, u32>,
     leases: FastMap<u64, Lease>,
     next_lease: u64,
+    /// Requests kept by `prepare`, by handle.
+    prepared: Vec<AcquireRequest>,
     /// Counter index -> slot (FREE_PLACE when unused).
     ctr_slots: Vec<u32>,
     /// Unused counter indexes below `ctr_slots.len()`.
@@ -387,6 +393,7 @@ impl<H: Host> Pool<H> {
             site_by_name: FastMap::default(),
             leases: FastMap::default(),
             next_lease: 1,
+            prepared: Vec::new(),
             ctr_slots: Vec::new(),
             ctr_free: Vec::new(),
             dirty_pages: Vec::new(),
@@ -1163,17 +1170,69 @@ impl<H: Host> Pool<H> {
         self.report_at(lease, outcome, now)
     }
 
-    /// `report` then `acquire` at one instant (one clock read: a crawler's
-    /// loop step). A refused report is the error, and nothing is acquired.
+    /// Keeps `req` for [`Pool::acquire_prepared`] and
+    /// [`Pool::report_and_acquire`]; the same request again gets the same
+    /// handle.
+    pub fn prepare(&mut self, req: AcquireRequest) -> Result<u32, PoolError> {
+        // A host prepares each distinct request once per instance: a scan
+        // of at most MAX_PREPARED is cheaper than keeping a second index.
+        if let Some(h) = self.prepared.iter().position(|r| *r == req) {
+            return Ok(h as u32);
+        }
+        if self.prepared.len() >= MAX_PREPARED {
+            return Err(PoolError::invalid(
+                "request",
+                format!("an instance keeps at most {MAX_PREPARED} prepared requests"),
+            ));
+        }
+        self.prepared.push(req);
+        Ok(self.prepared.len() as u32 - 1)
+    }
+
+    /// `acquire` of a prepared request.
+    pub fn acquire_prepared(&mut self, request: u32) -> Result<AcquireResponse, PoolError> {
+        self.check_prepared(request)?;
+        let now = self.host.now();
+        self.acquire_prepared_at(request, now)
+    }
+
+    /// `report` then `acquire_prepared` at one instant (one clock read: a
+    /// crawler's loop step). A refused report or an unknown request handle
+    /// is the error, and nothing changes.
     pub fn report_and_acquire(
         &mut self,
         lease: LeaseId,
         outcome: Outcome,
-        next: &AcquireRequest,
+        next: u32,
     ) -> Result<(ReportEffect, AcquireResponse), PoolError> {
+        self.check_prepared(next)?;
         let now = self.host.now();
         let effect = self.report_at(lease, outcome, now)?;
-        Ok((effect, self.acquire_at(next, now)?))
+        Ok((effect, self.acquire_prepared_at(next, now)?))
+    }
+
+    fn check_prepared(&self, request: u32) -> Result<(), PoolError> {
+        if (request as usize) < self.prepared.len() {
+            Ok(())
+        } else {
+            Err(PoolError::invalid(
+                "request",
+                format!("no prepared request has handle {request}"),
+            ))
+        }
+    }
+
+    fn acquire_prepared_at(
+        &mut self,
+        request: u32,
+        now: Millis,
+    ) -> Result<AcquireResponse, PoolError> {
+        // Lent out for the call (acquire needs the pool mutably); a move,
+        // not a copy of its strings.
+        let req = std::mem::take(&mut self.prepared[request as usize]);
+        let resp = self.acquire_at(&req, now);
+        self.prepared[request as usize] = req;
+        resp
     }
 
     fn report_at(

@@ -116,10 +116,21 @@ fn report_and_acquire_frees_the_credential_it_hands_out_again() {
     let mut p = pool();
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
+    let request = p.prepare(req("jd.com")).unwrap();
+    assert_eq!(
+        p.prepare(req("jd.com")),
+        Ok(request),
+        "one handle per request"
+    );
+    // An unknown request handle changes nothing: the lease stays open.
+    assert!(matches!(
+        p.report_and_acquire(lease, Outcome::Success, request + 1),
+        Err(PoolError::InvalidInput { .. })
+    ));
     // The one exclusive session comes back in the same call that ends its
     // lease, under a new lease id.
     let (effect, resp) = p
-        .report_and_acquire(lease, Outcome::Success, &req("jd.com"))
+        .report_and_acquire(lease, Outcome::Success, request)
         .unwrap();
     assert_eq!((effect.status, effect.health), (Status::Active, 100));
     let grant = resp.grant.expect("the session again");
@@ -128,12 +139,40 @@ fn report_and_acquire_frees_the_credential_it_hands_out_again() {
     assert_eq!(grant.granted_at, T0);
     // A refused report acquires nothing: the lease above stays the only one.
     assert_eq!(
-        p.report_and_acquire(lease, Outcome::Success, &req("jd.com")),
+        p.report_and_acquire(lease, Outcome::Success, request),
         Err(PoolError::LeaseNotFound(lease.to_string()))
     );
-    let r = p.acquire(&req("jd.com")).unwrap();
+    let r = p.acquire_prepared(request).unwrap();
     assert_eq!(r.reason, Some(UnavailableReason::AllLeased));
     assert_eq!(p.credential_id(99), None);
+}
+
+#[test]
+fn prepared_requests_are_bounded_and_keep_their_filters() {
+    let mut p = pool();
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    p.add(new("jd.com", "t1", Kind::Token)).unwrap();
+    let tokens = p
+        .prepare(AcquireRequest {
+            kind: Some(Kind::Token),
+            ..req("jd.com")
+        })
+        .unwrap();
+    let g = p.acquire_prepared(tokens).unwrap().grant.unwrap();
+    assert_eq!(p.credential_id(g.credential), Some("t1"));
+    for i in 1..crate::pool::MAX_PREPARED {
+        p.prepare(req(&format!("site{i}.com"))).unwrap();
+    }
+    assert!(matches!(
+        p.prepare(req("one-too-many.com")),
+        Err(PoolError::InvalidInput { .. })
+    ));
+    // Known requests still resolve when the table is full.
+    assert_eq!(p.prepare(req("site1.com")), Ok(1));
+    assert!(matches!(
+        p.acquire_prepared(9999),
+        Err(PoolError::InvalidInput { .. })
+    ));
 }
 
 #[test]

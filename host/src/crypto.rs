@@ -186,7 +186,10 @@ impl KeyRing {
     /// Whether the primary key has reached its rotation threshold (and
     /// clears the question: it is asked again at the next block).
     pub fn take_rotation_due(&self) -> bool {
-        self.rotation_due.swap(false, Ordering::Relaxed)
+        // Asked after every call: a plain load first, the swap (a locked
+        // instruction) only when a rotation is due.
+        self.rotation_due.load(Ordering::Relaxed)
+            && self.rotation_due.swap(false, Ordering::Relaxed)
     }
 
     /// Makes `key` the primary under `id`; older keys stay decrypt-only.

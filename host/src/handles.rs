@@ -1,12 +1,98 @@
-//! The credential handles of one policy instance, resolved once. A lease
-//! names its credential by handle (a number that crosses the boundary with
-//! nothing to allocate); the host asks the policy for the id the first time
-//! it meets a handle and keeps it here with the decrypted secrets, so a
-//! lease costs no string lookup. Handles belong to their instance: a new
-//! instance starts with an empty table.
+//! The handles of one policy instance: numbers that cross the boundary
+//! with nothing to allocate, where strings would be copied on every call.
+//! - Credential handles: a lease names its credential by handle; the host
+//!   asks the policy for the id the first time it meets one and keeps it
+//!   here with the decrypted secrets, so a lease costs no string lookup.
+//! - Request handles: the policy keeps each distinct acquire request once
+//!   (`prepare`); the host finds the handle of a request here.
+//!
+//! Handles belong to their instance: a new instance starts with empty
+//! tables.
 
+use crate::AcquireRequest;
 use crate::secrets::Secrets;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+
+/// Requests a host prepares per instance at most; past that it sends the
+/// request itself (the policy's own bound is higher).
+pub(crate) const MAX_REQUESTS: usize = 1024;
+
+/// A prepared request: its handle, and its site to share with leases.
+#[derive(Clone)]
+struct Prepared {
+    request: AcquireRequest,
+    handle: u32,
+    site: Arc<str>,
+}
+
+/// Prepared requests by a hash of their fields.
+#[derive(Default)]
+pub(crate) struct Requests {
+    by_hash: HashMap<u64, Vec<Prepared>>,
+    count: usize,
+    /// The request last looked up: a crawler loop asks the same thing
+    /// again, and comparing it costs less than hashing it.
+    last: Option<Prepared>,
+}
+
+impl Requests {
+    /// The handle `req` was prepared under, and its site, if it was.
+    pub fn get(&mut self, req: &AcquireRequest) -> Option<(u32, Arc<str>)> {
+        if let Some(p) = &self.last
+            && same(&p.request, req)
+        {
+            return Some((p.handle, p.site.clone()));
+        }
+        let found = self.by_hash.get(&request_hash(req))?;
+        let p = found.iter().find(|p| same(&p.request, req))?.clone();
+        let answer = (p.handle, p.site.clone());
+        self.last = Some(p);
+        Some(answer)
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count >= MAX_REQUESTS
+    }
+
+    /// Notes that `req` was prepared as `handle`; returns the handle and
+    /// the site as `get` will.
+    pub fn insert(&mut self, req: &AcquireRequest, handle: u32) -> (u32, Arc<str>) {
+        let bucket = self.by_hash.entry(request_hash(req)).or_default();
+        if let Some(p) = bucket.iter().find(|p| same(&p.request, req)) {
+            return (p.handle, p.site.clone());
+        }
+        let site: Arc<str> = req.site.as_str().into();
+        bucket.push(Prepared {
+            request: req.clone(),
+            handle,
+            site: site.clone(),
+        });
+        self.count += 1;
+        (handle, site)
+    }
+}
+
+// The generated request type has no Hash or Eq: hash and compare its
+// fields here rather than copying it into a key on every call.
+fn request_hash(r: &AcquireRequest) -> u64 {
+    let mut h = DefaultHasher::new();
+    r.site.hash(&mut h);
+    r.kind.map(|k| k as u8).hash(&mut h);
+    r.purpose.hash(&mut h);
+    r.tags.hash(&mut h);
+    r.lease_ttl_ms.hash(&mut h);
+    h.finish()
+}
+
+fn same(a: &AcquireRequest, b: &AcquireRequest) -> bool {
+    a.site == b.site
+        && a.kind.map(|k| k as u8) == b.kind.map(|k| k as u8)
+        && a.purpose == b.purpose
+        && a.tags == b.tags
+        && a.lease_ttl_ms == b.lease_ttl_ms
+}
 
 #[derive(Default)]
 pub(crate) struct Handles {
@@ -62,6 +148,38 @@ impl Handles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CredentialKind;
+
+    #[test]
+    fn requests_are_found_by_every_field_and_bounded() {
+        let mut r = Requests::default();
+        let plain = AcquireRequest::site("jd.com");
+        let tokens = AcquireRequest {
+            kind: Some(CredentialKind::Token),
+            ..AcquireRequest::site("jd.com")
+        };
+        r.insert(&plain, 0);
+        r.insert(&tokens, 1);
+        assert_eq!(r.insert(&plain, 7).0, 0, "the first handle stays");
+        let handle = |r: &mut Requests, q: &AcquireRequest| r.get(q).map(|(h, _)| h);
+        assert_eq!(handle(&mut r, &plain), Some(0));
+        assert_eq!(handle(&mut r, &tokens), Some(1));
+        // Again, now from the last-looked-up entry.
+        assert_eq!(
+            r.get(&tokens).map(|(h, s)| (h, s.to_string())),
+            Some((1, "jd.com".into()))
+        );
+        let other_ttl = AcquireRequest {
+            lease_ttl_ms: Some(5),
+            ..AcquireRequest::site("jd.com")
+        };
+        assert_eq!(handle(&mut r, &other_ttl), None);
+        for i in 2..MAX_REQUESTS {
+            r.insert(&AcquireRequest::site(&format!("s{i}")), i as u32);
+        }
+        assert!(r.is_full());
+        assert_eq!(handle(&mut r, &AcquireRequest::site("s9")), Some(9));
+    }
 
     #[test]
     fn secrets_are_reused_only_while_the_vault_wrote_nothing() {

@@ -224,11 +224,12 @@ impl serde::Serialize for LeaseId {
     }
 }
 
-/// The credential of a lease, as it was when handed out.
+/// The credential of a lease, as it was when handed out. Its id and site
+/// are shared with the pool's tables (a lease allocates no string).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeasedCredential {
-    pub id: String,
-    pub site: String,
+    pub id: Arc<str>,
+    pub site: Arc<str>,
     pub kind: CredentialKind,
     pub status: crate::Status,
     pub health: u8,
@@ -466,10 +467,18 @@ impl Pool {
     pub fn acquire(&self, request: &AcquireRequest) -> Result<Acquired> {
         self.record("export.acquire", request);
         let (resp, grant) = self.call(|p, s| {
-            let resp = p.credpool_policy_pool().call_acquire(&mut *s, request)?;
-            resolve_grant(p, s, resp)
+            let pool = p.credpool_policy_pool();
+            let (resp, site) = match request_handle(p, s, request)? {
+                Ok(Some((handle, site))) => (pool.call_acquire_prepared(&mut *s, handle)?, site),
+                Ok(None) => (
+                    pool.call_acquire(&mut *s, request)?,
+                    request.site.as_str().into(),
+                ),
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(resolve_grant(p, s, resp)?.map(|(resp, grant)| (resp, (site, grant))))
         })?;
-        self.acquired(request, resp, grant)
+        self.acquired(resp, grant)
     }
 
     /// Reports how a use went and acquires the next credential, in one call
@@ -484,30 +493,43 @@ impl Pool {
     ) -> Result<(ReportEffect, Acquired)> {
         self.record("export.report-and-acquire", (lease, outcome, next));
         let (effect, (resp, grant)) = self.call(|p, s| {
-            let answer = p
-                .credpool_policy_pool()
-                .call_report_and_acquire(&mut *s, lease, outcome, next)?;
+            let pool = p.credpool_policy_pool();
+            let (answer, site) = match request_handle(p, s, next)? {
+                Ok(Some((handle, site))) => (
+                    pool.call_report_and_acquire(&mut *s, lease, outcome, handle)?,
+                    site,
+                ),
+                // Past the prepared requests this host keeps: two calls.
+                Ok(None) => {
+                    let answer = match pool.call_report(&mut *s, lease, outcome)? {
+                        Ok(effect) => pool.call_acquire(&mut *s, next)?.map(|resp| (effect, resp)),
+                        Err(e) => Err(e),
+                    };
+                    (answer, next.site.as_str().into())
+                }
+                Err(e) => return Ok(Err(e)),
+            };
             Ok(match answer {
-                Ok((effect, resp)) => resolve_grant(p, s, Ok(resp))?.map(|r| (effect, r)),
+                Ok((effect, resp)) => resolve_grant(p, s, Ok(resp))?
+                    .map(|(resp, grant)| (effect, (resp, (site, grant)))),
                 Err(e) => Err(e),
             })
         })?;
-        Ok((effect, self.acquired(next, resp, grant)?))
+        Ok((effect, self.acquired(resp, grant)?))
     }
 
     /// The caller's answer: the policy's, with the credential's id and
     /// secrets joined to the lease.
     fn acquired(
         &self,
-        request: &AcquireRequest,
         resp: AcquireResponse,
-        grant: Option<Granted>,
+        (site, grant): (Arc<str>, Option<Granted>),
     ) -> Result<Acquired> {
         let lease = match (resp.lease, grant) {
             (Some(l), Some(grant)) => {
                 let secrets = match grant.secrets {
                     Some(secrets) => secrets,
-                    None => match self.fetch_secrets(&request.site, l.credential, &grant.id) {
+                    None => match self.fetch_secrets(&site, l.credential, &grant.id) {
                         Ok(secrets) => secrets,
                         Err(e) => {
                             let _ = self.release(l.id);
@@ -518,8 +540,8 @@ impl Pool {
                 Some(Lease {
                     id: l.id,
                     credential: LeasedCredential {
-                        id: grant.id.to_string(),
-                        site: request.site.clone(),
+                        id: grant.id,
+                        site,
                         kind: l.kind,
                         status: l.status,
                         health: l.health,
@@ -819,6 +841,30 @@ impl Drop for Pool {
 struct Granted {
     id: Arc<str>,
     secrets: Option<Arc<Secrets>>,
+}
+
+/// A request's handle in the policy and its site, shared with its leases.
+type PreparedRequest = (u32, Arc<str>);
+
+/// The policy's handle for `request` and its site, preparing it the first
+/// time; none once this host keeps as many as it will (the caller sends
+/// the request).
+fn request_handle(
+    policy: &Policy,
+    store: &mut Store<HostState>,
+    request: &AcquireRequest,
+) -> wasmtime::Result<Result<Option<PreparedRequest>, PoolError>> {
+    let requests = &mut store.data_mut().requests;
+    if let Some(found) = requests.get(request) {
+        return Ok(Ok(Some(found)));
+    }
+    if requests.is_full() {
+        return Ok(Ok(None));
+    }
+    let prepared = policy
+        .credpool_policy_pool()
+        .call_prepare(&mut *store, request)?;
+    Ok(prepared.map(|handle| Some(store.data_mut().requests.insert(request, handle))))
 }
 
 /// Joins a grant's credential handle to what the host knows of it, asking

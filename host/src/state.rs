@@ -28,6 +28,8 @@ pub struct HostState {
     pub(crate) refresher: Option<Arc<crate::lifecycle::Refresher>>,
     /// This instance's credential handles, resolved.
     pub(crate) handles: crate::handles::Handles,
+    /// This instance's prepared requests.
+    pub(crate) requests: crate::handles::Requests,
 }
 
 impl HostState {
@@ -54,6 +56,7 @@ impl HostState {
             recorder,
             refresher: None,
             handles: Default::default(),
+            requests: Default::default(),
         }
     }
 

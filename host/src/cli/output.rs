@@ -210,8 +210,8 @@ pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
             "credential": match view {
                 Some(v) => view_json(v),
                 None => json!({
-                    "id": l.credential.id,
-                    "site": l.credential.site,
+                    "id": &*l.credential.id,
+                    "site": &*l.credential.site,
                     "type": names::kind(l.credential.kind),
                     "status": names::status(l.credential.status),
                     "health": l.credential.health,

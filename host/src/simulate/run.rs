@@ -725,7 +725,7 @@ impl Worker {
             }
             requests.push(RequestSeen {
                 at_ms: self.since_start(),
-                credential: lease.credential.id.clone(),
+                credential: lease.credential.id.to_string(),
                 answer,
             });
         }
