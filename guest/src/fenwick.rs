@@ -1,12 +1,22 @@
-//! A Fenwick (binary indexed) tree over the weights of a site's members:
-//! O(log n) weight updates, prefix sums and "which member holds the k-th
-//! unit of weight", which is how weighted, random and round-robin picks
-//! find a ready credential without scanning.
+//! Selection weights of a site's members: O(log n) weight updates, prefix
+//! sums and "which member holds the k-th unit of weight", which is how
+//! weighted, random and round-robin picks find a ready credential without
+//! scanning.
+//!
+//! A Fenwick (binary indexed) tree over blocks of 64 weights, with the
+//! weights themselves in one byte each: the tree stays small enough to live
+//! in cache at 100,000 members, and the last step of a search reads one
+//! cache line of weights instead of walking the cold bottom of a tree over
+//! every member (measured: the walk was a fifth of an acquire at 100,000).
 
-/// Weights of positions `0..len`, each small (health + 1 at most).
+/// Weights per block: one cache line of `u8`s.
+const BLOCK: usize = 64;
+
+/// Weights of positions `0..len`, each at most 255.
 #[derive(Clone, Debug, Default)]
 pub struct Fenwick {
-    // 1-based: tree[i] sums the range (i - lowbit(i), i].
+    weights: Vec<u8>,
+    // 1-based over blocks: tree[i] sums the blocks (i - lowbit(i), i].
     tree: Vec<u32>,
 }
 
@@ -16,15 +26,15 @@ fn lowbit(i: usize) -> usize {
 
 impl Fenwick {
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.weights.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        self.weights.is_empty()
     }
 
-    /// Sum of the weights of positions `0..end`.
-    pub fn prefix(&self, end: usize) -> u64 {
+    /// Sum of the weights of blocks `0..end`.
+    fn block_prefix(&self, end: usize) -> u64 {
         let mut i = end;
         let mut sum = 0u64;
         while i > 0 {
@@ -34,29 +44,59 @@ impl Fenwick {
         sum
     }
 
-    pub fn total(&self) -> u64 {
-        self.prefix(self.tree.len())
-    }
-
-    /// Appends a position with weight `w`.
-    pub fn push(&mut self, w: u32) {
-        let i = self.tree.len() + 1;
-        let covered = self.prefix(i - 1) - self.prefix(i - lowbit(i));
-        self.tree.push(w + covered as u32);
-    }
-
-    /// Drops the last position (its range is covered by no other node).
-    pub fn pop(&mut self) {
-        self.tree.pop();
-    }
-
-    /// Adds `delta` to the weight of `pos`.
-    pub fn add(&mut self, pos: usize, delta: i64) {
-        let mut i = pos + 1;
+    fn block_add(&mut self, block: usize, delta: i64) {
+        let mut i = block + 1;
         while i <= self.tree.len() {
             self.tree[i - 1] = (i64::from(self.tree[i - 1]) + delta) as u32;
             i += lowbit(i);
         }
+    }
+
+    /// Sum of the weights of positions `0..end`.
+    pub fn prefix(&self, end: usize) -> u64 {
+        let block = end / BLOCK;
+        let partial: u64 = self.weights[block * BLOCK..end]
+            .iter()
+            .map(|&w| u64::from(w))
+            .sum();
+        self.block_prefix(block) + partial
+    }
+
+    pub fn total(&self) -> u64 {
+        self.block_prefix(self.tree.len())
+    }
+
+    /// Appends a position with weight `w`.
+    pub fn push(&mut self, w: u32) {
+        debug_assert!(w <= u32::from(u8::MAX));
+        if self.weights.len().is_multiple_of(BLOCK) {
+            // A new block: its node covers earlier blocks too.
+            let i = self.tree.len() + 1;
+            let covered = self.block_prefix(i - 1) - self.block_prefix(i - lowbit(i));
+            self.tree.push(covered as u32);
+        }
+        self.weights.push(w as u8);
+        self.block_add(self.tree.len() - 1, i64::from(w));
+    }
+
+    /// Drops the last position (a block's node is covered by no other
+    /// node, so an emptied last block goes with it).
+    pub fn pop(&mut self) {
+        let Some(w) = self.weights.pop() else {
+            return;
+        };
+        self.block_add(self.tree.len() - 1, -i64::from(w));
+        if self.weights.len().is_multiple_of(BLOCK) {
+            self.tree.pop();
+        }
+    }
+
+    /// Adds `delta` to the weight of `pos`.
+    pub fn add(&mut self, pos: usize, delta: i64) {
+        let w = i64::from(self.weights[pos]) + delta;
+        debug_assert!((0..=i64::from(u8::MAX)).contains(&w));
+        self.weights[pos] = w as u8;
+        self.block_add(pos / BLOCK, delta);
     }
 
     /// The position holding the `target`-th unit of weight (0-based):
@@ -64,21 +104,30 @@ impl Fenwick {
     /// `target < total()`.
     pub fn find(&self, mut target: u64) -> usize {
         let n = self.tree.len();
-        let mut pos = 0;
+        let mut block = 0;
         let mut step = if n == 0 {
             0
         } else {
             1 << (usize::BITS - 1 - n.leading_zeros())
         };
         while step > 0 {
-            let next = pos + step;
+            let next = block + step;
             if next <= n && u64::from(self.tree[next - 1]) <= target {
                 target -= u64::from(self.tree[next - 1]);
-                pos = next;
+                block = next;
             }
             step >>= 1;
         }
-        pos
+        let start = block * BLOCK;
+        let end = (start + BLOCK).min(self.weights.len());
+        for (pos, &w) in self.weights[start..end].iter().enumerate() {
+            if target < u64::from(w) {
+                return start + pos;
+            }
+            target -= u64::from(w);
+        }
+        // Only when `target >= total()`: past the end, as before.
+        end
     }
 }
 
@@ -115,6 +164,38 @@ mod tests {
         for (unit, &p) in expected.iter().enumerate() {
             assert_eq!(f.find(unit as u64), p, "unit {unit}");
         }
+    }
+
+    #[test]
+    fn blocks_are_searched_and_summed_across_their_edges() {
+        // Several blocks, some empty, the last one partial.
+        let ws: Vec<u32> = (0..300)
+            .map(|i| if i % 97 < 40 { 0 } else { (i % 5) as u32 })
+            .collect();
+        let mut f = build(&ws);
+        let mut expected = Vec::new();
+        for (p, &w) in ws.iter().enumerate() {
+            expected.extend(std::iter::repeat_n(p, w as usize));
+        }
+        assert_eq!(f.total(), expected.len() as u64);
+        for (unit, &p) in expected.iter().enumerate() {
+            assert_eq!(f.find(unit as u64), p, "unit {unit}");
+        }
+        for end in [0, 63, 64, 65, 128, 299, 300] {
+            let plain: u64 = ws[..end].iter().map(|&w| u64::from(w)).sum();
+            assert_eq!(f.prefix(end), plain, "end {end}");
+        }
+        // Popping back across a block edge and pushing again.
+        let mut ws = ws;
+        for _ in 0..50 {
+            f.pop();
+            ws.pop();
+        }
+        f.push(7);
+        ws.push(7);
+        let plain: u64 = ws.iter().map(|&w| u64::from(w)).sum();
+        assert_eq!(f.total(), plain);
+        assert_eq!(f.find(plain - 1), ws.len() - 1);
     }
 
     #[test]
