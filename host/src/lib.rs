@@ -18,8 +18,8 @@
 //! - [`runtime`]: the wasmtime engine, the compiled component and its
 //!   `InstancePre`, built once per process; CPU deadlines by epoch.
 //! - [`state`]: the per-tenant store data: WASI context, limits, vault.
-//! - `handles`: the credential handles of an instance, resolved once to
-//!   ids and secrets.
+//! - `handles`: an instance's credential handles (resolved once to ids and
+//!   secrets) and prepared requests.
 //! - `imports`: one file per imported interface (`store`, `refresh`,
 //!   `notify`, `log`), each a small `impl Host for HostState`.
 //! - [`bindings`]: the generated WIT bindings, isolated.
