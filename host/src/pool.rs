@@ -218,6 +218,12 @@ impl PartialEq for LeaseId {
 
 impl Eq for LeaseId {}
 
+impl std::hash::Hash for LeaseId {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (self.seq, self.nonce).hash(h);
+    }
+}
+
 impl serde::Serialize for LeaseId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_str(self)
