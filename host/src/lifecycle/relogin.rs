@@ -15,7 +15,7 @@ use crate::bindings::refresh::{ChallengeKind, RefreshFailure, RefreshOutcome, Re
 use crate::secrets::Secrets;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// A login stopped at a challenge, kept in memory for the resumed login.
 pub(crate) struct Pending {
@@ -328,7 +328,19 @@ async fn solve_captcha(
     (!code.is_empty()).then(|| Zeroizing::new(code.to_string()))
 }
 
-#[derive(serde::Deserialize)]
+/// What a login command reads on stdin.
+#[derive(serde::Serialize)]
+struct CommandInput<'a> {
+    site: &'a str,
+    credential_id: &'a str,
+    username: Option<&'a str>,
+    password: Option<&'a str>,
+    totp_code: Option<&'a str>,
+    answer: Option<&'a str>,
+}
+
+// Wiped on drop: the command's answer carries fresh cookies and tokens.
+#[derive(serde::Deserialize, Zeroize, ZeroizeOnDrop)]
 struct CommandCookie {
     name: String,
     value: String,
@@ -340,7 +352,7 @@ struct CommandCookie {
     expires_at: Option<i64>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Zeroize, ZeroizeOnDrop)]
 struct CommandOutput {
     #[serde(default)]
     cookies: Vec<CommandCookie>,
@@ -368,18 +380,32 @@ async fn command_login(
         Some(seed) => totp::code_for_seed(seed, inner.now_ms()).ok(),
         None => None,
     };
-    let input = Zeroizing::new(
-        serde_json::json!({
-            "site": site_name,
-            "credential_id": id,
-            "username": secrets.username,
-            "password": secrets.password,
-            "totp_code": totp_code.as_deref().map(|s| s.as_str()),
-            "answer": answer.as_deref().map(|s| s.as_str()),
-        })
-        .to_string(),
-    );
-    let out = match run_command(argv, input.as_bytes(), site.login_timeout()).await {
+    let fields = CommandInput {
+        site: site_name,
+        credential_id: id,
+        username: secrets.username.as_deref(),
+        password: secrets.password.as_deref(),
+        totp_code: totp_code.as_deref().map(|s| s.as_str()),
+        answer: answer.as_deref().map(|s| s.as_str()),
+    };
+    // Written straight into a buffer that is wiped on drop, sized so it
+    // never reallocates (a reallocation would leave a copy behind): JSON
+    // escaping at most sextuples a byte.
+    let secret_len: usize = [
+        fields.username,
+        fields.password,
+        fields.totp_code,
+        fields.answer,
+    ]
+    .iter()
+    .map(|f| f.map_or(0, str::len))
+    .sum();
+    let capacity = 256 + 6 * (secret_len + site_name.len() + id.len());
+    let mut input = Zeroizing::new(Vec::with_capacity(capacity));
+    if serde_json::to_writer(&mut *input, &fields).is_err() {
+        return failed(RefreshFailure::Other, None);
+    }
+    let out = match run_command(argv, &input, site.login_timeout()).await {
         Ok(o) => o,
         Err(f) => return failed(f, None),
     };
