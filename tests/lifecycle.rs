@@ -668,6 +668,10 @@ fn challenge_answer_from_the_cli_reaches_the_resumed_login_sealed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("reads it from standard input"),
+        "an answer in argv is pointed to the stdin form"
+    );
     let sealed = std::fs::read(data.join("answers/tk-cli-1.sealed")).unwrap();
     assert!(
         !String::from_utf8_lossy(&sealed).contains(code),

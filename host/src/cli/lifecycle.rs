@@ -74,7 +74,14 @@ pub fn answer(
         ));
     }
     let code = match code {
-        Some(c) if c != "-" => Zeroizing::new(c.to_string()),
+        Some(c) if c != "-" => {
+            eprintln!(
+                "note: an answer given as an argument is visible to other users of this \
+                 machine (process list, shell history); `credpool challenge answer {ticket} -` \
+                 reads it from standard input"
+            );
+            Zeroizing::new(c.to_string())
+        }
         _ => {
             let mut buf = Zeroizing::new(String::new());
             std::io::stdin()

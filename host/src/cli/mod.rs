@@ -260,6 +260,8 @@ enum ChallengeAction {
     /// Answer a ticket; the running pool resumes the login with it.
     Answer {
         ticket: String,
+        /// The code; `-` or nothing reads it from standard input (an
+        /// argument is visible in the process list).
         code: Option<String>,
     },
     /// Send a credential left `challenged` (its ticket timed out) back to a
