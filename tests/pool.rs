@@ -287,3 +287,44 @@ fn a_tenant_sees_only_its_own_records() {
         CredentialKind::Session
     );
 }
+
+#[test]
+fn a_trapped_instance_is_replaced_with_fresh_handles() {
+    let mut options = PoolOptions::in_memory();
+    options.memory_limit = 24 << 20;
+    let pool = Pool::open(options).unwrap();
+    for id in ["s1", "s2"] {
+        pool.add(session("jd.com", id, &[("sid", &format!("v-{id}"))]))
+            .unwrap();
+    }
+    let site = AcquireRequest::site("jd.com");
+    let first = pool.acquire(&site).unwrap().lease.unwrap();
+    pool.report(first.id, Outcome::Success).unwrap();
+    // A request the sandbox cannot hold (past its memory limit) traps the
+    // instance: the call fails and names the policy.
+    let huge = AcquireRequest {
+        tags: vec!["x".repeat(32 << 20)],
+        ..AcquireRequest::site("jd.com")
+    };
+    match pool.acquire(&huge) {
+        Err(Error::Policy(m)) => assert!(m.contains("wasm trap"), "{m}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    // The next calls run on a new instance, which prepares its requests and
+    // names its credential handles anew: each lease still carries its own
+    // credential's secrets, in both call forms.
+    let mut lease = pool.acquire(&site).unwrap().lease.unwrap();
+    for _ in 0..4 {
+        let id = lease.credential.id.to_string();
+        assert_eq!(
+            lease.secrets.cookies,
+            vec![("sid".to_string(), format!("v-{id}"))]
+        );
+        let (_, next) = pool
+            .report_and_acquire(lease.id, Outcome::Success, &site)
+            .unwrap();
+        lease = next.lease.unwrap();
+    }
+    let stats = &pool.stats(Some("jd.com")).unwrap()[0];
+    assert_eq!(stats.open_leases, 1);
+}
