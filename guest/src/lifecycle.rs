@@ -907,6 +907,23 @@ impl Lifecycle {
         self.tickets.insert(t.id.clone(), t);
     }
 
+    /// Holds `id` out of the schedule after its ticket timed out, until a
+    /// person lets it go (`track` with another status); the pool calls it
+    /// again for the holds it stored, after a restart.
+    pub fn hold(&mut self, id: &str) {
+        if let Some(e) = self.entries.get_mut(id)
+            && let Some((at, _)) = e.due.take()
+        {
+            self.due.remove(&(at, id.to_string()));
+        }
+        self.held.insert(id.to_string());
+    }
+
+    /// Whether `id` is held out of the schedule (see [`Lifecycle::hold`]).
+    pub fn is_held(&self, id: &str) -> bool {
+        self.held.contains(id)
+    }
+
     /// Refreshes running now.
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()

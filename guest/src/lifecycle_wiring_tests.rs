@@ -321,8 +321,21 @@ fn a_person_resets_a_challenged_credential_after_its_ticket_timed_out() {
         0,
         "stuck until a person acts"
     );
+    // A restart does not act for the person: the hold is stored.
+    let host = std::mem::replace(&mut p.host, FakeHost::new(T0));
+    let mut p = Pool::load(host, PolicyConfig::from_json(CONFIG).unwrap()).unwrap();
+    assert_eq!(
+        p.tick().unwrap().refreshes_started,
+        0,
+        "still held after a reload"
+    );
+    assert_eq!(p.get("a1").unwrap().status, Status::Challenged);
     let c = p.reset_challenge("a1").unwrap();
     assert_eq!(c.status, Status::Expired);
+    assert!(
+        !p.host.data.keys().any(|k| k.starts_with("hold/")),
+        "the reset lets the hold go"
+    );
     let stored: Credential = serde_json::from_slice(&p.host.data["cred/a1"]).unwrap();
     assert_eq!(stored.status, Status::Expired, "durable");
     // Expired like any other: the site's refresh first, then a login.
@@ -343,6 +356,27 @@ fn a_person_resets_a_challenged_credential_after_its_ticket_timed_out() {
         p.reset_challenge("a1"),
         Err(PoolError::IllegalTransition { .. })
     ));
+}
+
+#[test]
+fn a_held_credential_removed_leaves_no_hold_behind() {
+    let mut p = pool();
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    p.tick().unwrap();
+    complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::SmsCode));
+    p.host.now += 601_000;
+    assert_eq!(p.tick().unwrap().tickets_timed_out, 1);
+    assert!(
+        p.host.durable_writes.iter().any(|k| k == "hold/a1"),
+        "stored durably"
+    );
+    p.remove("a1").unwrap();
+    assert!(!p.host.data.contains_key("hold/a1"));
+    // A stale hold (its credential gone) is dropped on load.
+    p.host.data.insert("hold/ghost".into(), b"tk".to_vec());
+    let host = std::mem::replace(&mut p.host, FakeHost::new(T0));
+    let p = Pool::load(host, PolicyConfig::from_json(CONFIG).unwrap()).unwrap();
+    assert!(!p.host.data.contains_key("hold/ghost"));
 }
 
 fn crawl_reports(p: &mut Pool<FakeHost>, class: FailureClass) {

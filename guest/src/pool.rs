@@ -33,6 +33,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 const CRED_PREFIX: &str = "cred/";
 const LEASE_PREFIX: &str = "lease/";
 const TICKET_PREFIX: &str = "ticket/";
+/// A credential held out of rotation after its ticket timed out: only a
+/// person lets it go (`reset-challenge`), a restart included.
+const HOLD_PREFIX: &str = "hold/";
 const REFRESH_PREFIX: &str = "refresh/";
 const SCAN_PAGE: u32 = 1000;
 /// "No time" in the compact record (instead of a 16-byte `Option`).
@@ -381,6 +384,7 @@ impl<H: Host> Pool<H> {
         let creds = scan_all(&mut host, CRED_PREFIX)?;
         let lease_rows = scan_all(&mut host, LEASE_PREFIX)?;
         let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
+        let hold_rows = scan_all(&mut host, HOLD_PREFIX)?;
         let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
         let pages: FastMap<u32, Vec<u8>> = scan_all(&mut host, counters::PREFIX)?
             .into_iter()
@@ -501,6 +505,17 @@ impl<H: Host> Pool<H> {
                 pool.lc.restore_ticket(ticket);
             } else {
                 pool.host.delete(&key)?;
+            }
+        }
+        for (key, _) in hold_rows {
+            let id = &key[HOLD_PREFIX.len()..];
+            // A hold outlives its reason only if a crash fell between the
+            // status write and the hold's delete: drop it then.
+            match pool.by_id.get(id) {
+                Some(&slot) if pool.rec(slot).m.status == Status::Challenged => pool.lc.hold(id),
+                _ => {
+                    pool.host.delete(&key)?;
+                }
             }
         }
         Ok(pool)
@@ -849,6 +864,9 @@ impl<H: Host> Pool<H> {
             let si = self.rec(slot).site as usize;
             let c = &mut self.sites[si].counters;
             c.refresh_in_flight = c.refresh_in_flight.saturating_sub(1);
+        }
+        if self.lc.is_held(id) {
+            self.host.delete(&hold_key(id))?;
         }
         for ticket in self.lc.untrack(id) {
             self.host.delete(&format!("{TICKET_PREFIX}{ticket}"))?;
@@ -1477,6 +1495,12 @@ impl<H: Host> Pool<H> {
         let changed = m.status != before.status;
         if changed {
             self.write_record(slot, &m, true)?;
+            // Out of `challenged`: a stored hold has no reason left.
+            let id = &self.rec(slot).id;
+            if self.lc.is_held(id) {
+                let key = hold_key(id);
+                self.host.delete(&key)?;
+            }
         }
         let rec = self.records[slot as usize].as_mut().expect("live slot");
         rec.m = m;
@@ -2257,6 +2281,10 @@ fn ticket_key(id: &str) -> String {
     format!("{TICKET_PREFIX}{id}")
 }
 
+fn hold_key(credential_id: &str) -> String {
+    format!("{HOLD_PREFIX}{credential_id}")
+}
+
 /// The lifecycle hooks: scheduling, refresh results and tickets.
 impl<H: Host> Pool<H> {
     /// (Re)computes when a member is next due for a refresh. O(log n).
@@ -2389,6 +2417,13 @@ impl<H: Host> Pool<H> {
             self.log(Level::Warn, "refresh.lost", &[("id", id.clone())]);
         }
         for t in plan.timed_out {
+            // The hold first: a crash between the two leaves the ticket,
+            // which times out again, never an unheld credential.
+            self.host.set(
+                &hold_key(&t.ticket.credential_id),
+                t.ticket.id.as_bytes(),
+                true,
+            )?;
             self.host.delete(&ticket_key(&t.ticket.id))?;
             self.host.close_ticket(&t.ticket.id, Closure::TimedOut);
             summary.tickets_timed_out += 1;
