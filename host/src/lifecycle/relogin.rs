@@ -150,8 +150,8 @@ async fn form_login(
         None => None,
     };
     // Either resume at the challenge the ticket was for, or start over.
-    let (mut jar, mut step): (Jar, Option<(usize, Answer)>) = match resumed {
-        Some(p) => (p.jar, Some((p.rule, empty_answer()))),
+    let (mut jar, mut rule_ix): (Jar, usize) = match resumed {
+        Some(p) => (p.jar, p.rule),
         None => {
             let mut jar = Jar::default();
             let user = secrets.username.clone().unwrap_or_default();
@@ -172,53 +172,47 @@ async fn form_login(
                 return store_login(inner, site_name, id, &mut secrets, &jar);
             }
             match classify_step(recipe, &a) {
-                Some(r) => (jar, Some((r, a))),
+                Some(r) => (jar, r),
                 None => return failed(RefreshFailure::Rejected, Some(a.status)),
             }
         }
     };
     // Up to three challenge steps (e.g. captcha, then SMS).
     for _ in 0..4 {
-        let last = match step.take() {
-            Some((rule_ix, _)) => {
-                let rule: &ChallengeRule = &recipe.challenges[rule_ix];
-                let kind =
-                    crate::names::parse_challenge_kind(&rule.kind).expect("validated at load");
-                let code: Zeroizing<String> = if let Some(a) = answer.take() {
-                    a
-                } else if is_captcha(kind)
-                    && let Some(solver) = &site.captcha_solver
-                    && let Some(c) = solve_captcha(site, solver, site_name, id, kind).await
-                {
-                    c
-                } else {
-                    let mut pending = inner.pending.lock().unwrap();
-                    pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
-                    pending.insert(
-                        id.to_string(),
-                        Pending {
-                            created: std::time::Instant::now(),
-                            ticket_id: req.ticket_id.clone(),
-                            jar,
-                            rule: rule_ix,
-                        },
-                    );
-                    return RefreshOutcome::Challenged(kind);
-                };
-                match post(
-                    inner,
-                    site,
-                    &rule.submit_url,
-                    &[(rule.field.as_str(), code.as_str())],
-                    &mut jar,
-                )
-                .await
-                {
-                    Ok(a) => a,
-                    Err(o) => return o,
-                }
-            }
-            None => unreachable!("step is set before the loop and after each answer"),
+        let rule: &ChallengeRule = &recipe.challenges[rule_ix];
+        let kind = crate::names::parse_challenge_kind(&rule.kind).expect("validated at load");
+        let code: Zeroizing<String> = if let Some(a) = answer.take() {
+            a
+        } else if is_captcha(kind)
+            && let Some(solver) = &site.captcha_solver
+            && let Some(c) = solve_captcha(site, solver, site_name, id, kind).await
+        {
+            c
+        } else {
+            let mut pending = inner.pending.lock().unwrap();
+            pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
+            pending.insert(
+                id.to_string(),
+                Pending {
+                    created: std::time::Instant::now(),
+                    ticket_id: req.ticket_id.clone(),
+                    jar,
+                    rule: rule_ix,
+                },
+            );
+            return RefreshOutcome::Challenged(kind);
+        };
+        let last = match post(
+            inner,
+            site,
+            &rule.submit_url,
+            &[(rule.field.as_str(), code.as_str())],
+            &mut jar,
+        )
+        .await
+        {
+            Ok(a) => a,
+            Err(o) => return o,
         };
         if site
             .ban
@@ -230,20 +224,11 @@ async fn form_login(
             return store_login(inner, site_name, id, &mut secrets, &jar);
         }
         match classify_step(recipe, &last) {
-            Some(r) => step = Some((r, last)),
+            Some(r) => rule_ix = r,
             None => return failed(RefreshFailure::Rejected, Some(last.status)),
         }
     }
     failed(RefreshFailure::Rejected, None)
-}
-
-fn empty_answer() -> Answer {
-    Answer {
-        status: 0,
-        location: None,
-        set_cookies: Vec::new(),
-        body: String::new(),
-    }
 }
 
 fn classify_step(recipe: &LoginRecipe, a: &Answer) -> Option<usize> {
