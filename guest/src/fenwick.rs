@@ -120,15 +120,36 @@ impl Fenwick {
         }
         let start = block * BLOCK;
         let end = (start + BLOCK).min(self.weights.len());
-        for (pos, &w) in self.weights[start..end].iter().enumerate() {
+        let weights = &self.weights[start..end];
+        // Whole groups of eight first (their sum in a few word operations),
+        // then one weight at a time: a third of the steps of a plain scan.
+        let mut skipped = 0;
+        for group in weights.chunks_exact(8) {
+            let sum = byte_sum(u64::from_le_bytes(group.try_into().expect("eight")));
+            if target < sum {
+                break;
+            }
+            target -= sum;
+            skipped += 8;
+        }
+        for (pos, &w) in weights[skipped..].iter().enumerate() {
             if target < u64::from(w) {
-                return start + pos;
+                return start + skipped + pos;
             }
             target -= u64::from(w);
         }
         // Only when `target >= total()`: past the end, as before.
         end
     }
+}
+
+/// The sum of the eight bytes of `x`.
+fn byte_sum(x: u64) -> u64 {
+    const BYTES: u64 = 0x00ff_00ff_00ff_00ff;
+    const PAIRS: u64 = 0x0000_ffff_0000_ffff;
+    let pairs = (x & BYTES) + ((x >> 8) & BYTES);
+    let quads = (pairs & PAIRS) + ((pairs >> 16) & PAIRS);
+    (quads & 0xffff_ffff) + (quads >> 32)
 }
 
 #[cfg(test)]
@@ -164,6 +185,16 @@ mod tests {
         for (unit, &p) in expected.iter().enumerate() {
             assert_eq!(f.find(unit as u64), p, "unit {unit}");
         }
+    }
+
+    #[test]
+    fn byte_sums_add_every_byte() {
+        assert_eq!(byte_sum(0), 0);
+        assert_eq!(byte_sum(u64::MAX), 8 * 255);
+        assert_eq!(
+            byte_sum(u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 200])),
+            228
+        );
     }
 
     #[test]

@@ -352,8 +352,9 @@ pub struct Pool<H: Host> {
     site_by_name: FastMap<String, u32>,
     leases: FastMap<u64, Lease>,
     next_lease: u64,
-    /// Requests kept by `prepare`, by handle.
-    prepared: Vec<AcquireRequest>,
+    /// Requests kept by `prepare`, by handle, with their site's index once
+    /// the site exists (sites are never dropped, so it stays valid).
+    prepared: Vec<(AcquireRequest, Option<u32>)>,
     /// Counter index -> slot (FREE_PLACE when unused).
     ctr_slots: Vec<u32>,
     /// Unused counter indexes below `ctr_slots.len()`.
@@ -920,6 +921,17 @@ impl<H: Host> Pool<H> {
         req: &AcquireRequest,
         now: Millis,
     ) -> Result<AcquireResponse, PoolError> {
+        let site = self.site_by_name.get(&req.site).copied();
+        self.acquire_in(req, site, now)
+    }
+
+    /// `acquire` of `req` on its site's index `site` (none: no such site).
+    fn acquire_in(
+        &mut self,
+        req: &AcquireRequest,
+        site: Option<u32>,
+        now: Millis,
+    ) -> Result<AcquireResponse, PoolError> {
         if self.host.enabled(Level::Debug) {
             let kind = req.kind.map(|k| format!("{k:?}")).unwrap_or_default();
             self.log(
@@ -932,7 +944,7 @@ impl<H: Host> Pool<H> {
                 ],
             );
         }
-        let Some(&si) = self.site_by_name.get(&req.site) else {
+        let Some(si) = site else {
             return Ok(self.refuse(None, req, now));
         };
         self.advance(si, now);
@@ -1199,7 +1211,7 @@ impl<H: Host> Pool<H> {
     pub fn prepare(&mut self, req: AcquireRequest) -> Result<u32, PoolError> {
         // A host prepares each distinct request once per instance: a scan
         // of at most MAX_PREPARED is cheaper than keeping a second index.
-        if let Some(h) = self.prepared.iter().position(|r| *r == req) {
+        if let Some(h) = self.prepared.iter().position(|(r, _)| *r == req) {
             return Ok(h as u32);
         }
         if self.prepared.len() >= MAX_PREPARED {
@@ -1208,7 +1220,8 @@ impl<H: Host> Pool<H> {
                 format!("an instance keeps at most {MAX_PREPARED} prepared requests"),
             ));
         }
-        self.prepared.push(req);
+        let site = self.site_by_name.get(&req.site).copied();
+        self.prepared.push((req, site));
         Ok(self.prepared.len() as u32 - 1)
     }
 
@@ -1252,9 +1265,12 @@ impl<H: Host> Pool<H> {
     ) -> Result<AcquireResponse, PoolError> {
         // Lent out for the call (acquire needs the pool mutably); a move,
         // not a copy of its strings.
-        let req = std::mem::take(&mut self.prepared[request as usize]);
-        let resp = self.acquire_at(&req, now);
-        self.prepared[request as usize] = req;
+        let (req, mut site) = std::mem::take(&mut self.prepared[request as usize]);
+        if site.is_none() {
+            site = self.site_by_name.get(&req.site).copied();
+        }
+        let resp = self.acquire_in(&req, site, now);
+        self.prepared[request as usize] = (req, site);
         resp
     }
 

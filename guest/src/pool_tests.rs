@@ -160,7 +160,14 @@ fn prepared_requests_are_bounded_and_keep_their_filters() {
         .unwrap();
     let g = p.acquire_prepared(tokens).unwrap().grant.unwrap();
     assert_eq!(p.credential_id(g.credential), Some("t1"));
-    for i in 1..crate::pool::MAX_PREPARED {
+    // Prepared before its site has a credential: found once it has one.
+    let later = p.prepare(req("later.com")).unwrap();
+    let r = p.acquire_prepared(later).unwrap();
+    assert_eq!(r.reason, Some(UnavailableReason::NoneMatch));
+    p.add(new("later.com", "l1", Kind::Token)).unwrap();
+    let g = p.acquire_prepared(later).unwrap().grant.unwrap();
+    assert_eq!(p.credential_id(g.credential), Some("l1"));
+    for i in 2..crate::pool::MAX_PREPARED {
         p.prepare(req(&format!("site{i}.com"))).unwrap();
     }
     assert!(matches!(
@@ -168,7 +175,7 @@ fn prepared_requests_are_bounded_and_keep_their_filters() {
         Err(PoolError::InvalidInput { .. })
     ));
     // Known requests still resolve when the table is full.
-    assert_eq!(p.prepare(req("site1.com")), Ok(1));
+    assert_eq!(p.prepare(req("site2.com")), Ok(2));
     assert!(matches!(
         p.acquire_prepared(9999),
         Err(PoolError::InvalidInput { .. })
