@@ -36,6 +36,21 @@ fn add(p: &mut Pool<FakeHost>, site: &str, id: &str, kind: Kind, expires_at: Opt
     .unwrap();
 }
 
+/// A pool whose account `a1` met a `kind` challenge at its first login.
+fn challenged(kind: ChallengeKind) -> Pool<FakeHost> {
+    let mut p = pool();
+    add(&mut p, "jd.com", "a1", Kind::Account, None);
+    p.tick().unwrap();
+    complete(&mut p, 0, RunOutcome::Challenged(kind));
+    p
+}
+
+/// Moves the clock past the ticket's deadline (10 minutes) and ticks.
+fn past_the_ticket_deadline(p: &mut Pool<FakeHost>) -> TickSummary {
+    p.host.now += 601_000;
+    p.tick().unwrap()
+}
+
 fn complete(p: &mut Pool<FakeHost>, n: usize, outcome: RunOutcome) -> Status {
     let r = p.host.refresh_requests[n].clone();
     p.refresh_completed(&Completed {
@@ -164,12 +179,8 @@ fn a_challenge_opens_a_stored_ticket_that_survives_a_reload() {
 
 #[test]
 fn an_overdue_ticket_closes_alerts_and_the_credential_stays_out() {
-    let mut p = pool();
-    add(&mut p, "jd.com", "a1", Kind::Account, None);
-    p.tick().unwrap();
-    complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::TwoFactor));
-    p.host.now += 601_000;
-    let s = p.tick().unwrap();
+    let mut p = challenged(ChallengeKind::TwoFactor);
+    let s = past_the_ticket_deadline(&mut p);
     assert_eq!(s.tickets_timed_out, 1);
     assert_eq!(p.host.tickets_closed[0].1, Closure::TimedOut);
     assert_eq!(p.host.alerts_of(AlertKind::TicketTimedOut), 1);
@@ -305,17 +316,13 @@ fn refresh_counts_stored_before_per_method_counts_still_load() {
 
 #[test]
 fn a_person_resets_a_challenged_credential_after_its_ticket_timed_out() {
-    let mut p = pool();
-    add(&mut p, "jd.com", "a1", Kind::Account, None);
-    p.tick().unwrap();
-    complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::SmsCode));
+    let mut p = challenged(ChallengeKind::SmsCode);
     // Refused while the ticket is open.
     assert!(matches!(
         p.reset_challenge("a1"),
         Err(PoolError::IllegalTransition { .. })
     ));
-    p.host.now += 601_000;
-    assert_eq!(p.tick().unwrap().tickets_timed_out, 1);
+    assert_eq!(past_the_ticket_deadline(&mut p).tickets_timed_out, 1);
     assert_eq!(
         p.tick().unwrap().refreshes_started,
         0,
@@ -360,12 +367,8 @@ fn a_person_resets_a_challenged_credential_after_its_ticket_timed_out() {
 
 #[test]
 fn a_held_credential_removed_leaves_no_hold_behind() {
-    let mut p = pool();
-    add(&mut p, "jd.com", "a1", Kind::Account, None);
-    p.tick().unwrap();
-    complete(&mut p, 0, RunOutcome::Challenged(ChallengeKind::SmsCode));
-    p.host.now += 601_000;
-    assert_eq!(p.tick().unwrap().tickets_timed_out, 1);
+    let mut p = challenged(ChallengeKind::SmsCode);
+    assert_eq!(past_the_ticket_deadline(&mut p).tickets_timed_out, 1);
     assert!(
         p.host.durable_writes.iter().any(|k| k == "hold/a1"),
         "stored durably"
