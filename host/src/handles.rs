@@ -20,56 +20,61 @@ use std::sync::Arc;
 pub(crate) const MAX_REQUESTS: usize = 1024;
 
 /// A prepared request: its handle, and its site to share with leases.
-#[derive(Clone)]
 struct Prepared {
     request: AcquireRequest,
     handle: u32,
     site: Arc<str>,
 }
 
-/// Prepared requests by a hash of their fields.
+/// Prepared requests, found by a hash of their fields.
 #[derive(Default)]
 pub(crate) struct Requests {
-    by_hash: HashMap<u64, Vec<Prepared>>,
-    count: usize,
-    /// The request last looked up: a crawler loop asks the same thing
-    /// again, and comparing it costs less than hashing it.
-    last: Option<Prepared>,
+    prepared: Vec<Prepared>,
+    /// Hash of a request -> its places in `prepared`.
+    by_hash: HashMap<u64, Vec<usize>>,
+    /// The place of the request last looked up: a crawler loop asks the
+    /// same thing again, and comparing it costs less than hashing it.
+    last: Option<usize>,
 }
 
 impl Requests {
     /// The handle `req` was prepared under, and its site, if it was.
     pub fn get(&mut self, req: &AcquireRequest) -> Option<(u32, Arc<str>)> {
-        if let Some(p) = &self.last
-            && same(&p.request, req)
-        {
-            return Some((p.handle, p.site.clone()));
-        }
-        let found = self.by_hash.get(&request_hash(req))?;
-        let p = found.iter().find(|p| same(&p.request, req))?.clone();
-        let answer = (p.handle, p.site.clone());
-        self.last = Some(p);
-        Some(answer)
+        let at = match self.last {
+            Some(i) if same(&self.prepared[i].request, req) => i,
+            _ => {
+                let places = self.by_hash.get(&request_hash(req))?;
+                let i = *places
+                    .iter()
+                    .find(|&&i| same(&self.prepared[i].request, req))?;
+                self.last = Some(i);
+                i
+            }
+        };
+        let p = &self.prepared[at];
+        Some((p.handle, p.site.clone()))
     }
 
     pub fn is_full(&self) -> bool {
-        self.count >= MAX_REQUESTS
+        self.prepared.len() >= MAX_REQUESTS
     }
 
     /// Notes that `req` was prepared as `handle`; returns the handle and
-    /// the site as `get` will.
+    /// the site as `get` will (the first handle, if it was noted before).
     pub fn insert(&mut self, req: &AcquireRequest, handle: u32) -> (u32, Arc<str>) {
-        let bucket = self.by_hash.entry(request_hash(req)).or_default();
-        if let Some(p) = bucket.iter().find(|p| same(&p.request, req)) {
-            return (p.handle, p.site.clone());
+        if let Some(found) = self.get(req) {
+            return found;
         }
         let site: Arc<str> = req.site.as_str().into();
-        bucket.push(Prepared {
+        self.by_hash
+            .entry(request_hash(req))
+            .or_default()
+            .push(self.prepared.len());
+        self.prepared.push(Prepared {
             request: req.clone(),
             handle,
             site: site.clone(),
         });
-        self.count += 1;
         (handle, site)
     }
 }
@@ -111,18 +116,16 @@ impl Handles {
         self.entries.get(handle as usize)?.as_ref()
     }
 
-    /// The credential id behind `handle`, if known.
-    pub fn id(&self, handle: u32) -> Option<&Arc<str>> {
-        self.entry(handle).map(|e| &e.id)
-    }
-
-    /// The kept secrets of `handle`, if the vault has written no bundle
-    /// since they were fetched (`written` is its count now).
-    pub fn secrets(&self, handle: u32, written: u64) -> Option<Arc<Secrets>> {
-        match &self.entry(handle)?.secrets {
+    /// The credential id behind a known `handle`, and its kept secrets
+    /// if the vault has written no bundle since they were fetched
+    /// (`written` is its count now).
+    pub fn known(&self, handle: u32, written: u64) -> Option<(Arc<str>, Option<Arc<Secrets>>)> {
+        let e = self.entry(handle)?;
+        let secrets = match &e.secrets {
             Some((at, secrets)) if *at == written => Some(secrets.clone()),
             _ => None,
-        }
+        };
+        Some((e.id.clone(), secrets))
     }
 
     /// Notes the id the policy gave for `handle`.
@@ -184,19 +187,18 @@ mod tests {
     #[test]
     fn secrets_are_reused_only_while_the_vault_wrote_nothing() {
         let mut h = Handles::default();
-        assert!(h.id(3).is_none());
+        let id = |h: &Handles| h.known(3, 0).map(|(id, _)| id.to_string());
+        let kept = |h: &Handles, written| h.known(3, written).and_then(|(_, s)| s).is_some();
+        assert!(id(&h).is_none());
         h.learn(3, "c3".into());
-        assert_eq!(h.id(3).map(|s| &**s), Some("c3"));
-        assert!(h.secrets(3, 7).is_none());
+        assert_eq!(id(&h).as_deref(), Some("c3"));
+        assert!(!kept(&h, 7));
         h.keep_secrets(3, "c3", 7, Arc::new(Secrets::default()));
-        assert!(h.secrets(3, 7).is_some());
-        assert!(
-            h.secrets(3, 8).is_none(),
-            "a bundle write since: fetch again"
-        );
+        assert!(kept(&h, 7));
+        assert!(!kept(&h, 8), "a bundle write since: fetch again");
         // Secrets fetched for another credential are not kept.
         h.keep_secrets(3, "other", 9, Arc::new(Secrets::default()));
-        assert!(h.secrets(3, 9).is_none());
-        assert!(h.id(1).is_none());
+        assert!(!kept(&h, 9));
+        assert!(h.known(1, 0).is_none());
     }
 }

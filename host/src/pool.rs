@@ -888,9 +888,7 @@ fn resolve_grant(
         return Ok(Ok((resp, None)));
     };
     let state = store.data();
-    if let Some(id) = state.handles.id(handle) {
-        let secrets = state.handles.secrets(handle, state.vault.secrets_written());
-        let id = id.clone();
+    if let Some((id, secrets)) = state.handles.known(handle, state.vault.secrets_written()) {
         return Ok(Ok((resp, Some(Granted { id, secrets }))));
     }
     let Some(id) = policy
