@@ -897,12 +897,7 @@ impl Lifecycle {
     pub fn restore_ticket(&mut self, t: Ticket) {
         // Its credential waits on this ticket, not on the login `track`
         // scheduled while loading, before the ticket was back.
-        if let Some(e) = self.entries.get_mut(&t.credential_id)
-            && e.tracked.status == LcStatus::Challenged
-            && let Some((at, _)) = e.due.take()
-        {
-            self.due.remove(&(at, t.credential_id.clone()));
-        }
+        self.unschedule_challenged(&t.credential_id);
         self.tickets_by_deadline.insert((t.deadline, t.id.clone()));
         self.tickets.insert(t.id.clone(), t);
     }
@@ -911,12 +906,19 @@ impl Lifecycle {
     /// person lets it go (`track` with another status); the pool calls it
     /// again for the holds it stored, after a restart.
     pub fn hold(&mut self, id: &str) {
+        self.unschedule_challenged(id);
+        self.held.insert(id.to_string());
+    }
+
+    /// Drops the due entry of a challenged credential (what it waits on
+    /// came back from the store after `track` scheduled it).
+    fn unschedule_challenged(&mut self, id: &str) {
         if let Some(e) = self.entries.get_mut(id)
+            && e.tracked.status == LcStatus::Challenged
             && let Some((at, _)) = e.due.take()
         {
             self.due.remove(&(at, id.to_string()));
         }
-        self.held.insert(id.to_string());
     }
 
     /// Whether `id` is held out of the schedule (see [`Lifecycle::hold`]).
