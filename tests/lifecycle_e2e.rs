@@ -267,6 +267,15 @@ fn site_server(clock: ManualClock) -> (Server, Arc<Mutex<SiteState>>) {
     (server, state)
 }
 
+/// The test site's config: logins by form, tickets open for ten minutes.
+fn relogin_with_ten_minute_tickets(server: &Server) -> ConfigFile {
+    ConfigFile::parse(&format!(
+        "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"10m\"\n{}",
+        login_toml(server)
+    ))
+    .unwrap()
+}
+
 /// The TOTP seed of the test accounts that have one.
 const SEED: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 
@@ -945,11 +954,7 @@ fn a_two_factor_ticket_open_across_a_restart_is_answered_from_the_totp_seed() {
     let clock = ManualClock::at(T0);
     let (server, _state, password) = totp_site(&clock);
     let seed = SEED;
-    let config = ConfigFile::parse(&format!(
-        "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"10m\"\n{}",
-        login_toml(&server)
-    ))
-    .unwrap();
+    let config = relogin_with_ten_minute_tickets(&server);
     // The login stops at the two-factor step with no seed to answer it.
     let rig = reopen(&backend, &key, &clock, &config);
     rig.add(
@@ -990,11 +995,7 @@ fn an_open_ticket_survives_a_restart_of_the_pool() {
     let (server, state) = site_server(clock.clone());
     let password = canary("pw");
     state.lock().unwrap().password = password.clone();
-    let config = ConfigFile::parse(&format!(
-        "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"10m\"\n{}",
-        login_toml(&server)
-    ))
-    .unwrap();
+    let config = relogin_with_ten_minute_tickets(&server);
     let open = || reopen(&backend, &key, &clock, &config);
     let rig = open();
     rig.add(

@@ -40,6 +40,14 @@ fn lease_of(p: &mut Pool<FakeHost>, site: &str) -> (LeaseId, String) {
     (g.lease, id.to_string())
 }
 
+/// `n` leases on `site`, each reported as `outcome`.
+fn use_times(p: &mut Pool<FakeHost>, site: &str, n: usize, outcome: Outcome) {
+    for _ in 0..n {
+        let (lease, _) = lease_of(p, site);
+        p.report(lease, outcome).unwrap();
+    }
+}
+
 fn failure(class: FailureClass) -> Outcome {
     Outcome::Failure(Failure {
         class,
@@ -207,10 +215,7 @@ fn health_is_capped_and_floored() {
     p.add(new("jd.com", "t", Kind::Token)).unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
     assert_eq!(p.report(lease, Outcome::Success).unwrap().health, 100);
-    for _ in 0..12 {
-        let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(lease, failure(FailureClass::Other)).unwrap();
-    }
+    use_times(&mut p, "jd.com", 12, failure(FailureClass::Other));
     assert_eq!(p.get("t").unwrap().health, 0);
 }
 
@@ -427,10 +432,7 @@ fn counters_are_flushed_as_pages_not_records_and_survive_a_reload() {
     }
     p.flush().unwrap();
     let durable_before = p.host.durable_writes.len();
-    for _ in 0..1000 {
-        let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(lease, failure(FailureClass::Network)).unwrap();
-    }
+    use_times(&mut p, "jd.com", 1000, failure(FailureClass::Network));
     let written = p.flush().unwrap();
     // 300 places fill two pages: two writes however many credentials moved.
     assert_eq!(written, 2);
@@ -452,10 +454,7 @@ fn counters_are_flushed_as_pages_not_records_and_survive_a_reload() {
 fn a_status_change_after_the_last_page_wins_over_the_page() {
     let mut p = pool();
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
-    for _ in 0..3 {
-        let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(lease, Outcome::Success).unwrap();
-    }
+    use_times(&mut p, "jd.com", 3, Outcome::Success);
     p.flush().unwrap();
     let (lease, _) = lease_of(&mut p, "jd.com");
     let e = p.report(lease, failure(FailureClass::Blocked)).unwrap();
@@ -470,10 +469,7 @@ fn a_status_change_after_the_last_page_wins_over_the_page() {
 fn a_new_credential_in_a_freed_place_does_not_inherit_its_counters() {
     let mut p = pool();
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
-    for _ in 0..5 {
-        let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(lease, failure(FailureClass::Other)).unwrap();
-    }
+    use_times(&mut p, "jd.com", 5, failure(FailureClass::Other));
     p.flush().unwrap();
     p.remove("s1").unwrap();
     // Same place, and even the same id; the old page is still stored.
@@ -513,10 +509,7 @@ fn records_written_before_counter_pages_get_a_place_on_load() {
 fn ended_leases_do_not_pile_up_in_memory_between_ticks() {
     let mut p = pool();
     p.add(new("jd.com", "s1", Kind::Session)).unwrap();
-    for _ in 0..10_000 {
-        let (lease, _) = lease_of(&mut p, "jd.com");
-        p.report(lease, Outcome::Success).unwrap();
-    }
+    use_times(&mut p, "jd.com", 10_000, Outcome::Success);
     assert!(p.lease_heap_len() <= 2 + 1024, "{}", p.lease_heap_len());
     // A lease still open keeps its entry through compactions and lapses
     // on time.
