@@ -11,6 +11,7 @@
 
 use crate::AcquireRequest;
 use crate::secrets::Secrets;
+use smol_str::SmolStr;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -105,7 +106,9 @@ pub(crate) struct Handles {
 }
 
 struct Entry {
-    id: Arc<str>,
+    /// Inline when short: a lease copies it from this entry, whose line
+    /// is loaded anyway, instead of touching a shared count elsewhere.
+    id: SmolStr,
     /// The secrets and the vault's write count read before they were
     /// fetched: they are current while the count has not moved.
     secrets: Option<(u64, Arc<Secrets>)>,
@@ -119,7 +122,7 @@ impl Handles {
     /// The credential id behind a known `handle`, and its kept secrets
     /// if the vault has written no bundle since they were fetched
     /// (`written` is its count now).
-    pub fn known(&self, handle: u32, written: u64) -> Option<(Arc<str>, Option<Arc<Secrets>>)> {
+    pub fn known(&self, handle: u32, written: u64) -> Option<(SmolStr, Option<Arc<Secrets>>)> {
         let e = self.entry(handle)?;
         let secrets = match &e.secrets {
             Some((at, secrets)) if *at == written => Some(secrets.clone()),
@@ -129,7 +132,7 @@ impl Handles {
     }
 
     /// Notes the id the policy gave for `handle`.
-    pub fn learn(&mut self, handle: u32, id: Arc<str>) {
+    pub fn learn(&mut self, handle: u32, id: SmolStr) {
         let i = handle as usize;
         if self.entries.len() <= i {
             self.entries.resize_with(i + 1, || None);

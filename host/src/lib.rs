@@ -72,3 +72,5 @@ pub use clock::ManualClock;
 pub use error::{Error, Result};
 pub use pool::{Acquired, Lease, LeasedCredential, NewCredential, Pool, PoolOptions, Storage};
 pub use secrets::Secrets;
+/// The type of a lease's credential id (a `str` that keeps short ids inline).
+pub use smol_str::SmolStr;

@@ -19,6 +19,7 @@ use crate::runtime::{EPOCH_TICK, Runtime};
 use crate::secrets::Secrets;
 use crate::state::{HostState, Recorder};
 use crate::vault::Vault;
+use smol_str::SmolStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -230,11 +231,12 @@ impl serde::Serialize for LeaseId {
     }
 }
 
-/// The credential of a lease, as it was when handed out. Its id and site
-/// are shared with the pool's tables (a lease allocates no string).
+/// The credential of a lease, as it was when handed out. Its id is kept
+/// inline when short (23 bytes or fewer), else shared, and its site is
+/// shared with the pool's tables: a lease allocates no string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeasedCredential {
-    pub id: Arc<str>,
+    pub id: SmolStr,
     pub site: Arc<str>,
     pub kind: CredentialKind,
     pub status: crate::Status,
@@ -845,7 +847,7 @@ impl Drop for Pool {
 /// What the host knows of a granted credential: its id, and its secrets
 /// when the kept copy is current.
 struct Granted {
-    id: Arc<str>,
+    id: SmolStr,
     secrets: Option<Arc<Secrets>>,
 }
 
@@ -899,7 +901,7 @@ fn resolve_grant(
         // a trap, so the instance is replaced.
         wasmtime::bail!("the policy granted credential handle {handle} and cannot name it");
     };
-    let id: Arc<str> = id.into();
+    let id = SmolStr::from(id);
     store.data_mut().handles.learn(handle, id.clone());
     Ok(Ok((resp, Some(Granted { id, secrets: None }))))
 }
