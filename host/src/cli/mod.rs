@@ -239,9 +239,10 @@ enum Command {
         /// Acquire+report pairs to time.
         #[arg(long, default_value_t = 1_000_000)]
         pairs: u64,
-        /// Untimed pairs first (default: a tenth of --pairs, at most
-        /// 100,000). About 3 x --credentials puts nearly every credential's
-        /// first use (its durable init -> active write) before the timing.
+        /// Pairs run before the timed ones (default: until every
+        /// credential has been used once, at least a tenth of --pairs up
+        /// to 100,000). First uses (decrypting a credential's secrets, its
+        /// durable init -> active write) are timed apart: `first_use_*`.
         #[arg(long)]
         warmup: Option<u64>,
         /// Each pair as one report-and-acquire call (a crawler's loop).
