@@ -280,3 +280,33 @@ fn the_compiled_policy_is_cached_privately_and_a_bad_cache_is_replaced() {
         serde_json::from_str(&ok(&credpool(dir.path(), &["list", "--json"]))).unwrap();
     assert_eq!(list[0]["id"], "t1");
 }
+
+#[test]
+fn bench_prints_its_figures_as_json_and_names_a_bad_thread_count() {
+    // The bench needs no data directory: its pool is in memory.
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["bench", "--credentials", "3", "--pairs", "300"];
+    let out = credpool(
+        dir.path(),
+        &[&args[..], &["--threads", "2", "--combined"]].concat(),
+    );
+    let figures: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(figures["credentials"], 3);
+    assert_eq!(figures["threads"], 2);
+    assert_eq!(figures["calls_per_pair"], 1);
+    // First uses were timed apart, in the warm-up.
+    assert!(figures["first_uses"].as_u64().is_some_and(|n| n >= 1));
+    assert!(figures["first_use_p50_us"].as_f64().is_some_and(|us| us > 0.0));
+    let pairs = 300 + figures["warmup"].as_u64().unwrap();
+    assert_eq!(figures["reported"], pairs);
+    // One lease still held by each thread.
+    assert_eq!(figures["granted"], pairs + 2);
+    let bad = credpool(dir.path(), &[&args[..], &["--threads", "4"]].concat());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("--threads must be between 1 and --credentials (3), not 4"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}

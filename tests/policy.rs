@@ -4,6 +4,7 @@
 
 mod support;
 
+use credpool::cli::bench;
 use credpool::{
     AccessLevel, AcquireRequest, AcquireStatus, CredentialKind, Error, Failure, FailureClass,
     LeaseId, NewCredential, Outcome, Pool, PoolError, Status, UnavailableReason,
@@ -355,7 +356,7 @@ fn cred_diagnostics_reach_the_log_with_usernames_masked() {
 fn bench_measures_pairs_through_the_component() {
     // In-process: the `credpool bench` command prints exactly these figures
     // as JSON (the shared binary is covered by tests/cli.rs's commands).
-    let figures = credpool::cli::bench::measure(100, 2000, None).unwrap();
+    let figures = bench::measure(&bench::Settings::new(100, 2000)).unwrap();
     let v = serde_json::to_value(&figures).unwrap();
     assert_eq!(v["credentials"], 100);
     assert_eq!(v["pairs"], 2000);
@@ -416,7 +417,12 @@ fn report_and_acquire_reports_then_hands_out_the_next_in_one_call() {
 
 #[test]
 fn bench_combined_runs_each_pair_as_one_call() {
-    let figures = credpool::cli::bench::measure_with(100, 2000, Some(100), true, None).unwrap();
+    let figures = bench::measure(&bench::Settings {
+        warmup: Some(100),
+        combined: true,
+        ..bench::Settings::new(100, 2000)
+    })
+    .unwrap();
     assert_eq!(figures.calls_per_pair, 1);
     assert_eq!(figures.pairs, 2000);
     assert!(figures.pairs_per_sec > 0.0);
@@ -430,6 +436,38 @@ fn bench_combined_runs_each_pair_as_one_call() {
         (1..=100).contains(&figures.first_uses),
         "{}",
         figures.first_uses
+    );
+}
+
+#[test]
+fn bench_threads_share_the_pool_and_every_pair_counts() {
+    // Four crawler threads over four exclusive sessions: a lease that a
+    // report did not end leaves some thread with nothing free (the bench
+    // fails on a refusal).
+    for combined in [false, true] {
+        let figures = bench::measure(&bench::Settings {
+            warmup: Some(50),
+            combined,
+            threads: 4,
+            ..bench::Settings::new(4, 2001)
+        })
+        .unwrap();
+        assert_eq!(figures.threads, 4);
+        let held = if combined { 4 } else { 0 };
+        assert_eq!(figures.reported, 50 + 2001, "combined: {combined}");
+        assert_eq!(figures.granted, 50 + 2001 + held, "combined: {combined}");
+        assert!(figures.p99_us >= figures.p50_us && figures.p50_us > 0.0);
+    }
+    // More threads than sessions cannot each hold one.
+    let err = bench::measure(&bench::Settings {
+        threads: 5,
+        ..bench::Settings::new(4, 100)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--threads must be between 1 and --credentials (4), not 5"),
+        "{err}"
     );
 }
 

@@ -3,15 +3,17 @@
 //! thread, with about 10% failures, printing one JSON line. Meant for a
 //! release build (`cargo run --release -- bench --credentials 100000`).
 //! With `--combined` each pair is one `report-and-acquire` call (a
-//! crawler's loop: report the page, take the next credential).
+//! crawler's loop: report the page, take the next credential); with
+//! `--threads T`, T threads share the pool for the timed pairs (a crawler's
+//! workers).
 
 use super::Failed;
 use crate::bindings::log::Level;
 use crate::bindings::notify::{Alert, Ticket, TicketClosure};
 use crate::error::Error;
 use crate::events::EventSink;
-use crate::pool::{NewCredential, Pool, PoolOptions};
-use crate::{AcquireRequest, CredentialKind, Failure, FailureClass, Outcome};
+use crate::pool::{Acquired, Lease, NewCredential, Pool, PoolOptions};
+use crate::{AcquireRequest, CredentialKind, Failure, FailureClass, LeaseId, Outcome};
 use smol_str::SmolStr;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -57,6 +59,8 @@ pub struct Figures {
     /// Calls into the policy per pair: 2 (acquire, report) or 1
     /// (report-and-acquire).
     pub calls_per_pair: u32,
+    /// Threads sharing the pool for the timed pairs.
+    pub threads: usize,
     pub pairs_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -74,20 +78,58 @@ pub struct Figures {
     pub reported: u64,
 }
 
-pub(super) fn run(
-    credentials: usize,
-    pairs: u64,
-    warmup: Option<u64>,
-    combined: bool,
-    component: Option<PathBuf>,
-) -> Result<(), Failed> {
-    if credentials == 0 || pairs == 0 {
-        return Err(Failed(
-            super::EXIT_USAGE,
-            "--credentials and --pairs must be at least 1".into(),
-        ));
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Credentials loaded into one site.
+    pub credentials: usize,
+    /// Pairs timed, across all threads.
+    pub pairs: u64,
+    /// Pairs run first on one thread (none: until every credential has been
+    /// used once, and at least a tenth of `pairs` up to 100,000).
+    pub warmup: Option<u64>,
+    /// Each pair one report-and-acquire call instead of two calls.
+    pub combined: bool,
+    /// Threads sharing the pool for the timed pairs.
+    pub threads: usize,
+    /// Another policy component instead of the built-in one.
+    pub component: Option<PathBuf>,
+}
+
+impl Settings {
+    /// `pairs` two-call pairs over `credentials`, one thread, the default
+    /// warm-up.
+    pub fn new(credentials: usize, pairs: u64) -> Settings {
+        Settings {
+            credentials,
+            pairs,
+            warmup: None,
+            combined: false,
+            threads: 1,
+            component: None,
+        }
     }
-    let figures = measure_with(credentials, pairs, warmup, combined, component)?;
+
+    fn check(&self) -> Result<(), String> {
+        if self.credentials == 0 || self.pairs == 0 {
+            return Err("--credentials and --pairs must be at least 1".into());
+        }
+        // Each thread holds a lease of an exclusive session at a time.
+        if self.threads == 0 || self.threads > self.credentials {
+            return Err(format!(
+                "--threads must be between 1 and --credentials ({}), not {}",
+                self.credentials, self.threads
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn run(settings: Settings) -> Result<(), Failed> {
+    settings
+        .check()
+        .map_err(|reason| Failed(super::EXIT_USAGE, reason))?;
+    let figures = measure(&settings)?;
     println!(
         "{}",
         serde_json::to_string(&figures).expect("figures serialise")
@@ -95,36 +137,119 @@ pub(super) fn run(
     Ok(())
 }
 
-/// Runs the benchmark with the default warm-up and returns its figures.
-pub fn measure(
-    credentials: usize,
-    pairs: u64,
-    component: Option<PathBuf>,
-) -> Result<Figures, Error> {
-    measure_with(credentials, pairs, None, false, component)
+/// One crawler loop over the shared pool: its own generator of outcomes
+/// and, combined, the lease it holds between pairs.
+struct Worker<'a> {
+    pool: &'a Pool,
+    request: &'a AcquireRequest,
+    rng: u64,
+    /// Combined: the lease the previous pair took, reported by the next,
+    /// and whether it was its credential's first.
+    held: Option<(LeaseId, bool)>,
 }
 
-/// Runs the benchmark after `warmup` pairs (default: until every
-/// credential has been used once, and at least a tenth of `pairs` up to
-/// 100,000), each pair two calls or with `combined` one, and returns its
-/// figures.
-pub fn measure_with(
-    credentials: usize,
-    pairs: u64,
-    warmup: Option<u64>,
-    combined: bool,
-    component: Option<PathBuf>,
-) -> Result<Figures, Error> {
-    if credentials == 0 || pairs == 0 {
-        return Err(Error::Input {
-            field: "credentials".into(),
-            reason: "--credentials and --pairs must be at least 1".into(),
-        });
+impl<'a> Worker<'a> {
+    /// A worker; combined, it takes its first lease now (untimed, counted
+    /// as its credential's first use in `seen`).
+    fn start(
+        pool: &'a Pool,
+        request: &'a AcquireRequest,
+        seed: u64,
+        combined: bool,
+        seen: &mut HashSet<SmolStr>,
+    ) -> Result<Self, Error> {
+        let held = if combined {
+            let lease = leased(pool.acquire(request)?)?;
+            let first = seen.insert(lease.credential.id.clone());
+            Some((lease.id, first))
+        } else {
+            None
+        };
+        Ok(Worker {
+            pool,
+            request,
+            rng: seed | 1,
+            held,
+        })
     }
+
+    fn next(&mut self) -> u64 {
+        // xorshift64: cheap, and each worker its own sequence.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// One pair; with `seen`, whether it used a credential for the first
+    /// time (its secrets decrypted, its init -> active write made durable).
+    fn pair(&mut self, seen: Option<&mut HashSet<SmolStr>>) -> Result<bool, Error> {
+        // About 10% failures that rest nothing (the pool keeps its size, so
+        // the figures are comparable across N); health still moves.
+        let outcome = match self.next() % 100 {
+            0..=89 => Outcome::Success,
+            90..=94 => fail(FailureClass::Network),
+            _ => fail(FailureClass::Other),
+        };
+        let first =
+            |lease: &Lease| seen.is_some_and(|seen| seen.insert(lease.credential.id.clone()));
+        match self.held.take() {
+            Some((lease, reported_first)) => {
+                let (_, got) = self.pool.report_and_acquire(lease, outcome, self.request)?;
+                let got = leased(got)?;
+                let acquired_first = first(&got);
+                self.held = Some((got.id, acquired_first));
+                Ok(reported_first || acquired_first)
+            }
+            None => {
+                let lease = leased(self.pool.acquire(self.request)?)?;
+                let first = first(&lease);
+                self.pool.report(lease.id, outcome)?;
+                Ok(first)
+            }
+        }
+    }
+
+    /// `pairs` pairs, every LATENCY_SAMPLE-th timed alone (two clock reads
+    /// per pair would be a few percent of the pair itself).
+    fn timed(&mut self, pairs: u64) -> Result<Vec<u64>, Error> {
+        let mut latencies = Vec::with_capacity((pairs / LATENCY_SAMPLE + 1) as usize);
+        for i in 0..pairs {
+            if i % LATENCY_SAMPLE == 0 {
+                let t = Instant::now();
+                self.pair(None)?;
+                latencies.push(t.elapsed().as_nanos() as u64);
+            } else {
+                self.pair(None)?;
+            }
+        }
+        Ok(latencies)
+    }
+}
+
+fn leased(got: Acquired) -> Result<Lease, Error> {
+    got.lease
+        .ok_or_else(|| Error::Policy(format!("bench pool refused a lease: {:?}", got.reason)))
+}
+
+/// Runs the benchmark and returns its figures.
+pub fn measure(settings: &Settings) -> Result<Figures, Error> {
+    settings.check().map_err(|reason| Error::Input {
+        field: "bench".into(),
+        reason,
+    })?;
+    let Settings {
+        credentials,
+        pairs,
+        warmup,
+        combined,
+        threads,
+        ..
+    } = *settings;
     let sink = Arc::new(CountingSink::default());
     let mut options = PoolOptions::in_memory();
     options.events = sink.clone();
-    options.component = component;
+    options.component = settings.component.clone();
     let pool = Pool::open(options)?;
     let site = "bench.example";
     let before = pool.guest_memory_bytes();
@@ -140,85 +265,49 @@ pub fn measure_with(
     pool.flush()?;
     let grown = pool.guest_memory_bytes().saturating_sub(before);
     let request = AcquireRequest::site(site);
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let leased = |got: crate::pool::Acquired| {
-        got.lease
-            .ok_or_else(|| Error::Policy(format!("bench pool refused a lease: {:?}", got.reason)))
-    };
     let mut seen = HashSet::with_capacity(credentials);
-    // Combined: the lease the previous pair took, reported by the next, and
-    // whether it was its credential's first.
-    let mut held = if combined {
-        let lease = leased(pool.acquire(&request)?)?;
-        seen.insert(lease.credential.id.clone());
-        Some((lease.id, true))
-    } else {
-        None
-    };
-    // One pair; with `seen`, whether it used a credential for the first
-    // time (its secrets decrypted, its init -> active write made durable).
-    let mut pair = |next: &mut dyn FnMut() -> u64,
-                    seen: Option<&mut HashSet<SmolStr>>|
-     -> Result<bool, Error> {
-        // About 10% failures that rest nothing (the pool keeps its size, so
-        // the figures are comparable across N); health still moves.
-        let outcome = match next() % 100 {
-            0..=89 => Outcome::Success,
-            90..=94 => fail(FailureClass::Network),
-            _ => fail(FailureClass::Other),
-        };
-        let first = |lease: &crate::pool::Lease| {
-            seen.is_some_and(|seen| seen.insert(lease.credential.id.clone()))
-        };
-        Ok(match held.take() {
-            Some((lease, reported_first)) => {
-                let (_, got) = pool.report_and_acquire(lease, outcome, &request)?;
-                let got = leased(got)?;
-                let acquired_first = first(&got);
-                held = Some((got.id, acquired_first));
-                reported_first || acquired_first
-            }
-            None => {
-                let lease = leased(pool.acquire(&request)?)?;
-                let first = first(&lease);
-                pool.report(lease.id, outcome)?;
-                first
-            }
+    let mut workers = (0..threads as u64)
+        .map(|t| {
+            let seed = 0x2545_f491_4f6c_dd1d ^ (t << 32);
+            Worker::start(&pool, &request, seed, combined, &mut seen)
         })
-    };
-    // Warm up: caches, allocator, branch predictors and, by default, every
-    // credential's first use, timed apart (a one-time cost per credential
-    // and process, not the pool's steady pace).
+        .collect::<Result<Vec<_>, Error>>()?;
+    // Warm up on one thread: caches, allocator, branch predictors and, by
+    // default, every credential's first use, timed apart (a one-time cost
+    // per credential and process, not the pool's steady pace).
     let mut first_uses = Vec::new();
     let least = warmup.unwrap_or((pairs / 10).min(100_000));
     let most = warmup.unwrap_or(least.max(WARMUP_PER_CREDENTIAL * credentials as u64));
     let mut warmed = 0;
     while warmed < most && (warmed < least || seen.len() < credentials) {
         let t = Instant::now();
-        if pair(&mut next, Some(&mut seen))? {
+        if workers[0].pair(Some(&mut seen))? {
             first_uses.push(t.elapsed().as_nanos() as u64);
         }
         warmed += 1;
     }
-    // Every LATENCY_SAMPLE-th pair is timed alone: two clock reads per
-    // pair would be a few percent of the pair itself.
-    let mut latencies = Vec::with_capacity((pairs / LATENCY_SAMPLE + 1) as usize);
+    let share = |t: usize| pairs / threads as u64 + u64::from((t as u64) < pairs % threads as u64);
     let start = Instant::now();
-    for i in 0..pairs {
-        if i % LATENCY_SAMPLE == 0 {
-            let t = Instant::now();
-            pair(&mut next, None)?;
-            latencies.push(t.elapsed().as_nanos() as u64);
-        } else {
-            pair(&mut next, None)?;
+    let mut latencies = if threads == 1 {
+        workers[0].timed(pairs)?
+    } else {
+        let runs: Vec<Result<Vec<u64>, Error>> = std::thread::scope(|scope| {
+            let running: Vec<_> = workers
+                .iter_mut()
+                .enumerate()
+                .map(|(t, worker)| scope.spawn(move || worker.timed(share(t))))
+                .collect();
+            running
+                .into_iter()
+                .map(|r| r.join().expect("bench worker panicked"))
+                .collect()
+        });
+        let mut all = Vec::new();
+        for run in runs {
+            all.extend(run?);
         }
-    }
+        all
+    };
     let elapsed = start.elapsed().as_secs_f64();
     let stats = pool.stats(Some(site))?;
     let (granted, reported) = stats.first().map_or((0, 0), |s| {
@@ -236,6 +325,7 @@ pub fn measure_with(
         pairs,
         warmup: warmed,
         calls_per_pair: if combined { 1 } else { 2 },
+        threads,
         pairs_per_sec: (pairs as f64 / elapsed).round(),
         p50_us: quantile(&latencies, 0.50).unwrap_or_default(),
         p99_us: quantile(&latencies, 0.99).unwrap_or_default(),

@@ -248,6 +248,10 @@ enum Command {
         /// Each pair as one report-and-acquire call (a crawler's loop).
         #[arg(long)]
         combined: bool,
+        /// Threads sharing the pool for the timed pairs (a crawler's
+        /// workers); --pairs is their total.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
 }
 
@@ -455,13 +459,15 @@ fn run(cli: Cli) -> Result<(), Failed> {
             pairs,
             warmup,
             combined,
-        } => bench::run(
-            *credentials,
-            *pairs,
-            *warmup,
-            *combined,
-            cli.component.clone(),
-        ),
+            threads,
+        } => bench::run(bench::Settings {
+            credentials: *credentials,
+            pairs: *pairs,
+            warmup: *warmup,
+            combined: *combined,
+            threads: *threads,
+            component: cli.component.clone(),
+        }),
         Command::Challenge { action } => match action {
             ChallengeAction::List { json } => lifecycle::list(&cli.data_dir, *json),
             ChallengeAction::Answer { ticket, code } => {
