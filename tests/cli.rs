@@ -296,7 +296,11 @@ fn bench_prints_its_figures_as_json_and_names_a_bad_thread_count() {
     assert_eq!(figures["calls_per_pair"], 1);
     // First uses were timed apart, in the warm-up.
     assert!(figures["first_uses"].as_u64().is_some_and(|n| n >= 1));
-    assert!(figures["first_use_p50_us"].as_f64().is_some_and(|us| us > 0.0));
+    assert!(
+        figures["first_use_p50_us"]
+            .as_f64()
+            .is_some_and(|us| us > 0.0)
+    );
     let pairs = 300 + figures["warmup"].as_u64().unwrap();
     assert_eq!(figures["reported"], pairs);
     // One lease still held by each thread.
