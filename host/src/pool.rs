@@ -342,6 +342,11 @@ impl Pool {
             .map_err(|e| Error::Policy(format!("{e:#}")))?;
         store.data_mut().commit_lazy().map_err(Error::Store)?;
         configured?;
+        // Loading may write (a stale hold dropped): flushed here, once per
+        // instance.
+        if std::mem::take(&mut store.data_mut().unsynced) {
+            vault.backend().sync().map_err(|e| Error::Store(e.into()))?;
+        }
         Ok(Instance {
             store,
             policy,
@@ -380,7 +385,29 @@ impl Pool {
             inst.last_flush = now;
             Self::flush_instance(inst)?;
         }
+        self.sync_after(guard)?;
         Ok(result?)
+    }
+
+    /// Releases the policy's lock, then flushes to disk what the call
+    /// committed, before its answer is returned: an acknowledged write
+    /// survives a crash, and other calls need not wait for this flush
+    /// unless they wrote too (then one flush serves them all).
+    fn sync_after(&self, mut guard: std::sync::MutexGuard<'_, Instance>) -> Result<()> {
+        let unsynced = std::mem::take(&mut guard.store.data_mut().unsynced);
+        drop(guard);
+        if !unsynced {
+            return Ok(());
+        }
+        self.vault.backend().sync().map_err(|e| {
+            // The policy's memory holds what the disk may not: it reloads
+            // from the store on the next call.
+            self.instance
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .poisoned = true;
+            Error::Store(e.into())
+        })
     }
 
     fn flush_instance(inst: &mut Instance) -> Result<u32> {
@@ -780,7 +807,9 @@ impl Pool {
             return Ok(0);
         }
         guard.last_flush = crate::runtime::ticks();
-        Self::flush_instance(&mut guard)
+        let written = Self::flush_instance(&mut guard)?;
+        self.sync_after(guard)?;
+        Ok(written)
     }
 
     /// A person's decision for a credential left `challenged` after its

@@ -2,7 +2,7 @@
 //! (clocks, random, stdio only), limits, the tenant's vault, the lazy writes
 //! of the current call, and where events go.
 
-use crate::backend::Write;
+use crate::backend::{BackendError, Write};
 use crate::events::EventSink;
 use crate::vault::{Vault, VaultError};
 use std::collections::BTreeMap;
@@ -30,6 +30,9 @@ pub struct HostState {
     pub(crate) handles: crate::handles::Handles,
     /// This instance's prepared requests.
     pub(crate) requests: crate::handles::Requests,
+    /// Writes committed but not yet flushed to disk: the pool syncs the
+    /// backend before the call's answer is returned.
+    pub(crate) unsynced: bool,
 }
 
 impl HostState {
@@ -57,6 +60,7 @@ impl HostState {
             refresher: None,
             handles: Default::default(),
             requests: Default::default(),
+            unsynced: false,
         }
     }
 
@@ -79,7 +83,17 @@ impl HostState {
                 None => Write::Delete(k),
             })
             .collect();
-        self.vault.backend().apply_owned(writes)?;
+        self.write_durable(writes)?;
+        Ok(())
+    }
+
+    /// Commits `writes` now and leaves the flush to disk to the pool, which
+    /// syncs once the policy's lock is released: calls that write nothing
+    /// need not wait for another's flush, and writes of several calls
+    /// share one.
+    pub(crate) fn write_durable(&mut self, writes: Vec<Write>) -> Result<(), BackendError> {
+        self.vault.backend().apply_deferred(writes)?;
+        self.unsynced = true;
         Ok(())
     }
 }

@@ -46,7 +46,8 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {}
 
-/// A sorted key/value engine with atomic, durable batches.
+/// A sorted key/value engine with atomic, durable batches (durable on
+/// return, or at the next sync for deferred ones).
 pub trait Backend: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
     /// Applies every write or none; durable when it returns.
@@ -56,6 +57,18 @@ pub trait Backend: Send + Sync {
     /// pages of every flush pass through here).
     fn apply_owned(&self, writes: Vec<Write>) -> Result<(), BackendError> {
         self.apply(&writes)
+    }
+    /// [`Backend::apply_owned`] that may return before the writes are
+    /// durable: they are once a later [`Backend::sync`] returns. A caller
+    /// commits under its own lock and waits for the disk outside it, and
+    /// writes made meanwhile share that one wait. Engines without a cheaper
+    /// way apply durably at once.
+    fn apply_deferred(&self, writes: Vec<Write>) -> Result<(), BackendError> {
+        self.apply_owned(writes)
+    }
+    /// Makes every write applied so far durable.
+    fn sync(&self) -> Result<(), BackendError> {
+        Ok(())
     }
     /// Sets `key` to `new` (None deletes) only if it holds exactly `expected`.
     fn compare_and_swap(

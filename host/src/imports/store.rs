@@ -1,5 +1,7 @@
 //! `store`: the tenant's records, encrypted under the tenant's prefix.
-//! Durable writes commit at once; lazy ones wait for the end of the call.
+//! Durable writes commit at once and are flushed to disk before the call's
+//! answer reaches the caller, after the policy's lock is released (see
+//! `HostState::write_durable`); lazy ones wait for the end of the call.
 
 use crate::backend::{BackendError, Write};
 use crate::bindings::store::{Host, ScanPage};
@@ -55,9 +57,7 @@ impl Host for HostState {
         let full = self.vault.policy_key(&key);
         let sealed = self.vault.seal(&full, &value).map_err(store_error)?;
         self.lazy.remove(&full);
-        self.vault
-            .backend()
-            .apply_owned(vec![Write::Put(full, sealed)])
+        self.write_durable(vec![Write::Put(full, sealed)])
             .map_err(|e| store_error(e.into()))
     }
 
@@ -87,9 +87,7 @@ impl Host for HostState {
                 .map_err(|e| store_error(e.into()))?
                 .is_some(),
         };
-        self.vault
-            .backend()
-            .apply(&[Write::Delete(full)])
+        self.write_durable(vec![Write::Delete(full)])
             .map_err(|e| store_error(e.into()))?;
         Ok(existed)
     }
