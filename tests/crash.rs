@@ -57,13 +57,26 @@ fn child_writer(dir: &Path, run: &str) {
     out.flush().unwrap();
     let mut ids: Vec<String> = Vec::new();
     for i in 0.. {
-        let id = format!("{run}-{i}");
-        let value = value_of(&id);
-        pool.add(session("crash.test", &id, &[("sid", &value)]))
-            .unwrap();
-        writeln!(out, "ACK add {id} {value}").unwrap();
+        // Mostly one add at a time; every seventh turn, three at once with
+        // one flush to disk (an import).
+        let batch: Vec<String> = if i % 7 == 6 {
+            (0..3).map(|k| format!("{run}-{i}x{k}")).collect()
+        } else {
+            vec![format!("{run}-{i}")]
+        };
+        let news = batch
+            .iter()
+            .map(|id| session("crash.test", id, &[("sid", &value_of(id))]));
+        if batch.len() == 1 {
+            pool.add(news.into_iter().next().unwrap()).unwrap();
+        } else {
+            pool.add_all(news).unwrap();
+        }
+        for id in batch {
+            writeln!(out, "ACK add {id} {}", value_of(&id)).unwrap();
+            ids.push(id);
+        }
         out.flush().unwrap();
-        ids.push(id);
         if i % 3 == 2 {
             // A status change: a block suspends the credential durably.
             let got = pool.acquire(&AcquireRequest::site("crash.test")).unwrap();

@@ -201,6 +201,41 @@ fn records_and_secrets_survive_reopening_on_disk() {
 }
 
 #[test]
+fn add_all_stops_at_the_first_failure_and_keeps_those_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    create_key_file(&dir.path().join("credpool.key")).unwrap();
+    {
+        let pool = Pool::open(PoolOptions::on_disk(dir.path())).unwrap();
+        let news = ["b1", "b2", "b1", "b3"]
+            .map(|id| session("batch.com", id, &[("sid", &format!("v-{id}"))]));
+        let err = pool.add_all(news).unwrap_err();
+        assert_eq!(err.at, Some(2));
+        assert_eq!(
+            err.error.to_string(),
+            "a credential with id b1 already exists"
+        );
+        let added: Vec<&str> = err.added.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(added, ["b1", "b2"]);
+        let ok = pool
+            .add_all(["b3", "b4"].map(|id| session("batch.com", id, &[("sid", "v")])))
+            .unwrap();
+        assert_eq!(ok.len(), 2);
+    }
+    let pool = Pool::open(PoolOptions::on_disk(dir.path())).unwrap();
+    let mut ids: Vec<String> = pool
+        .list(&ListFilter::all(), AccessLevel::Public)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["b1", "b2", "b3", "b4"]);
+    // The first b1 kept its own secrets, not the refused duplicate's.
+    let (_, secrets) = pool.reveal("b1").unwrap();
+    assert_eq!(secrets.cookies, [("sid".to_string(), "v-b1".to_string())]);
+}
+
+#[test]
 fn a_wrong_key_is_refused_as_such() {
     let dir = tempfile::tempdir().unwrap();
     create_key_file(&dir.path().join("credpool.key")).unwrap();

@@ -126,6 +126,37 @@ fn a_bad_record_imports_nothing_unless_skip_invalid() {
     ok(&credpool(dir.path(), &["import", j, "--format", "json"]));
     let out = credpool(dir.path(), &["import", j, "--format", "json"]);
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    // The same id twice in one file: the import stops at the second, and
+    // those before it stay imported (the file goes in with one flush).
+    std::fs::write(
+        &json,
+        r#"[
+{"id": "t2", "site": "api.example", "type": "token", "secrets": {"access_token": "y"}},
+{"id": "t3", "site": "api.example", "type": "token", "secrets": {"access_token": "z"}},
+{"id": "t2", "site": "api.example", "type": "token", "secrets": {"access_token": "w"}}
+]"#,
+    )
+    .unwrap();
+    let out = credpool(dir.path(), &["import", j, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("a credential with id t2 already exists; 2 credential(s) imported before it"),
+        "{}",
+        stderr(&out)
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&credpool(dir.path(), &["list", "--json"]))).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .filter(|id| id.starts_with('t'))
+        .collect();
+    assert_eq!(ids, ["t1", "t2", "t3"]);
+    let shown = ok(&credpool(dir.path(), &["show", "t2", "--reveal", "--json"]));
+    assert!(shown.contains("\"access_token\":\"y\""), "{shown}");
 }
 
 #[test]

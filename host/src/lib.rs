@@ -70,7 +70,9 @@ pub use bindings::types::{
 };
 pub use clock::ManualClock;
 pub use error::{Error, Result};
-pub use pool::{Acquired, Lease, LeasedCredential, NewCredential, Pool, PoolOptions, Storage};
+pub use pool::{
+    Acquired, AddAllError, Lease, LeasedCredential, NewCredential, Pool, PoolOptions, Storage,
+};
 pub use secrets::Secrets;
 /// The type of a lease's credential id (a `str` that keeps short ids inline).
 pub use smol_str::SmolStr;

@@ -361,6 +361,16 @@ impl Pool {
         &self,
         f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<Result<R, PoolError>>,
     ) -> Result<R> {
+        self.call_then(Flush::Now, f)
+    }
+
+    /// [`Pool::call`], leaving the flush to disk to the caller with
+    /// `Flush::Later` (several adds, one flush).
+    fn call_then<R>(
+        &self,
+        flush: Flush,
+        f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<Result<R, PoolError>>,
+    ) -> Result<R> {
         let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         if guard.poisoned {
             *guard = Self::instantiate(&self.runtime, &self.vault, &self.options)?;
@@ -385,7 +395,10 @@ impl Pool {
             inst.last_flush = now;
             Self::flush_instance(inst)?;
         }
-        self.sync_after(guard)?;
+        match flush {
+            Flush::Now => self.sync_after(guard)?,
+            Flush::Later => guard.store.data_mut().unsynced = false,
+        }
         Ok(result?)
     }
 
@@ -399,15 +412,7 @@ impl Pool {
         if !unsynced {
             return Ok(());
         }
-        self.vault.backend().sync().map_err(|e| {
-            // The policy's memory holds what the disk may not: it reloads
-            // from the store on the next call.
-            self.instance
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .poisoned = true;
-            Error::Store(e.into())
-        })
+        self.flush_to_disk()
     }
 
     fn flush_instance(inst: &mut Instance) -> Result<u32> {
@@ -434,7 +439,61 @@ impl Pool {
     /// and the record second, so a crash between the two leaves at most an
     /// unreachable secret bundle (replaced by the next add of that id), never
     /// a credential without its secrets.
-    pub fn add(&self, mut new: NewCredential) -> Result<CredentialMeta> {
+    pub fn add(&self, new: NewCredential) -> Result<CredentialMeta> {
+        let added = self.add_unflushed(new);
+        self.flush_to_disk()?;
+        added
+    }
+
+    /// Adds credentials in order as [`Pool::add`] does, with one flush to
+    /// disk for all of them (an import: a flush per add would be most of
+    /// its time). Stops at the first that fails: the error comes with the
+    /// credentials added before it, which are kept (and flushed).
+    pub fn add_all(
+        &self,
+        news: impl IntoIterator<Item = NewCredential>,
+    ) -> std::result::Result<Vec<CredentialMeta>, AddAllError> {
+        let mut added = Vec::new();
+        let mut failed = None;
+        for new in news {
+            match self.add_unflushed(new) {
+                Ok(meta) => added.push(meta),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match (self.flush_to_disk(), failed) {
+            (Ok(()), None) => Ok(added),
+            (Err(error), _) => Err(AddAllError {
+                added: Vec::new(),
+                at: None,
+                error,
+            }),
+            (Ok(()), Some(error)) => Err(AddAllError {
+                at: Some(added.len()),
+                added,
+                error,
+            }),
+        }
+    }
+
+    /// Makes every write so far durable.
+    fn flush_to_disk(&self) -> Result<()> {
+        self.vault.backend().sync().map_err(|e| {
+            // The policy's memory holds what the disk may not: it reloads
+            // from the store on the next call.
+            self.instance
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .poisoned = true;
+            Error::Store(e.into())
+        })
+    }
+
+    /// [`Pool::add`] without the flush to disk.
+    fn add_unflushed(&self, mut new: NewCredential) -> Result<CredentialMeta> {
         new.secrets
             .validate()
             .map_err(|(field, reason)| Error::Input { field, reason })?;
@@ -480,7 +539,9 @@ impl Pool {
         else {
             return Err(Error::Pool(PoolError::AlreadyExists(id)));
         };
-        match self.call(|p, s| p.credpool_policy_pool().call_add(s, &meta_in)) {
+        match self.call_then(Flush::Later, |p, s| {
+            p.credpool_policy_pool().call_add(s, &meta_in)
+        }) {
             Ok(meta) => Ok(meta),
             Err(e) => {
                 // Undo the bundle so nothing half-stored remains.
@@ -871,6 +932,25 @@ impl Drop for Pool {
             tracing::error!("could not write counters on close: {e}");
         }
     }
+}
+
+/// Why [`Pool::add_all`] stopped.
+#[derive(Debug)]
+pub struct AddAllError {
+    /// Added and on disk.
+    pub added: Vec<CredentialMeta>,
+    /// The place of the credential that failed; none when the flush to
+    /// disk failed (then none counts as added).
+    pub at: Option<usize>,
+    pub error: Error,
+}
+
+/// When a call's writes reach the disk: before it returns, or at a flush
+/// the caller makes later.
+#[derive(Clone, Copy)]
+enum Flush {
+    Now,
+    Later,
 }
 
 /// What the host knows of a granted credential: its id, and its secrets

@@ -196,7 +196,7 @@ impl Vault {
 
     /// Stores a credential's secrets only if the stored bundle is still
     /// `expected` (None: absent). Returns the bytes written, or None when
-    /// another writer got there first.
+    /// another writer got there first. Durable at the backend's next sync.
     pub fn put_secrets_if(
         &self,
         site: &str,
@@ -205,9 +205,12 @@ impl Vault {
         expected: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, VaultError> {
         let stored = self.seal_secrets(site, id, secrets)?;
-        let swapped =
-            self.backend
-                .compare_and_swap(&self.secrets_key(id), expected, Some(&stored))?;
+        // Flushed with the record the add writes next (one sync for both).
+        let swapped = self.backend.compare_and_swap_deferred(
+            &self.secrets_key(id),
+            expected,
+            Some(&stored),
+        )?;
         if swapped {
             self.forget(id);
         }

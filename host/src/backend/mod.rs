@@ -66,6 +66,16 @@ pub trait Backend: Send + Sync {
     fn apply_deferred(&self, writes: Vec<Write>) -> Result<(), BackendError> {
         self.apply_owned(writes)
     }
+    /// [`Backend::compare_and_swap`], durable at the next
+    /// [`Backend::sync`] (as [`Backend::apply_deferred`]).
+    fn compare_and_swap_deferred(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, BackendError> {
+        self.compare_and_swap(key, expected, new)
+    }
     /// Makes every write applied so far durable.
     fn sync(&self) -> Result<(), BackendError> {
         Ok(())

@@ -62,6 +62,39 @@ impl RedbBackend {
         })
     }
 
+    /// Sets `key` to `new` if it holds `expected`, committed with
+    /// `durability`; false (nothing committed) if it does not.
+    fn swap_one(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        durability: Durability,
+    ) -> Result<bool, BackendError> {
+        let mut txn = self.db.begin_write().map_err(unavailable)?;
+        txn.set_durability(durability).map_err(unavailable)?;
+        {
+            let mut table = txn.open_table(KV).map_err(unavailable)?;
+            let current = table
+                .get(key)
+                .map_err(unavailable)?
+                .map(|v| v.value().to_vec());
+            if current.as_deref() != expected {
+                return Ok(false);
+            }
+            match new {
+                Some(v) => {
+                    table.insert(key, v).map_err(unavailable)?;
+                }
+                None => {
+                    table.remove(key).map_err(unavailable)?;
+                }
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(true)
+    }
+
     /// One write transaction with `writes`, committed with `durability`.
     fn commit(&self, writes: &[Write], durability: Durability) -> Result<(), BackendError> {
         let mut txn = self.db.begin_write().map_err(unavailable)?;
@@ -132,27 +165,20 @@ impl Backend for RedbBackend {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, BackendError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        {
-            let mut table = txn.open_table(KV).map_err(unavailable)?;
-            let current = table
-                .get(key)
-                .map_err(unavailable)?
-                .map(|v| v.value().to_vec());
-            if current.as_deref() != expected {
-                return Ok(false);
-            }
-            match new {
-                Some(v) => {
-                    table.insert(key, v).map_err(unavailable)?;
-                }
-                None => {
-                    table.remove(key).map_err(unavailable)?;
-                }
-            }
+        self.swap_one(key, expected, new, Durability::Immediate)
+    }
+
+    fn compare_and_swap_deferred(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, BackendError> {
+        let swapped = self.swap_one(key, expected, new, Durability::None)?;
+        if swapped {
+            self.deferred.fetch_add(1, Ordering::AcqRel);
         }
-        txn.commit().map_err(unavailable)?;
-        Ok(true)
+        Ok(swapped)
     }
 
     fn swap_unchanged(&self, swaps: &[Swap]) -> Result<usize, BackendError> {

@@ -2,7 +2,7 @@
 
 use super::{EXIT_ERROR, Failed, usage};
 use crate::error::Error;
-use crate::pool::Pool;
+use crate::pool::{NewCredential, Pool};
 use crate::rekey::RekeyOptions;
 use crate::transfer::{self, Format};
 use serde_json::json;
@@ -131,25 +131,24 @@ pub fn import(
             ),
         ));
     }
-    let mut added = Vec::new();
-    for (line, new) in std::mem::take(&mut parsed.credentials) {
-        if bad_lines.contains(&line) {
-            continue;
-        }
-        match pool.add(new) {
-            Ok(meta) => added.push(meta),
-            Err(e) => {
-                return Err(Failed(
-                    EXIT_ERROR,
-                    format!(
-                        "{}:{line}: {e}; {} credential(s) imported before it",
-                        file.display(),
-                        added.len()
-                    ),
-                ));
-            }
-        }
-    }
+    let (lines, news): (Vec<usize>, Vec<NewCredential>) = std::mem::take(&mut parsed.credentials)
+        .into_iter()
+        .filter(|(line, _)| !bad_lines.contains(line))
+        .unzip();
+    // One flush to disk for the whole file.
+    let added = pool.add_all(news).map_err(|e| {
+        let failed = match e.at.and_then(|i| lines.get(i)) {
+            Some(line) => format!("{}:{line}: {}", file.display(), e.error),
+            None => format!("{}: {}", file.display(), e.error),
+        };
+        Failed(
+            EXIT_ERROR,
+            format!(
+                "{failed}; {} credential(s) imported before it",
+                e.added.len()
+            ),
+        )
+    })?;
     if json {
         let out: Vec<_> = added
             .iter()
