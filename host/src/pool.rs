@@ -356,7 +356,8 @@ impl Pool {
     }
 
     /// Runs one call into the policy under the deadline, commits the lazy
-    /// writes it made, and flushes counters when they are due.
+    /// writes it made, flushes counters when they are due, and flushes to
+    /// disk what it wrote once the policy's lock is released.
     fn call<R>(
         &self,
         f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<Result<R, PoolError>>,
