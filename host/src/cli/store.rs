@@ -107,7 +107,9 @@ pub fn import(
         }
     }
     parsed.problems.sort_by_key(|p| p.line);
-    let bad_lines: Vec<usize> = parsed.problems.iter().map(|p| p.line).collect();
+    // A set: a large file with many bad lines is skipped in linear time.
+    let bad_lines: std::collections::HashSet<usize> =
+        parsed.problems.iter().map(|p| p.line).collect();
     for p in &parsed.problems {
         eprintln!("{}:{}: {}", file.display(), p.line, p.message);
     }
