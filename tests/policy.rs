@@ -360,6 +360,7 @@ fn bench_measures_pairs_through_the_component() {
     let v = serde_json::to_value(&figures).unwrap();
     assert_eq!(v["credentials"], 100);
     assert_eq!(v["pairs"], 2000);
+    assert_eq!(v["store"], "memory");
     for key in ["pairs_per_sec", "p50_us", "p99_us", "bytes_per_credential"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
@@ -436,6 +437,33 @@ fn bench_combined_runs_each_pair_as_one_call() {
         (1..=100).contains(&figures.first_uses),
         "{}",
         figures.first_uses
+    );
+}
+
+#[test]
+fn bench_on_disk_uses_the_embedded_store_and_cleans_up() {
+    let parent = tempfile::tempdir().unwrap();
+    let figures = bench::measure(&bench::Settings {
+        disk: Some(parent.path().to_path_buf()),
+        ..bench::Settings::new(20, 500)
+    })
+    .unwrap();
+    assert_eq!(figures.store, "disk");
+    assert_eq!(figures.first_uses, 20);
+    let all = 500 + figures.warmup;
+    assert_eq!((figures.granted, figures.reported), (all, all));
+    // Its temporary store is gone with it.
+    assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+    let missing = parent.path().join("nope");
+    let err = bench::measure(&bench::Settings {
+        disk: Some(missing.clone()),
+        ..bench::Settings::new(20, 500)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(&format!("cannot make a directory in {}", missing.display())),
+        "{err}"
     );
 }
 

@@ -1,4 +1,5 @@
 //! `credpool bench`: loads N credentials into one site of an in-memory pool
+//! (or, with `--disk DIR`, the embedded store in a temporary directory)
 //! and runs acquire + report pairs through the policy component on one
 //! thread, with about 10% failures, printing one JSON line. Meant for a
 //! release build (`cargo run --release -- bench --credentials 100000`).
@@ -12,7 +13,7 @@ use crate::bindings::log::Level;
 use crate::bindings::notify::{Alert, Ticket, TicketClosure};
 use crate::error::Error;
 use crate::events::EventSink;
-use crate::pool::{Acquired, Lease, NewCredential, Pool, PoolOptions};
+use crate::pool::{Acquired, Lease, NewCredential, Pool, PoolOptions, Storage};
 use crate::{AcquireRequest, CredentialKind, Failure, FailureClass, LeaseId, Outcome};
 use smol_str::SmolStr;
 use std::collections::HashSet;
@@ -61,6 +62,8 @@ pub struct Figures {
     pub calls_per_pair: u32,
     /// Threads sharing the pool for the timed pairs.
     pub threads: usize,
+    /// Where the pool kept its records: memory, or disk (`--disk`).
+    pub store: &'static str,
     pub pairs_per_sec: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -92,6 +95,9 @@ pub struct Settings {
     pub combined: bool,
     /// Threads sharing the pool for the timed pairs.
     pub threads: usize,
+    /// The embedded store (redb) in a temporary directory made inside this
+    /// one, instead of memory: first uses then include an fsync.
+    pub disk: Option<PathBuf>,
     /// Another policy component instead of the built-in one.
     pub component: Option<PathBuf>,
 }
@@ -106,6 +112,7 @@ impl Settings {
             warmup: None,
             combined: false,
             threads: 1,
+            disk: None,
             component: None,
         }
     }
@@ -250,18 +257,35 @@ pub fn measure(settings: &Settings) -> Result<Figures, Error> {
     let mut options = PoolOptions::in_memory();
     options.events = sink.clone();
     options.component = settings.component.clone();
+    // Removed when the bench ends (after the pool, which is dropped first).
+    let _disk = match &settings.disk {
+        Some(parent) => {
+            let dir = tempfile::Builder::new()
+                .prefix("credpool-bench-")
+                .tempdir_in(parent)
+                .map_err(|e| Error::Input {
+                    field: "disk".into(),
+                    reason: format!("cannot make a directory in {}: {e}", parent.display()),
+                })?;
+            options.storage = Storage::Disk(dir.path().to_path_buf());
+            Some(dir)
+        }
+        None => None,
+    };
     let pool = Pool::open(options)?;
     let site = "bench.example";
     let before = pool.guest_memory_bytes();
-    for i in 0..credentials {
-        // Sessions: exclusive, the strictest bookkeeping.
+    // Sessions: exclusive, the strictest bookkeeping; loaded as an import
+    // (one flush to disk).
+    let sessions = (0..credentials).map(|i| {
         let mut new =
             NewCredential::new(site, CredentialKind::Session).with_id(&format!("c{i:07}"));
         new.secrets
             .cookies
             .push(("sid".into(), format!("v{i:016x}")));
-        pool.add(new)?;
-    }
+        new
+    });
+    pool.add_all(sessions).map_err(|e| e.error)?;
     pool.flush()?;
     let grown = pool.guest_memory_bytes().saturating_sub(before);
     let request = AcquireRequest::site(site);
@@ -326,6 +350,11 @@ pub fn measure(settings: &Settings) -> Result<Figures, Error> {
         warmup: warmed,
         calls_per_pair: if combined { 1 } else { 2 },
         threads,
+        store: if settings.disk.is_some() {
+            "disk"
+        } else {
+            "memory"
+        },
         pairs_per_sec: (pairs as f64 / elapsed).round(),
         p50_us: quantile(&latencies, 0.50).unwrap_or_default(),
         p99_us: quantile(&latencies, 0.99).unwrap_or_default(),

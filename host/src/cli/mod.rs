@@ -252,6 +252,11 @@ enum Command {
         /// workers); --pairs is their total.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// The embedded store (redb) in a temporary directory made inside
+        /// DIR (removed afterwards) instead of memory: first uses then
+        /// include an fsync on that disk.
+        #[arg(long, value_name = "DIR")]
+        disk: Option<PathBuf>,
     },
 }
 
@@ -460,12 +465,14 @@ fn run(cli: Cli) -> Result<(), Failed> {
             warmup,
             combined,
             threads,
+            disk,
         } => bench::run(bench::Settings {
             credentials: *credentials,
             pairs: *pairs,
             warmup: *warmup,
             combined: *combined,
             threads: *threads,
+            disk: disk.clone(),
             component: cli.component.clone(),
         }),
         Command::Challenge { action } => match action {
