@@ -455,26 +455,42 @@ impl Pool {
         news: impl IntoIterator<Item = NewCredential>,
     ) -> std::result::Result<Vec<CredentialMeta>, AddAllError> {
         let mut added = Vec::new();
+        // How many of `added` a flush has made durable: only those count
+        // when a flush fails.
+        let mut flushed = 0;
+        let flush_failed = |mut added: Vec<CredentialMeta>, flushed, error| {
+            added.truncate(flushed);
+            AddAllError {
+                added,
+                at: None,
+                error,
+            }
+        };
         let mut failed = None;
         for new in news {
             match self.add_unflushed(new) {
                 Ok(meta) => added.push(meta),
                 Err(e) => {
-                    failed = Some(e);
+                    failed = Some((added.len(), e));
                     break;
                 }
             }
+            // Unflushed writes wait in memory: bound them in a large import.
+            if added.len() - flushed == ADD_ALL_FLUSH_EVERY {
+                if let Err(error) = self.flush_to_disk() {
+                    return Err(flush_failed(added, flushed, error));
+                }
+                flushed = added.len();
+            }
         }
-        match (self.flush_to_disk(), failed) {
-            (Ok(()), None) => Ok(added),
-            (Err(error), _) => Err(AddAllError {
-                added: Vec::new(),
-                at: None,
-                error,
-            }),
-            (Ok(()), Some(error)) => Err(AddAllError {
-                at: Some(added.len()),
+        if let Err(error) = self.flush_to_disk() {
+            return Err(flush_failed(added, flushed, error));
+        }
+        match failed {
+            None => Ok(added),
+            Some((at, error)) => Err(AddAllError {
                 added,
+                at: Some(at),
                 error,
             }),
         }
@@ -935,13 +951,17 @@ impl Drop for Pool {
     }
 }
 
+/// [`Pool::add_all`] flushes to disk after this many adds, so an import's
+/// unflushed writes stay a few MB however large the file.
+const ADD_ALL_FLUSH_EVERY: usize = 4096;
+
 /// Why [`Pool::add_all`] stopped.
 #[derive(Debug)]
 pub struct AddAllError {
     /// Added and on disk.
     pub added: Vec<CredentialMeta>,
-    /// The place of the credential that failed; none when the flush to
-    /// disk failed (then none counts as added).
+    /// The place of the credential that failed; none when a flush to disk
+    /// failed (then only those flushed before it count as added).
     pub at: Option<usize>,
     pub error: Error,
 }

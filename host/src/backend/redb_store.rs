@@ -1,30 +1,50 @@
 //! The embedded default: one redb file under the data directory. redb gives
 //! checksummed, crash-safe transactions with no server; every `apply` is one
-//! write transaction committed with immediate durability. A deferred batch
-//! commits without flushing (redb's `Durability::None`), and `sync` makes
-//! every such commit durable with one flushing commit, so the policy's
-//! writes of several calls can share one flush.
+//! write transaction committed with immediate durability.
+//!
+//! Deferred writes (the policy's, during a call) wait in memory, where reads
+//! see them over the file, and `sync` commits all that wait in one durable
+//! transaction: writers that come while a flush runs do not wait for it,
+//! and the next flush takes them all (group commit). Every commit happens
+//! under one lock, in order, so an older value never lands over a newer one.
 
 use super::{Backend, BackendError, Swap, Write};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
 pub struct RedbBackend {
     db: Database,
-    /// Deferred commits made so far, and how many of them a flushing commit
-    /// has made durable (the lock also lets one caller flush for all).
-    deferred: AtomicU64,
+    /// Deferred writes not yet committed.
+    waiting: Mutex<Waiting>,
+    /// How many deferred batches a commit has made durable.
     synced: AtomicU64,
-    flushing: Mutex<()>,
+    /// Held for every commit, so commits happen one at a time and in the
+    /// order their contents were taken. Taken before `waiting`.
+    committing: Mutex<()>,
+    /// Flushing commits made (for tests and measurements).
+    flushes: AtomicU64,
+}
+
+/// Deferred writes: the newest value of each key (none: deleted), and how
+/// many batches have been deferred so far.
+#[derive(Default)]
+struct Waiting {
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+    batches: u64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable(e.to_string())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RedbBackend {
@@ -56,70 +76,20 @@ impl RedbBackend {
         txn.commit().map_err(unavailable)?;
         Ok(RedbBackend {
             db,
-            deferred: AtomicU64::new(0),
+            waiting: Mutex::new(Waiting::default()),
             synced: AtomicU64::new(0),
-            flushing: Mutex::new(()),
+            committing: Mutex::new(()),
+            flushes: AtomicU64::new(0),
         })
     }
 
-    /// Sets `key` to `new` if it holds `expected`, committed with
-    /// `durability`; false (nothing committed) if it does not.
-    fn swap_one(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        durability: Durability,
-    ) -> Result<bool, BackendError> {
-        let mut txn = self.db.begin_write().map_err(unavailable)?;
-        txn.set_durability(durability).map_err(unavailable)?;
-        {
-            let mut table = txn.open_table(KV).map_err(unavailable)?;
-            let current = table
-                .get(key)
-                .map_err(unavailable)?
-                .map(|v| v.value().to_vec());
-            if current.as_deref() != expected {
-                return Ok(false);
-            }
-            match new {
-                Some(v) => {
-                    table.insert(key, v).map_err(unavailable)?;
-                }
-                None => {
-                    table.remove(key).map_err(unavailable)?;
-                }
-            }
-        }
-        txn.commit().map_err(unavailable)?;
-        Ok(true)
+    /// Flushing commits made so far.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Acquire)
     }
 
-    /// One write transaction with `writes`, committed with `durability`.
-    fn commit(&self, writes: &[Write], durability: Durability) -> Result<(), BackendError> {
-        let mut txn = self.db.begin_write().map_err(unavailable)?;
-        txn.set_durability(durability).map_err(unavailable)?;
-        {
-            let mut table = txn.open_table(KV).map_err(unavailable)?;
-            for w in writes {
-                match w {
-                    Write::Put(k, v) => {
-                        table
-                            .insert(k.as_str(), v.as_slice())
-                            .map_err(unavailable)?;
-                    }
-                    Write::Delete(k) => {
-                        table.remove(k.as_str()).map_err(unavailable)?;
-                    }
-                }
-            }
-        }
-        txn.commit().map_err(unavailable)
-    }
-}
-
-impl Backend for RedbBackend {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+    /// The committed value of `key`, ignoring deferred writes.
+    fn get_committed(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(KV).map_err(unavailable)?;
         Ok(table
@@ -128,34 +98,112 @@ impl Backend for RedbBackend {
             .map(|v| v.value().to_vec()))
     }
 
+    /// The value of `key` as readers see it: a deferred write, else the file.
+    fn current(&self, waiting: &Waiting, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        match waiting.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.get_committed(key),
+        }
+    }
+
+    /// Commits every deferred write and then `writes` in one durable
+    /// transaction; the caller holds `committing` and `waiting`.
+    fn commit_all(&self, waiting: &mut Waiting, writes: &[Write]) -> Result<(), BackendError> {
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let mut table = txn.open_table(KV).map_err(unavailable)?;
+            for (k, v) in &waiting.writes {
+                put(&mut table, k, v.as_deref())?;
+            }
+            for w in writes {
+                match w {
+                    Write::Put(k, v) => put(&mut table, k, Some(v))?,
+                    Write::Delete(k) => put(&mut table, k, None)?,
+                }
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        self.flushes.fetch_add(1, Ordering::AcqRel);
+        waiting.writes.clear();
+        self.synced.fetch_max(waiting.batches, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+fn put(
+    table: &mut redb::Table<&str, &[u8]>,
+    key: &str,
+    value: Option<&[u8]>,
+) -> Result<(), BackendError> {
+    match value {
+        Some(v) => table.insert(key, v).map(drop),
+        None => table.remove(key).map(drop),
+    }
+    .map_err(unavailable)
+}
+
+impl Backend for RedbBackend {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let waiting = lock(&self.waiting);
+        if let Some(v) = waiting.writes.get(key) {
+            return Ok(v.clone());
+        }
+        drop(waiting);
+        self.get_committed(key)
+    }
+
     fn apply(&self, writes: &[Write]) -> Result<(), BackendError> {
-        self.commit(writes, Durability::Immediate)
+        let _one = lock(&self.committing);
+        let mut waiting = lock(&self.waiting);
+        self.commit_all(&mut waiting, writes)
     }
 
     fn apply_deferred(&self, writes: Vec<Write>) -> Result<(), BackendError> {
-        self.commit(&writes, Durability::None)?;
-        // Counted once committed: a sync that reads the count later begins
-        // its flushing commit after this one.
-        self.deferred.fetch_add(1, Ordering::AcqRel);
+        let mut waiting = lock(&self.waiting);
+        for w in writes {
+            match w {
+                Write::Put(k, v) => waiting.writes.insert(k, Some(v)),
+                Write::Delete(k) => waiting.writes.insert(k, None),
+            };
+        }
+        waiting.batches += 1;
         Ok(())
     }
 
     fn sync(&self) -> Result<(), BackendError> {
-        if self.synced.load(Ordering::Acquire) >= self.deferred.load(Ordering::Acquire) {
+        let target = lock(&self.waiting).batches;
+        if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        let _one_flush = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        // Read before the flushing commit begins: every commit counted here
-        // has finished, and redb writes one transaction at a time.
-        let upto = self.deferred.load(Ordering::Acquire);
-        if self.synced.load(Ordering::Acquire) >= upto {
-            // Another caller flushed them while this one waited.
+        let _one = lock(&self.committing);
+        if self.synced.load(Ordering::Acquire) >= target {
+            // Another caller's flush took them while this one waited.
             return Ok(());
         }
-        // An empty commit with immediate durability persists every
-        // non-durable commit before it.
-        self.commit(&[], Durability::Immediate)?;
-        self.synced.store(upto, Ordering::Release);
+        // Taken now, with everything deferred while the previous flush ran;
+        // writers go on deferring while this one is written.
+        let (batch, upto) = {
+            let waiting = lock(&self.waiting);
+            (waiting.writes.clone(), waiting.batches)
+        };
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let mut table = txn.open_table(KV).map_err(unavailable)?;
+            for (k, v) in &batch {
+                put(&mut table, k, v.as_deref())?;
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        self.flushes.fetch_add(1, Ordering::AcqRel);
+        // What was written is now read from the file, unless it changed
+        // meanwhile (then the newer value waits for the next flush).
+        let mut waiting = lock(&self.waiting);
+        for (k, v) in batch {
+            if waiting.writes.get(&k) == Some(&v) {
+                waiting.writes.remove(&k);
+            }
+        }
+        self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
 
@@ -165,7 +213,17 @@ impl Backend for RedbBackend {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, BackendError> {
-        self.swap_one(key, expected, new, Durability::Immediate)
+        let _one = lock(&self.committing);
+        let mut waiting = lock(&self.waiting);
+        if self.current(&waiting, key)?.as_deref() != expected {
+            return Ok(false);
+        }
+        let write = match new {
+            Some(v) => Write::Put(key.to_string(), v.to_vec()),
+            None => Write::Delete(key.to_string()),
+        };
+        self.commit_all(&mut waiting, &[write])?;
+        Ok(true)
     }
 
     fn compare_and_swap_deferred(
@@ -174,32 +232,28 @@ impl Backend for RedbBackend {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, BackendError> {
-        let swapped = self.swap_one(key, expected, new, Durability::None)?;
-        if swapped {
-            self.deferred.fetch_add(1, Ordering::AcqRel);
+        let mut waiting = lock(&self.waiting);
+        if self.current(&waiting, key)?.as_deref() != expected {
+            return Ok(false);
         }
-        Ok(swapped)
+        waiting
+            .writes
+            .insert(key.to_string(), new.map(<[u8]>::to_vec));
+        waiting.batches += 1;
+        Ok(true)
     }
 
     fn swap_unchanged(&self, swaps: &[Swap]) -> Result<usize, BackendError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        let mut applied = 0;
-        {
-            let mut table = txn.open_table(KV).map_err(unavailable)?;
-            for s in swaps {
-                let same = table
-                    .get(s.key.as_str())
-                    .map_err(unavailable)?
-                    .is_some_and(|v| v.value() == s.expected.as_slice());
-                if same {
-                    table
-                        .insert(s.key.as_str(), s.new.as_slice())
-                        .map_err(unavailable)?;
-                    applied += 1;
-                }
+        let _one = lock(&self.committing);
+        let mut waiting = lock(&self.waiting);
+        let mut writes = Vec::new();
+        for s in swaps {
+            if self.current(&waiting, &s.key)?.as_deref() == Some(s.expected.as_slice()) {
+                writes.push(Write::Put(s.key.clone(), s.new.clone()));
             }
         }
-        txn.commit().map_err(unavailable)?;
+        let applied = writes.len();
+        self.commit_all(&mut waiting, &writes)?;
         Ok(applied)
     }
 
@@ -209,23 +263,57 @@ impl Backend for RedbBackend {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, BackendError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(KV).map_err(unavailable)?;
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(a),
             _ => Bound::Included(prefix),
         };
+        // Deferred writes in range, merged over the file's entries in order.
+        let waiting: Vec<(String, Option<Vec<u8>>)> = lock(&self.waiting)
+            .writes
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut waiting = waiting.into_iter().peekable();
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(KV).map_err(unavailable)?;
         let mut out = Vec::new();
-        for item in table
+        let mut file = table
             .range::<&str>((start, Bound::Unbounded))
-            .map_err(unavailable)?
-        {
-            let (k, v) = item.map_err(unavailable)?;
-            let key = k.value();
-            if !key.starts_with(prefix) || out.len() == limit {
-                break;
+            .map_err(unavailable)?;
+        let mut next_file = || -> Result<Option<(String, Vec<u8>)>, BackendError> {
+            match file.next() {
+                Some(item) => {
+                    let (k, v) = item.map_err(unavailable)?;
+                    let key = k.value();
+                    Ok(key
+                        .starts_with(prefix)
+                        .then(|| (key.to_string(), v.value().to_vec())))
+                }
+                None => Ok(None),
             }
-            out.push((key.to_string(), v.value().to_vec()));
+        };
+        let mut from_file = next_file()?;
+        while out.len() < limit {
+            let take_waiting = match (&from_file, waiting.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((fk, _)), Some((wk, _))) => wk <= fk,
+            };
+            if take_waiting {
+                let (k, v) = waiting.next().expect("peeked");
+                if from_file.as_ref().is_some_and(|(fk, _)| *fk == k) {
+                    // The deferred write replaces the file's entry.
+                    from_file = next_file()?;
+                }
+                if let Some(v) = v {
+                    out.push((k, v));
+                }
+            } else {
+                out.push(from_file.take().expect("matched"));
+                from_file = next_file()?;
+            }
         }
         Ok(out)
     }
@@ -239,11 +327,14 @@ mod tests {
         vec![Write::Put(key.into(), value.to_vec())]
     }
 
+    fn open(dir: &tempfile::TempDir) -> RedbBackend {
+        RedbBackend::open(&dir.path().join("t.redb")).unwrap()
+    }
+
     #[test]
     fn deferred_writes_are_read_at_once_and_kept_once_synced() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.redb");
-        let db = RedbBackend::open(&path).unwrap();
+        let db = open(&dir);
         db.apply_deferred(put("a", b"1")).unwrap();
         db.apply_deferred(vec![
             Write::Delete("a".into()),
@@ -252,39 +343,121 @@ mod tests {
         .unwrap();
         assert_eq!(db.get("a").unwrap(), None);
         assert_eq!(db.get("b").unwrap().as_deref(), Some(&b"2"[..]));
-        assert_eq!(db.deferred.load(Ordering::Acquire), 2);
+        // Waiting in memory, not in the file yet.
+        assert_eq!(db.get_committed("b").unwrap(), None);
+        assert_eq!(lock(&db.waiting).batches, 2);
         db.sync().unwrap();
-        assert_eq!(db.synced.load(Ordering::Acquire), 2);
-        // Nothing new: no flushing commit, nothing counted.
+        assert_eq!((db.synced.load(Ordering::Acquire), db.flushes()), (2, 1));
+        assert_eq!(db.get_committed("b").unwrap().as_deref(), Some(&b"2"[..]));
+        assert!(lock(&db.waiting).writes.is_empty());
+        // Nothing new: no flush.
         db.sync().unwrap();
-        assert_eq!(db.synced.load(Ordering::Acquire), 2);
+        assert_eq!(db.flushes(), 1);
         drop(db);
-        let db = RedbBackend::open(&path).unwrap();
+        let db = open(&dir);
         assert_eq!(db.get("b").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(db.get("a").unwrap(), None);
     }
 
     #[test]
+    fn one_flush_takes_every_batch_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        for i in 0..5 {
+            db.apply_deferred(put(&format!("k{i}"), b"v")).unwrap();
+        }
+        db.sync().unwrap();
+        assert_eq!(db.flushes(), 1);
+        assert_eq!(db.scan("k", None, 10).unwrap().len(), 5);
+    }
+
+    #[test]
     fn a_sync_on_any_thread_covers_the_writes_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let db = RedbBackend::open(&dir.path().join("t.redb")).unwrap();
+        let db = open(&dir);
         std::thread::scope(|s| {
             for t in 0..4 {
                 let db = &db;
                 s.spawn(move || {
                     for i in 0..25 {
                         db.apply_deferred(put(&format!("t{t}-{i}"), b"v")).unwrap();
-                        let mine = db.deferred.load(Ordering::Acquire);
+                        let mine = lock(&db.waiting).batches;
                         db.sync().unwrap();
-                        // Its own write is covered when sync returns, by
-                        // its own flush or another thread's.
+                        // Its own write is durable when sync returns, by its
+                        // own flush or another thread's.
                         assert!(db.synced.load(Ordering::Acquire) >= mine);
+                        let key = format!("t{t}-{i}");
+                        assert!(db.get_committed(&key).unwrap().is_some(), "{key}");
                     }
                 });
             }
         });
-        assert_eq!(db.deferred.load(Ordering::Acquire), 100);
         assert_eq!(db.synced.load(Ordering::Acquire), 100);
+        assert!(db.flushes() <= 100);
         assert_eq!(db.scan("t", None, 1000).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn scans_merge_waiting_writes_over_the_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        for k in ["a1", "a2", "a3", "b1"] {
+            db.apply(&put(k, k.as_bytes())).unwrap();
+        }
+        db.apply_deferred(vec![
+            Write::Delete("a2".into()),
+            Write::Put("a25".into(), b"new".to_vec()),
+            Write::Put("a4".into(), b"new".to_vec()),
+            Write::Put("a0".into(), b"new".to_vec()),
+            Write::Put("a3".into(), b"changed".to_vec()),
+        ])
+        .unwrap();
+        let keys = |prefix: &str, after: Option<&str>, limit: usize| -> Vec<String> {
+            db.scan(prefix, after, limit)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys("a", None, 10), ["a0", "a1", "a25", "a3", "a4"]);
+        assert_eq!(keys("a", Some("a1"), 2), ["a25", "a3"]);
+        assert_eq!(keys("a", Some("a3"), 10), ["a4"]);
+        assert_eq!(keys("b", None, 10), ["b1"]);
+        assert_eq!(db.scan("a3", None, 1).unwrap()[0].1, b"changed");
+        // After the flush the file alone answers the same.
+        db.sync().unwrap();
+        assert!(lock(&db.waiting).writes.is_empty());
+        assert_eq!(keys("a", None, 10), ["a0", "a1", "a25", "a3", "a4"]);
+    }
+
+    #[test]
+    fn swaps_compare_with_waiting_writes_and_an_immediate_one_commits_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        db.apply_deferred(put("k", b"waiting")).unwrap();
+        assert!(!db.compare_and_swap_deferred("k", None, Some(b"x")).unwrap());
+        assert!(
+            db.compare_and_swap_deferred("k", Some(b"waiting"), Some(b"second"))
+                .unwrap()
+        );
+        db.apply_deferred(put("other", b"o")).unwrap();
+        assert_eq!(db.get_committed("k").unwrap(), None);
+        // An immediate swap sees the waiting value and commits everything.
+        assert!(db.compare_and_swap("k", Some(b"second"), None).unwrap());
+        assert_eq!(db.get_committed("k").unwrap(), None);
+        assert_eq!(
+            db.get_committed("other").unwrap().as_deref(),
+            Some(&b"o"[..])
+        );
+        assert_eq!(db.synced.load(Ordering::Acquire), 3);
+        let swaps = [Swap {
+            key: "other".into(),
+            expected: b"o".to_vec(),
+            new: b"p".to_vec(),
+        }];
+        db.apply_deferred(put("z", b"1")).unwrap();
+        assert_eq!(db.swap_unchanged(&swaps).unwrap(), 1);
+        assert_eq!(db.get_committed("z").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(db.get("other").unwrap().as_deref(), Some(&b"p"[..]));
     }
 }
