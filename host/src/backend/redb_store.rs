@@ -106,50 +106,57 @@ impl RedbBackend {
         }
     }
 
-    /// Commits every deferred write and then `writes` in one durable
-    /// transaction; the caller holds `committing` and `waiting`.
-    fn commit_all(&self, waiting: &mut Waiting, writes: &[Write]) -> Result<(), BackendError> {
+    /// One durable transaction setting each key to its value (none:
+    /// deleted), in order; the caller holds `committing`.
+    fn write_durably<'a>(
+        &self,
+        entries: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Result<(), BackendError> {
         let txn = self.db.begin_write().map_err(unavailable)?;
         {
             let mut table = txn.open_table(KV).map_err(unavailable)?;
-            for (k, v) in &waiting.writes {
-                put(&mut table, k, v.as_deref())?;
-            }
-            for w in writes {
-                match w {
-                    Write::Put(k, v) => put(&mut table, k, Some(v))?,
-                    Write::Delete(k) => put(&mut table, k, None)?,
+            for (key, value) in entries {
+                match value {
+                    Some(v) => table.insert(key, v).map(drop),
+                    None => table.remove(key).map(drop),
                 }
+                .map_err(unavailable)?;
             }
         }
         txn.commit().map_err(unavailable)?;
         self.flushes.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Commits every deferred write and then `writes` in one durable
+    /// transaction; the caller holds `committing` and `waiting`.
+    fn commit_all(&self, waiting: &mut Waiting, writes: &[Write]) -> Result<(), BackendError> {
+        let writes = writes.iter().map(|w| match w {
+            Write::Put(k, v) => (k.as_str(), Some(v.as_slice())),
+            Write::Delete(k) => (k.as_str(), None),
+        });
+        self.write_durably(entries(&waiting.writes).chain(writes))?;
         waiting.writes.clear();
         self.synced.fetch_max(waiting.batches, Ordering::AcqRel);
         Ok(())
     }
 }
 
-fn put(
-    table: &mut redb::Table<&str, &[u8]>,
-    key: &str,
-    value: Option<&[u8]>,
-) -> Result<(), BackendError> {
-    match value {
-        Some(v) => table.insert(key, v).map(drop),
-        None => table.remove(key).map(drop),
-    }
-    .map_err(unavailable)
+/// Deferred writes as (key, value or none) pairs.
+fn entries(
+    writes: &BTreeMap<String, Option<Vec<u8>>>,
+) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+    writes.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
 }
 
 impl Backend for RedbBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let waiting = lock(&self.waiting);
-        if let Some(v) = waiting.writes.get(key) {
-            return Ok(v.clone());
+        // The waiting writes' lock is not held while the file is read.
+        let waiting = lock(&self.waiting).writes.get(key).cloned();
+        match waiting {
+            Some(v) => Ok(v),
+            None => self.get_committed(key),
         }
-        drop(waiting);
-        self.get_committed(key)
     }
 
     fn apply(&self, writes: &[Write]) -> Result<(), BackendError> {
@@ -186,15 +193,7 @@ impl Backend for RedbBackend {
             let waiting = lock(&self.waiting);
             (waiting.writes.clone(), waiting.batches)
         };
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        {
-            let mut table = txn.open_table(KV).map_err(unavailable)?;
-            for (k, v) in &batch {
-                put(&mut table, k, v.as_deref())?;
-            }
-        }
-        txn.commit().map_err(unavailable)?;
-        self.flushes.fetch_add(1, Ordering::AcqRel);
+        self.write_durably(entries(&batch))?;
         // What was written is now read from the file, unless it changed
         // meanwhile (then the newer value waits for the next flush).
         let mut waiting = lock(&self.waiting);
