@@ -443,11 +443,36 @@ fn bench_combined_runs_each_pair_as_one_call() {
 #[test]
 fn bench_on_disk_uses_the_embedded_store_and_cleans_up() {
     let parent = tempfile::tempdir().unwrap();
-    let figures = bench::measure(&bench::Settings {
-        disk: Some(parent.path().to_path_buf()),
-        ..bench::Settings::new(20, 500)
-    })
-    .unwrap();
+    // Watches for the store file while the bench runs: the label alone
+    // would not show the pool used the disk.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (figures, seen_db) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let dbs = std::fs::read_dir(parent.path())
+                    .unwrap()
+                    .flatten()
+                    .filter(|d| d.path().join(credpool::pool::DB_FILE).is_file())
+                    .count();
+                if dbs > 0 {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        });
+        let figures = bench::measure(&bench::Settings {
+            disk: Some(parent.path().to_path_buf()),
+            ..bench::Settings::new(20, 500)
+        });
+        done.store(true, std::sync::atomic::Ordering::Release);
+        (figures.unwrap(), watcher.join().unwrap())
+    });
+    assert!(
+        seen_db,
+        "no {} appeared under the bench's directory",
+        credpool::pool::DB_FILE
+    );
     assert_eq!(figures.store, "disk");
     assert_eq!(figures.first_uses, 20);
     let all = 500 + figures.warmup;
