@@ -1,9 +1,8 @@
 //! The component boundary: what the built policy is, what it may import,
 //! and that no secret value ever crosses into it.
 
-mod support;
+use crate::support;
 
-use base64::Engine as _;
 use credpool::runtime::{BUILTIN_POLICY, Runtime};
 use credpool::{
     AccessLevel, AcquireRequest, CredentialKind, Failure, FailureClass, ListFilter, NewCredential,
@@ -11,6 +10,7 @@ use credpool::{
 };
 use std::sync::{Arc, Mutex};
 use support::canary;
+use support::fixtures::encodings;
 
 #[test]
 fn the_built_policy_is_a_component_not_a_core_module() {
@@ -63,21 +63,6 @@ fn canary_credential(site: &str, id: &str) -> NewCredential {
     s.recovery_codes = vec![canary("RC")];
     s.totp_seed = Some(canary("TOTP"));
     new
-}
-
-/// The forms a leaked value could take in text.
-fn encodings(v: &str) -> Vec<String> {
-    let hex: String = v.bytes().map(|b| format!("{b:02x}")).collect();
-    vec![
-        v.to_string(),
-        hex,
-        base64::engine::general_purpose::STANDARD.encode(v),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v),
-        v.bytes()
-            .map(|b| format!("{b}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    ]
 }
 
 fn leaks<'a>(lines: &[String], secrets: &'a [String]) -> Vec<&'a str> {

@@ -1,6 +1,6 @@
 //! The built `credpool` binary, run as a user would.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //!
 //! The child is this test binary run again with `CREDPOOL_CRASH_CHILD` set.
 
-mod support;
+use crate::support;
 
 use credpool::backend::{Backend, RedbBackend};
 use credpool::crypto::{KeySource, create_key_file, load_keys};
@@ -116,7 +116,7 @@ fn spawn_child(mode: &str, dir: &Path, run: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "crash_child_entry",
+            "crash::crash_child_entry",
             "--nocapture",
             "--test-threads=1",
         ])

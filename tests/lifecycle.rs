@@ -9,7 +9,7 @@
 //! policy will do. The servers are a small HTTP/1.1 responder below (std
 //! only: no server framework to compile for a few canned answers).
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use credpool::backend::MemoryBackend;
@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::fixtures::*;
 use support::loopback::*;
 use zeroize::Zeroizing;
 
@@ -101,36 +102,6 @@ fn site(toml_text: &str) -> SiteConfig {
     let c =
         credpool::config::ConfigFile::parse(&format!("[sites.\"{SITE}\"]\n{toml_text}")).unwrap();
     c.sites[SITE].clone()
-}
-
-fn assert_no_leak(texts: &[&str], secrets: &[&str]) {
-    for t in texts {
-        for s in secrets {
-            assert!(
-                !t.contains(s),
-                "a secret ({} chars) leaked into: {}",
-                s.len(),
-                t.chars().take(200).collect::<String>()
-            );
-        }
-    }
-}
-
-/// A private copy of the built `credpool`: several checkouts share one
-/// target directory here, and another checkout's build can replace the
-/// binary under a running test.
-fn own_binary(dir: &std::path::Path) -> std::path::PathBuf {
-    let to = dir.join("credpool-under-test");
-    std::fs::copy(env!("CARGO_BIN_EXE_credpool"), &to).unwrap();
-    // A child another test forks while the copy is open holds its write
-    // handle until it execs: running the copy then fails with ETXTBSY.
-    for _ in 0..100 {
-        match std::process::Command::new(&to).arg("--version").output() {
-            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(20)),
-            _ => break,
-        }
-    }
-    to
 }
 
 fn o(x: &RefreshOutcome) -> String {
@@ -380,26 +351,8 @@ fn two_concurrent_triggers_make_one_request() {
 
 fn login_site(server: &Server, extra: &str) -> SiteConfig {
     site(&format!(
-        r#"method = "relogin"
-[sites."{SITE}".login]
-url = "{login}"
-username_field = "user"
-password_field = "pass"
-success = {{ cookie = "sid" }}
-[[sites."{SITE}".login.challenges]]
-kind = "two-factor"
-detect = {{ body = ["authenticator code"] }}
-submit_url = "{tfa}"
-field = "otp"
-[[sites."{SITE}".login.challenges]]
-kind = "sms-code"
-detect = {{ body = ["sent a code to your phone"] }}
-submit_url = "{sms}"
-field = "code"
-{extra}"#,
-        login = server.url("/login"),
-        tfa = server.url("/2fa"),
-        sms = server.url("/sms"),
+        "method = \"relogin\"\n{}{extra}",
+        login_toml(SITE, server)
     ))
 }
 
@@ -536,17 +489,6 @@ fn sms_ticket(id: &str) -> Ticket {
         created_at: T0,
         deadline: T0 + 3_600_000,
     }
-}
-
-fn webhook() -> (Server, NotifySection) {
-    let hook = serve(|_| reply(204, &[], ""));
-    let section = NotifySection {
-        webhook_url: Some(hook.url("/hook")),
-        webhook_timeout: Some(Duration::from_secs(5)),
-        webhook_retries: Some(1),
-        command: None,
-    };
-    (hook, section)
 }
 
 #[test]

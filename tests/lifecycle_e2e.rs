@@ -5,7 +5,7 @@
 //! `Pool::tick` hands the results back (`refresh-completed`). Tickets,
 //! alerts and stats are read from the pool, the webhook and the logs.
 
-mod support;
+use crate::support;
 
 use credpool::bindings::pool::SiteStats;
 use credpool::bindings::refresh::{ChallengeKind, RefreshMethod};
@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::fixtures::*;
 use support::loopback::*;
 use zeroize::Zeroizing;
 
@@ -28,19 +29,6 @@ const SITE: &str = "127.0.0.1";
 const T0: i64 = 1_767_225_600_000;
 const WAIT: Duration = Duration::from_secs(20);
 const MIN: Duration = Duration::from_secs(60);
-
-fn assert_no_leak(texts: &[&str], secrets: &[&str]) {
-    for t in texts {
-        for s in secrets {
-            assert!(
-                !t.contains(s),
-                "a secret ({} chars) leaked into: {}",
-                s.len(),
-                t.chars().take(300).collect::<String>()
-            );
-        }
-    }
-}
 
 /// A pool through the component, with a refresher, on a manual clock.
 struct Rig {
@@ -146,17 +134,6 @@ impl Rig {
 fn rate(s: &SiteStats) -> Option<f64> {
     let done = s.refresh.succeeded + s.refresh.failed;
     (done > 0).then(|| s.refresh.succeeded as f64 / done as f64)
-}
-
-fn webhook() -> (Server, NotifySection) {
-    let hook = serve(|_| reply(204, &[], ""));
-    let section = NotifySection {
-        webhook_url: Some(hook.url("/hook")),
-        webhook_timeout: Some(Duration::from_secs(5)),
-        webhook_retries: Some(1),
-        command: None,
-    };
-    (hook, section)
 }
 
 /// What the webhook received, leaving out the pool-exhausted alerts the
@@ -271,7 +248,7 @@ fn site_server(clock: ManualClock) -> (Server, Arc<Mutex<SiteState>>) {
 fn relogin_with_ten_minute_tickets(server: &Server) -> ConfigFile {
     ConfigFile::parse(&format!(
         "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"10m\"\n{}",
-        login_toml(server)
+        login_toml(SITE, server)
     ))
     .unwrap()
 }
@@ -289,31 +266,6 @@ fn totp_site(clock: &ManualClock) -> (Server, Arc<Mutex<SiteState>>, String) {
         s.seed = SEED.into();
     }
     (server, state, password)
-}
-
-/// The login recipe of the site (TOTP and SMS second steps).
-fn login_toml(server: &Server) -> String {
-    format!(
-        r#"[sites."{SITE}".login]
-url = "{login}"
-username_field = "user"
-password_field = "pass"
-success = {{ cookie = "sid" }}
-[[sites."{SITE}".login.challenges]]
-kind = "two-factor"
-detect = {{ body = ["authenticator code"] }}
-submit_url = "{tfa}"
-field = "otp"
-[[sites."{SITE}".login.challenges]]
-kind = "sms-code"
-detect = {{ body = ["sent a code to your phone"] }}
-submit_url = "{sms}"
-field = "code"
-"#,
-        login = server.url("/login"),
-        tfa = server.url("/2fa"),
-        sms = server.url("/sms"),
-    )
 }
 
 fn account(user: &str, password: &str, seed: Option<&str>) -> Secrets {
@@ -441,7 +393,7 @@ fn oauth_rotation_loses_no_account_single_flight_and_invalid_grant_relogs_in() {
     let toml = format!(
         "[sites.\"{SITE}\"]\nmethod = \"oauth-refresh\"\ntoken_url = \"{}\"\nclient_id = \"crawler\"\nclient_secret_env = \"CREDPOOL_E2E_CLIENT_SECRET\"\n{}",
         server.url("/oauth/token"),
-        login_toml(&server)
+        login_toml(SITE, &server)
     );
     let rig = rig(clock.clone(), &toml, None);
     let mut s = account("totp-user", &password, Some(seed));
@@ -556,7 +508,7 @@ fn a_new_account_logs_in_with_totp_through_a_ticket_the_host_answers() {
     let seed = SEED;
     let toml = format!(
         "[sites.\"{SITE}\"]\nmethod = \"relogin\"\n{}",
-        login_toml(&server)
+        login_toml(SITE, &server)
     );
     let (hook, section) = webhook();
     let book = dir.path().join("tickets.json");
@@ -633,7 +585,7 @@ fn a_two_factor_step_without_a_seed_waits_for_a_person() {
     let seed = SEED;
     let toml = format!(
         "[sites.\"{SITE}\"]\nmethod = \"relogin\"\n{}",
-        login_toml(&server)
+        login_toml(SITE, &server)
     );
     let rig = rig(clock.clone(), &toml, None);
     rig.add(
@@ -679,7 +631,7 @@ fn sms_rig(
     }
     let toml = format!(
         "[sites.\"{SITE}\"]\nmethod = \"relogin\"\nticket_timeout = \"{ticket_timeout}\"\n{}",
-        login_toml(&server)
+        login_toml(SITE, &server)
     );
     let (hook, section) = webhook();
     let rig = rig(
@@ -875,7 +827,7 @@ fn a_health_check_finds_a_logged_out_session_and_sends_it_to_relogin() {
         "[sites.\"{SITE}\"]\nmethod = \"cookie-visit\"\nrefresh_url = \"{}\"\ncheck_url = \"{}\"\nhealth_check_interval = \"10m\"\n[sites.\"{SITE}\".logout]\nredirect_to = [\"/login\"]\n{}",
         server.url("/home"),
         server.url("/me"),
-        login_toml(&server)
+        login_toml(SITE, &server)
     );
     let rig = rig(clock.clone(), &toml, None);
     for (id, sid) in [("good", alive.clone()), ("gone", canary("dead"))] {
@@ -1085,8 +1037,7 @@ fn a_credential_removed_while_it_refreshes_does_not_stop_the_ticks() {
 fn credpool_run_opens_a_ticket_and_challenge_answer_resumes_the_login() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let bin = dir.path().join("credpool-under-test");
-    std::fs::copy(env!("CARGO_BIN_EXE_credpool"), &bin).unwrap();
+    let bin = own_binary(dir.path());
     let cmd = || {
         let mut c = std::process::Command::new(&bin);
         c.arg("--data-dir")
@@ -1109,7 +1060,7 @@ fn credpool_run_opens_a_ticket_and_challenge_answer_resumes_the_login() {
         dir.path().join("credpool.toml"),
         format!(
             "[sites.\"{SITE}\"]\nmethod = \"relogin\"\n{}",
-            login_toml(&server)
+            login_toml(SITE, &server)
         ),
     )
     .unwrap();

@@ -2,7 +2,7 @@
 //! cooldown rule through the real host and the real component, with the
 //! policy configured the way `credpool.toml` does it.
 
-mod support;
+use crate::support;
 
 use credpool::cli::bench;
 use credpool::{

@@ -1,7 +1,7 @@
 //! The pool through the real host and the real component: add, acquire,
 //! report, release, list, stats, persistence and encryption on disk.
 
-mod support;
+use crate::support;
 
 use credpool::backend::{Backend, MemoryBackend};
 use credpool::crypto::{KeySource, create_key_file};

@@ -1,7 +1,7 @@
 //! Security of the store: tampering, keys, rotation, and a canary hunt for
 //! plaintext leaks through every command, log line, error and `Debug`.
 
-mod support;
+use crate::support;
 
 use base64::Engine as _;
 use credpool::backend::{Backend, MemoryBackend, RedbBackend};
@@ -13,6 +13,7 @@ use credpool::{AcquireRequest, CredentialKind, Error, NewCredential, Pool, PoolO
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Instant;
+use support::fixtures::encodings;
 use support::{canary, run_credpool, session};
 
 // ---------------------------------------------------------------- tamper
@@ -334,43 +335,6 @@ fn personal_metadata_is_not_plain_in_the_database() {
 }
 
 // ---------------------------------------------------------------- canaries
-
-/// The forms a leaked value could take: raw, hex (both cases), base64 (std
-/// and URL-safe, at each of the three alignments inside a longer text) and
-/// URL-encoded.
-fn encodings(v: &str) -> Vec<String> {
-    let mut out = vec![v.to_string()];
-    out.push(v.bytes().map(|b| format!("{b:02x}")).collect());
-    out.push(v.bytes().map(|b| format!("{b:02X}")).collect());
-    for engine in [
-        &base64::engine::general_purpose::STANDARD_NO_PAD,
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-    ] {
-        for shift in 0..3 {
-            let mut bytes = vec![b'A'; shift];
-            bytes.extend_from_slice(v.as_bytes());
-            let enc = engine.encode(&bytes);
-            // Drop the characters that depend on what surrounds the value.
-            let start = if shift == 0 { 0 } else { 4 };
-            let end = enc.len().saturating_sub(3);
-            if end > start + 8 {
-                out.push(enc[start..end].to_string());
-            }
-        }
-    }
-    out.push(
-        v.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect(),
-    );
-    out
-}
 
 /// Which encodings of `secret` occur in `haystack` (case-insensitively:
 /// hex and percent-encoding come in both cases).
@@ -809,7 +773,7 @@ fn panic_child_entry() {
 
 fn panic_child(mode: &str, c: &str) -> String {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "panic_child_entry", "--nocapture"])
+        .args(["--exact", "security::panic_child_entry", "--nocapture"])
         .env(PANIC_CHILD, mode)
         .env("CREDPOOL_PANIC_CANARY", c)
         .env("RUST_BACKTRACE", "1")

@@ -2,7 +2,7 @@
 //! HTTP on a hand-moved clock: each defence, the logins and the token
 //! endpoint, determinism, and credpool's own lifecycle against it.
 
-mod support;
+use crate::support;
 
 use credpool::config::ConfigFile;
 use credpool::lifecycle::{RefresherOptions, totp};

@@ -2,7 +2,7 @@
 //! crawls the simulated sites on loopback through the policy component,
 //! with the lifecycle running, and reports from what its workers saw.
 
-mod support;
+use crate::support;
 
 use support::{credpool, ok, stderr};
 

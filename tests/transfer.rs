@@ -2,7 +2,7 @@
 //! trip with curl against a loopback server (`curl -c` writes the file we
 //! import; `curl -b` reads the file we export).
 
-mod support;
+use crate::support;
 
 use credpool::transfer::{Format, parse, site_of};
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,20 @@
+//! Every end-to-end test in one binary: the real component loaded by the
+//! real host, real files, HTTP on loopback, and the built `credpool`.
+//!
+//! One binary links wasmtime once instead of once per file (as wasmtime's
+//! own `crates/wasi/tests/all`). Each file below is a module; a test is
+//! named by its file, e.g. `cargo test --test all lifecycle::`.
+
+mod support;
+
+mod boundary;
+mod cli;
+mod crash;
+mod lifecycle;
+mod lifecycle_e2e;
+mod policy;
+mod pool;
+mod security;
+mod simsite;
+mod simulate;
+mod transfer;
