@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use credpool::runtime::{BUILTIN_POLICY, Runtime};
+use credpool::{BUILTIN_POLICY, Runtime};
 use credpool::{
     AccessLevel, AcquireRequest, CredentialKind, Failure, FailureClass, ListFilter, NewCredential,
     Outcome, Pool, PoolOptions,

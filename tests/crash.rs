@@ -44,7 +44,7 @@ fn random_below(n: u64) -> u64 {
 /// The child: waits for "go" on stdin (so its start-up, mostly compiling
 /// the component, overlaps the parent's checks), then writes until killed.
 fn child_writer(dir: &Path, run: &str) {
-    credpool::runtime::Runtime::builtin().unwrap();
+    credpool::Runtime::builtin().unwrap();
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
     if line.trim() != "go" {

@@ -13,8 +13,8 @@ use crate::support;
 
 use base64::Engine;
 use credpool::backend::MemoryBackend;
-use credpool::bindings::notify::{Ticket, TicketClosure};
-use credpool::bindings::refresh::{
+use credpool::{Ticket, TicketClosure};
+use credpool::{
     ChallengeKind, RefreshFailure, RefreshMethod, RefreshOutcome, RefreshRequest, RefreshResult,
 };
 use credpool::crypto::KeyRing;
@@ -1130,7 +1130,7 @@ fn credpool_run_serves_and_stops_cleanly() {
 
 #[test]
 fn command_notifier_gets_alerts_as_json_on_stdin() {
-    use credpool::bindings::notify::{Alert, AlertKind, Severity};
+    use credpool::{Alert, AlertKind, Severity};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.jsonl");
     let n = Notifiers::new(

@@ -7,8 +7,8 @@
 
 use crate::support;
 
-use credpool::bindings::pool::SiteStats;
-use credpool::bindings::refresh::{ChallengeKind, RefreshMethod};
+use credpool::SiteStats;
+use credpool::{ChallengeKind, RefreshMethod};
 use credpool::config::ConfigFile;
 use credpool::events::MemorySink;
 use credpool::lifecycle::notifiers::{Notifiers, NotifySection, read_ticket_book};

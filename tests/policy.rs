@@ -47,7 +47,7 @@ fn picks(pool: &Pool, site: &str, n: usize) -> HashMap<String, usize> {
 }
 
 /// Uses one credential of `site` and reports `outcome`.
-fn use_once(pool: &Pool, site: &str, outcome: Outcome) -> credpool::bindings::pool::ReportEffect {
+fn use_once(pool: &Pool, site: &str, outcome: Outcome) -> credpool::ReportEffect {
     let (lease, _) = grant(pool, &AcquireRequest::site(site));
     pool.report(lease, outcome).unwrap()
 }
@@ -318,7 +318,7 @@ fn anomalies_are_notified_once_and_listed_in_stats() {
         stats[0]
             .anomalies
             .iter()
-            .any(|a| a.kind == credpool::bindings::notify::AlertKind::BlockBurst),
+            .any(|a| a.kind == credpool::AlertKind::BlockBurst),
         "{:?}",
         stats[0].anomalies
     );

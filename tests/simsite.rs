@@ -953,7 +953,7 @@ fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_co
     assert_eq!(tickets[0].credential_id, id(with_sms));
     assert_eq!(
         tickets[0].kind,
-        credpool::bindings::refresh::ChallengeKind::SmsCode
+        credpool::ChallengeKind::SmsCode
     );
     // The person reads the phone.
     let code = site.sms_code(&with_sms.username).expect("an SMS was sent");
@@ -1108,7 +1108,7 @@ fn a_captcha_found_by_the_keep_alive_becomes_a_ticket_a_person_answers() {
     assert_eq!(tickets.len(), 1);
     assert_eq!(
         tickets[0].kind,
-        credpool::bindings::refresh::ChallengeKind::CaptchaImage
+        credpool::ChallengeKind::CaptchaImage
     );
     let answer = site.captcha_answer(&a.username).expect("shown");
     pool.answer_challenge(&tickets[0].id, answer).unwrap();

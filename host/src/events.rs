@@ -20,7 +20,8 @@ pub struct TracingSink;
 
 fn line(name: &str, fields: &[(String, String)]) -> String {
     let mut out = format!("[CRED] {name}");
-    for (k, v) in fields {
+    // A field with no value (no username, say) says nothing: leave it out.
+    for (k, v) in fields.iter().filter(|(_, v)| !v.is_empty()) {
         out.push(' ');
         out.push_str(k);
         out.push('=');
@@ -113,5 +114,32 @@ impl EventSink for MemorySink {
             .lock()
             .unwrap()
             .push(format!("TICKET-CLOSED {id} {closure:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line;
+
+    fn field(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn a_field_without_a_value_is_left_out_of_the_line() {
+        let fields = [
+            field("credential", "c1"),
+            field("user", ""),
+            field("status", "active"),
+        ];
+        assert_eq!(
+            line("cred.status", &fields),
+            "[CRED] cred.status credential=c1 status=active"
+        );
+        let with_user = [field("credential", "c1"), field("user", "***ve")];
+        assert_eq!(
+            line("cred.status", &with_user),
+            "[CRED] cred.status credential=c1 user=***ve"
+        );
     }
 }

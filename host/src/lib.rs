@@ -14,15 +14,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`pool`]: the public API: [`Pool`], its options and answers.
-//! - [`runtime`]: the wasmtime engine, the compiled component and its
-//!   `InstancePre`, built once per process; CPU deadlines by epoch.
-//! - [`state`]: the per-tenant store data: WASI context, limits, vault.
-//! - `handles`: an instance's credential handles (resolved once to ids and
-//!   secrets) and prepared requests.
-//! - `imports`: one file per imported interface (`store`, `refresh`,
-//!   `notify`, `log`), each a small `impl Host for HostState`.
-//! - [`bindings`]: the generated WIT bindings, isolated.
+//! The public API:
+//! - [`pool`]: [`Pool`], its options and answers.
 //! - [`backend`]: the storage trait and its engines (memory, redb).
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
@@ -34,13 +27,30 @@
 //!   health checks: the HTTP the policy asks for, with the secrets it never sees.
 //! - [`config`]: the `credpool.toml` file.
 //! - [`clock`]: a hand-moved wall clock for tests and simulations.
-//! - [`simulate`]: `credpool simulate`: a hostile site on loopback to try a
-//!   policy against before real accounts meet it.
 //! - [`names`]: stable names of the contract's enums for CLI and JSON.
-//! - [`cli`]: the `credpool` command.
+//! - [`error`]: the crate's error.
+//!
+//! Inside (not public):
+//! - `runtime`: the wasmtime engine, the compiled component and its
+//!   `InstancePre`, built once per process; CPU deadlines by epoch
+//!   ([`Runtime`] is re-exported to load or share a component).
+//! - `state`: the per-tenant store data: WASI context, limits, vault.
+//! - `handles`: an instance's credential handles (resolved once to ids and
+//!   secrets) and prepared requests.
+//! - `imports`: one file per imported interface (`store`, `refresh`,
+//!   `notify`, `log`), each a small `impl Host for HostState`.
+//! - `bindings`: the generated WIT bindings, isolated; the contract's data
+//!   types are re-exported at the crate root.
+//!
+//! Behind cargo features (on by default; an embedder turns them off with
+//! `default-features = false`):
+//! - `cli` → `cli`: the `credpool` command, `bench` among its commands.
+//! - `simulate` → `simulate`: `credpool simulate`: a hostile site on loopback
+//!   to try a policy against before real accounts meet it.
 
 pub mod backend;
-pub mod bindings;
+mod bindings;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -53,26 +63,37 @@ pub mod lifecycle;
 pub mod names;
 pub mod pool;
 pub mod rekey;
-pub mod runtime;
+mod runtime;
 pub mod secrets;
+#[cfg(feature = "simulate")]
 pub mod simulate;
-pub mod state;
+mod state;
 pub mod transfer;
 pub mod vault;
 
+pub use bindings::log::Level;
+pub use bindings::notify::{Alert, AlertKind, Severity, Ticket, TicketClosure};
+// The contract's data types, by their WIT names; the generated plumbing
+// (host traits, the world's struct, linker functions) stays inside.
 pub use bindings::pool::{
-    AcquireRequest, AcquireStatus, CredentialView, ListFilter, ReportEffect, SiteStats,
-    TickSummary, UnavailableReason,
+    AcquireRequest, AcquireStatus, Anomaly, AnswerTimeStats, ChallengeResolution, CredentialView,
+    InternalView, ListFilter, MethodRefreshStats, RefreshStats, ReportEffect, SensitiveView,
+    SiteStats, StatusCounts, TickSummary, UnavailableReason,
+};
+pub use bindings::refresh::{
+    ChallengeKind, RefreshFailure, RefreshMethod, RefreshOutcome, RefreshRequest, RefreshResult,
+    StartError,
 };
 pub use bindings::types::{
-    AccessLevel, CredentialKind, CredentialMeta, Failure, FailureClass, LeaseId, Outcome,
-    PoolError, Status,
+    AccessLevel, CredentialKind, CredentialMeta, Failure, FailureClass, IllegalTransition,
+    InvalidField, LeaseId, Outcome, PoolError, SecretField, Status, StoreError,
 };
 pub use clock::ManualClock;
 pub use error::{Error, Result};
 pub use pool::{
     Acquired, AddAllError, Lease, LeasedCredential, NewCredential, Pool, PoolOptions, Storage,
 };
+pub use runtime::{BUILTIN_POLICY, Runtime};
 pub use secrets::Secrets;
 /// The type of a lease's credential id (a `str` that keeps short ids inline).
 pub use smol_str::SmolStr;

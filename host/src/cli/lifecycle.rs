@@ -196,3 +196,15 @@ fn resume_answered(pool: &Pool, dir: &Path) {
         }
     }
 }
+
+/// `challenge reset`: a credential left `challenged` goes back to a fresh
+/// login (a person's decision, like `unban`).
+pub fn reset(pool: &Pool, id: &str) -> Result<(), Failed> {
+    let meta = pool.reset_challenge(id)?;
+    println!(
+        "{} is {}: due for a fresh login",
+        meta.id,
+        crate::names::status(meta.status)
+    );
+    Ok(())
+}

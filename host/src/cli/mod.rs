@@ -1,25 +1,43 @@
 //! The `credpool` command. Exit codes: 0 ok, 1 error, 2 bad usage,
 //! 3 no credential available.
+//!
+//! This file holds the clap tree and the dispatch; each command's body is
+//! in a file of its own beside it (`add.rs`, `acquire.rs`, ...), as
+//! Vault's `command/`. Shared by all: [`output`] (tables and `--json`), the
+//! key and store options, and the exit codes.
+//! - `lifecycle.rs`: `run` (the lifecycle in the foreground) and
+//!   `challenge list|answer|reset`.
+//! - `store.rs`: `rekey`, `import`, `export`, and the panic hook.
+//! - [`bench`], `simulate.rs`: measurements and simulated crawls.
 
+mod acquire;
+mod add;
 pub mod bench;
+mod init;
 mod lifecycle;
+mod list;
 pub mod output;
+mod release;
+mod remove;
+mod report;
+mod show;
 mod simulate;
+mod stats;
 mod store;
+mod tick;
+mod unban;
 
 pub use store::install_panic_hook;
 
+use crate::CredentialKind;
 use crate::config::ConfigFile;
-use crate::crypto::{self, KEY_ENV, KeySource};
+use crate::crypto::{KEY_ENV, KeySource};
 use crate::error::Error;
 use crate::names;
-use crate::pool::{KEY_FILE, NewCredential, Pool, PoolOptions};
-use crate::{
-    AcquireRequest, AcquireStatus, CredentialKind, Failure, FailureClass, ListFilter, Outcome,
-};
+use crate::pool::{KEY_FILE, Pool, PoolOptions};
 use clap::{Args, Parser, Subcommand};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const EXIT_OK: i32 = 0;
@@ -395,8 +413,10 @@ pub fn main() -> i32 {
 fn init_tracing(level: &str, capture: bool) {
     use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt as _};
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colour codes only for a person at a terminal, not into `2> file`.
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .with_filter(filter);
     let file = capture.then(|| {
@@ -412,7 +432,7 @@ fn init_tracing(level: &str, capture: bool) {
 
 fn run(cli: Cli) -> Result<(), Failed> {
     match &cli.command {
-        Command::Init => init(&cli),
+        Command::Init => init::run(&cli),
         Command::Demo { seed } => {
             println!(
                 "credpool demo: 20 s of crawling three simulated sites on loopback (form logins\n\
@@ -487,16 +507,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
                     code.as_deref(),
                 )
             }
-            ChallengeAction::Reset { id } => {
-                let pool = open_pool(&cli)?;
-                let meta = pool.reset_challenge(id)?;
-                println!(
-                    "{} is {}: due for a fresh login",
-                    meta.id,
-                    names::status(meta.status)
-                );
-                Ok(())
-            }
+            ChallengeAction::Reset { id } => lifecycle::reset(&open_pool(&cli)?, id),
         },
         Command::Run { interval_ms, ticks } => {
             let config = ConfigFile::load(&cli.config)?;
@@ -514,32 +525,6 @@ fn run(cli: Cli) -> Result<(), Failed> {
             run_on_pool(&cli, &pool)
         }
     }
-}
-
-fn init(cli: &Cli) -> Result<(), Failed> {
-    let dir = &cli.data_dir;
-    create_private_dir(dir)
-        .map_err(|e| Failed(EXIT_ERROR, format!("cannot create {}: {e}", dir.display())))?;
-    let key_path = cli.key_file.clone().unwrap_or_else(|| dir.join(KEY_FILE));
-    crypto::create_key_file(&key_path).map_err(|e| Failed(EXIT_ERROR, e.to_string()))?;
-    println!(
-        "created {} and key file {} (mode 0600)",
-        dir.display(),
-        key_path.display()
-    );
-    println!("back the key file up somewhere safe: without it the store cannot be read");
-    Ok(())
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 fn key_source(cli: &Cli) -> KeySource {
@@ -568,45 +553,19 @@ fn pool_options(cli: &Cli, config: &ConfigFile) -> PoolOptions {
 
 fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
     match &cli.command {
-        Command::Add(args) => add(pool, args),
+        Command::Add(args) => add::run(pool, args),
         Command::List {
             site,
             status,
             level,
             json,
-        } => {
-            let level = names::parse_access_level(level)
-                .filter(|l| *l != crate::AccessLevel::Secret)
-                .ok_or_else(|| usage("--level must be public, internal or sensitive (secrets only via show --reveal)"))?;
-            let mut filter = ListFilter::all();
-            filter.site = site.clone();
-            filter.status = match status {
-                Some(s) => Some(
-                    names::parse_status(s).ok_or_else(|| usage(format!("unknown status {s:?}")))?,
-                ),
-                None => None,
-            };
-            let views = pool.list(&filter, level)?;
-            output::print_views(&views, *json);
-            Ok(())
-        }
+        } => list::run(pool, site.as_deref(), status.as_deref(), level, *json),
         Command::Show {
             id,
             level,
             reveal,
             json,
-        } => {
-            if *reveal {
-                let (view, secrets) = pool.reveal(id)?;
-                output::print_revealed(&view, &secrets, *json);
-            } else {
-                let level = names::parse_access_level(level)
-                    .filter(|l| *l != crate::AccessLevel::Secret)
-                    .ok_or_else(|| usage("--level must be public, internal or sensitive; use --reveal for secrets"))?;
-                output::print_views(&[pool.view(id, level)?], *json);
-            }
-            Ok(())
-        }
+        } => show::run(pool, id, level, *reveal, *json),
         Command::Acquire {
             site,
             kind,
@@ -614,73 +573,29 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             tags,
             ttl,
             json,
-        } => {
-            let mut req = AcquireRequest::site(site);
-            req.kind = parse_kind_opt(kind.as_deref())?;
-            req.purpose = purpose.clone();
-            req.tags = tags.clone();
-            req.lease_ttl_ms = ttl.map(|s| s * 1000);
-            let got = pool.acquire(&req)?;
-            // The lease is slim; the JSON shows the credential's record.
-            let view = match (&got.lease, *json) {
-                (Some(l), true) => {
-                    Some(pool.view(&l.credential.id, crate::AccessLevel::Sensitive)?)
-                }
-                _ => None,
-            };
-            output::print_acquired(&got, view.as_ref(), *json);
-            if got.status == AcquireStatus::Success {
-                Ok(())
-            } else {
-                Err(Failed(
-                    EXIT_NO_CREDENTIAL,
-                    output::no_credential_line(site, &got),
-                ))
-            }
-        }
+        } => acquire::run(
+            pool,
+            acquire::Args {
+                site,
+                kind: kind.as_deref(),
+                purpose: purpose.as_deref(),
+                tags,
+                ttl_secs: *ttl,
+                json: *json,
+            },
+        ),
         Command::Report {
             lease_id,
             outcome,
             status,
             retry_after,
             json,
-        } => {
-            let outcome = parse_outcome(outcome, *status, *retry_after)?;
-            let effect = pool.report(parse_lease(lease_id)?, outcome)?;
-            output::print_effect(lease_id, &effect, *json);
-            Ok(())
-        }
-        Command::Release { lease_id } => {
-            pool.release(parse_lease(lease_id)?)?;
-            println!("released {lease_id}");
-            Ok(())
-        }
-        Command::Remove { id } => {
-            pool.remove(id)?;
-            println!("removed {id}");
-            Ok(())
-        }
-        Command::Unban { id } => {
-            let meta = pool.unban(id)?;
-            println!("{} is {}", meta.id, names::status(meta.status));
-            Ok(())
-        }
-        Command::Stats { site, json } => {
-            let stats = pool.stats(site.as_deref())?;
-            if stats.is_empty() && site.is_some() {
-                return Err(Failed(
-                    EXIT_ERROR,
-                    format!("no credentials for site {}", site.as_deref().unwrap_or("")),
-                ));
-            }
-            output::print_stats(&stats, *json);
-            Ok(())
-        }
-        Command::Tick { json } => {
-            let summary = pool.tick()?;
-            output::print_tick(&summary, *json);
-            Ok(())
-        }
+        } => report::run(pool, lease_id, outcome, *status, *retry_after, *json),
+        Command::Release { lease_id } => release::run(pool, lease_id),
+        Command::Remove { id } => remove::run(pool, id),
+        Command::Unban { id } => unban::run(pool, id),
+        Command::Stats { site, json } => stats::run(pool, site.as_deref(), *json),
+        Command::Tick { json } => tick::run(pool, *json),
         Command::Rekey {
             batch,
             keep_old,
@@ -719,105 +634,4 @@ fn parse_kind_opt(kind: Option<&str>) -> Result<Option<CredentialKind>, Failed> 
         })
     })
     .transpose()
-}
-
-fn parse_outcome(
-    word: &str,
-    status: Option<u16>,
-    retry_after: Option<u32>,
-) -> Result<Outcome, Failed> {
-    let class = match word {
-        "success" | "ok" => return Ok(Outcome::Success),
-        "failed" | "other" => FailureClass::Other,
-        other => names::parse_failure_class(other).ok_or_else(|| {
-            usage(format!(
-                "unknown outcome {other:?}: expected success, blocked, challenged, expired, rate-limited, network or failed"
-            ))
-        })?,
-    };
-    Ok(Outcome::Failure(Failure {
-        class,
-        http_status: status,
-        retry_after_secs: retry_after,
-    }))
-}
-
-fn add(pool: &Pool, a: &AddArgs) -> Result<(), Failed> {
-    let kind = parse_kind_opt(Some(&a.kind))?.expect("given");
-    let mut new = NewCredential::new(&a.site, kind);
-    new.id = a.id.clone();
-    new.username = a.username.clone();
-    new.phone = a.phone.clone();
-    new.email = a.email.clone();
-    new.tags = a.tags.clone();
-    new.max_concurrent = a.max_concurrent;
-    new.rate_per_minute = a.rate_per_minute;
-    if let Some(t) = &a.expires_at {
-        let at = chrono::DateTime::parse_from_rfc3339(t).map_err(|e| {
-            usage(format!(
-                "--expires-at {t:?} is not RFC 3339 (e.g. 2026-12-01T00:00:00Z): {e}"
-            ))
-        })?;
-        new.expires_at = Some(at.timestamp_millis());
-    }
-    for c in &a.cookies {
-        // The value may hold '='; only the first splits.
-        let (name, value) = c
-            .split_once('=')
-            .ok_or_else(|| usage("--cookie must be NAME=VALUE"))?;
-        new.secrets
-            .cookies
-            .push((name.trim().to_string(), value.to_string()));
-    }
-    for h in &a.headers {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| usage("--header must be NAME:VALUE"))?;
-        new.secrets
-            .headers
-            .push((name.trim().to_string(), value.trim_start().to_string()));
-    }
-    let stdin_uses = [a.password_stdin, a.token_stdin, a.api_key_stdin]
-        .iter()
-        .filter(|b| **b)
-        .count();
-    if stdin_uses > 1 {
-        return Err(usage(
-            "only one of --password-stdin, --token-stdin, --api-key-stdin may be given",
-        ));
-    }
-    if stdin_uses == 1 {
-        let value = read_stdin_secret()?;
-        if a.password_stdin {
-            new.secrets.password = Some(value);
-        } else if a.token_stdin {
-            new.secrets.access_token = Some(value);
-        } else {
-            new.secrets.api_key = Some(value);
-        }
-    }
-    let meta = pool.add(new)?;
-    if a.json {
-        println!("{}", output::meta_json(&meta));
-    } else {
-        println!(
-            "added {} ({}, {})",
-            meta.id,
-            names::kind(meta.kind),
-            meta.site
-        );
-    }
-    Ok(())
-}
-
-fn read_stdin_secret() -> Result<String, Failed> {
-    let mut buf = String::new();
-    std::io::stdin()
-        .read_to_string(&mut buf)
-        .map_err(|e| Failed(EXIT_ERROR, format!("cannot read standard input: {e}")))?;
-    let value = buf.trim_end_matches(['\r', '\n']).to_string();
-    if value.is_empty() {
-        return Err(usage("standard input was empty; pipe the secret in"));
-    }
-    Ok(value)
 }

@@ -1,0 +1,43 @@
+//! `credpool report`: how a leased credential did; ends the lease.
+
+use super::{Failed, output, parse_lease, usage};
+use crate::names;
+use crate::pool::Pool;
+use crate::{Failure, FailureClass, Outcome};
+
+pub fn run(
+    pool: &Pool,
+    lease_id: &str,
+    outcome: &str,
+    status: Option<u16>,
+    retry_after: Option<u32>,
+    json: bool,
+) -> Result<(), Failed> {
+    let outcome = parse_outcome(outcome, status, retry_after)?;
+    let effect = pool.report(parse_lease(lease_id)?, outcome)?;
+    output::print_effect(lease_id, &effect, json);
+    Ok(())
+}
+
+/// The outcome word of the command line, with the site's status and
+/// Retry-After when it gave them.
+pub fn parse_outcome(
+    word: &str,
+    status: Option<u16>,
+    retry_after: Option<u32>,
+) -> Result<Outcome, Failed> {
+    let class = match word {
+        "success" | "ok" => return Ok(Outcome::Success),
+        "failed" | "other" => FailureClass::Other,
+        other => names::parse_failure_class(other).ok_or_else(|| {
+            usage(format!(
+                "unknown outcome {other:?}: expected success, blocked, challenged, expired, rate-limited, network or failed"
+            ))
+        })?,
+    };
+    Ok(Outcome::Failure(Failure {
+        class,
+        http_status: status,
+        retry_after_secs: retry_after,
+    }))
+}
