@@ -7,8 +7,11 @@
 //! - [`ports`]: what the policy needs from the world (store, clock,
 //!   randomness, log, notify) as small traits, with an in-memory fake for tests.
 //! - [`config`]: the policy's tunables, parsed from the JSON the host passes.
-//! - [`pool`]: the records, their per-site indexes, and every operation.
+//! - [`pool`]: the records, their per-site indexes, and every operation
+//!   (one file per concern; its doc says which decision lives where).
 //! - [`machine`]: the card's state machine, one pure transition function.
+//! - [`standing`]: what a result or a command does to a credential (health,
+//!   streaks, when blocks become a ban, how long it rests), pure.
 //! - [`cooldown`]: exponential backoff with jitter, capped, never shorter.
 //! - [`counters`]: hot counters as compact binary pages, written per flush.
 //! - [`ratelimit`]: per-credential token bucket as one timestamp (GCRA).
@@ -35,15 +38,12 @@ pub mod packed;
 pub mod pool;
 pub mod ports;
 pub mod ratelimit;
+pub mod standing;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;
 
 #[cfg(test)]
-mod lifecycle_wiring_tests;
-#[cfg(test)]
 mod policy_tests;
-#[cfg(test)]
-mod pool_tests;
 #[cfg(test)]
 mod prop_tests;

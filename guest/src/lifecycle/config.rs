@@ -1,0 +1,113 @@
+//! The lifecycle's configuration: per-site timing in seconds, parsed from
+//! the `lifecycle` key of the policy JSON.
+
+use super::SiteMethod;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Per-site timing, in seconds, as the policy JSON carries it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteTiming {
+    pub method: SiteMethod,
+    /// Start a refresh this long before the credential expires.
+    pub refresh_before_expire: u64,
+    /// Log in again this long after the last login, whatever the expiry.
+    pub max_age: u64,
+    /// Clocks disagree: treat expiries as this much earlier.
+    pub clock_skew: u64,
+    /// Spread refreshes by up to this much, earlier, so a batch added
+    /// together does not refresh together.
+    pub jitter: u64,
+    /// Ask the check URL this often (0: never).
+    pub health_check_interval: u64,
+    /// Whether the site can log in again (a recipe or a command).
+    pub can_relogin: bool,
+    /// First retry after a failed refresh; doubles per failure.
+    pub backoff_base: u64,
+    /// The longest wait between retries.
+    pub backoff_cap: u64,
+    /// After this many failures in a row the credential is expired and a
+    /// person is alerted.
+    pub max_failures: u32,
+    /// How long a challenge ticket waits for an answer.
+    pub ticket_timeout: u64,
+    /// A refresh the host has not reported after this long is given up.
+    pub refresh_timeout: u64,
+}
+
+impl Default for SiteTiming {
+    /// The card's default: relogin 30 min before expiry, 1-day max age.
+    fn default() -> Self {
+        SiteTiming {
+            method: SiteMethod::Relogin,
+            refresh_before_expire: 1800,
+            max_age: 86_400,
+            clock_skew: 60,
+            jitter: 300,
+            health_check_interval: 3600,
+            can_relogin: true,
+            backoff_base: 30,
+            backoff_cap: 3600,
+            max_failures: 5,
+            ticket_timeout: 3600,
+            refresh_timeout: 300,
+        }
+    }
+}
+
+/// The `lifecycle` part of the policy configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Refreshes running at once, over all sites.
+    pub max_in_flight: u32,
+    /// Timing for sites not listed.
+    pub default: SiteTiming,
+    pub sites: BTreeMap<String, SiteTiming>,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            max_in_flight: 16,
+            default: SiteTiming::default(),
+            sites: BTreeMap::new(),
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// Parses the `lifecycle` JSON value; errors name the key.
+    pub fn from_json(json: &str) -> Result<Self, (String, String)> {
+        let c: LifecycleConfig = serde_json::from_str(json).map_err(|e| {
+            let msg = e.to_string();
+            let field = msg.split('`').nth(1).unwrap_or("lifecycle").to_string();
+            (field, msg)
+        })?;
+        if c.max_in_flight == 0 {
+            return Err(("max_in_flight".into(), "must be at least 1".into()));
+        }
+        for (site, t) in std::iter::once(("default", &c.default))
+            .chain(c.sites.iter().map(|(s, t)| (s.as_str(), t)))
+        {
+            if t.backoff_base == 0 || t.backoff_cap < t.backoff_base {
+                return Err((
+                    format!("{site}.backoff_base"),
+                    "backoff_base must be at least 1 and at most backoff_cap".into(),
+                ));
+            }
+            if t.ticket_timeout == 0 || t.refresh_timeout == 0 {
+                return Err((
+                    format!("{site}.ticket_timeout"),
+                    "ticket_timeout and refresh_timeout must be at least 1".into(),
+                ));
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn timing(&self, site: &str) -> &SiteTiming {
+        self.sites.get(site).unwrap_or(&self.default)
+    }
+}
