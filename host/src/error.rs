@@ -2,6 +2,7 @@
 
 use crate::bindings::types::{PoolError, StoreError};
 use crate::crypto::KeyError;
+use crate::rekey::RekeyError;
 use crate::vault::VaultError;
 use std::fmt;
 
@@ -84,5 +85,16 @@ impl From<VaultError> for Error {
 impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {
         Error::Key(e)
+    }
+}
+
+impl From<RekeyError> for Error {
+    fn from(e: RekeyError) -> Self {
+        match e {
+            RekeyError::NotRotatable(m) => Error::Key(KeyError(m)),
+            RekeyError::Key(k) => Error::Key(k),
+            RekeyError::Backend(b) => Error::Store(b.into()),
+            RekeyError::Crypto(c) => Error::Store(VaultError::Seal(c)),
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! The public API:
 //! - [`pool`]: [`Pool`], its options and answers.
 //! - [`backend`]: the storage trait and its engines (memory, redb).
+//! - [`layout`]: every stored key and how it is sealed: the on-disk format.
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
 //! - [`rekey`]: key rotation, rewrap, and the count of encryptions per key.
@@ -59,6 +60,7 @@ pub mod error;
 pub mod events;
 mod handles;
 mod imports;
+pub mod layout;
 pub mod lifecycle;
 pub mod names;
 pub mod pool;

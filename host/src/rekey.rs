@@ -17,19 +17,11 @@
 
 use crate::backend::{Backend, BackendError, Swap, Write};
 use crate::crypto::{self, CryptoError, KeyError, KeyRing, KeySource, UsageLedger};
+use crate::layout::{CHECK_PREFIX, CHECK_VALUE, MARKER_KEY, TENANT_PREFIX, check_key, uses_key};
 use crate::vault::{Opened, open_record, reseal_record};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `k/check/<id>`: a known value sealed with key `id` ("wrong key" check).
-pub const CHECK_PREFIX: &str = "k/check/";
-/// `k/uses/<id>`: encryptions reserved with key `id`, u64 big-endian.
-pub const USES_PREFIX: &str = "k/uses/";
-/// `k/rekey`: the id of the key a rewrap in progress moves records to.
-pub const MARKER_KEY: &str = "k/rekey";
-/// The plain text of a check record.
-pub const CHECK_VALUE: &[u8] = b"credpool key check v1";
 
 /// Counts encryptions per key in the backend, a block at a time, with a
 /// compare-and-swap so pools and hosts sharing a store never reuse a block.
@@ -37,7 +29,7 @@ pub struct BackendLedger(pub Arc<dyn Backend>);
 
 impl UsageLedger for BackendLedger {
     fn reserve(&self, key_id: u32, count: u64) -> Result<u64, String> {
-        let key = format!("{USES_PREFIX}{key_id}");
+        let key = uses_key(key_id);
         loop {
             let current = self.0.get(&key).map_err(|e| e.to_string())?;
             let used = match &current {
@@ -63,7 +55,7 @@ impl UsageLedger for BackendLedger {
 /// Encryptions reserved so far with `key_id` (what the ledger holds).
 pub fn uses(backend: &dyn Backend, key_id: u32) -> Result<u64, BackendError> {
     Ok(backend
-        .get(&format!("{USES_PREFIX}{key_id}"))?
+        .get(&uses_key(key_id))?
         .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
         .unwrap_or(0))
 }
@@ -216,11 +208,11 @@ pub fn rotate_primary(
             (id, key)
         }
     };
-    let check_key = format!("{CHECK_PREFIX}{id}");
-    let check = crypto::seal_with_raw(id, &key, check_key.as_bytes(), CHECK_VALUE)
+    let record = check_key(id);
+    let check = crypto::seal_with_raw(id, &key, record.as_bytes(), CHECK_VALUE)
         .map_err(RekeyError::Crypto)?;
     backend.apply(&[
-        Write::Put(check_key, check),
+        Write::Put(record, check),
         Write::Put(MARKER_KEY.into(), id.to_be_bytes().to_vec()),
     ])?;
     if let KeySource::File(path) = source {
@@ -229,6 +221,31 @@ pub fn rotate_primary(
     ring.add_primary(id, &key);
     tracing::warn!(target: "credpool::audit", "[AUDIT] key rotated: key {id} is now primary");
     Ok(id)
+}
+
+const WRONG_KEY: &str = "wrong key: this data directory was encrypted with a different key";
+
+/// Refuses a key that is not the one the store was written with, so a wrong
+/// key fails with "wrong key" instead of every record failing to decrypt.
+/// A store with no check record and no data gets one for the primary key.
+pub fn verify_key(backend: &dyn Backend, keys: &KeyRing) -> Result<(), RekeyError> {
+    let wrong_key = || RekeyError::Key(KeyError(WRONG_KEY.into()));
+    let record = check_key(keys.primary_id());
+    if let Some(sealed) = backend.get(&record)? {
+        return match keys.open(record.as_bytes(), &sealed) {
+            Ok(v) if v.as_slice() == CHECK_VALUE => Ok(()),
+            _ => Err(wrong_key()),
+        };
+    }
+    let others = !backend.scan(CHECK_PREFIX, None, 1)?.is_empty();
+    let has_data = !backend.scan(TENANT_PREFIX, None, 1)?.is_empty();
+    if others || has_data {
+        return Err(wrong_key());
+    }
+    let sealed = keys
+        .seal(record.as_bytes(), CHECK_VALUE)
+        .map_err(RekeyError::Crypto)?;
+    Ok(backend.apply(&[Write::Put(record, sealed)])?)
 }
 
 fn marker(backend: &dyn Backend) -> Result<Option<u32>, BackendError> {
@@ -306,8 +323,8 @@ pub fn run(
         let old = ring.retire_old();
         let mut writes = Vec::new();
         for id in &old {
-            writes.push(Write::Delete(format!("{CHECK_PREFIX}{id}")));
-            writes.push(Write::Delete(format!("{USES_PREFIX}{id}")));
+            writes.push(Write::Delete(check_key(*id)));
+            writes.push(Write::Delete(uses_key(*id)));
         }
         backend.apply(&writes)?;
         report.retired = old;
@@ -317,16 +334,4 @@ pub fn run(
     }
     report.elapsed = started.elapsed();
     Ok(report)
-}
-
-impl From<RekeyError> for crate::error::Error {
-    fn from(e: RekeyError) -> Self {
-        use crate::error::Error;
-        match e {
-            RekeyError::NotRotatable(m) => Error::Key(KeyError(m)),
-            RekeyError::Key(k) => Error::Key(k),
-            RekeyError::Backend(b) => Error::Store(b.into()),
-            RekeyError::Crypto(c) => Error::Store(crate::vault::VaultError::Seal(c)),
-        }
-    }
 }

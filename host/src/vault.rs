@@ -1,10 +1,11 @@
-//! A tenant's view of the backend: its key prefixes, and encryption of
-//! every value on the way in and out. Policy records and secret bundles
-//! live under separate prefixes; the policy's `store` import reaches only
-//! the first.
+//! A tenant's view of the backend: its keys (from [`crate::layout`]), and
+//! encryption of every value on the way in and out. Policy records and
+//! secret bundles live under separate prefixes; the policy's `store` import
+//! reaches only the first.
 
 use crate::backend::{Backend, BackendError, Write};
 use crate::crypto::{CryptoError, KeyRing};
+use crate::layout::{self, Binding, open_envelope, secrets_aad, secrets_envelope, site_aad};
 use crate::secrets::Secrets;
 use std::collections::HashMap;
 use std::fmt;
@@ -90,7 +91,7 @@ impl Vault {
 
     /// The backend key of a policy record.
     pub fn policy_key(&self, key: &str) -> String {
-        format!("t/{}/p/{key}", self.tenant)
+        layout::policy_key(&self.tenant, key)
     }
 
     /// The prefix of every policy record of this tenant.
@@ -99,7 +100,7 @@ impl Vault {
     }
 
     fn secrets_key(&self, id: &str) -> String {
-        format!("t/{}/s/{id}", self.tenant)
+        layout::secrets_key(&self.tenant, id)
     }
 
     /// Encrypts a value bound to its backend key.
@@ -265,72 +266,6 @@ impl Vault {
     }
 }
 
-/// Secrets are bound to their record: key (tenant, id), site and kind.
-fn secrets_aad(key: &str, site: &str) -> String {
-    format!("{key}|site={site}|secrets")
-}
-
-fn site_aad(key: &str) -> String {
-    format!("{key}|site")
-}
-
-/// A secret bundle is stored as `[n: u16 BE][site sealed: n bytes][bundle
-/// sealed]`: the site is sealed on its own (AAD `key|site`) so a rewrap can
-/// rebuild the bundle's associated data without asking the policy, and the
-/// site is never plain on disk.
-fn secrets_envelope(sealed_site: &[u8], sealed: &[u8]) -> Vec<u8> {
-    let len = u16::try_from(sealed_site.len()).expect("a sealed site is short");
-    let mut out = Vec::with_capacity(2 + sealed_site.len() + sealed.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(sealed_site);
-    out.extend_from_slice(sealed);
-    out
-}
-
-fn open_envelope(stored: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u16::from_be_bytes(stored.get(..2)?.try_into().ok()?) as usize;
-    Some((stored.get(2..2 + len)?, stored.get(2 + len..)?))
-}
-
-/// How a stored record is sealed, known from its backend key.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Binding {
-    /// Sealed whole, with this associated data.
-    Sealed(Vec<u8>),
-    /// A secret bundle envelope (site and bundle sealed separately).
-    Secrets,
-    /// Plain bookkeeping (counters of key use, the rekey marker).
-    Plain,
-    /// A record this build does not know how to bind: a rewrap cannot move
-    /// it to a new key.
-    Unknown,
-}
-
-/// The one place that says how each record kind is bound. Every sealed
-/// record uses its backend key as associated data, except secret bundles
-/// (see [`secrets_aad`]).
-pub fn binding(key: &str) -> Binding {
-    if key == crate::rekey::MARKER_KEY || key.starts_with(crate::rekey::USES_PREFIX) {
-        return Binding::Plain;
-    }
-    if key.starts_with(crate::rekey::CHECK_PREFIX) {
-        return Binding::Sealed(key.as_bytes().to_vec());
-    }
-    let Some(rest) = key.strip_prefix("t/") else {
-        return Binding::Unknown;
-    };
-    let Some((_tenant, rest)) = rest.split_once('/') else {
-        return Binding::Unknown;
-    };
-    if rest.starts_with("p/") {
-        Binding::Sealed(key.as_bytes().to_vec())
-    } else if rest.starts_with("s/") {
-        Binding::Secrets
-    } else {
-        Binding::Unknown
-    }
-}
-
 /// What opening a stored record found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Opened {
@@ -343,7 +278,7 @@ pub enum Opened {
 /// Opens every sealed part of a stored record (the plain text is dropped
 /// at once): proof that it is readable and which keys it needs.
 pub fn open_record(ring: &KeyRing, key: &str, value: &[u8]) -> Result<Opened, CryptoError> {
-    match binding(key) {
+    match layout::binding(key) {
         Binding::Plain => Ok(Opened::Plain),
         Binding::Unknown => Ok(Opened::Unknown),
         Binding::Sealed(aad) => {
@@ -375,7 +310,7 @@ pub fn reseal_record(
 ) -> Result<Option<Vec<u8>>, CryptoError> {
     let primary = ring.primary_id();
     let under_primary = |v: &[u8]| crate::crypto::sealed_key_id(v) == Some(primary);
-    match binding(key) {
+    match layout::binding(key) {
         Binding::Plain | Binding::Unknown => Ok(None),
         Binding::Sealed(aad) => {
             if under_primary(value) {

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new(crate::layout::REDB_TABLE);
 
 pub struct RedbBackend {
     db: Database,

@@ -20,7 +20,7 @@ pub fn valid_ticket_id(id: &str) -> bool {
 }
 
 fn aad(vault: &Vault, ticket: &str) -> String {
-    format!("t/{}/answer/{ticket}", vault.tenant())
+    crate::layout::answer_aad(vault.tenant(), ticket)
 }
 
 /// Where the sealed answer to `ticket` waits in `dir`.

@@ -1,0 +1,211 @@
+//! Adding credentials: the secrets sealed and stored first, the policy's
+//! record second; one at a time or a batch with one flush to disk.
+
+use super::Pool;
+use super::instance::Flush;
+use crate::bindings::types::{self, AccessLevel, CredentialKind, CredentialMeta, PoolError};
+use crate::error::{Error, Result};
+use crate::secrets::Secrets;
+
+/// A credential to add: its metadata and its secrets.
+#[derive(Clone, Debug)]
+pub struct NewCredential {
+    pub id: Option<String>,
+    pub site: String,
+    pub kind: CredentialKind,
+    /// Milliseconds since the epoch.
+    pub expires_at: Option<i64>,
+    pub tags: Vec<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub token_scope: Vec<String>,
+    pub source_account: Option<String>,
+    pub max_concurrent: Option<u32>,
+    pub rate_per_minute: Option<u32>,
+    pub labels: Vec<(String, String)>,
+    pub secrets: Secrets,
+}
+
+impl NewCredential {
+    pub fn new(site: &str, kind: CredentialKind) -> Self {
+        NewCredential {
+            id: None,
+            site: site.to_string(),
+            kind,
+            expires_at: None,
+            tags: Vec::new(),
+            username: None,
+            phone: None,
+            email: None,
+            token_scope: Vec::new(),
+            source_account: None,
+            max_concurrent: None,
+            rate_per_minute: None,
+            labels: Vec::new(),
+            secrets: Secrets::default(),
+        }
+    }
+
+    pub fn with_id(mut self, id: &str) -> Self {
+        self.id = Some(id.to_string());
+        self
+    }
+}
+
+/// [`Pool::add_all`] flushes to disk after this many adds, so an import's
+/// unflushed writes stay a few MB however large the file.
+const ADD_ALL_FLUSH_EVERY: usize = 4096;
+
+/// Why [`Pool::add_all`] stopped.
+#[derive(Debug)]
+pub struct AddAllError {
+    /// Added and on disk.
+    pub added: Vec<CredentialMeta>,
+    /// The place of the credential that failed; none when a flush to disk
+    /// failed (then only those flushed before it count as added).
+    pub at: Option<usize>,
+    pub error: Error,
+}
+
+impl Pool {
+    /// Adds a credential; its secrets are encrypted before they are stored.
+    /// If anything fails, nothing is stored. The secrets are written first
+    /// and the record second, so a crash between the two leaves at most an
+    /// unreachable secret bundle (replaced by the next add of that id), never
+    /// a credential without its secrets.
+    pub fn add(&self, new: NewCredential) -> Result<CredentialMeta> {
+        let added = self.add_unflushed(new);
+        self.flush_to_disk()?;
+        added
+    }
+
+    /// Adds credentials in order as [`Pool::add`] does, with one flush to
+    /// disk for all of them (an import: a flush per add would be most of
+    /// its time). Stops at the first that fails: the error comes with the
+    /// credentials added before it, which are kept (and flushed).
+    pub fn add_all(
+        &self,
+        news: impl IntoIterator<Item = NewCredential>,
+    ) -> std::result::Result<Vec<CredentialMeta>, AddAllError> {
+        let mut added = Vec::new();
+        // How many of `added` a flush has made durable: only those count
+        // when a flush fails.
+        let mut flushed = 0;
+        let flush_failed = |mut added: Vec<CredentialMeta>, flushed, error| {
+            added.truncate(flushed);
+            AddAllError {
+                added,
+                at: None,
+                error,
+            }
+        };
+        let mut failed = None;
+        for new in news {
+            match self.add_unflushed(new) {
+                Ok(meta) => added.push(meta),
+                Err(e) => {
+                    failed = Some((added.len(), e));
+                    break;
+                }
+            }
+            // Unflushed writes wait in memory: bound them in a large import.
+            if added.len() - flushed == ADD_ALL_FLUSH_EVERY {
+                if let Err(error) = self.flush_to_disk() {
+                    return Err(flush_failed(added, flushed, error));
+                }
+                flushed = added.len();
+            }
+        }
+        if let Err(error) = self.flush_to_disk() {
+            return Err(flush_failed(added, flushed, error));
+        }
+        match failed {
+            None => Ok(added),
+            Some((at, error)) => Err(AddAllError {
+                added,
+                at: Some(at),
+                error,
+            }),
+        }
+    }
+
+    /// [`Pool::add`] without the flush to disk.
+    fn add_unflushed(&self, mut new: NewCredential) -> Result<CredentialMeta> {
+        new.secrets
+            .validate()
+            .map_err(|(field, reason)| Error::Input { field, reason })?;
+        new.site = new.site.trim().to_string();
+        let id = match &new.id {
+            Some(id) => id.trim().to_string(),
+            None => fresh_id(new.kind)?,
+        };
+        new.id = Some(id.clone());
+        // A re-login submits the login name; it is not secret, but the host
+        // needs it without asking the policy.
+        if new.secrets.username.is_none() {
+            new.secrets.username = new.username.clone();
+        }
+        let meta_in = types::NewCredential {
+            id: new.id.clone(),
+            site: new.site.clone(),
+            kind: new.kind,
+            expires_at: new.expires_at,
+            tags: new.tags.clone(),
+            username: new.username.clone(),
+            phone: new.phone.clone(),
+            email: new.email.clone(),
+            cookie_names: new.secrets.cookie_names(),
+            header_names: new.secrets.header_names(),
+            secret_fields: new.secrets.fields(),
+            token_scope: new.token_scope.clone(),
+            source_account: new.source_account.clone(),
+            max_concurrent: new.max_concurrent,
+            rate_per_minute: new.rate_per_minute,
+            labels: new.labels.clone(),
+        };
+        self.record("export.add", &meta_in);
+        // A bundle under this id with no record is left from an add that
+        // crashed: it may be replaced. With a record, the id is taken.
+        let existing = self.vault.secrets_raw(&id)?;
+        if existing.is_some() && self.view(&id, AccessLevel::Public).is_ok() {
+            return Err(Error::Pool(PoolError::AlreadyExists(id)));
+        }
+        let Some(written) =
+            self.vault
+                .put_secrets_if(&new.site, &id, &new.secrets, existing.as_deref())?
+        else {
+            return Err(Error::Pool(PoolError::AlreadyExists(id)));
+        };
+        match self.call_then(Flush::Later, |p, s| {
+            p.credpool_policy_pool().call_add(s, &meta_in)
+        }) {
+            Ok(meta) => Ok(meta),
+            Err(e) => {
+                // Undo the bundle so nothing half-stored remains.
+                let _ = self.vault.delete_secrets_if(&id, &written);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An id for a credential added without one, in the policy's own style
+/// (`sess-` and 12 hex digits), made here so the secrets can be stored
+/// before the record.
+fn fresh_id(kind: CredentialKind) -> Result<String> {
+    let prefix = match kind {
+        CredentialKind::Account => "acct",
+        CredentialKind::Session => "sess",
+        CredentialKind::Token => "tok",
+        CredentialKind::ApiKey => "key",
+        CredentialKind::Device => "dev",
+    };
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|_| {
+        Error::Store(crate::vault::VaultError::Seal(
+            crate::crypto::CryptoError::Random,
+        ))
+    })?;
+    Ok(format!("{prefix}-{:012x}", u64::from_le_bytes(b) >> 16))
+}
