@@ -351,7 +351,16 @@ struct Entry {
     due: Option<(Millis, RunMethod)>,
     failures: u32,
     retry_at: Millis,
+    /// When its last refresh or login succeeded (see [`MIN_REFRESH_GAP`]).
+    last_refreshed: Millis,
 }
+
+/// The least time from a successful refresh or login of one credential to
+/// its next (health checks aside; failures have their own backoff): a site
+/// answering with lifetimes of seconds (an `expires_in` of 0) would
+/// otherwise have it refreshed on every tick, rotating its refresh token
+/// each time.
+pub const MIN_REFRESH_GAP: Millis = 60_000;
 
 /// The lifecycle state of a pool: due index, in-flight refreshes, failure
 /// counts and open tickets.
@@ -481,16 +490,23 @@ impl Lifecycle {
         {
             *at = now;
         }
-        let (failures, retry_at) = match self.entries.get(&c.id) {
+        let (failures, retry_at, last_refreshed) = match self.entries.get(&c.id) {
             Some(e) => {
                 if let Some((at, _)) = e.due {
                     self.due.remove(&(at, c.id.clone()));
                 }
-                (e.failures, e.retry_at)
+                (e.failures, e.retry_at, e.last_refreshed)
             }
-            None => (0, Millis::MIN),
+            None => (0, Millis::MIN, Millis::MIN),
         };
-        let due = due.map(|(at, m)| (at.max(retry_at), m));
+        let due = due.map(|(at, m)| {
+            let gap = if m == RunMethod::HealthCheck {
+                Millis::MIN
+            } else {
+                last_refreshed.saturating_add(MIN_REFRESH_GAP)
+            };
+            (at.max(retry_at).max(gap), m)
+        });
         if let Some((at, _)) = due {
             self.due.insert((at, c.id.clone()));
         }
@@ -502,6 +518,7 @@ impl Lifecycle {
                 due,
                 failures,
                 retry_at,
+                last_refreshed,
             },
         );
     }
@@ -736,6 +753,9 @@ impl Lifecycle {
         match done.outcome {
             RunOutcome::Refreshed(expiry) => {
                 self.succeed(id);
+                if let Some(e) = self.entries.get_mut(id) {
+                    e.last_refreshed = now;
+                }
                 d.status = Some(StatusChange::Active);
                 if expiry.is_some() {
                     d.expires_at = Some(expiry);
@@ -1055,6 +1075,35 @@ mod tests {
             Decision::default()
         );
         assert!(l.in_flight("a"));
+    }
+
+    #[test]
+    fn a_credential_is_not_refreshed_again_within_the_minimum_gap() {
+        // The site answers lifetimes of one second: without the gap every
+        // tick would start another refresh.
+        let mut l = lc(SiteMethod::OauthRefresh, 2);
+        l.track(&cred("a", Some(T0 + 1_000)), T0, &mut no_jitter());
+        let mut now = T0;
+        let mut started = Vec::new();
+        while now < T0 + 3 * MIN_REFRESH_GAP {
+            for s in l.tick(now, &mut no_jitter()).start {
+                started.push(now);
+                l.on_completed(
+                    &Completed {
+                        request_id: s.request_id,
+                        credential_id: "a".into(),
+                        outcome: RunOutcome::Refreshed(Some(now + 1_000)),
+                    },
+                    now,
+                    &mut no_jitter(),
+                );
+                l.track(&cred("a", Some(now + 1_000)), now, &mut no_jitter());
+            }
+            now += 1_000;
+        }
+        let gaps: Vec<Millis> = started.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(started.len(), 3, "{started:?}");
+        assert!(gaps.iter().all(|g| *g >= MIN_REFRESH_GAP), "{gaps:?}");
     }
 
     #[test]
