@@ -1053,6 +1053,7 @@ fn webhook_retries_until_delivered() {
             webhook_timeout: Some(Duration::from_secs(2)),
             webhook_retries: Some(3),
             command: None,
+            command_env: Vec::new(),
         },
         None,
     );
@@ -1143,6 +1144,7 @@ fn command_notifier_gets_alerts_as_json_on_stdin() {
                 "-c".into(),
                 format!("cat >> '{}'; echo >> '{}'", out.display(), out.display()),
             ]),
+            command_env: Vec::new(),
         },
         None,
     );

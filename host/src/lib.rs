@@ -52,6 +52,7 @@ mod imports;
 pub mod lifecycle;
 pub mod names;
 pub mod pool;
+mod private_fs;
 pub mod rekey;
 pub mod runtime;
 pub mod secrets;

@@ -10,7 +10,7 @@ mod store;
 pub use store::install_panic_hook;
 
 use crate::config::ConfigFile;
-use crate::crypto::{self, KEY_ENV, KeySource};
+use crate::crypto::{self, KeySource};
 use crate::error::Error;
 use crate::names;
 use crate::pool::{KEY_FILE, NewCredential, Pool, PoolOptions};
@@ -519,6 +519,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
 fn init(cli: &Cli) -> Result<(), Failed> {
     let dir = &cli.data_dir;
     create_private_dir(dir)
+        .and_then(|_| crate::private_fs::tighten_dir(dir))
         .map_err(|e| Failed(EXIT_ERROR, format!("cannot create {}: {e}", dir.display())))?;
     let key_path = cli.key_file.clone().unwrap_or_else(|| dir.join(KEY_FILE));
     crypto::create_key_file(&key_path).map_err(|e| Failed(EXIT_ERROR, e.to_string()))?;
@@ -545,7 +546,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 fn key_source(cli: &Cli) -> KeySource {
     match &cli.key_file {
         Some(path) => KeySource::File(path.clone()),
-        None if std::env::var_os(KEY_ENV).is_some() => KeySource::Env,
+        None if crypto::env_key_given() => KeySource::Env,
         None => KeySource::File(cli.data_dir.join(KEY_FILE)),
     }
 }
