@@ -1,7 +1,8 @@
 //! Files and directories only their owner can read: every file credpool
 //! writes in its data directory is created 0600 (not left to the umask),
-//! and a data directory that group or others can enter is refused when a
-//! pool opens (`credpool init` tightens it).
+//! and a data directory that group or others can enter is tightened to
+//! 0700 when a pool opens or `credpool init` runs, or refused when it
+//! cannot be (not ours).
 
 use std::io::Write;
 use std::path::Path;
@@ -68,4 +69,14 @@ pub fn tighten_dir(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes `dir` private (0700) when group or others have access, or names
+/// why it cannot be.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
+    if check_private_dir(dir).is_ok() {
+        return Ok(());
+    }
+    tighten_dir(dir).map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
+    check_private_dir(dir)
 }
