@@ -355,12 +355,16 @@ struct Entry {
     last_refreshed: Millis,
 }
 
-/// The least time from a successful refresh or login of one credential to
-/// its next (health checks aside; failures have their own backoff): a site
+/// The least time from a successful refresh or login of a live (active)
+/// credential to its next scheduled one (health checks aside; failures
+/// have their own backoff; an expired or challenged one is not held).
+/// Short (5 s) because real sessions can be short-lived; it bounds a bad
+/// site to one refresh per 5 s instead of one per tick, and the host also
+/// clamps token lifetimes to at least 60 s: a site
 /// answering with lifetimes of seconds (an `expires_in` of 0) would
 /// otherwise have it refreshed on every tick, rotating its refresh token
 /// each time.
-pub const MIN_REFRESH_GAP: Millis = 60_000;
+pub const MIN_REFRESH_GAP: Millis = 5_000;
 
 /// The lifecycle state of a pool: due index, in-flight refreshes, failure
 /// counts and open tickets.
@@ -500,7 +504,9 @@ impl Lifecycle {
             None => (0, Millis::MIN, Millis::MIN),
         };
         let due = due.map(|(at, m)| {
-            let gap = if m == RunMethod::HealthCheck {
+            // Only the schedule of a live session waits: a credential
+            // reported expired or challenged needs its login now.
+            let gap = if m == RunMethod::HealthCheck || c.status != LcStatus::Active {
                 Millis::MIN
             } else {
                 last_refreshed.saturating_add(MIN_REFRESH_GAP)
