@@ -10,6 +10,7 @@ mod support;
 mod boundary;
 mod cli;
 mod crash;
+mod hardening;
 mod lifecycle;
 mod lifecycle_e2e;
 mod policy;

@@ -3,11 +3,11 @@
 
 use crate::support;
 
-use credpool::{BUILTIN_POLICY, Runtime};
 use credpool::{
     AccessLevel, AcquireRequest, CredentialKind, Failure, FailureClass, ListFilter, NewCredential,
     Outcome, Pool, PoolOptions,
 };
+use credpool::{BUILTIN_POLICY, Runtime};
 use std::sync::{Arc, Mutex};
 use support::canary;
 use support::fixtures::encodings;

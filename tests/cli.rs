@@ -320,11 +320,16 @@ fn diagnostics_into_a_file_carry_no_colour_codes() {
     let dir = initialised();
     ok(&credpool(
         dir.path(),
-        &["add", "--site", "jd.com", "--type", "session", "--cookie", "sid=v1"],
+        &[
+            "add", "--site", "jd.com", "--type", "session", "--cookie", "sid=v1",
+        ],
     ));
     // stderr is a pipe here, as with `credpool run 2> file`.
     let out = credpool(dir.path(), &["--log-level", "trace", "acquire", "jd.com"]);
     let err = stderr(&out);
     assert!(err.contains("[CRED]"), "no diagnostics to check: {err}");
-    assert!(!err.contains('\u{1b}'), "ANSI escape in piped stderr: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escape in piped stderr: {err:?}"
+    );
 }

@@ -13,17 +13,17 @@ use crate::support;
 
 use base64::Engine;
 use credpool::backend::MemoryBackend;
-use credpool::{Ticket, TicketClosure};
-use credpool::{
-    ChallengeKind, RefreshFailure, RefreshMethod, RefreshOutcome, RefreshRequest, RefreshResult,
-};
 use credpool::crypto::KeyRing;
 use credpool::events::EventSink;
 use credpool::lifecycle::notifiers::{Notifiers, NotifySection, read_ticket_book};
 use credpool::lifecycle::sites::SiteConfig;
 use credpool::lifecycle::{Refresher, RefresherOptions, answers, totp};
 use credpool::vault::Vault;
+use credpool::{
+    ChallengeKind, RefreshFailure, RefreshMethod, RefreshOutcome, RefreshRequest, RefreshResult,
+};
 use credpool::{ManualClock, Secrets};
+use credpool::{Ticket, TicketClosure};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1053,6 +1053,7 @@ fn webhook_retries_until_delivered() {
             webhook_timeout: Some(Duration::from_secs(2)),
             webhook_retries: Some(3),
             command: None,
+            command_env: Vec::new(),
         },
         None,
     );
@@ -1143,6 +1144,7 @@ fn command_notifier_gets_alerts_as_json_on_stdin() {
                 "-c".into(),
                 format!("cat >> '{}'; echo >> '{}'", out.display(), out.display()),
             ]),
+            command_env: Vec::new(),
         },
         None,
     );

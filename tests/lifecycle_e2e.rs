@@ -8,7 +8,6 @@
 use crate::support;
 
 use credpool::SiteStats;
-use credpool::{ChallengeKind, RefreshMethod};
 use credpool::config::ConfigFile;
 use credpool::events::MemorySink;
 use credpool::lifecycle::notifiers::{Notifiers, NotifySection, read_ticket_book};
@@ -17,6 +16,7 @@ use credpool::{
     AccessLevel, AcquireRequest, CredentialKind, Failure, FailureClass, ManualClock, NewCredential,
     Outcome, Pool, PoolOptions, Secrets, Status,
 };
+use credpool::{ChallengeKind, RefreshMethod};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};

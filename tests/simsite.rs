@@ -951,10 +951,7 @@ fn credpool_logs_in_answers_totp_itself_keeps_sessions_alive_and_takes_an_sms_co
     let tickets = pool.tickets().unwrap();
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].credential_id, id(with_sms));
-    assert_eq!(
-        tickets[0].kind,
-        credpool::ChallengeKind::SmsCode
-    );
+    assert_eq!(tickets[0].kind, credpool::ChallengeKind::SmsCode);
     // The person reads the phone.
     let code = site.sms_code(&with_sms.username).expect("an SMS was sent");
     pool.answer_challenge(&tickets[0].id, code.clone()).unwrap();
@@ -1106,10 +1103,7 @@ fn a_captcha_found_by_the_keep_alive_becomes_a_ticket_a_person_answers() {
     );
     let tickets = pool.tickets().unwrap();
     assert_eq!(tickets.len(), 1);
-    assert_eq!(
-        tickets[0].kind,
-        credpool::ChallengeKind::CaptchaImage
-    );
+    assert_eq!(tickets[0].kind, credpool::ChallengeKind::CaptchaImage);
     let answer = site.captcha_answer(&a.username).expect("shown");
     pool.answer_challenge(&tickets[0].id, answer).unwrap();
     settle(&pool);

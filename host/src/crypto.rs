@@ -405,14 +405,46 @@ pub fn create_key_file(path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// The key taken out of the environment by [`take_key_from_env`].
+static ENV_KEY: std::sync::OnceLock<Option<Zeroizing<String>>> = std::sync::OnceLock::new();
+
+/// Moves [`KEY_ENV`] out of this process's environment into memory, so no
+/// child process, `/proc/self/environ` reader of a later exec, or library
+/// that dumps the environment can find it there; [`load_keys`] then reads
+/// the moved value. (Children are started with a cleared environment
+/// anyway, see `lifecycle::command`; this closes the rest.)
+///
+/// # Safety
+/// Changing the environment is only sound while no other thread may read
+/// it: call this first thing in `main`, before any thread is started.
+pub unsafe fn take_key_from_env() {
+    let value = std::env::var(KEY_ENV).ok().map(Zeroizing::new);
+    let present = value.is_some() || std::env::var_os(KEY_ENV).is_some();
+    let _ = ENV_KEY.set(value);
+    if present {
+        // SAFETY: the caller guarantees that no other thread exists yet.
+        unsafe { std::env::remove_var(KEY_ENV) };
+    }
+}
+
+/// Whether a key was given in [`KEY_ENV`] (still there, or taken out by
+/// [`take_key_from_env`]).
+pub fn env_key_given() -> bool {
+    ENV_KEY.get().is_some_and(Option::is_some) || std::env::var_os(KEY_ENV).is_some()
+}
+
 /// Loads the key ring from a source.
 pub fn load_keys(source: &KeySource) -> Result<KeyRing, KeyError> {
     match source {
         KeySource::Ephemeral => KeyRing::ephemeral().map_err(|e| KeyError(e.to_string())),
         KeySource::Env => {
-            let value = Zeroizing::new(
-                std::env::var(KEY_ENV).map_err(|_| KeyError(format!("{KEY_ENV} is not set")))?,
-            );
+            let value = match ENV_KEY.get().and_then(Option::as_ref) {
+                Some(v) => v.clone(),
+                None => Zeroizing::new(
+                    std::env::var(KEY_ENV)
+                        .map_err(|_| KeyError(format!("{KEY_ENV} is not set")))?,
+                ),
+            };
             let key = decode_key(value.trim()).ok_or_else(|| {
                 KeyError(format!("{KEY_ENV} must be the base64 of 32 random bytes"))
             })?;

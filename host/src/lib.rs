@@ -40,6 +40,7 @@
 //!   secrets) and prepared requests.
 //! - `imports`: one file per imported interface (`store`, `refresh`,
 //!   `notify`, `log`), each a small `impl Host for HostState`.
+//! - `private_fs`: files and directories only the owner can read (0600/0700).
 //! - `bindings`: the generated WIT bindings, isolated; the contract's data
 //!   types are re-exported at the crate root.
 //!
@@ -64,6 +65,7 @@ pub mod layout;
 pub mod lifecycle;
 pub mod names;
 pub mod pool;
+mod private_fs;
 pub mod rekey;
 mod runtime;
 pub mod secrets;

@@ -142,7 +142,8 @@ impl Secrets {
     }
 
     /// Checks names: cookie names by RFC 6265 token rules, header names by
-    /// RFC 9110 token rules. Values are not inspected beyond emptiness.
+    /// RFC 9110 token rules; no control character in a cookie's value,
+    /// domain or path, nor a line break in a header value.
     pub fn validate(&self) -> Result<(), (String, String)> {
         for (name, value) in &self.cookies {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
@@ -156,6 +157,21 @@ impl Secrets {
                     "cookie".into(),
                     format!("the value of cookie {name:?} contains ';' or a control character"),
                 ));
+            }
+        }
+        // A line break or tab in a domain or path would smuggle a line or a
+        // field into an exported cookies.txt.
+        for a in &self.cookie_attrs {
+            for (what, field) in [("domain", &a.domain), ("path", &a.path)] {
+                if field.bytes().any(|b| b.is_ascii_control()) {
+                    return Err((
+                        "cookie".into(),
+                        format!(
+                            "the {what} of cookie {:?} contains a control character",
+                            a.name
+                        ),
+                    ));
+                }
             }
         }
         for (name, value) in &self.headers {

@@ -113,6 +113,19 @@ fn check_cookie(line: usize, attrs: &CookieAttrs, value: &str) -> Result<(), Pro
             ),
         ));
     }
+    // A newline in a path or domain would start a line of its own in an
+    // exported cookies.txt (a cookie for any domain); a tab, a field.
+    for (what, field) in [("domain", &attrs.domain), ("path", &attrs.path)] {
+        if field.bytes().any(|b| b.is_ascii_control()) {
+            return Err(problem(
+                line,
+                format!(
+                    "the {what} of cookie {:?} contains a control character",
+                    attrs.name
+                ),
+            ));
+        }
+    }
     if attrs.domain.trim_start_matches('.').is_empty() {
         return Err(problem(
             line,
@@ -236,31 +249,21 @@ fn parse_cookie_json(text: &str, problems: &mut Vec<Problem>) -> Vec<Cookie> {
     out
 }
 
-/// The site a cookie domain belongs to: its registrable part, by a rule
-/// that covers common names without a public-suffix list: the last two
-/// labels (`passport.jd.com` -> `jd.com`), or three when the second-level
-/// label is a generic one under a two-letter country code (`bbc.co.uk`,
-/// `sina.com.cn`). IP addresses and single labels stay as they are. Use
-/// `--site` when the rule guesses wrong.
+/// The site a cookie domain belongs to: its registrable part by the
+/// public suffix list (`passport.jd.com` -> `jd.com`, `www.bbc.co.uk` ->
+/// `bbc.co.uk`), as the cookie jar judges `Domain`. IP addresses, single
+/// labels and public suffixes themselves stay as they are. Use `--site`
+/// when another grouping is wanted.
 pub fn site_of(domain: &str) -> String {
     let d = domain.trim_start_matches('.').to_ascii_lowercase();
     if d.parse::<std::net::IpAddr>().is_ok() {
         return d;
     }
-    let labels: Vec<&str> = d.split('.').filter(|l| !l.is_empty()).collect();
-    let n = labels.len();
-    if n <= 2 {
-        return labels.join(".");
+    let d = d.trim_end_matches('.').to_string();
+    match psl::domain_str(&d) {
+        Some(registrable) => registrable.to_string(),
+        None => d,
     }
-    let generic = [
-        "co", "com", "net", "org", "gov", "edu", "ac", "or", "ne", "go", "gv",
-    ];
-    let take = if labels[n - 1].len() == 2 && generic.contains(&labels[n - 2]) {
-        3
-    } else {
-        2
-    };
-    labels[n - take..].join(".")
 }
 
 fn domain_matches(domain: &str, site: &str) -> bool {
@@ -759,6 +762,7 @@ pub fn to_cookies_txt(view: &CredentialView, secrets: &Secrets) -> String {
     let mut out = String::from(
         "# Netscape HTTP Cookie File\n# Exported by credpool: these are secret values, keep this file private.\n\n",
     );
+    let mut left_out = 0;
     for (i, (name, value)) in secrets.cookies.iter().enumerate() {
         let default;
         let a = match secrets.cookie_attrs_of(i) {
@@ -776,6 +780,15 @@ pub fn to_cookies_txt(view: &CredentialView, secrets: &Secrets) -> String {
                 &default
             }
         };
+        // Never write a control character: a newline would make a line of
+        // its own (a cookie for another domain), a tab another field.
+        if [name, value, &a.domain, &a.path]
+            .iter()
+            .any(|f| f.bytes().any(|b| b.is_ascii_control()))
+        {
+            left_out += 1;
+            continue;
+        }
         let tf = |b: bool| if b { "TRUE" } else { "FALSE" };
         out.push_str(&format!(
             "{}{}{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
@@ -791,6 +804,11 @@ pub fn to_cookies_txt(view: &CredentialView, secrets: &Secrets) -> String {
             value
         ));
     }
+    if left_out > 0 {
+        out.push_str(&format!(
+            "# {left_out} cookie(s) left out: a field held a control character\n"
+        ));
+    }
     out
 }
 
@@ -804,6 +822,8 @@ mod tests {
         assert_eq!(site_of("www.bbc.co.uk"), "bbc.co.uk");
         assert_eq!(site_of("127.0.0.1"), "127.0.0.1");
         assert_eq!(site_of("localhost"), "localhost");
+        assert_eq!(site_of("a.b.github.io"), "b.github.io");
+        assert_eq!(site_of("co.uk"), "co.uk");
     }
 
     #[test]

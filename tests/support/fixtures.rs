@@ -31,6 +31,7 @@ pub fn webhook() -> (Server, NotifySection) {
         webhook_timeout: Some(Duration::from_secs(5)),
         webhook_retries: Some(1),
         command: None,
+        command_env: Vec::new(),
     };
     (hook, section)
 }

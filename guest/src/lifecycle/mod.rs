@@ -69,7 +69,19 @@ struct Entry {
     due: Option<(Millis, RunMethod)>,
     failures: u32,
     retry_at: Millis,
+    /// When its last refresh or login succeeded (see [`MIN_REFRESH_GAP`]).
+    last_refreshed: Millis,
 }
+
+/// The least time from a successful refresh or login of a live (active)
+/// credential to its next scheduled one (health checks aside; failures
+/// have their own backoff; an expired or challenged one is not held).
+/// Short (5 s) because real sessions can be short-lived; it bounds a bad
+/// site to one refresh per 5 s instead of one per tick, and the host also
+/// clamps token lifetimes to at least 60 s: a site answering with lifetimes
+/// of seconds (an `expires_in` of 0) would otherwise have it refreshed on
+/// every tick, rotating its refresh token each time.
+pub const MIN_REFRESH_GAP: Millis = 5_000;
 
 /// The lifecycle state of a pool: due index, in-flight refreshes, failure
 /// counts and open tickets.

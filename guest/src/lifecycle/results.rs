@@ -41,6 +41,9 @@ impl Lifecycle {
         match done.outcome {
             RunOutcome::Refreshed(expiry) => {
                 self.succeed(id);
+                if let Some(e) = self.entries.get_mut(id) {
+                    e.last_refreshed = now;
+                }
                 d.status = Some(StatusChange::Active);
                 if expiry.is_some() {
                     d.expires_at = Some(expiry);

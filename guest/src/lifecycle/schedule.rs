@@ -2,8 +2,8 @@
 //! cap; failure backoff; refreshes the host lost.
 
 use super::{
-    Entry, InFlight, LcStatus, Lifecycle, RunMethod, SiteMethod, StartRefresh, StatusChange,
-    TickPlan, TimedOut, Tracked, secs,
+    Entry, InFlight, LcStatus, Lifecycle, MIN_REFRESH_GAP, RunMethod, SiteMethod, StartRefresh,
+    StatusChange, TickPlan, TimedOut, Tracked, secs,
 };
 use crate::model::Millis;
 
@@ -90,16 +90,25 @@ impl Lifecycle {
         {
             *at = now;
         }
-        let (failures, retry_at) = match self.entries.get(&c.id) {
+        let (failures, retry_at, last_refreshed) = match self.entries.get(&c.id) {
             Some(e) => {
                 if let Some((at, _)) = e.due {
                     self.due.remove(&(at, c.id.clone()));
                 }
-                (e.failures, e.retry_at)
+                (e.failures, e.retry_at, e.last_refreshed)
             }
-            None => (0, Millis::MIN),
+            None => (0, Millis::MIN, Millis::MIN),
         };
-        let due = due.map(|(at, m)| (at.max(retry_at), m));
+        let due = due.map(|(at, m)| {
+            // Only the schedule of a live session waits: a credential
+            // reported expired or challenged needs its login now.
+            let gap = if m == RunMethod::HealthCheck || c.status != LcStatus::Active {
+                Millis::MIN
+            } else {
+                last_refreshed.saturating_add(MIN_REFRESH_GAP)
+            };
+            (at.max(retry_at).max(gap), m)
+        });
         if let Some((at, _)) = due {
             self.due.insert((at, c.id.clone()));
         }
@@ -111,6 +120,7 @@ impl Lifecycle {
                 due,
                 failures,
                 retry_at,
+                last_refreshed,
             },
         );
     }

@@ -124,6 +124,35 @@ fn stale_results_change_nothing() {
 }
 
 #[test]
+fn a_credential_is_not_refreshed_again_within_the_minimum_gap() {
+    // The site answers lifetimes of one second: without the gap every
+    // tick would start another refresh.
+    let mut l = lc(SiteMethod::OauthRefresh, 2);
+    l.track(&cred("a", Some(T0 + 1_000)), T0, &mut no_jitter());
+    let mut now = T0;
+    let mut started = Vec::new();
+    while now < T0 + 3 * MIN_REFRESH_GAP {
+        for s in l.tick(now, &mut no_jitter()).start {
+            started.push(now);
+            l.on_completed(
+                &Completed {
+                    request_id: s.request_id,
+                    credential_id: "a".into(),
+                    outcome: RunOutcome::Refreshed(Some(now + 1_000)),
+                },
+                now,
+                &mut no_jitter(),
+            );
+            l.track(&cred("a", Some(now + 1_000)), now, &mut no_jitter());
+        }
+        now += 1_000;
+    }
+    let gaps: Vec<Millis> = started.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(started.len(), 3, "{started:?}");
+    assert!(gaps.iter().all(|g| *g >= MIN_REFRESH_GAP), "{gaps:?}");
+}
+
+#[test]
 fn failures_back_off_exponentially_then_expire_with_an_alert() {
     let mut l = lc(SiteMethod::CookieVisit, 2);
     let c = cred("a", Some(T0 + H));

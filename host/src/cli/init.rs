@@ -8,6 +8,7 @@ use std::path::Path;
 pub fn run(cli: &Cli) -> Result<(), Failed> {
     let dir = &cli.data_dir;
     create_private_dir(dir)
+        .and_then(|_| crate::private_fs::tighten_dir(dir))
         .map_err(|e| Failed(EXIT_ERROR, format!("cannot create {}: {e}", dir.display())))?;
     let key_path = cli.key_file.clone().unwrap_or_else(|| dir.join(KEY_FILE));
     crypto::create_key_file(&key_path).map_err(|e| Failed(EXIT_ERROR, e.to_string()))?;

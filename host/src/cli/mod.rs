@@ -31,7 +31,7 @@ pub use store::install_panic_hook;
 
 use crate::CredentialKind;
 use crate::config::ConfigFile;
-use crate::crypto::{KEY_ENV, KeySource};
+use crate::crypto::{self, KeySource};
 use crate::error::Error;
 use crate::names;
 use crate::pool::{KEY_FILE, Pool, PoolOptions};
@@ -530,7 +530,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
 fn key_source(cli: &Cli) -> KeySource {
     match &cli.key_file {
         Some(path) => KeySource::File(path.clone()),
-        None if std::env::var_os(KEY_ENV).is_some() => KeySource::Env,
+        None if crypto::env_key_given() => KeySource::Env,
         None => KeySource::File(cli.data_dir.join(KEY_FILE)),
     }
 }

@@ -52,9 +52,8 @@ pub fn seal_to_spool(
         .seal(&aad(vault, ticket), answer.as_bytes())
         .map_err(|e| e.to_string())?;
     let path = spool_path(dir, ticket);
-    let tmp = dir.join(format!(".{ticket}.tmp"));
-    std::fs::write(&tmp, sealed).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    crate::private_fs::write_private(&path, &sealed)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 

@@ -4,7 +4,30 @@
 //! `Cookie` header for a request (section 5.4). Values never appear in a
 //! `Debug` print or an error.
 
-use crate::secrets::{CookieAttrs, Secrets};
+use crate::secrets::{CookieAttrs, Secrets, is_token_byte};
+
+/// Bounds on what a site can make us store (browsers keep about 180
+/// cookies per domain of at most 4 KB each); past them the oldest go.
+pub const MAX_COOKIE_BYTES: usize = 4096;
+pub const MAX_PER_DOMAIN: usize = 180;
+pub const MAX_PER_JAR: usize = 300;
+/// Name and value bytes of a whole jar.
+pub const MAX_JAR_BYTES: usize = 256 * 1024;
+
+/// Whether `domain` is a public suffix (`co.uk`, `uk`, `github.io`), on
+/// which no cookie may be set. IP addresses and names the list does not
+/// know (`localhost`) are not.
+pub fn is_public_suffix(domain: &str) -> bool {
+    let d = domain
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if d.is_empty() || d.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    // `is_known`: a rule of the list, not its default "*" rule.
+    psl::suffix(d.as_bytes()).is_some_and(|s| s.is_known() && s.as_bytes().len() == d.len())
+}
 
 /// One stored cookie.
 #[derive(Clone, PartialEq, Eq)]
@@ -28,6 +51,23 @@ impl std::fmt::Debug for Cookie {
             "Cookie({} domain={} path={} value=[REDACTED])",
             self.name, self.domain, self.path
         )
+    }
+}
+
+impl Cookie {
+    /// Whether a cookie that did not come as `Set-Cookie` (a login
+    /// command's answer) is fit to keep: an RFC 6265 token for a name, no
+    /// control character anywhere, within [`MAX_COOKIE_BYTES`], a domain
+    /// that is not a public suffix.
+    pub fn is_acceptable(&self) -> bool {
+        !self.name.is_empty()
+            && self.name.bytes().all(is_token_byte)
+            && self.name.len() + self.value.len() <= MAX_COOKIE_BYTES
+            && ![&self.value, &self.domain, &self.path]
+                .iter()
+                .any(|f| f.bytes().any(|b| b.is_ascii_control() || b == b';'))
+            && !self.domain.is_empty()
+            && !is_public_suffix(&self.domain)
     }
 }
 
@@ -140,23 +180,35 @@ impl Jar {
     }
 
     /// Merges one `Set-Cookie` header value received from `host` for
-    /// `req_path`. Returns which way it went.
+    /// `req_path` (over https when `https`). Returns which way it went.
+    /// Ignored: a name that is not an RFC 6265 token, a control character
+    /// anywhere, a cookie over [`MAX_COOKIE_BYTES`], a `Domain` that is a
+    /// public suffix or not the host's, a `Secure` cookie over http.
     pub fn set_cookie(
         &mut self,
         header: &str,
         host: &str,
         req_path: &str,
+        https: bool,
         now_ms: i64,
         sum: &mut MergeSummary,
     ) {
         let host = host.to_ascii_lowercase();
+        // Tabs included: a tab would split an exported cookies.txt line.
+        if header.bytes().any(|b| b.is_ascii_control()) {
+            sum.ignored += 1;
+            return;
+        }
         let mut parts = header.split(';');
         let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else {
             sum.ignored += 1;
             return;
         };
         let (name, value) = (name.trim(), value.trim());
-        if name.is_empty() {
+        if name.is_empty()
+            || !name.bytes().all(is_token_byte)
+            || name.len() + value.len() > MAX_COOKIE_BYTES
+        {
             sum.ignored += 1;
             return;
         }
@@ -187,7 +239,21 @@ impl Jar {
         }
         // Max-Age wins over Expires (5.3 step 3).
         let expiry = max_age.or(expires);
+        if secure && !https {
+            sum.ignored += 1;
+            return;
+        }
         let (domain, host_only) = match domain {
+            // A public suffix names many owners' hosts: only the host
+            // itself may be it (RFC 6265 5.3 step 5), as a host-only cookie.
+            Some(d) if is_public_suffix(&d) => {
+                if d == host {
+                    (host.clone(), true)
+                } else {
+                    sum.ignored += 1;
+                    return;
+                }
+            }
             Some(d) if domain_match(&host, &d) => (d, false),
             Some(_) => {
                 sum.ignored += 1;
@@ -230,6 +296,30 @@ impl Jar {
             None => {
                 sum.added += 1;
                 self.cookies.push(cookie);
+                self.enforce_limits();
+            }
+        }
+    }
+
+    /// Drops the oldest cookies (the jar keeps them in the order first
+    /// set) until the jar is within [`MAX_PER_DOMAIN`], [`MAX_PER_JAR`]
+    /// and [`MAX_JAR_BYTES`].
+    pub fn enforce_limits(&mut self) {
+        let bytes = |c: &Cookie| c.name.len() + c.value.len();
+        let mut total: usize = self.cookies.iter().map(bytes).sum();
+        while self.cookies.len() > MAX_PER_JAR || total > MAX_JAR_BYTES {
+            total -= bytes(&self.cookies.remove(0));
+        }
+        let mut per_domain: std::collections::HashMap<String, usize> = Default::default();
+        for c in &self.cookies {
+            *per_domain.entry(c.domain.clone()).or_default() += 1;
+        }
+        for (domain, mut n) in per_domain {
+            while n > MAX_PER_DOMAIN {
+                if let Some(i) = self.cookies.iter().position(|c| c.domain == domain) {
+                    self.cookies.remove(i);
+                }
+                n -= 1;
             }
         }
     }
@@ -283,7 +373,7 @@ mod tests {
 
     fn merge(jar: &mut Jar, h: &str) -> MergeSummary {
         let mut s = MergeSummary::default();
-        jar.set_cookie(h, "www.jd.com", "/account/home", NOW, &mut s);
+        jar.set_cookie(h, "www.jd.com", "/account/home", true, NOW, &mut s);
         s
     }
 
@@ -341,6 +431,33 @@ mod tests {
         assert_eq!(merge(&mut jar, "x=1; Domain=w.jd.com").ignored, 1);
         merge(&mut jar, "y=1");
         assert_eq!(jar.cookies[0].path, "/account");
+    }
+
+    #[test]
+    fn public_suffixes_bad_names_controls_and_insecure_secure_are_refused() {
+        let mut jar = Jar::default();
+        let mut s = MergeSummary::default();
+        let mut set = |jar: &mut Jar, h: &str, https: bool| {
+            jar.set_cookie(h, "www.shop.co.uk", "/", https, NOW, &mut s)
+        };
+        for h in [
+            "a=1; Domain=co.uk",
+            "b=1; Domain=.uk",
+            "c d=1",
+            "e=1; Path=/a\tb",
+            "f=1\u{7f}",
+        ] {
+            set(&mut jar, h, true);
+        }
+        set(&mut jar, "sec=1; Secure", false);
+        assert!(jar.cookies.is_empty(), "{jar:?}");
+        set(&mut jar, "ok=1; Domain=shop.co.uk", true);
+        set(&mut jar, "sec=1; Secure", true);
+        assert_eq!(jar.cookies.len(), 2);
+        assert_eq!(jar.cookies[0].domain, "shop.co.uk");
+        assert!(is_public_suffix("github.io") && is_public_suffix("com"));
+        assert!(!is_public_suffix("localhost") && !is_public_suffix("127.0.0.1"));
+        assert!(!is_public_suffix("jd.com"));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! into the vault.
 
 pub mod answers;
+pub mod command;
 pub mod cookies;
 pub mod http;
 pub mod notifiers;
@@ -550,7 +551,7 @@ async fn visit(
     }
     let mut sum = MergeSummary::default();
     for h in &answer.set_cookies {
-        jar.set_cookie(h, &host, url.path(), now, &mut sum);
+        jar.set_cookie(h, &host, url.path(), url.scheme() == "https", now, &mut sum);
     }
     jar.evict_expired(now);
     if sum != MergeSummary::default() {

@@ -32,6 +32,10 @@ pub struct NotifySection {
     pub webhook_retries: Option<u32>,
     /// Run this program with each event as JSON on stdin.
     pub command: Option<Vec<String>>,
+    /// Variables of credpool's environment the command also gets (besides
+    /// PATH, HOME, LANG and TZ).
+    #[serde(default)]
+    pub command_env: Vec<String>,
 }
 
 impl NotifySection {
@@ -44,7 +48,7 @@ impl NotifySection {
         if self.command.as_ref().is_some_and(|c| c.is_empty()) {
             return Err("command needs at least the program".into());
         }
-        Ok(())
+        super::command::validate_env("command_env", &self.command_env)
     }
 }
 
@@ -100,12 +104,8 @@ pub fn read_ticket_book(path: &Path) -> Vec<Value> {
 }
 
 fn write_ticket_book(path: &Path, tickets: &[Value]) {
-    let tmp = path.with_extension("tmp");
     let body = serde_json::to_vec_pretty(tickets).expect("JSON values serialise");
-    if std::fs::write(&tmp, body)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .is_err()
-    {
+    if crate::private_fs::write_private(path, &body).is_err() {
         tracing::error!(target: "credpool::notify", "cannot write the ticket book {}", path.display());
     }
 }
@@ -246,21 +246,16 @@ fn deliver_loop(cfg: NotifySection, rx: mpsc::Receiver<Value>, outbox: Arc<Outbo
         }
         if let Some(cmd) = &cfg.command {
             let body = event.to_string();
-            let ok = rt.block_on(async {
-                let child = tokio::process::Command::new(&cmd[0])
-                    .args(&cmd[1..])
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn();
-                let Ok(mut child) = child else { return false };
-                if let Some(mut stdin) = child.stdin.take() {
-                    use tokio::io::AsyncWriteExt;
-                    let _ = stdin.write_all(body.as_bytes()).await;
-                }
-                matches!(tokio::time::timeout(timeout, child.wait()).await, Ok(Ok(s)) if s.success())
-            });
+            // Bounded as every external command (own process group, a
+            // cleared environment); what it prints is not used.
+            let ok = rt
+                .block_on(super::command::run(
+                    cmd,
+                    &cfg.command_env,
+                    body.as_bytes(),
+                    timeout,
+                ))
+                .is_ok();
             if !ok {
                 tracing::error!(target: "credpool::notify", "notify command failed");
             }

@@ -144,7 +144,19 @@ pub(crate) async fn refresh(
     if inner.vault.put_secrets(site_name, id, &secrets).is_err() {
         return failed(RefreshFailure::Other, None);
     }
-    RefreshOutcome::Refreshed(tokens.expires_in.map(|s| now + s * 1000))
+    RefreshOutcome::Refreshed(tokens.expires_in.map(|s| token_expiry(now, s)))
+}
+
+/// A token's lifetime is held between these: an endpoint answering 0, a
+/// negative or a huge `expires_in` would otherwise have it refreshed on
+/// every tick (rotating the refresh token each time) or overflow.
+pub const MIN_TOKEN_LIFETIME_S: i64 = 60;
+pub const MAX_TOKEN_LIFETIME_S: i64 = 366 * 86_400;
+
+/// When a token given at `now` (ms) for `expires_in` seconds expires.
+pub fn token_expiry(now: i64, expires_in: i64) -> i64 {
+    let secs = expires_in.clamp(MIN_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S);
+    now.saturating_add(secs * 1000)
 }
 
 fn apply(secrets: &mut Secrets, t: &TokenAnswer, used: &str, now: i64, grace_ms: i64) {
@@ -153,9 +165,28 @@ fn apply(secrets: &mut Secrets, t: &TokenAnswer, used: &str, now: i64, grace_ms:
         && new != used
     {
         secrets.previous_refresh_token = Some(used.to_string());
-        secrets.previous_refresh_token_until = Some(now + grace_ms);
+        secrets.previous_refresh_token_until = Some(now.saturating_add(grace_ms));
         secrets.refresh_token = Some(new.clone());
     } else {
         secrets.refresh_token = Some(used.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_clamped_without_overflow() {
+        let now = 1_767_225_600_000;
+        assert_eq!(token_expiry(now, 3600), now + 3_600_000);
+        for bad in [0, -5, i64::MIN] {
+            assert_eq!(token_expiry(now, bad), now + MIN_TOKEN_LIFETIME_S * 1000);
+        }
+        assert_eq!(
+            token_expiry(now, i64::MAX),
+            now + MAX_TOKEN_LIFETIME_S * 1000
+        );
+        assert_eq!(token_expiry(i64::MAX - 5, 3600), i64::MAX);
     }
 }

@@ -14,7 +14,6 @@ use super::totp;
 use crate::bindings::refresh::{ChallengeKind, RefreshFailure, RefreshOutcome, RefreshRequest};
 use crate::secrets::Secrets;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// A login stopped at a challenge, kept in memory for the resumed login.
@@ -74,6 +73,7 @@ fn merge(jar: &mut Jar, a: &Answer, url: &reqwest::Url, now: i64) {
             h,
             url.host_str().unwrap_or_default(),
             url.path(),
+            url.scheme() == "https",
             now,
             &mut sum,
         );
@@ -252,45 +252,20 @@ fn store_login(
     RefreshOutcome::Refreshed(jar.earliest_expiry())
 }
 
-/// Runs `argv` with `input` on stdin under `timeout`; its stdout, or a
-/// failure. stderr is discarded: it might echo a secret.
+/// Runs `argv` bounded (see [`super::command`]); its stdout, or a failure.
 async fn run_command(
     argv: &[String],
+    env: &[String],
     input: &[u8],
     timeout: Duration,
 ) -> Result<Zeroizing<Vec<u8>>, RefreshFailure> {
-    let mut child = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|_| RefreshFailure::Misconfigured)?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut stdout = child.stdout.take().expect("piped");
-    let work = async {
-        stdin
-            .write_all(input)
-            .await
-            .map_err(|_| RefreshFailure::Other)?;
-        drop(stdin);
-        let mut out = Zeroizing::new(Vec::new());
-        stdout
-            .read_to_end(&mut out)
-            .await
-            .map_err(|_| RefreshFailure::Other)?;
-        let status = child.wait().await.map_err(|_| RefreshFailure::Other)?;
-        if status.success() {
-            Ok(out)
-        } else {
-            Err(RefreshFailure::Rejected)
-        }
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(RefreshFailure::Timeout),
-    }
+    use super::command::{CommandError, run};
+    run(argv, env, input, timeout).await.map_err(|e| match e {
+        CommandError::Spawn => RefreshFailure::Misconfigured,
+        CommandError::Failed => RefreshFailure::Rejected,
+        CommandError::Timeout => RefreshFailure::Timeout,
+        CommandError::Io | CommandError::TooLong => RefreshFailure::Other,
+    })
 }
 
 async fn solve_captcha(
@@ -305,9 +280,14 @@ async fn solve_captcha(
         "credential_id": id,
         "kind": crate::names::challenge_kind(kind),
     });
-    let out = run_command(solver, input.to_string().as_bytes(), site.login_timeout())
-        .await
-        .ok()?;
+    let out = run_command(
+        solver,
+        &site.captcha_solver_env,
+        input.to_string().as_bytes(),
+        site.login_timeout(),
+    )
+    .await
+    .ok()?;
     let text = Zeroizing::new(String::from_utf8(out.to_vec()).ok()?);
     let code = text.trim();
     (!code.is_empty()).then(|| Zeroizing::new(code.to_string()))
@@ -390,7 +370,7 @@ async fn command_login(
     if serde_json::to_writer(&mut *input, &fields).is_err() {
         return failed(RefreshFailure::Other, None);
     }
-    let out = match run_command(argv, &input, site.login_timeout()).await {
+    let out = match run_command(argv, &site.login_command_env, &input, site.login_timeout()).await {
         Ok(o) => o,
         Err(f) => return failed(f, None),
     };
@@ -408,7 +388,7 @@ async fn command_login(
     }
     let mut jar = Jar::default();
     for c in &parsed.cookies {
-        jar.cookies.push(super::cookies::Cookie {
+        let cookie = super::cookies::Cookie {
             name: c.name.clone(),
             value: c.value.clone(),
             domain: c
@@ -422,8 +402,13 @@ async fn command_login(
             expires: c.expires_at,
             secure: false,
             http_only: false,
-        });
+        };
+        // What a command prints is held to what a site could set.
+        if cookie.is_acceptable() {
+            jar.cookies.push(cookie);
+        }
     }
+    jar.enforce_limits();
     if !jar.cookies.is_empty() {
         jar.store_into(&mut secrets);
     }

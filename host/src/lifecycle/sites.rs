@@ -168,11 +168,22 @@ pub struct SiteConfig {
     /// An external login program and its arguments: it gets the secrets as
     /// JSON on stdin and prints cookies/tokens as JSON.
     pub login_command: Option<Vec<String>>,
+    /// Variables of credpool's environment the login command also gets
+    /// (besides PATH, HOME, LANG and TZ).
+    #[serde(default)]
+    pub login_command_env: Vec<String>,
     #[serde(default, deserialize_with = "de_duration")]
     pub login_timeout: Option<Duration>,
     /// A captcha solver program: gets the challenge as JSON on stdin, prints
     /// the answer.
     pub captcha_solver: Option<Vec<String>>,
+    /// Variables the captcha solver also gets (as `login_command_env`).
+    #[serde(default)]
+    pub captcha_solver_env: Vec<String>,
+    /// Allow plain `http://` URLs to hosts other than loopback (passwords
+    /// and tokens then cross the network in clear).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     #[serde(default)]
     pub ban: Detect,
     #[serde(default)]
@@ -249,13 +260,17 @@ impl SiteConfig {
             ("check_url", &self.check_url),
         ] {
             if let Some(url) = url {
-                check_url(key, url)?;
+                check_url(key, url, self.allow_insecure_http)?;
             }
         }
         if let Some(l) = &self.login {
-            check_url("login.url", &l.url)?;
+            check_url("login.url", &l.url, self.allow_insecure_http)?;
             for c in &l.challenges {
-                check_url("login.challenges.submit_url", &c.submit_url)?;
+                check_url(
+                    "login.challenges.submit_url",
+                    &c.submit_url,
+                    self.allow_insecure_http,
+                )?;
                 if crate::names::parse_challenge_kind(&c.kind).is_none() {
                     return Err(format!(
                         "login.challenges.kind {:?} is not a challenge kind",
@@ -272,6 +287,8 @@ impl SiteConfig {
                 return Err("a command needs at least the program".into());
             }
         }
+        super::command::validate_env("login_command_env", &self.login_command_env)?;
+        super::command::validate_env("captcha_solver_env", &self.captcha_solver_env)?;
         if let Some(v) = &self.client_secret_env
             && (v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         {
@@ -297,12 +314,32 @@ impl SiteConfig {
 }
 
 /// Names the key, not the value: a URL may carry `user:pass@` or a key in
-/// its query.
-fn check_url(key: &str, url: &str) -> Result<(), String> {
+/// its query. Plain http is for loopback hosts only, unless allowed.
+fn check_url(key: &str, url: &str, allow_insecure_http: bool) -> Result<(), String> {
     match reqwest::Url::parse(url) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
+        Ok(u) if u.scheme() == "https" => Ok(()),
+        Ok(u) if u.scheme() == "http" => {
+            if allow_insecure_http || is_loopback(&u) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{key} is plain http to a host that is not loopback: use https, \
+                     or set allow_insecure_http = true for this site"
+                ))
+            }
+        }
         _ => Err(format!("{key} is not an http(s) URL")),
     }
+}
+
+fn is_loopback(u: &reqwest::Url) -> bool {
+    let host = u.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let d = host.trim_end_matches('.').to_ascii_lowercase();
+    d == "localhost" || d.ends_with(".localhost")
 }
 
 /// The policy's `lifecycle` configuration for all sites.

@@ -131,6 +131,7 @@ impl Pool {
                         dir.display()
                     )));
                 }
+                crate::private_fs::ensure_private_dir(dir).map_err(Error::Config)?;
                 Arc::new(RedbBackend::open(&dir.join(DB_FILE)).map_err(|e| Error::Store(e.into()))?)
             }
             Storage::Memory => Arc::new(MemoryBackend::new()),
