@@ -37,6 +37,8 @@
 //! - [`simulate`]: `credpool simulate`: a hostile site on loopback to try a
 //!   policy against before real accounts meet it.
 //! - [`names`]: stable names of the contract's enums for CLI and JSON.
+//! - `server`: `credpool serve`, the pool over HTTP for a fleet (feature
+//!   `server`, on by default).
 //! - [`cli`]: the `credpool` command.
 
 pub mod backend;
@@ -55,6 +57,8 @@ pub mod pool;
 pub mod rekey;
 pub mod runtime;
 pub mod secrets;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod simulate;
 pub mod state;
 pub mod transfer;

@@ -4,8 +4,12 @@
 pub mod bench;
 mod lifecycle;
 pub mod output;
+#[cfg(feature = "server")]
+mod serve;
 mod simulate;
 mod store;
+#[cfg(feature = "server")]
+mod token;
 
 pub use store::install_panic_hook;
 
@@ -258,6 +262,16 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         disk: Option<PathBuf>,
     },
+    /// Serve the pool over HTTP to a crawl fleet: owns the store, runs the
+    /// lifecycle as `run` does, until SIGINT/SIGTERM.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// API tokens for `serve`: create (printed once), list, revoke.
+    #[cfg(feature = "server")]
+    Token {
+        #[command(subcommand)]
+        action: token::TokenAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -509,6 +523,10 @@ fn run(cli: Cli) -> Result<(), Failed> {
                 *ticks,
             )
         }
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(&cli, args),
+        #[cfg(feature = "server")]
+        Command::Token { action } => token::run(&cli.data_dir, action),
         _ => {
             let pool = open_pool(&cli)?;
             run_on_pool(&cli, &pool)
@@ -705,6 +723,10 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         | Command::Bench { .. }
         | Command::Challenge { .. }
         | Command::Run { .. } => {
+            unreachable!("handled before opening a pool")
+        }
+        #[cfg(feature = "server")]
+        Command::Serve(_) | Command::Token { .. } => {
             unreachable!("handled before opening a pool")
         }
     }
