@@ -46,7 +46,10 @@
 //!
 //! Behind cargo features (on by default; an embedder turns them off with
 //! `default-features = false`):
-//! - `cli` → `cli`: the `credpool` command, `bench` among its commands.
+//! - `cli` → `cli`: the `credpool` command, `bench` among its commands
+//!   (brings `server` and `simulate`).
+//! - `server` → `server`: `credpool serve`, the pool over HTTP for a crawl
+//!   fleet: routes, tokens, metrics.
 //! - `simulate` → `simulate`: `credpool simulate`: a hostile site on loopback
 //!   to try a policy against before real accounts meet it.
 
@@ -69,6 +72,8 @@ mod private_fs;
 pub mod rekey;
 mod runtime;
 pub mod secrets;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "simulate")]
 pub mod simulate;
 mod state;

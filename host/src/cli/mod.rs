@@ -9,6 +9,7 @@
 //!   `challenge list|answer|reset`.
 //! - `store.rs`: `rekey`, `import`, `export`, and the panic hook.
 //! - [`bench`], `simulate.rs`: measurements and simulated crawls.
+//! - `serve.rs`, `token.rs`: `serve` (the pool over HTTP) and its API tokens.
 
 mod acquire;
 mod add;
@@ -20,11 +21,13 @@ pub mod output;
 mod release;
 mod remove;
 mod report;
+mod serve;
 mod show;
 mod simulate;
 mod stats;
 mod store;
 mod tick;
+mod token;
 mod unban;
 
 pub use store::install_panic_hook;
@@ -276,6 +279,14 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         disk: Option<PathBuf>,
     },
+    /// Serve the pool over HTTP to a crawl fleet: owns the store, runs the
+    /// lifecycle as `run` does, until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
+    /// API tokens for `serve`: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: token::TokenAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -520,6 +531,8 @@ fn run(cli: Cli) -> Result<(), Failed> {
                 *ticks,
             )
         }
+        Command::Serve(args) => serve::run(&cli, args),
+        Command::Token { action } => token::run(&cli.data_dir, action),
         _ => {
             let pool = open_pool(&cli)?;
             run_on_pool(&cli, &pool)
@@ -619,7 +632,9 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         | Command::Simulate { .. }
         | Command::Bench { .. }
         | Command::Challenge { .. }
-        | Command::Run { .. } => {
+        | Command::Run { .. }
+        | Command::Serve(_)
+        | Command::Token { .. } => {
             unreachable!("handled before opening a pool")
         }
     }

@@ -1,0 +1,217 @@
+//! The crawler's endpoints: acquire, report, release, and report-and-acquire
+//! (a crawler's loop step in one request). Only a lease's own answer
+//! carries secrets.
+
+use super::Shared;
+use super::auth::Need;
+use super::errors::{ApiError, ApiResult, read_json};
+use crate::cli::output;
+use crate::names;
+use crate::pool::Acquired;
+use crate::{AcquireRequest, AcquireStatus, Failure, FailureClass, LeaseId, Outcome};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Seconds to wait when nothing is free and the policy names no time.
+const RETRY_UNKNOWN_SECS: i64 = 5;
+
+/// The card's acquire request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireBody {
+    site: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    purpose: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    ttl_seconds: Option<u64>,
+    #[serde(default)]
+    prefer_fresh: bool,
+}
+
+impl AcquireBody {
+    fn request(&self) -> ApiResult<AcquireRequest> {
+        if self.site.trim().is_empty() {
+            return Err(ApiError::bad_request("invalid_input", "`site` is empty"));
+        }
+        let mut req = AcquireRequest::site(&self.site);
+        req.kind = match &self.kind {
+            Some(k) => Some(names::parse_kind(k).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_input",
+                    "`type` must be account, session, token, api-key or device",
+                )
+            })?),
+            None => None,
+        };
+        req.purpose = self.purpose.clone();
+        req.tags = self.tags.clone();
+        req.lease_ttl_ms = match self.ttl_seconds {
+            Some(0) => {
+                return Err(ApiError::bad_request(
+                    "invalid_input",
+                    "`ttl_seconds` must be at least 1",
+                ));
+            }
+            Some(s) => Some(s.checked_mul(1000).ok_or_else(|| {
+                ApiError::bad_request("invalid_input", "`ttl_seconds` is too large")
+            })?),
+            None => None,
+        };
+        Ok(req)
+    }
+}
+
+/// The card's report.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    outcome: String,
+    http_status: Option<u16>,
+    retry_after: Option<u32>,
+}
+
+impl ReportBody {
+    fn outcome(&self) -> ApiResult<Outcome> {
+        let class = match self.outcome.as_str() {
+            "success" | "ok" => return Ok(Outcome::Success),
+            "failed" | "other" => FailureClass::Other,
+            other => names::parse_failure_class(other).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_input",
+                    "`outcome` must be success, blocked, challenged, expired, rate-limited, network or failed",
+                )
+            })?,
+        };
+        Ok(Outcome::Failure(Failure {
+            class,
+            http_status: self.http_status,
+            retry_after_secs: self.retry_after,
+        }))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportAndAcquireBody {
+    report: ReportBody,
+    next: AcquireBody,
+}
+
+pub(super) fn lease_id(id: &str) -> ApiResult<LeaseId> {
+    id.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_lease_id",
+            "the lease id is not of the form l<hex>.<hex> that acquire returned",
+        )
+    })
+}
+
+fn effect_json(lease: &str, e: &crate::ReportEffect) -> serde_json::Value {
+    json!({
+        "lease": lease,
+        "status": names::status(e.status),
+        "health": e.health,
+        "cooldown_until": e.cooldown_until.map(output::time),
+    })
+}
+
+/// The answer, with `Retry-After` when nothing was handed out.
+fn acquired_response(
+    got: &Acquired,
+    prefer_fresh: bool,
+    extra: Option<serde_json::Value>,
+) -> Response {
+    let mut body = output::acquired_json(got, None);
+    if prefer_fresh && let Some(w) = body["warnings"].as_array_mut() {
+        w.push(json!(
+            "prefer_fresh is not supported by this policy; the usual choice was made"
+        ));
+    }
+    if let Some((k, v)) = extra
+        .as_ref()
+        .and_then(|x| x.as_object())
+        .and_then(|o| o.iter().next())
+    {
+        body[k] = v.clone();
+    }
+    let mut resp = Json(body).into_response();
+    if got.status != AcquireStatus::Success {
+        let now = chrono::Utc::now().timestamp_millis();
+        let secs = got
+            .next_free_at
+            .map(|t| ((t - now).max(0) + 999) / 1000)
+            .unwrap_or(RETRY_UNKNOWN_SECS)
+            .max(1);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+pub async fn acquire(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = s.tokens.authorize(&headers, Need::Crawl)?;
+    let body: AcquireBody = read_json(body, s.max_body).await?;
+    let req = body.request()?;
+    let pool = s.tenants.get(&who.tenant)?.pool;
+    let got = pool.acquire(&req)?;
+    Ok(acquired_response(&got, body.prefer_fresh, None))
+}
+
+pub async fn report(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = s.tokens.authorize(&headers, Need::Crawl)?;
+    let lease = lease_id(&id)?;
+    let body: ReportBody = read_json(body, s.max_body).await?;
+    let outcome = body.outcome()?;
+    let pool = s.tenants.get(&who.tenant)?.pool;
+    let effect = pool.report(lease, outcome)?;
+    Ok(Json(effect_json(&id, &effect)).into_response())
+}
+
+pub async fn release(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = s.tokens.authorize(&headers, Need::Crawl)?;
+    let lease = lease_id(&id)?;
+    let pool = s.tenants.get(&who.tenant)?.pool;
+    pool.release(lease)?;
+    Ok(Json(json!({"lease": id, "released": true})).into_response())
+}
+
+pub async fn report_and_acquire(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = s.tokens.authorize(&headers, Need::Crawl)?;
+    let lease = lease_id(&id)?;
+    let body: ReportAndAcquireBody = read_json(body, s.max_body).await?;
+    let outcome = body.report.outcome()?;
+    let next = body.next.request()?;
+    let pool = s.tenants.get(&who.tenant)?.pool;
+    let (effect, got) = pool.report_and_acquire(lease, outcome, &next)?;
+    Ok(acquired_response(
+        &got,
+        body.next.prefer_fresh,
+        Some(json!({"report": effect_json(&id, &effect)})),
+    ))
+}

@@ -1,0 +1,196 @@
+//! `credpool serve`: one pool for a crawl fleet over HTTP/1.1 JSON. The
+//! server owns the store, runs the lifecycle loop `credpool run` runs, and
+//! answers crawlers in any language. Each tenant has its own [`Pool`]
+//! (its own policy instance and key prefix) on one shared backend; the API
+//! token picks the tenant.
+//!
+//! Routes are in one file per area: `leases`, `credentials`, `admin`
+//! (stats, alerts, tickets, tokens), `metrics`; `auth` checks tokens.
+
+mod admin;
+pub mod alerts;
+pub mod auth;
+mod credentials;
+pub mod errors;
+mod leases;
+mod lifecycle;
+mod metrics;
+mod tenants;
+
+use crate::config::ConfigFile;
+use crate::pool::PoolOptions;
+use auth::TokenBook;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use errors::{ApiError, ApiResult};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tenants::Tenants;
+
+/// How to serve.
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config: ConfigFile,
+    /// The options of the configured tenant's pool; other tenants differ
+    /// only in their name.
+    pub pool: PoolOptions,
+    /// Between lifecycle ticks.
+    pub interval: Duration,
+    /// Requests a second per token (0: no limit).
+    pub rate_limit: u32,
+    /// Largest request body, bytes.
+    pub max_body: usize,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub tokens: TokenBook,
+    pub tenants: Tenants,
+    pub metrics: metrics::Metrics,
+    pub max_body: usize,
+    pub ready: AtomicBool,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// Runs a pool call that may write to disk off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request's worker failed",
+        )
+    })?
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .route("/v1/acquire", post(leases::acquire))
+        .route("/v1/leases/{id}/report", post(leases::report))
+        .route("/v1/leases/{id}/release", post(leases::release))
+        .route(
+            "/v1/leases/{id}/report-and-acquire",
+            post(leases::report_and_acquire),
+        )
+        .route(
+            "/v1/credentials",
+            get(credentials::list).post(credentials::add),
+        )
+        .route("/v1/credentials/import", post(credentials::import))
+        .route(
+            "/v1/credentials/{id}",
+            get(credentials::show).delete(credentials::remove),
+        )
+        .route("/v1/credentials/{id}/reveal", get(credentials::reveal))
+        .route("/v1/credentials/{id}/export", get(credentials::export))
+        .route("/v1/credentials/{id}/unban", post(credentials::unban))
+        .route(
+            "/v1/credentials/{id}/reset-challenge",
+            post(credentials::reset_challenge),
+        )
+        .route("/v1/stats", get(admin::stats))
+        .route("/v1/alerts", get(admin::alerts))
+        .route("/v1/tickets", get(admin::tickets))
+        .route("/v1/tickets/{id}/answer", post(admin::answer))
+        .route("/v1/tokens", get(admin::tokens).post(admin::create_token))
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(admin::revoke_token),
+        )
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Serves until SIGINT or SIGTERM: then stops accepting, finishes the
+/// calls in flight, stops the lifecycle and flushes every tenant's pool.
+pub fn serve(options: ServeOptions) -> Result<(), String> {
+    if !options.listen.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address: this build serves plain HTTP, which would send \
+             tokens and secrets in the clear; listen on 127.0.0.1 (TLS is not built yet)",
+            options.listen
+        ));
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the server's runtime: {e}"))?;
+    rt.block_on(run(options))
+}
+
+async fn run(options: ServeOptions) -> Result<(), String> {
+    // Bind first: a taken port is said before the store is opened.
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let tokens = TokenBook::open(&options.data_dir, options.rate_limit)?;
+    let tenants = tokio::task::block_in_place(|| {
+        Tenants::open(&options.data_dir, &options.config, options.pool.clone())
+    })?;
+    for t in tokens.tenants() {
+        let tenants = &tenants;
+        tokio::task::block_in_place(|| tenants.get(&t)).map_err(|e| e.message)?;
+    }
+    let state = Arc::new(AppState {
+        tokens,
+        tenants,
+        metrics: metrics::Metrics::new(),
+        max_body: options.max_body,
+        ready: AtomicBool::new(true),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = lifecycle::start(state.clone(), stop.clone(), options.interval);
+    // The line tests and scripts wait for.
+    eprintln!("credpool: serving on http://{addr}");
+    tracing::info!(target: "credpool::serve", "serving on http://{addr}");
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    state.ready.store(false, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    let _ = tokio::task::spawn_blocking(move || ticker.join()).await;
+    let written = tokio::task::block_in_place(|| state.tenants.close());
+    eprintln!("credpool: stopped; {written} records flushed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!(target: "credpool::serve", "stopping: finishing the calls in flight");
+}
