@@ -16,6 +16,7 @@ mod lifecycle_e2e;
 mod policy;
 mod pool;
 mod security;
+mod serve;
 mod simsite;
 mod simulate;
 mod transfer;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod http;
 pub mod loopback;
 
 use credpool::events::MemorySink;
