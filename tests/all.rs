@@ -16,6 +16,8 @@ mod lifecycle_e2e;
 mod policy;
 mod pool;
 mod security;
+mod serve_load;
+mod serve_tls;
 mod simsite;
 mod simulate;
 mod transfer;
