@@ -17,6 +17,8 @@ mod policy;
 mod pool;
 mod security;
 mod serve;
+mod serve_load;
+mod serve_tls;
 mod simsite;
 mod simulate;
 mod transfer;

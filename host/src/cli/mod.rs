@@ -14,6 +14,7 @@
 mod acquire;
 mod add;
 pub mod bench;
+mod bench_http;
 mod init;
 mod lifecycle;
 mod list;
@@ -252,11 +253,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure acquire+report pairs through the policy (use a release build).
+    /// Measure acquire+report pairs through the policy (use a release
+    /// build), or with --http through a running `credpool serve`.
     Bench {
         /// Credentials loaded into one site.
-        #[arg(long)]
-        credentials: usize,
+        #[arg(long, required_unless_present = "http")]
+        credentials: Option<usize>,
         /// Acquire+report pairs to time.
         #[arg(long, default_value_t = 1_000_000)]
         pairs: u64,
@@ -278,6 +280,8 @@ enum Command {
         /// include an fsync on that disk.
         #[arg(long, value_name = "DIR")]
         disk: Option<PathBuf>,
+        #[command(flatten)]
+        http: bench_http::HttpArgs,
     },
     /// Serve the pool over HTTP to a crawl fleet: owns the store, runs the
     /// lifecycle as `run` does, until SIGINT/SIGTERM.
@@ -490,6 +494,9 @@ fn run(cli: Cli) -> Result<(), Failed> {
             ConfigFile::load(&cli.config)?,
             cli.component.clone(),
         ),
+        Command::Bench { http, combined, .. } if http.http.is_some() => {
+            bench_http::run(http, *combined)
+        }
         Command::Bench {
             credentials,
             pairs,
@@ -497,8 +504,9 @@ fn run(cli: Cli) -> Result<(), Failed> {
             combined,
             threads,
             disk,
+            http: _,
         } => bench::run(bench::Settings {
-            credentials: *credentials,
+            credentials: credentials.unwrap_or_default(),
             pairs: *pairs,
             warmup: *warmup,
             combined: *combined,

@@ -2,21 +2,44 @@
 
 use super::{Cli, EXIT_ERROR, Failed, pool_options, usage};
 use crate::config::ConfigFile;
+use crate::server::tls::TlsFiles;
 use crate::server::{ServeOptions, serve};
 use clap::Args;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Requests a second per token by default: a fleet of 100 workers each
+/// taking and reporting 20 leases a second is 4,000.
+const DEFAULT_RATE_LIMIT: u32 = 5_000;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on (loopback only in this build).
+    /// Address to listen on. One that is not loopback needs --tls-cert and
+    /// --tls-key, or --insecure-http.
     #[arg(long, default_value = "127.0.0.1:8700", env = "CREDPOOL_LISTEN")]
     listen: String,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on an address that is not loopback (tokens and
+    /// secrets then cross the network unencrypted).
+    #[arg(long, conflicts_with = "tls_cert")]
+    insecure_http: bool,
     /// Milliseconds between lifecycle ticks.
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
-    /// Requests a second allowed per token (0: no limit).
-    #[arg(long, default_value_t = 0)]
+    /// Requests a second allowed per API token (0: no limit): far above a
+    /// crawl fleet's pace on one token, it stops one runaway client from
+    /// starving the others. Over it: 429 with Retry-After.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT)]
     rate_limit: u32,
+    /// Requests a token may make at once above --rate-limit's pace
+    /// (default: two seconds' worth).
+    #[arg(long)]
+    rate_burst: Option<u32>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body: usize,
@@ -37,7 +60,18 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<(), Failed> {
         config,
         pool,
         interval: Duration::from_millis(args.interval_ms.max(10)),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        insecure_http: args.insecure_http,
         rate_limit: args.rate_limit,
+        rate_burst: args
+            .rate_burst
+            .unwrap_or_else(|| args.rate_limit.saturating_mul(2)),
         max_body: args.max_body.max(1024),
     })
     .map_err(|m| Failed(EXIT_ERROR, m))

@@ -5,7 +5,8 @@
 //! token picks the tenant.
 //!
 //! Routes are in one file per area: `leases`, `credentials`, `admin`
-//! (stats, alerts, tickets, tokens), `metrics`; `auth` checks tokens.
+//! (stats, alerts, tickets, tokens), `metrics`; `auth` checks tokens and
+//! rate-limits them; `tls` serves HTTPS.
 
 mod admin;
 pub mod alerts;
@@ -16,6 +17,7 @@ mod leases;
 mod lifecycle;
 mod metrics;
 mod tenants;
+pub mod tls;
 
 use crate::config::ConfigFile;
 use crate::pool::PoolOptions;
@@ -23,6 +25,7 @@ use auth::TokenBook;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use errors::{ApiError, ApiResult};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,8 +44,14 @@ pub struct ServeOptions {
     pub pool: PoolOptions,
     /// Between lifecycle ticks.
     pub interval: Duration,
-    /// Requests a second per token (0: no limit).
+    /// HTTPS with this certificate and key; `None` is plain HTTP.
+    pub tls: Option<tls::TlsFiles>,
+    /// Plain HTTP on an address that is not loopback, asked for explicitly.
+    pub insecure_http: bool,
+    /// Requests a second per token (0: no limit), and the burst allowed
+    /// above that pace.
     pub rate_limit: u32,
+    pub rate_burst: u32,
     /// Largest request body, bytes.
     pub max_body: usize,
 }
@@ -119,12 +128,24 @@ fn router(state: Shared) -> Router {
 /// Serves until SIGINT or SIGTERM: then stops accepting, finishes the
 /// calls in flight, stops the lifecycle and flushes every tenant's pool.
 pub fn serve(options: ServeOptions) -> Result<(), String> {
-    if !options.listen.ip().is_loopback() {
-        return Err(format!(
-            "{} is not a loopback address: this build serves plain HTTP, which would send \
-             tokens and secrets in the clear; listen on 127.0.0.1 (TLS is not built yet)",
+    let tls = options.tls.as_ref().map(tls::load).transpose()?;
+    if tls.is_none() && !options.listen.ip().is_loopback() {
+        if !options.insecure_http {
+            return Err(format!(
+                "refusing to serve plain HTTP on {}, which is not a loopback address: API tokens \
+                 and leased secrets would cross the network in the clear. Give --tls-cert and \
+                 --tls-key (PEM files) to serve HTTPS, or --insecure-http if something in front \
+                 (a TLS proxy, a private link) protects the traffic",
+                options.listen
+            ));
+        }
+        let warning = format!(
+            "WARNING: serving plain HTTP on {}, which is not loopback (--insecure-http): API \
+             tokens and leased secrets cross the network unencrypted",
             options.listen
-        ));
+        );
+        eprintln!("credpool: {warning}");
+        tracing::warn!(target: "credpool::serve", "{warning}");
     }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -134,16 +155,19 @@ pub fn serve(options: ServeOptions) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the server's runtime: {e}"))?;
-    rt.block_on(run(options))
+    rt.block_on(run(options, tls))
 }
 
-async fn run(options: ServeOptions) -> Result<(), String> {
+async fn run(
+    options: ServeOptions,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> Result<(), String> {
     // Bind first: a taken port is said before the store is opened.
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let tokens = TokenBook::open(&options.data_dir, options.rate_limit)?;
+    let tokens = TokenBook::open(&options.data_dir, options.rate_limit, options.rate_burst)?;
     let tenants = tokio::task::block_in_place(|| {
         Tenants::open(&options.data_dir, &options.config, options.pool.clone())
     })?;
@@ -160,13 +184,30 @@ async fn run(options: ServeOptions) -> Result<(), String> {
     });
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = lifecycle::start(state.clone(), stop.clone(), options.interval);
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The line tests and scripts wait for.
-    eprintln!("credpool: serving on http://{addr}");
-    tracing::info!(target: "credpool::serve", "serving on http://{addr}");
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    eprintln!("credpool: serving on {scheme}://{addr}");
+    tracing::info!(target: "credpool::serve", "serving on {scheme}://{addr}");
+    let app = router(state.clone());
+    let served = match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        None => {
+            // Small JSON answers go out at once, not after Nagle's wait.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
+    served.map_err(|e| format!("server failed: {e}"))?;
     state.ready.store(false, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     let _ = tokio::task::spawn_blocking(move || ticker.join()).await;
