@@ -9,6 +9,7 @@ mod support;
 
 mod boundary;
 mod cli;
+mod cli_client;
 mod crash;
 mod hardening;
 mod lifecycle;

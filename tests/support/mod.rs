@@ -79,6 +79,8 @@ pub fn run_credpool(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]
         .args(args)
         .env_remove("CREDENTIAL_ENCRYPTION_KEY")
         .env_remove("CREDPOOL_LOG")
+        .env_remove("CREDPOOL_ADDR")
+        .env_remove("CREDPOOL_TOKEN")
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -6,7 +6,7 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryBackend;
-pub use redb_store::RedbBackend;
+pub use redb_store::{IN_USE, RedbBackend};
 
 use std::fmt;
 

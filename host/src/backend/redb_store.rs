@@ -47,6 +47,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How an open that another process holds the file is said (the command
+/// line adds how to reach the pool through that process).
+pub const IN_USE: &str = "is in use by another credpool process";
+
 impl RedbBackend {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
@@ -62,10 +66,9 @@ impl RedbBackend {
                 .open(path);
         }
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => BackendError::Unavailable(format!(
-                "{} is in use by another credpool process",
-                path.display()
-            )),
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                BackendError::Unavailable(format!("{} {IN_USE}", path.display()))
+            }
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
                 BackendError::Corrupt(m)
             }

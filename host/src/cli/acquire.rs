@@ -1,9 +1,12 @@
 //! `credpool acquire`: a lease on a credential of a site, printed with the
 //! secrets its holder needs; exit code 3 when none is available.
 
+use super::client::{Body, Remote};
 use super::{EXIT_NO_CREDENTIAL, Failed, output, parse_kind_opt};
 use crate::pool::Pool;
-use crate::{AccessLevel, AcquireRequest, AcquireStatus};
+use crate::{AccessLevel, AcquireRequest};
+use reqwest::Method;
+use serde_json::{Value, json};
 
 pub struct Args<'a> {
     pub site: &'a str,
@@ -26,13 +29,43 @@ pub fn run(pool: &Pool, a: Args<'_>) -> Result<(), Failed> {
         (Some(l), true) => Some(pool.view(&l.credential.id, AccessLevel::Sensitive)?),
         _ => None,
     };
-    output::print_acquired(&got, view.as_ref(), a.json);
-    if got.status == AcquireStatus::Success {
+    finish(a.site, &output::acquired_json(&got, view.as_ref()), a.json)
+}
+
+/// Through a server: the card's acquire request; with `--json`, the
+/// leased credential's view too, as the local command shows it.
+pub fn remote(r: &Remote, a: Args<'_>) -> Result<(), Failed> {
+    parse_kind_opt(a.kind)?;
+    let body = json!({
+        "site": a.site,
+        "type": a.kind,
+        "purpose": a.purpose,
+        "tags": a.tags,
+        "ttl_seconds": a.ttl_secs,
+    });
+    let query: &[(&str, &str)] = if a.json {
+        &[("level", "sensitive")]
+    } else {
+        &[]
+    };
+    let got = r.call(
+        Method::POST,
+        &["v1", "acquire"],
+        query,
+        Body::Json(&body),
+        "acquire leases",
+    )?;
+    finish(a.site, &got, a.json)
+}
+
+fn finish(site: &str, got: &Value, json: bool) -> Result<(), Failed> {
+    output::print_acquired_value(got, json);
+    if output::acquired_success(got) {
         Ok(())
     } else {
         Err(Failed(
             EXIT_NO_CREDENTIAL,
-            output::no_credential_line(a.site, &got),
+            output::no_credential_line(site, got),
         ))
     }
 }

@@ -1,12 +1,71 @@
 //! `credpool add`: one credential; secret values come from flags or stdin,
 //! never from a URL.
 
+use super::client::{Body, Remote};
 use super::{AddArgs, EXIT_ERROR, Failed, output, parse_kind_opt, usage};
 use crate::names;
 use crate::pool::{NewCredential, Pool};
+use reqwest::Method;
+use serde_json::{Value, json};
 use std::io::Read;
 
 pub fn run(pool: &Pool, a: &AddArgs) -> Result<(), Failed> {
+    let meta = pool.add(collect(a)?)?;
+    print_added(&output::meta_json(&meta), a.json);
+    Ok(())
+}
+
+/// Through a server: the same checks here, the secrets in the body.
+pub fn remote(r: &Remote, a: &AddArgs) -> Result<(), Failed> {
+    let new = collect(a)?;
+    let pairs = |v: &[(String, String)]| -> Value {
+        v.iter()
+            .map(|(n, val)| json!({"name": n, "value": val}))
+            .collect()
+    };
+    let s = &new.secrets;
+    let body = json!({
+        "site": new.site,
+        "type": names::kind(new.kind),
+        "id": new.id,
+        "username": new.username,
+        "phone": new.phone,
+        "email": new.email,
+        "expires_at": a.expires_at,
+        "tags": new.tags,
+        "max_concurrent": new.max_concurrent,
+        "rate_per_minute": new.rate_per_minute,
+        "secrets": {
+            "password": s.password,
+            "cookies": pairs(&s.cookies),
+            "headers": pairs(&s.headers),
+            "access_token": s.access_token,
+            "api_key": s.api_key,
+        },
+    });
+    let meta = r.call(
+        Method::POST,
+        &["v1", "credentials"],
+        &[],
+        Body::Json(&body),
+        "add credentials",
+    )?;
+    print_added(&meta, a.json);
+    Ok(())
+}
+
+/// What `add` prints of the new credential's record ([`output::meta_json`]).
+fn print_added(meta: &Value, json: bool) {
+    if json {
+        println!("{meta}");
+    } else {
+        let text = |k: &str| meta[k].as_str().unwrap_or("-").to_string();
+        println!("added {} ({}, {})", text("id"), text("type"), text("site"));
+    }
+}
+
+/// The credential the flags and standard input describe.
+fn collect(a: &AddArgs) -> Result<NewCredential, Failed> {
     let kind = parse_kind_opt(Some(&a.kind))?.expect("given");
     let mut new = NewCredential::new(&a.site, kind);
     new.id = a.id.clone();
@@ -60,18 +119,7 @@ pub fn run(pool: &Pool, a: &AddArgs) -> Result<(), Failed> {
             new.secrets.api_key = Some(value);
         }
     }
-    let meta = pool.add(new)?;
-    if a.json {
-        println!("{}", output::meta_json(&meta));
-    } else {
-        println!(
-            "added {} ({}, {})",
-            meta.id,
-            names::kind(meta.kind),
-            meta.site
-        );
-    }
-    Ok(())
+    Ok(new)
 }
 
 fn read_stdin_secret() -> Result<String, Failed> {

@@ -12,6 +12,7 @@
 //! by default `--token`). The server's per-token rate limit must be off or
 //! above the load: `credpool serve --rate-limit 0`.
 
+use super::client::ApiToken;
 use super::{EXIT_USAGE, Failed};
 use clap::Args;
 use http_body_util::{BodyExt, Full};
@@ -30,11 +31,6 @@ pub struct HttpArgs {
     /// http://host:port) over HTTP instead of a pool in this process.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
-    /// API token for --http: a crawler or admin token of the tenant to
-    /// load (prefer the environment variable: an argument is visible in the
-    /// process list).
-    #[arg(long, env = "CREDPOOL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// Connections (each one crawler loop, kept alive) for --http.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -51,7 +47,7 @@ pub struct HttpArgs {
     pub seed: Option<usize>,
     /// An operator or admin token for --seed (default: --token).
     #[arg(long, hide_env_values = true)]
-    pub seed_token: Option<String>,
+    pub seed_token: Option<ApiToken>,
     /// Print the figures as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -84,8 +80,10 @@ pub struct HttpFigures {
 }
 
 /// Runs the HTTP benchmark; `combined` is `bench --combined`.
-pub fn run(args: &HttpArgs, combined: bool) -> Result<(), Failed> {
-    let settings = Settings::from_args(args, combined)?;
+/// `token` is the global `--token` (CREDPOOL_TOKEN): a crawler or admin
+/// token of the tenant to load.
+pub fn run(args: &HttpArgs, token: Option<&ApiToken>, combined: bool) -> Result<(), Failed> {
+    let settings = Settings::from_args(args, token, combined)?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -147,7 +145,11 @@ struct Settings {
 }
 
 impl Settings {
-    fn from_args(args: &HttpArgs, combined: bool) -> Result<Settings, Failed> {
+    fn from_args(
+        args: &HttpArgs,
+        token: Option<&ApiToken>,
+        combined: bool,
+    ) -> Result<Settings, Failed> {
         let usage = |m: String| Failed(EXIT_USAGE, m);
         let raw = args.http.as_deref().unwrap_or_default();
         if raw.starts_with("https://") {
@@ -170,7 +172,7 @@ impl Settings {
                     "--http {raw:?} is not an address like 127.0.0.1:8700"
                 ))
             })?;
-        let token = args.token.as_deref().ok_or_else(|| {
+        let token = token.map(ApiToken::reveal).ok_or_else(|| {
             usage("--http needs --token (or CREDPOOL_TOKEN): a crawler or admin token".into())
         })?;
         if args.concurrency == 0 || args.concurrency > 10_000 {
@@ -186,7 +188,7 @@ impl Settings {
             )));
         }
         let seed = args.seed.map(|n| {
-            let t = args.seed_token.as_deref().unwrap_or(token);
+            let t = args.seed_token.as_ref().map_or(token, ApiToken::reveal);
             (n, format!("Bearer {t}"))
         });
         let measure = Duration::from_secs_f64(args.seconds);

@@ -5,6 +5,7 @@
 //! leaves an answer sealed with the tenant's key in `DATA_DIR/answers/`,
 //! where `credpool run` picks it up and resumes the login.
 
+use super::client::{Body, Remote};
 use super::{EXIT_ERROR, Failed, usage};
 use crate::backend::MemoryBackend;
 use crate::config::ConfigFile;
@@ -13,6 +14,7 @@ use crate::lifecycle::notifiers::{Notifiers, read_ticket_book};
 use crate::lifecycle::{RefresherOptions, answers};
 use crate::pool::{Pool, PoolOptions};
 use crate::vault::Vault;
+use reqwest::Method;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,36 +26,57 @@ pub const TICKET_BOOK: &str = "tickets.json";
 pub const ANSWER_DIR: &str = "answers";
 
 pub fn list(data_dir: &Path, json: bool) -> Result<(), Failed> {
-    let tickets = read_ticket_book(&data_dir.join(TICKET_BOOK));
+    let mut tickets = read_ticket_book(&data_dir.join(TICKET_BOOK));
+    // The book keeps milliseconds; the command prints times as the API does.
+    for t in &mut tickets {
+        for key in ["created_at", "deadline"] {
+            if let Some(ms) = t[key].as_i64() {
+                t[key] = super::output::time(ms);
+            }
+        }
+    }
+    print_tickets(&tickets, json);
+    Ok(())
+}
+
+/// Through a server: its open tickets (an operator's view).
+pub fn list_remote(r: &Remote, json: bool) -> Result<(), Failed> {
+    let tickets = r.call(
+        Method::GET,
+        &["v1", "tickets"],
+        &[],
+        Body::None,
+        "list challenge tickets",
+    )?;
+    print_tickets(tickets.as_array().map_or(&[], Vec::as_slice), json);
+    Ok(())
+}
+
+fn print_tickets(tickets: &[serde_json::Value], json: bool) {
     if json {
-        println!("{}", serde_json::Value::Array(tickets));
-        return Ok(());
+        println!("{}", serde_json::Value::Array(tickets.to_vec()));
+        return;
     }
     if tickets.is_empty() {
         println!("no open challenge tickets");
-        return Ok(());
+        return;
     }
     println!(
         "{:<28} {:<18} {:<16} {:<20} {:<14} DEADLINE",
         "TICKET", "KIND", "SITE", "CREDENTIAL", "CONTACT"
     );
-    for t in &tickets {
+    for t in tickets {
         let s = |k: &str| t[k].as_str().unwrap_or("-").to_string();
-        let deadline = t["deadline"]
-            .as_i64()
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .map(|d| d.to_rfc3339())
-            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<28} {:<18} {:<16} {:<20} {:<14} {deadline}",
+            "{:<28} {:<18} {:<16} {:<20} {:<14} {}",
             s("id"),
             s("kind"),
             s("site"),
             s("credential_id"),
-            s("masked_contact")
+            s("masked_contact"),
+            s("deadline")
         );
     }
-    Ok(())
 }
 
 pub fn answer(
@@ -73,6 +96,39 @@ pub fn answer(
             format!("no open challenge ticket {ticket}"),
         ));
     }
+    let code = read_code(ticket, code)?;
+    let keys = crypto::load_keys(&key).map_err(|e| Failed(EXIT_ERROR, e.to_string()))?;
+    let vault = Vault::new(Arc::new(MemoryBackend::new()), Arc::new(keys), tenant);
+    answers::seal_to_spool(&vault, &data_dir.join(ANSWER_DIR), ticket, &code)
+        .map_err(|e| Failed(EXIT_ERROR, e))?;
+    println!("{}", answer_held(ticket));
+    Ok(())
+}
+
+fn answer_held(ticket: &str) -> String {
+    format!("answer for ticket {ticket} held; the running pool resumes the login")
+}
+
+/// Through a server, which resumes the login with the answer.
+pub fn answer_remote(r: &Remote, ticket: &str, code: Option<&str>) -> Result<(), Failed> {
+    if !answers::valid_ticket_id(ticket) {
+        return Err(usage("a ticket id is letters, digits, '-' and '_'"));
+    }
+    let code = read_code(ticket, code)?;
+    let body = serde_json::json!({"code": code.as_str()});
+    r.call(
+        Method::POST,
+        &["v1", "tickets", ticket, "answer"],
+        &[],
+        Body::Json(&body),
+        "answer challenge tickets",
+    )?;
+    println!("{}", answer_held(ticket));
+    Ok(())
+}
+
+/// The answer from the argument, or from standard input for `-` or none.
+fn read_code(ticket: &str, code: Option<&str>) -> Result<Zeroizing<String>, Failed> {
     let code = match code {
         Some(c) if c != "-" => {
             eprintln!(
@@ -93,12 +149,7 @@ pub fn answer(
     if code.is_empty() {
         return Err(usage("the answer is empty"));
     }
-    let keys = crypto::load_keys(&key).map_err(|e| Failed(EXIT_ERROR, e.to_string()))?;
-    let vault = Vault::new(Arc::new(MemoryBackend::new()), Arc::new(keys), tenant);
-    answers::seal_to_spool(&vault, &data_dir.join(ANSWER_DIR), ticket, &code)
-        .map_err(|e| Failed(EXIT_ERROR, e))?;
-    println!("answer for ticket {ticket} held; the running pool resumes the login");
-    Ok(())
+    Ok(code)
 }
 
 /// Sets the flag on Ctrl-C or SIGTERM.
@@ -142,7 +193,7 @@ pub fn run(
     watch_signals(stop.clone());
     let notifiers = Notifiers::new(&config.notify, Some(data_dir.join(TICKET_BOOK)));
     options.events = notifiers.clone();
-    let pool = Pool::open(options)?;
+    let pool = Pool::open(options).map_err(|e| super::store_in_use(e, false))?;
     let answer_dir: PathBuf = data_dir.join(ANSWER_DIR);
     let mut ro = RefresherOptions::new(config.sites.clone());
     ro.answer_dir = Some(answer_dir.clone());
@@ -201,10 +252,26 @@ fn resume_answered(pool: &Pool, dir: &Path) {
 /// login (a person's decision, like `unban`).
 pub fn reset(pool: &Pool, id: &str) -> Result<(), Failed> {
     let meta = pool.reset_challenge(id)?;
+    print_reset(&super::output::meta_json(&meta));
+    Ok(())
+}
+
+pub fn reset_remote(r: &Remote, id: &str) -> Result<(), Failed> {
+    let meta = r.call(
+        Method::POST,
+        &["v1", "credentials", id, "reset-challenge"],
+        &[],
+        Body::None,
+        "reset challenged credentials",
+    )?;
+    print_reset(&meta);
+    Ok(())
+}
+
+fn print_reset(meta: &serde_json::Value) {
     println!(
         "{} is {}: due for a fresh login",
-        meta.id,
-        crate::names::status(meta.status)
+        meta["id"].as_str().unwrap_or("-"),
+        meta["status"].as_str().unwrap_or("-")
     );
-    Ok(())
 }

@@ -1,9 +1,25 @@
 //! `credpool list`: credentials at an access level, masked; never a secret.
 
+use super::client::{Body, Remote};
 use super::{Failed, output, usage};
 use crate::names;
 use crate::pool::Pool;
-use crate::{AccessLevel, ListFilter};
+use crate::{AccessLevel, ListFilter, Status};
+use reqwest::Method;
+
+fn parse_level(level: &str) -> Result<AccessLevel, Failed> {
+    names::parse_access_level(level)
+        .filter(|l| *l != AccessLevel::Secret)
+        .ok_or_else(|| {
+            usage("--level must be public, internal or sensitive (secrets only via show --reveal)")
+        })
+}
+
+fn parse_status(status: Option<&str>) -> Result<Option<Status>, Failed> {
+    status
+        .map(|s| names::parse_status(s).ok_or_else(|| usage(format!("unknown status {s:?}"))))
+        .transpose()
+}
 
 pub fn run(
     pool: &Pool,
@@ -12,20 +28,38 @@ pub fn run(
     level: &str,
     json: bool,
 ) -> Result<(), Failed> {
-    let level = names::parse_access_level(level)
-        .filter(|l| *l != AccessLevel::Secret)
-        .ok_or_else(|| {
-            usage("--level must be public, internal or sensitive (secrets only via show --reveal)")
-        })?;
+    let level = parse_level(level)?;
     let mut filter = ListFilter::all();
     filter.site = site.map(str::to_string);
-    filter.status = match status {
-        Some(s) => {
-            Some(names::parse_status(s).ok_or_else(|| usage(format!("unknown status {s:?}")))?)
-        }
-        None => None,
-    };
+    filter.status = parse_status(status)?;
     let views = pool.list(&filter, level)?;
     output::print_views(&views, json);
+    Ok(())
+}
+
+/// Through a server: without `--level`, the most the token's role may see.
+pub fn remote(
+    r: &Remote,
+    site: Option<&str>,
+    status: Option<&str>,
+    level: Option<&str>,
+    json: bool,
+) -> Result<(), Failed> {
+    if let Some(l) = level {
+        parse_level(l)?;
+    }
+    parse_status(status)?;
+    let query: Vec<(&str, &str)> = [("site", site), ("status", status), ("level", level)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+    let views = r.call(
+        Method::GET,
+        &["v1", "credentials"],
+        &query,
+        Body::None,
+        "list credentials",
+    )?;
+    output::print_view_values(views.as_array().map_or(&[], Vec::as_slice), json);
     Ok(())
 }

@@ -10,11 +10,14 @@
 //! - `store.rs`: `rekey`, `import`, `export`, and the panic hook.
 //! - [`bench`], `simulate.rs`: measurements and simulated crawls.
 //! - `serve.rs`, `token.rs`: `serve` (the pool over HTTP) and its API tokens.
+//! - `client.rs`: with `CREDPOOL_ADDR` set, the pool commands go through a
+//!   running `serve` instead of opening the store (as Vault's `VAULT_ADDR`).
 
 mod acquire;
 mod add;
 pub mod bench;
 mod bench_http;
+mod client;
 mod init;
 mod lifecycle;
 mod list;
@@ -49,6 +52,9 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NO_CREDENTIAL: i32 = 3;
 
+/// The view `list` and `show` print of a local store.
+const DEFAULT_LEVEL: &str = "sensitive";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "credpool",
@@ -81,6 +87,21 @@ struct Cli {
     /// Log level for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "CREDPOOL_LOG")]
     log_level: String,
+    /// A running `credpool serve` to go through (e.g. http://127.0.0.1:8700)
+    /// instead of opening the store: acquire, report, release, list, show,
+    /// add, import, stats, challenge, unban and remove.
+    #[arg(long, global = true, env = "CREDPOOL_ADDR", value_name = "URL")]
+    addr: Option<String>,
+    /// The API token for --addr (prefer the environment variable: an
+    /// argument is visible in the process list).
+    #[arg(
+        long,
+        global = true,
+        env = "CREDPOOL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<client::ApiToken>,
     #[command(subcommand)]
     command: Command,
 }
@@ -97,17 +118,19 @@ enum Command {
         site: Option<String>,
         #[arg(long)]
         status: Option<String>,
-        /// public, internal or sensitive.
-        #[arg(long, default_value = "sensitive")]
-        level: String,
+        /// public, internal or sensitive (default: sensitive; through a
+        /// server, the most the token's role may see).
+        #[arg(long)]
+        level: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Show one credential; `--reveal` prints its secrets (audited).
     Show {
         id: String,
-        #[arg(long, default_value = "sensitive")]
-        level: String,
+        /// public, internal or sensitive (default: as for list).
+        #[arg(long)]
+        level: Option<String>,
         #[arg(long)]
         reveal: bool,
         #[arg(long)]
@@ -446,6 +469,13 @@ fn init_tracing(level: &str, capture: bool) {
 }
 
 fn run(cli: Cli) -> Result<(), Failed> {
+    // An empty CREDPOOL_ADDR is unset, as an empty VAULT_ADDR.
+    if let Some(addr) = cli.addr.as_deref().filter(|a| !a.trim().is_empty())
+        && goes_remote(&cli.command)
+    {
+        let remote = client::Remote::new(addr, cli.token.as_ref())?;
+        return run_remote(&cli, &remote);
+    }
     match &cli.command {
         Command::Init => init::run(&cli),
         Command::Demo { seed } => {
@@ -495,7 +525,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
             cli.component.clone(),
         ),
         Command::Bench { http, combined, .. } if http.http.is_some() => {
-            bench_http::run(http, *combined)
+            bench_http::run(http, cli.token.as_ref(), *combined)
         }
         Command::Bench {
             credentials,
@@ -558,7 +588,122 @@ fn key_source(cli: &Cli) -> KeySource {
 
 fn open_pool(cli: &Cli) -> Result<Pool, Failed> {
     let config = ConfigFile::load(&cli.config)?;
-    Ok(Pool::open(pool_options(cli, &config))?)
+    Pool::open(pool_options(cli, &config)).map_err(|e| store_in_use(e, goes_remote(&cli.command)))
+}
+
+/// Opening a store another process holds: says which, and (for a command
+/// that can go through a server) how to reach the pool through it.
+fn store_in_use(e: Error, can_go_remote: bool) -> Failed {
+    let msg = e.to_string();
+    if !msg.contains(crate::backend::IN_USE) {
+        return Failed(EXIT_ERROR, msg);
+    }
+    if !can_go_remote {
+        return Failed(
+            EXIT_ERROR,
+            format!(
+                "{msg} (a `credpool serve`, or `credpool run`?): this command needs the store \
+                 itself; stop that process first"
+            ),
+        );
+    }
+    Failed(
+        EXIT_ERROR,
+        format!(
+            "{msg} (a `credpool serve`, or `credpool run`?): to go through a server, set \
+             CREDPOOL_ADDR=http://ADDR (its --listen address, 127.0.0.1:8700 by default) and \
+             CREDPOOL_TOKEN=<a token from `credpool token create`>; to use the store directly, \
+             stop that process first"
+        ),
+    )
+}
+
+/// The commands that go through a server when `--addr` / `CREDPOOL_ADDR`
+/// is set; the others (init, rekey, run, serve, token, ...) need the store
+/// itself and ignore it.
+fn goes_remote(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Add(_)
+            | Command::List { .. }
+            | Command::Show { .. }
+            | Command::Acquire { .. }
+            | Command::Report { .. }
+            | Command::Release { .. }
+            | Command::Remove { .. }
+            | Command::Unban { .. }
+            | Command::Stats { .. }
+            | Command::Import { .. }
+            | Command::Challenge { .. }
+    )
+}
+
+fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
+    match &cli.command {
+        Command::Add(args) => add::remote(r, args),
+        Command::List {
+            site,
+            status,
+            level,
+            json,
+        } => list::remote(
+            r,
+            site.as_deref(),
+            status.as_deref(),
+            level.as_deref(),
+            *json,
+        ),
+        Command::Show {
+            id,
+            level,
+            reveal,
+            json,
+        } => show::remote(r, id, level.as_deref(), *reveal, *json),
+        Command::Acquire {
+            site,
+            kind,
+            purpose,
+            tags,
+            ttl,
+            json,
+        } => acquire::remote(
+            r,
+            acquire::Args {
+                site,
+                kind: kind.as_deref(),
+                purpose: purpose.as_deref(),
+                tags,
+                ttl_secs: *ttl,
+                json: *json,
+            },
+        ),
+        Command::Report {
+            lease_id,
+            outcome,
+            status,
+            retry_after,
+            json,
+        } => report::remote(r, lease_id, outcome, *status, *retry_after, *json),
+        Command::Release { lease_id } => release::remote(r, lease_id),
+        Command::Remove { id } => remove::remote(r, id),
+        Command::Unban { id } => unban::remote(r, id),
+        Command::Stats { site, json } => stats::remote(r, site.as_deref(), *json),
+        Command::Import {
+            file,
+            format,
+            site,
+            skip_invalid,
+            json,
+        } => store::import_remote(r, file, format, site.as_deref(), *skip_invalid, *json),
+        Command::Challenge { action } => match action {
+            ChallengeAction::List { json } => lifecycle::list_remote(r, *json),
+            ChallengeAction::Answer { ticket, code } => {
+                lifecycle::answer_remote(r, ticket, code.as_deref())
+            }
+            ChallengeAction::Reset { id } => lifecycle::reset_remote(r, id),
+        },
+        _ => unreachable!("goes_remote names only the commands above"),
+    }
 }
 
 fn pool_options(cli: &Cli, config: &ConfigFile) -> PoolOptions {
@@ -580,13 +725,25 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             status,
             level,
             json,
-        } => list::run(pool, site.as_deref(), status.as_deref(), level, *json),
+        } => list::run(
+            pool,
+            site.as_deref(),
+            status.as_deref(),
+            level.as_deref().unwrap_or(DEFAULT_LEVEL),
+            *json,
+        ),
         Command::Show {
             id,
             level,
             reveal,
             json,
-        } => show::run(pool, id, level, *reveal, *json),
+        } => show::run(
+            pool,
+            id,
+            level.as_deref().unwrap_or(DEFAULT_LEVEL),
+            *reveal,
+            *json,
+        ),
         Command::Acquire {
             site,
             kind,

@@ -19,13 +19,6 @@ fn opt_time(ms: Option<i64>) -> Value {
     ms.map(time).unwrap_or(Value::Null)
 }
 
-fn time_text(ms: Option<i64>) -> String {
-    match ms.map(time) {
-        Some(Value::String(s)) => s,
-        _ => "-".into(),
-    }
-}
-
 pub fn meta_json(m: &CredentialMeta) -> Value {
     json!({
         "id": m.id,
@@ -116,9 +109,24 @@ pub fn secrets_json(s: &Secrets) -> Value {
 }
 
 pub fn print_views(views: &[CredentialView], as_json: bool) {
+    let all: Vec<Value> = views.iter().map(view_json).collect();
+    print_view_values(&all, as_json);
+}
+
+/// Text of a JSON string field, `-` when absent or null.
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+/// Views as [`view_json`] made them (here or by a server): a table, or
+/// the JSON array.
+pub fn print_view_values(views: &[Value], as_json: bool) {
     if as_json {
-        let all: Vec<Value> = views.iter().map(view_json).collect();
-        println!("{}", Value::Array(all));
+        println!("{}", Value::Array(views.to_vec()));
         return;
     }
     if views.is_empty() {
@@ -131,66 +139,82 @@ pub fn print_views(views: &[CredentialView], as_json: bool) {
     );
     for v in views {
         let mut details = Vec::new();
-        if let Some(i) = &v.internal {
+        // The internal level adds the counters, the sensitive one the names.
+        if v.get("created_at").is_some() {
             details.push(format!(
                 "uses={} ok={} fail={}",
-                i.use_count, i.success_count, i.fail_count
+                num(v, "use_count"),
+                num(v, "success_count"),
+                num(v, "fail_count")
             ));
-            if let Some(t) = i.cooldown_until {
-                details.push(format!("rests until {}", time_text(Some(t))));
+            if let Some(t) = v["cooldown_until"].as_str() {
+                details.push(format!("rests until {t}"));
             }
         }
-        if let Some(s) = &v.sensitive {
-            if let Some(u) = &s.username {
+        if v.get("username").is_some() {
+            if let Some(u) = v["username"].as_str() {
                 details.push(format!("user={u}"));
             }
-            if !s.cookie_names.is_empty() {
-                let c: Vec<String> = s.cookie_names.iter().map(|n| format!("{n}=***")).collect();
-                details.push(format!("cookies: {}", c.join(" ")));
+            let cookies: Vec<String> = v["cookies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{}=***", text(c, "name")))
+                .collect();
+            if !cookies.is_empty() {
+                details.push(format!("cookies: {}", cookies.join(" ")));
             }
         }
         println!(
             "{:<24} {:<18} {:<8} {:<10} {:>6}  {}",
-            v.id,
-            v.site,
-            names::kind(v.kind),
-            names::status(v.status),
-            v.health,
+            text(v, "id"),
+            text(v, "site"),
+            text(v, "type"),
+            text(v, "status"),
+            num(v, "health"),
             details.join("; ")
         );
     }
 }
 
 pub fn print_revealed(view: &CredentialView, secrets: &Secrets, as_json: bool) {
+    let mut v = view_json(view);
+    v["secrets"] = secrets_json(secrets);
+    print_revealed_value(&v, as_json);
+}
+
+/// A view with its `secrets`, as `show --reveal` prints it.
+pub fn print_revealed_value(v: &Value, as_json: bool) {
     if as_json {
-        let mut v = view_json(view);
-        v.as_object_mut()
-            .expect("object")
-            .insert("secrets".into(), secrets_json(secrets));
         println!("{v}");
     } else {
-        print_views(std::slice::from_ref(view), false);
-        print_secrets(secrets);
+        let mut view = v.clone();
+        if let Some(o) = view.as_object_mut() {
+            o.remove("secrets");
+        }
+        print_view_values(std::slice::from_ref(&view), false);
+        print_secrets(&v["secrets"]);
     }
 }
 
-fn print_secrets(s: &Secrets) {
-    if let Some(p) = &s.password {
+/// Secrets as [`secrets_json`] made them.
+fn print_secrets(s: &Value) {
+    if let Some(p) = s["password"].as_str() {
         println!("password      {p}");
     }
-    for (n, v) in &s.cookies {
-        println!("cookie        {n}={v}");
+    for c in s["cookies"].as_array().into_iter().flatten() {
+        println!("cookie        {}={}", text(c, "name"), text(c, "value"));
     }
-    for (n, v) in &s.headers {
-        println!("header        {n}: {v}");
+    for h in s["headers"].as_array().into_iter().flatten() {
+        println!("header        {}: {}", text(h, "name"), text(h, "value"));
     }
-    for (label, value) in [
-        ("access_token ", &s.access_token),
-        ("refresh_token", &s.refresh_token),
-        ("api_key      ", &s.api_key),
-        ("secret_key   ", &s.secret_key),
+    for (label, key) in [
+        ("access_token ", "access_token"),
+        ("refresh_token", "refresh_token"),
+        ("api_key      ", "api_key"),
+        ("secret_key   ", "secret_key"),
     ] {
-        if let Some(v) = value {
+        if let Some(v) = s[key].as_str() {
             println!("{label} {v}");
         }
     }
@@ -225,71 +249,84 @@ pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
 }
 
 pub fn print_acquired(got: &Acquired, view: Option<&CredentialView>, as_json: bool) {
+    print_acquired_value(&acquired_json(got, view), as_json);
+}
+
+/// An answer as [`acquired_json`] made it: the lease and its secrets, or
+/// the JSON; warnings go to stderr.
+pub fn print_acquired_value(got: &Value, as_json: bool) {
     if as_json {
-        println!("{}", acquired_json(got, view));
+        println!("{got}");
         return;
     }
-    if let Some(l) = &got.lease {
-        let c = &l.credential;
+    let l = &got["lease"];
+    if l.is_object() {
+        let c = &l["credential"];
         println!(
             "lease         {}  (until {})",
-            l.id,
-            time_text(Some(l.expires_at))
+            text(l, "id"),
+            text(l, "expires_at")
         );
         println!(
             "credential    {}  {} {}  status={} health={}",
-            c.id,
-            names::kind(c.kind),
-            c.site,
-            names::status(c.status),
-            c.health
+            text(c, "id"),
+            text(c, "type"),
+            text(c, "site"),
+            text(c, "status"),
+            num(c, "health")
         );
-        print_secrets(&l.secrets);
+        print_secrets(&l["secrets"]);
     }
-    for w in &got.warnings {
-        eprintln!("warning: {w}");
+    for w in got["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
     }
 }
 
+/// Whether an answer as [`acquired_json`] made it handed out a lease.
+pub fn acquired_success(got: &Value) -> bool {
+    got["status"] == "success"
+}
+
 /// The one-line explanation when nothing was handed out.
-pub fn no_credential_line(site: &str, got: &Acquired) -> String {
-    let why = match got.reason {
-        Some(r) => names::reason(r),
-        None => "unknown",
-    };
+pub fn no_credential_line(site: &str, got: &Value) -> String {
+    let why = got["reason"].as_str().unwrap_or("unknown");
     let mut line = format!(
         "no credential available for {site} ({}: {why})",
-        names::acquire_status(got.status)
+        text(got, "status")
     );
-    if let Some(t) = got.next_free_at {
-        line.push_str(&format!("; next free at {}", time_text(Some(t))));
+    if let Some(t) = got["next_free_at"].as_str() {
+        line.push_str(&format!("; next free at {t}"));
     }
-    if let Some(a) = got.alternatives.first() {
+    if let Some(a) = got["alternatives"].get(0).and_then(Value::as_str) {
         line.push_str(&format!("; {a}"));
     }
     line
 }
 
-pub fn print_effect(lease_id: &str, e: &ReportEffect, as_json: bool) {
+/// What a report did to the credential.
+pub fn effect_json(lease_id: &str, e: &ReportEffect) -> Value {
+    json!({
+        "lease": lease_id,
+        "status": names::status(e.status),
+        "health": e.health,
+        "cooldown_until": opt_time(e.cooldown_until),
+    })
+}
+
+/// A report's effect as [`effect_json`] made it.
+pub fn print_effect_value(e: &Value, as_json: bool) {
     if as_json {
-        println!(
-            "{}",
-            json!({
-                "lease": lease_id,
-                "status": names::status(e.status),
-                "health": e.health,
-                "cooldown_until": opt_time(e.cooldown_until),
-            })
-        );
+        println!("{e}");
     } else {
-        let rest = e
-            .cooldown_until
-            .map(|t| format!(", resting until {}", time_text(Some(t))))
+        let rest = e["cooldown_until"]
+            .as_str()
+            .map(|t| format!(", resting until {t}"))
             .unwrap_or_default();
         println!(
-            "reported {lease_id}: now {} with health {}{rest}",
-            names::status(e.status),
-            e.health
+            "reported {}: now {} with health {}{rest}",
+            text(e, "lease"),
+            text(e, "status"),
+            num(e, "health")
         );
     }
 }
@@ -344,13 +381,13 @@ pub fn stats_json(s: &SiteStats) -> Value {
 
 /// Finished refreshes that worked, 0 to 1 (the card's SLO: at least 0.9);
 /// `None` before any finished.
-pub fn refresh_success_rate(s: &SiteStats) -> Option<f64> {
+fn refresh_success_rate(s: &SiteStats) -> Option<f64> {
     let done = s.refresh.succeeded + s.refresh.failed;
     (done > 0).then(|| s.refresh.succeeded as f64 / done as f64)
 }
 
 /// One method's finished refreshes that worked, 0 to 1; `None` before any.
-pub fn method_success_rate(m: &MethodRefreshStats) -> Option<f64> {
+fn method_success_rate(m: &MethodRefreshStats) -> Option<f64> {
     let done = m.succeeded + m.failed;
     (done > 0).then(|| m.succeeded as f64 / done as f64)
 }
@@ -363,26 +400,23 @@ fn rate_text(r: Option<f64>) -> String {
 }
 
 /// Mean and longest time to answer a ticket, `-` before any answer.
-pub fn answer_time_text(s: &SiteStats) -> String {
-    let a = &s.answer_times;
-    if a.answered == 0 {
+fn answer_time_text(t: &Value) -> String {
+    if num(t, "answered") == 0 {
         return "-".to_string();
     }
-    format!(
-        "{:.0}s/{:.0}s",
-        a.mean_ms as f64 / 1000.0,
-        a.max_ms as f64 / 1000.0
-    )
-}
-
-/// The success rate as a percentage, `-` before any refresh finished.
-pub fn refresh_rate_text(s: &SiteStats) -> String {
-    rate_text(refresh_success_rate(s))
+    let secs = |k: &str| t[k].as_f64().unwrap_or(0.0) / 1000.0;
+    format!("{:.0}s/{:.0}s", secs("mean_ms"), secs("max_ms"))
 }
 
 pub fn print_stats(stats: &[SiteStats], as_json: bool) {
+    let all: Vec<Value> = stats.iter().map(stats_json).collect();
+    print_stats_values(&all, as_json);
+}
+
+/// Per-site stats as [`stats_json`] made them: a table, or the JSON array.
+pub fn print_stats_values(stats: &[Value], as_json: bool) {
     if as_json {
-        println!("{}", Value::Array(stats.iter().map(stats_json).collect()));
+        println!("{}", Value::Array(stats.to_vec()));
         return;
     }
     if stats.is_empty() {
@@ -409,38 +443,98 @@ pub fn print_stats(stats: &[SiteStats], as_json: bool) {
         "ANSWER-AVG/MAX"
     );
     for s in stats {
-        let b = &s.by_status;
-        let failed: u64 = s.failures.iter().map(|(_, n)| n).sum();
+        let b = &s["by_status"];
+        let failed: u64 = s["failures"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, n)| n.as_u64())
+            .sum();
+        let r = &s["refresh"];
         println!(
             "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14}",
-            s.site,
-            s.total,
-            b.active + b.init,
-            b.cooling,
-            b.suspended,
-            b.banned,
-            b.challenged + b.expired,
-            s.open_leases,
-            s.successes,
+            text(s, "site"),
+            num(s, "total"),
+            num(b, "active") + num(b, "init"),
+            num(b, "cooling"),
+            num(b, "suspended"),
+            num(b, "banned"),
+            num(b, "challenged") + num(b, "expired"),
+            num(s, "open_leases"),
+            num(s, "successes"),
             failed,
-            s.granted,
-            s.refused,
-            s.refresh.attempts,
-            refresh_rate_text(s),
-            s.open_tickets,
-            answer_time_text(s)
+            num(s, "granted"),
+            num(s, "refused"),
+            num(r, "attempts"),
+            rate_text(r["success_rate"].as_f64()),
+            num(s, "open_tickets"),
+            answer_time_text(&s["time_to_answer"])
         );
-        for m in &s.refresh_by_method {
+        for m in r["by_method"].as_array().into_iter().flatten() {
             println!(
                 "  {:<16} refreshes {:>6}  ok {:>6}  failed {:>6}  success {:>6}",
-                names::refresh_method(m.method),
-                m.attempts,
-                m.succeeded,
-                m.failed,
-                rate_text(method_success_rate(m))
+                text(m, "method"),
+                num(m, "attempts"),
+                num(m, "succeeded"),
+                num(m, "failed"),
+                rate_text(m["success_rate"].as_f64())
             );
         }
     }
+}
+
+/// What an import added and skipped, as `import --json` and the API's
+/// import answer print it.
+pub fn import_json(
+    added: &[CredentialMeta],
+    problems: &[crate::transfer::Problem],
+    cookies: usize,
+    other_sites: usize,
+) -> Value {
+    json!({
+        "imported": added
+            .iter()
+            .map(|m| json!({"id": m.id, "site": m.site, "type": names::kind(m.kind)}))
+            .collect::<Vec<_>>(),
+        "skipped": problems.len(),
+        "problems": problems
+            .iter()
+            .map(|p| json!({"line": p.line, "message": p.message}))
+            .collect::<Vec<_>>(),
+        "cookies": cookies,
+        "other_sites": other_sites,
+    })
+}
+
+/// An import's result as [`import_json`] made it.
+pub fn print_import_value(v: &Value, as_json: bool) {
+    if as_json {
+        println!("{v}");
+        return;
+    }
+    let imported = v["imported"].as_array().map_or(&[][..], Vec::as_slice);
+    for m in imported {
+        println!(
+            "imported {} ({}, {})",
+            text(m, "id"),
+            text(m, "type"),
+            text(m, "site")
+        );
+    }
+    let mut summary = format!("{} credential(s) imported", imported.len());
+    if num(v, "cookies") > 0 {
+        summary.push_str(&format!(" from {} cookie(s)", num(v, "cookies")));
+    }
+    if num(v, "other_sites") > 0 {
+        summary.push_str(&format!(
+            "; {} cookie(s) for other sites left out",
+            num(v, "other_sites")
+        ));
+    }
+    if num(v, "skipped") > 0 {
+        summary.push_str(&format!("; {} bad line(s) skipped", num(v, "skipped")));
+    }
+    println!("{summary}");
 }
 
 pub fn print_tick(t: &TickSummary, as_json: bool) {

@@ -1,9 +1,12 @@
 //! `credpool report`: how a leased credential did; ends the lease.
 
+use super::client::{Body, Remote};
 use super::{Failed, output, parse_lease, usage};
 use crate::names;
 use crate::pool::Pool;
 use crate::{Failure, FailureClass, Outcome};
+use reqwest::Method;
+use serde_json::json;
 
 pub fn run(
     pool: &Pool,
@@ -15,7 +18,30 @@ pub fn run(
 ) -> Result<(), Failed> {
     let outcome = parse_outcome(outcome, status, retry_after)?;
     let effect = pool.report(parse_lease(lease_id)?, outcome)?;
-    output::print_effect(lease_id, &effect, json);
+    output::print_effect_value(&output::effect_json(lease_id, &effect), json);
+    Ok(())
+}
+
+/// Through a server; the words are checked here first, as locally.
+pub fn remote(
+    r: &Remote,
+    lease_id: &str,
+    outcome: &str,
+    status: Option<u16>,
+    retry_after: Option<u32>,
+    json: bool,
+) -> Result<(), Failed> {
+    parse_outcome(outcome, status, retry_after)?;
+    parse_lease(lease_id)?;
+    let body = json!({"outcome": outcome, "http_status": status, "retry_after": retry_after});
+    let effect = r.call(
+        Method::POST,
+        &["v1", "leases", lease_id, "report"],
+        &[],
+        Body::Json(&body),
+        "report outcomes",
+    )?;
+    output::print_effect_value(&effect, json);
     Ok(())
 }
 

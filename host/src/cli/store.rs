@@ -1,10 +1,12 @@
 //! `credpool rekey`, `import` and `export`: the store's own commands.
 
-use super::{EXIT_ERROR, Failed, usage};
+use super::client::{Body, Remote};
+use super::{EXIT_ERROR, Failed, output, usage};
 use crate::error::Error;
 use crate::pool::{NewCredential, Pool};
 use crate::rekey::RekeyOptions;
 use crate::transfer::{self, Format};
+use reqwest::Method;
 use serde_json::json;
 use std::path::Path;
 
@@ -110,29 +112,11 @@ pub fn import(
     // A set: a large file with many bad lines is skipped in linear time.
     let bad_lines: std::collections::HashSet<usize> =
         parsed.problems.iter().map(|p| p.line).collect();
-    for p in &parsed.problems {
-        eprintln!("{}:{}: {}", file.display(), p.line, p.message);
-    }
+    print_problems(file, &parsed.problems);
     if !parsed.problems.is_empty() && !skip_invalid {
-        return Err(Failed(
-            EXIT_ERROR,
-            format!(
-                "{} bad line(s) or record(s) in {}: nothing imported (fix them, or pass --skip-invalid)",
-                parsed.problems.len(),
-                file.display()
-            ),
-        ));
+        return Err(nothing_imported(file, parsed.problems.len()));
     }
-    if format != Format::Json && site.is_some() && parsed.credentials.is_empty() {
-        return Err(Failed(
-            EXIT_ERROR,
-            format!(
-                "no cookie in {} is for {}",
-                file.display(),
-                site.unwrap_or_default()
-            ),
-        ));
-    }
+    no_cookie_for_site(file, format, site, &parsed)?;
     let (lines, news): (Vec<usize>, Vec<NewCredential>) = std::mem::take(&mut parsed.credentials)
         .into_iter()
         .filter(|(line, _)| !bad_lines.contains(line))
@@ -151,39 +135,105 @@ pub fn import(
             ),
         )
     })?;
-    if json {
-        let out: Vec<_> = added
-            .iter()
-            .map(|m| json!({"id": m.id, "site": m.site, "type": crate::names::kind(m.kind)}))
-            .collect();
-        println!(
-            "{}",
-            json!({"imported": out, "skipped": parsed.problems.len(), "other_sites": parsed.other_sites})
-        );
-    } else {
-        for m in &added {
-            println!(
-                "imported {} ({}, {})",
-                m.id,
-                crate::names::kind(m.kind),
-                m.site
-            );
-        }
-        let mut summary = format!("{} credential(s) imported", added.len());
-        if parsed.cookies > 0 {
-            summary.push_str(&format!(" from {} cookie(s)", parsed.cookies));
-        }
-        if parsed.other_sites > 0 {
-            summary.push_str(&format!(
-                "; {} cookie(s) for other sites left out",
-                parsed.other_sites
-            ));
-        }
-        if !parsed.problems.is_empty() {
-            summary.push_str(&format!("; {} bad line(s) skipped", parsed.problems.len()));
-        }
-        println!("{summary}");
+    output::print_import_value(
+        &output::import_json(&added, &parsed.problems, parsed.cookies, parsed.other_sites),
+        json,
+    );
+    Ok(())
+}
+
+/// Reads and checks an import file as the local import does: the same
+/// problems printed and the same refusals, before anything is sent.
+fn read_import(
+    file: &Path,
+    format: Format,
+    site: Option<&str>,
+    skip_invalid: bool,
+) -> Result<(zeroize::Zeroizing<String>, transfer::Parsed), Failed> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file)
+            .map_err(|e| Failed(EXIT_ERROR, format!("cannot read {}: {e}", file.display())))?,
+    );
+    let parsed = transfer::parse(format, &text, site);
+    if !skip_invalid && !parsed.problems.is_empty() {
+        print_problems(file, &parsed.problems);
+        return Err(nothing_imported(file, parsed.problems.len()));
     }
+    no_cookie_for_site(file, format, site, &parsed)?;
+    Ok((text, parsed))
+}
+
+fn print_problems(file: &Path, problems: &[transfer::Problem]) {
+    for p in problems {
+        eprintln!("{}:{}: {}", file.display(), p.line, p.message);
+    }
+}
+
+fn nothing_imported(file: &Path, problems: usize) -> Failed {
+    Failed(
+        EXIT_ERROR,
+        format!(
+            "{problems} bad line(s) or record(s) in {}: nothing imported (fix them, or pass --skip-invalid)",
+            file.display()
+        ),
+    )
+}
+
+/// Cookies given with `--site` and none for it: nothing to import.
+fn no_cookie_for_site(
+    file: &Path,
+    format: Format,
+    site: Option<&str>,
+    parsed: &transfer::Parsed,
+) -> Result<(), Failed> {
+    match site {
+        Some(site) if format != Format::Json && parsed.credentials.is_empty() => Err(Failed(
+            EXIT_ERROR,
+            format!("no cookie in {} is for {site}", file.display()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Through a server: the file is checked here (same messages), then sent
+/// whole; the server refuses ids it already holds.
+pub fn import_remote(
+    r: &Remote,
+    file: &Path,
+    format: &str,
+    site: Option<&str>,
+    skip_invalid: bool,
+    json: bool,
+) -> Result<(), Failed> {
+    let format_name = format;
+    let format = parse_format(
+        format,
+        &[Format::Json, Format::CookiesTxt, Format::CookieJson],
+    )?;
+    let (text, _) = read_import(file, format, site, skip_invalid)?;
+    let mut query = vec![("format", format_name)];
+    if let Some(s) = site {
+        query.push(("site", s));
+    }
+    if skip_invalid {
+        query.push(("skip_invalid", "true"));
+    }
+    let got = r.call(
+        Method::POST,
+        &["v1", "credentials", "import"],
+        &query,
+        Body::Text(text.as_str().to_string()),
+        "import credentials",
+    )?;
+    for p in got["problems"].as_array().into_iter().flatten() {
+        eprintln!(
+            "{}:{}: {}",
+            file.display(),
+            p["line"].as_u64().unwrap_or(0),
+            p["message"].as_str().unwrap_or_default()
+        );
+    }
+    output::print_import_value(&got, json);
     Ok(())
 }
 

@@ -244,17 +244,12 @@ pub async fn import(
             }
         }
         parsed.problems.sort_by_key(|p| p.line);
-        let problems: Vec<Value> = parsed
-            .problems
-            .iter()
-            .map(|p| json!({"line": p.line, "message": p.message}))
-            .collect();
-        if !problems.is_empty() && !q.skip_invalid {
+        if !parsed.problems.is_empty() && !q.skip_invalid {
             let mut e = ApiError::bad_request(
                 "invalid_import",
                 format!(
                     "{} bad line(s) or record(s): nothing imported (fix them, or pass skip_invalid=true); first: line {}: {}",
-                    problems.len(),
+                    parsed.problems.len(),
                     parsed.problems[0].line,
                     parsed.problems[0].message
                 ),
@@ -269,11 +264,13 @@ pub async fn import(
             .map(|(_, n)| n)
             .collect();
         let added = pool.add_all(news).map_err(|e| ApiError::from(e.error))?;
-        let out: Vec<Value> = added
-            .iter()
-            .map(|m| json!({"id": m.id, "site": m.site, "type": names::kind(m.kind)}))
-            .collect();
-        Ok(Json(json!({"imported": out, "problems": problems, "other_sites": parsed.other_sites})).into_response())
+        Ok(Json(output::import_json(
+            &added,
+            &parsed.problems,
+            parsed.cookies,
+            parsed.other_sites,
+        ))
+        .into_response())
     })
     .await
 }

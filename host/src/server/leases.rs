@@ -4,11 +4,14 @@
 
 use super::Shared;
 use super::auth::Need;
-use super::errors::{ApiError, ApiResult, read_json};
-use crate::cli::output;
+use super::errors::{ApiError, ApiResult, Q, read_json};
+use crate::cli::output::{self, effect_json};
 use crate::names;
 use crate::pool::Acquired;
-use crate::{AcquireRequest, AcquireStatus, Failure, FailureClass, LeaseId, Outcome};
+use crate::{
+    AccessLevel, AcquireRequest, AcquireStatus, CredentialView, Failure, FailureClass, LeaseId,
+    Outcome,
+};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -113,22 +116,41 @@ pub(super) fn lease_id(id: &str) -> ApiResult<LeaseId> {
     })
 }
 
-fn effect_json(lease: &str, e: &crate::ReportEffect) -> serde_json::Value {
-    json!({
-        "lease": lease,
-        "status": names::status(e.status),
-        "health": e.health,
-        "cooldown_until": e.cooldown_until.map(output::time),
-    })
+/// `?level=`: the leased credential shown at this access level, as
+/// `credpool acquire --json` shows it (one more policy call), instead of
+/// the lease's own summary.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireQuery {
+    level: Option<String>,
+}
+
+impl AcquireQuery {
+    fn level(&self) -> ApiResult<Option<AccessLevel>> {
+        self.level
+            .as_deref()
+            .map(|l| {
+                names::parse_access_level(l)
+                    .filter(|l| *l != AccessLevel::Secret)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_input",
+                            "`level` must be public, internal or sensitive",
+                        )
+                    })
+            })
+            .transpose()
+    }
 }
 
 /// The answer, with `Retry-After` when nothing was handed out.
 fn acquired_response(
     got: &Acquired,
+    view: Option<&CredentialView>,
     prefer_fresh: bool,
     extra: Option<serde_json::Value>,
 ) -> Response {
-    let mut body = output::acquired_json(got, None);
+    let mut body = output::acquired_json(got, view);
     if prefer_fresh && let Some(w) = body["warnings"].as_array_mut() {
         w.push(json!(
             "prefer_fresh is not supported by this policy; the usual choice was made"
@@ -159,14 +181,28 @@ fn acquired_response(
 pub async fn acquire(
     State(s): State<Shared>,
     headers: HeaderMap,
+    Q(q): Q<AcquireQuery>,
     body: Body,
 ) -> ApiResult<Response> {
     let who = s.tokens.authorize(&headers, Need::Crawl)?;
+    let level = q.level()?;
     let body: AcquireBody = read_json(body, s.max_body).await?;
     let req = body.request()?;
     let pool = s.tenants.get(&who.tenant)?.pool;
     let got = pool.acquire(&req)?;
-    Ok(acquired_response(&got, body.prefer_fresh, None))
+    // The holder's own credential only: a crawler sees no other record.
+    // A view that fails (the credential removed meanwhile) leaves the slim
+    // summary rather than an error that would strand the granted lease.
+    let view = match (&got.lease, level) {
+        (Some(l), Some(level)) => pool.view(&l.credential.id, level).ok(),
+        _ => None,
+    };
+    Ok(acquired_response(
+        &got,
+        view.as_ref(),
+        body.prefer_fresh,
+        None,
+    ))
 }
 
 pub async fn report(
@@ -211,6 +247,7 @@ pub async fn report_and_acquire(
     let (effect, got) = pool.report_and_acquire(lease, outcome, &next)?;
     Ok(acquired_response(
         &got,
+        None,
         body.next.prefer_fresh,
         Some(json!({"report": effect_json(&id, &effect)})),
     ))
