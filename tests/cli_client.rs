@@ -7,97 +7,14 @@ use crate::support;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
-use support::{credpool, credpool_bin, initialised, ok, run_credpool, stderr};
+use std::process::Output;
+use support::server::{Served, token};
+use support::{credpool, initialised, ok, run_credpool, stderr};
 
-/// A `credpool serve` on 127.0.0.1 (a free port it picks) over the data
-/// directory `dir/data`; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = Command::new(credpool_bin())
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(dir.join("credpool.toml"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--interval-ms", "200"])
-            .env_remove("CREDENTIAL_ENCRYPTION_KEY")
-            .env_remove("CREDPOOL_LOG")
-            .env_remove("CREDPOOL_ADDR")
-            .env_remove("CREDPOOL_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start credpool serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        let log2 = log.clone();
-        // Drains stderr for as long as the server lives (a full pipe would
-        // stall it) and says when the ready line came.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("credpool: serving on ") {
-                    let _ = ready_tx.send(addr.trim().to_string());
-                }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let addr = match ready_rx.recv_timeout(Duration::from_secs(180)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "credpool serve did not become ready:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        assert!(addr.starts_with("http://127.0.0.1:"), "{addr}");
-        Server { child, addr, log }
-    }
-
-    /// Runs the CLI through this server with `token`.
-    fn run(&self, dir: &Path, token: &str, args: &[&str], stdin: &str) -> Output {
-        run_credpool(
-            dir,
-            args,
-            stdin,
-            &[("CREDPOOL_ADDR", &self.addr), ("CREDPOOL_TOKEN", token)],
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A token made on the server's data directory (before it starts: the
-/// running server also picks new ones up within a fraction of a second).
-fn token(dir: &Path, role: &str) -> String {
-    let out = ok(&credpool(
-        dir,
-        &["token", "create", "--tenant", "default", "--role", role],
-    ));
-    let t = out.trim().to_string();
-    assert!(t.starts_with("cpt_"), "{out}");
-    t
+/// `credpool serve` on a free loopback port over `dir/data`.
+fn start(dir: &Path) -> Served {
+    Served::start(dir, &["--listen", "127.0.0.1:0", "--interval-ms", "200"])
 }
 
 /// Every key path in a JSON value (arrays as `[]`, their items merged).
@@ -136,7 +53,7 @@ fn code(out: &Output) -> Option<i32> {
 /// One step run on both sides: the local store and the server.
 struct Both<'a> {
     local: &'a Path,
-    server: &'a Server,
+    server: &'a Served,
     dir: &'a Path,
 }
 
@@ -144,7 +61,7 @@ impl Both<'_> {
     fn run(&self, token: &str, args: &[&str]) -> (Output, Output) {
         (
             credpool(self.local, args),
-            self.server.run(self.dir, token, args, ""),
+            self.server.run_cli(self.dir, token, args, ""),
         )
     }
 
@@ -169,9 +86,9 @@ impl Both<'_> {
 fn the_client_prints_what_the_local_command_prints() {
     let local = initialised();
     let dir = initialised();
-    let operator = token(dir.path(), "operator");
-    let crawler = token(dir.path(), "crawler");
-    let server = Server::start(dir.path());
+    let operator = token(dir.path(), "default", "operator", &[]);
+    let crawler = token(dir.path(), "default", "crawler", &[]);
+    let server = start(dir.path());
     let both = Both {
         local: local.path(),
         server: &server,
@@ -260,7 +177,7 @@ fn the_client_prints_what_the_local_command_prints() {
         local.path(),
         &["report", &leases[0], "blocked", "--status", "403", "--json"],
     ));
-    let rr = report(server.run(
+    let rr = report(server.run_cli(
         dir.path(),
         &crawler,
         &["report", &leases[1], "blocked", "--status", "403", "--json"],
@@ -277,7 +194,7 @@ fn the_client_prints_what_the_local_command_prints() {
         )
     );
     // Reporting it twice: the pool's own message, exit 1.
-    let again = server.run(dir.path(), &crawler, &["report", &leases[1], "success"], "");
+    let again = server.run_cli(dir.path(), &crawler, &["report", &leases[1], "success"], "");
     assert_eq!(code(&again), Some(1));
     assert!(
         stderr(&again).contains("no open lease"),
@@ -285,19 +202,19 @@ fn the_client_prints_what_the_local_command_prints() {
         stderr(&again)
     );
     // A lease id that is not one is a usage error, before any request.
-    let bad = server.run(dir.path(), &crawler, &["release", "nonsense"], "");
+    let bad = server.run_cli(dir.path(), &crawler, &["release", "nonsense"], "");
     assert_eq!(code(&bad), Some(2), "{}", stderr(&bad));
 
     // Release: the credential is free again at once.
-    let got = json(&server.run(dir.path(), &crawler, &["acquire", "x.com", "--json"], ""));
+    let got = json(&server.run_cli(dir.path(), &crawler, &["acquire", "x.com", "--json"], ""));
     let lease = got["lease"]["id"].as_str().unwrap();
-    let released = ok(&server.run(dir.path(), &crawler, &["release", lease], ""));
+    let released = ok(&server.run_cli(dir.path(), &crawler, &["release", lease], ""));
     assert_eq!(released, format!("released {lease}\n"));
-    ok(&server.run(dir.path(), &crawler, &["acquire", "x.com"], ""));
+    ok(&server.run_cli(dir.path(), &crawler, &["acquire", "x.com"], ""));
 
     // Stats: the server counted it all (a local process counts only its
     // own calls); a site with nothing is the same error.
-    let stats = json(&server.run(
+    let stats = json(&server.run_cli(
         dir.path(),
         &operator,
         &["stats", "--site", "jd.com", "--json"],
@@ -342,7 +259,7 @@ fn the_client_prints_what_the_local_command_prints() {
     let (l, r) = both.run(&operator, &["remove", "i1"]);
     assert_eq!((code(&l), code(&r)), (Some(1), Some(1)));
     assert_eq!(stderr(&l), stderr(&r));
-    let log = server.log.lock().unwrap().clone();
+    let log = server.log();
     for secret in ["abc=def", "tok.en"] {
         assert!(!log.contains(secret), "a secret in the server's log: {log}");
     }
@@ -351,13 +268,13 @@ fn the_client_prints_what_the_local_command_prints() {
 #[test]
 fn the_client_says_why_the_server_refused() {
     let dir = initialised();
-    let crawler = token(dir.path(), "crawler");
-    let server = Server::start(dir.path());
+    let crawler = token(dir.path(), "default", "crawler", &[]);
+    let server = start(dir.path());
     let add = [
         "add", "--site", "jd.com", "--type", "session", "--cookie", "sid=v",
     ];
 
-    let refused = server.run(dir.path(), &crawler, &add, "");
+    let refused = server.run_cli(dir.path(), &crawler, &add, "");
     assert_eq!(code(&refused), Some(1), "{}", stderr(&refused));
     let msg = stderr(&refused);
     assert!(
@@ -368,7 +285,7 @@ fn the_client_says_why_the_server_refused() {
 
     let wrong = "cpt_0000000000000000000000000000000000000000000000000000000000000000";
     for t in [wrong, "not-a-token"] {
-        let out = server.run(dir.path(), t, &["list"], "");
+        let out = server.run_cli(dir.path(), t, &["list"], "");
         assert_eq!(code(&out), Some(1), "{}", stderr(&out));
         let msg = stderr(&out);
         assert!(
@@ -382,7 +299,7 @@ fn the_client_says_why_the_server_refused() {
         dir.path(),
         &["stats"],
         "",
-        &[("CREDPOOL_ADDR", &server.addr)],
+        &[("CREDPOOL_ADDR", &server.url(""))],
     );
     assert_eq!(code(&out), Some(1));
     assert!(
@@ -392,7 +309,7 @@ fn the_client_says_why_the_server_refused() {
     );
 
     // A usage error is found before anything is sent: exit 2.
-    let out = server.run(dir.path(), &crawler, &["report", "l1.ab", "sideways"], "");
+    let out = server.run_cli(dir.path(), &crawler, &["report", "l1.ab", "sideways"], "");
     assert_eq!(code(&out), Some(2), "{}", stderr(&out));
 
     // No server there.
@@ -420,7 +337,7 @@ fn the_client_says_why_the_server_refused() {
 #[test]
 fn a_store_held_by_the_server_says_how_to_reach_it() {
     let dir = initialised();
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let out = credpool(dir.path(), &["list"]);
     assert_eq!(code(&out), Some(1));
     let msg = stderr(&out);

@@ -6,107 +6,20 @@
 
 use crate::support::fixtures::{assert_no_leak, encodings};
 use crate::support::http::{Answer, Client};
-use crate::support::{canary, credpool, credpool_bin, initialised, ok};
+use crate::support::server::{Served, token};
+use crate::support::{canary, credpool, initialised, ok};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A running `credpool serve` on a free loopback port; killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let log = unique(dir.join("serve.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(credpool_bin())
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(dir.join("credpool.toml"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--interval-ms", "100"])
-            .args(extra)
-            .env_remove("CREDENTIAL_ENCRYPTION_KEY")
-            .env("CREDPOOL_LOG", "trace")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start credpool serve");
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:1".parse().expect("addr"),
-            log,
-        };
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = server.log_text();
-            if let Some(at) = text.find("serving on http://") {
-                let rest = &text[at + "serving on http://".len()..];
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                server.addr = rest[..end].parse().expect("bound address");
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("credpool serve exited ({status}) before serving:\n{text}");
-            }
-            assert!(Instant::now() < until, "serve did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn client(&self, token: &str) -> Client {
-        Client::new(self.addr, Some(token))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends `signal` and waits for the process to end.
-    fn stop(&mut self, signal: rustix::process::Signal) -> std::process::ExitStatus {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        rustix::process::kill_process(pid, signal).expect("signal the server");
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < until, "the server did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unique(path: PathBuf) -> PathBuf {
-    let mut p = path.clone();
-    let mut n = 0;
-    while p.exists() {
-        n += 1;
-        p = path.with_extension(format!("{n}.log"));
-    }
-    p
-}
-
-/// A token made with the CLI, as an operator would.
-fn token(dir: &Path, tenant: &str, role: &str, extra: &[&str]) -> String {
-    let mut args = vec!["token", "create", "--tenant", tenant, "--role", role];
+/// `credpool serve` on a free loopback port, logging at trace level, with
+/// a quick lifecycle tick; `extra` adds to its arguments.
+fn start(dir: &Path, extra: &[&str]) -> Served {
+    let mut args = vec!["--listen", "127.0.0.1:0", "--interval-ms", "100"];
     args.extend_from_slice(extra);
-    ok(&credpool(dir, &args)).trim().to_string()
+    Served::start_traced(dir, &args)
 }
 
 fn expect(a: &Answer, status: u16) -> Value {
@@ -133,7 +46,7 @@ fn every_endpoint_answers_and_each_role_is_held_to_its_own() {
     let operator = token(d, "default", "operator", &[]);
     let viewer = token(d, "default", "viewer", &[]);
     let crawler = token(d, "default", "crawler", &[]);
-    let server = Server::start(d, &[]);
+    let server = start(d, &[]);
     let mut anon = Client::new(server.addr, None);
     let mut adm = server.client(&admin);
     let mut op = server.client(&operator);
@@ -399,7 +312,7 @@ fn every_endpoint_answers_and_each_role_is_held_to_its_own() {
     expect(&op.delete("/v1/credentials/s2"), 200);
     assert_eq!(op.get("/v1/credentials/s2").status, 404);
 
-    let log = server.log_text();
+    let log = server.log();
     assert!(log.contains("[AUDIT] secrets revealed"), "{log}");
     assert!(log.contains("[AUDIT] secrets exported"), "{log}");
     assert!(log.contains("[AUDIT] token created"), "{log}");
@@ -412,7 +325,7 @@ fn bad_requests_are_answered_400_naming_what_was_wrong() {
     let d = dir.path();
     let op = token(d, "default", "operator", &[]);
     let crawler = token(d, "default", "crawler", &[]);
-    let server = Server::start(d, &["--max-body", "4096"]);
+    let server = start(d, &["--max-body", "4096"]);
     let mut op = server.client(&op);
     let mut crawl = server.client(&crawler);
 
@@ -480,7 +393,7 @@ fn expired_and_revoked_tokens_are_refused() {
     let d = dir.path();
     // Long enough to outlive a debug-build server start on a busy machine.
     let short = token(d, "default", "viewer", &["--expires", "8s"]);
-    let born = std::time::Instant::now();
+    let born = Instant::now();
     let revoked = token(d, "default", "viewer", &[]);
     let list = ok(&credpool(d, &["token", "list", "--json"]));
     let list: Value = serde_json::from_str(&list).expect("token list json");
@@ -491,12 +404,12 @@ fn expired_and_revoked_tokens_are_refused() {
         "token list shows a token"
     );
     let id = all[1]["id"].as_str().expect("id").to_string();
-    let server = Server::start(d, &[]);
+    let server = start(d, &[]);
     assert_eq!(server.client(&short).get("/v1/stats").status, 200);
     assert_eq!(server.client(&revoked).get("/v1/stats").status, 200);
     ok(&credpool(d, &["token", "revoke", &id]));
     std::thread::sleep(
-        (born + Duration::from_millis(8200)).saturating_duration_since(std::time::Instant::now()),
+        (born + Duration::from_millis(8200)).saturating_duration_since(Instant::now()),
     );
     let a = server.client(&short).get("/v1/stats");
     assert_eq!(
@@ -549,7 +462,7 @@ fn sixty_four_clients_never_hold_one_exclusive_credential_at_once() {
     let crawler = token(d, "default", "crawler", &[]);
     // One token for all 64 clients: the per-token rate limit is not what
     // this test measures.
-    let server = Server::start(d, &["--rate-limit", "0"]);
+    let server = start(d, &["--rate-limit", "0"]);
     let mut op = server.client(&operator);
     for i in 0..8 {
         expect(
@@ -629,7 +542,7 @@ fn nothing_acknowledged_is_lost(signal: rustix::process::Signal) {
     let d = dir.path();
     let operator = token(d, "default", "operator", &[]);
     let crawler = token(d, "default", "crawler", &[]);
-    let mut server = Server::start(d, &["--rate-limit", "0"]);
+    let mut server = start(d, &["--rate-limit", "0"]);
     let added: Arc<Mutex<Vec<String>>> = Arc::default();
     let expired: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -685,18 +598,14 @@ fn nothing_acknowledged_is_lost(signal: rustix::process::Signal) {
         }));
     }
     std::thread::sleep(Duration::from_secs(4));
-    let status = server.stop(signal);
+    let status = server.signal(signal);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in threads {
         t.join().expect("load thread");
     }
     if signal == rustix::process::Signal::TERM {
-        assert!(status.success(), "SIGTERM: {status}\n{}", server.log_text());
-        assert!(
-            server.log_text().contains("stopped;"),
-            "{}",
-            server.log_text()
-        );
+        assert!(status.success(), "SIGTERM: {status}\n{}", server.log());
+        assert!(server.log().contains("stopped;"), "{}", server.log());
     }
     let added = added.lock().expect("added").clone();
     let expired = expired.lock().expect("expired").clone();
@@ -707,7 +616,7 @@ fn nothing_acknowledged_is_lost(signal: rustix::process::Signal) {
         expired.len()
     );
     drop(server);
-    let server = Server::start(d, &[]);
+    let server = start(d, &[]);
     let list = expect(
         &server.client(&operator).get("/v1/credentials?site=k.test"),
         200,
@@ -756,7 +665,7 @@ fn no_secret_reaches_logs_metrics_errors_or_views() {
     let operator = token(d, "default", "operator", &[]);
     let viewer = token(d, "default", "viewer", &[]);
     let crawler = token(d, "default", "crawler", &[]);
-    let server = Server::start(d, &[]);
+    let server = start(d, &[]);
     let (mut adm, mut op, mut view, mut crawl) = (
         server.client(&admin),
         server.client(&operator),
@@ -902,7 +811,7 @@ fn no_secret_reaches_logs_metrics_errors_or_views() {
     let revealed = expect(&adm.get("/v1/credentials/sess/reveal"), 200).to_string();
     assert!(revealed.contains(&cookie) && revealed.contains(&header));
     std::thread::sleep(Duration::from_millis(300));
-    let log = server.log_text();
+    let log = server.log();
     assert!(log.contains("[AUDIT] secrets revealed"), "{log}");
     texts.push(log);
     let secrets: Vec<String> = [

@@ -2,7 +2,7 @@
 //! `Retry-After` for the token over its pace, the others unhurt) and the
 //! `credpool bench --http` load generator run against a live server.
 
-use crate::serve_tls::{Served, token};
+use crate::support::server::{Served, token};
 use crate::support::{credpool, initialised, ok, stderr};
 use std::time::Duration;
 
@@ -16,8 +16,8 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn a_token_over_its_rate_limit_gets_429_with_retry_after_and_others_go_on() {
     let dir = initialised();
-    let greedy = token(dir.path(), "viewer");
-    let calm = token(dir.path(), "viewer");
+    let greedy = token(dir.path(), "default", "viewer", &[]);
+    let calm = token(dir.path(), "default", "viewer", &[]);
     let served = Served::start(
         dir.path(),
         &[
@@ -96,7 +96,7 @@ fn serve_limits_each_token_by_default() {
 #[test]
 fn bench_http_drives_leases_through_a_live_server_and_prints_json() {
     let dir = initialised();
-    let admin = token(dir.path(), "admin");
+    let admin = token(dir.path(), "default", "admin", &[]);
     let served = Served::start(
         dir.path(),
         &["--listen", "127.0.0.1:0", "--rate-limit", "0"],
@@ -170,7 +170,7 @@ fn bench_http_drives_leases_through_a_live_server_and_prints_json() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
     // A viewer may not lease: the run stops saying so.
-    let viewer = token(dir.path(), "viewer");
+    let viewer = token(dir.path(), "default", "viewer", &[]);
     let out = credpool(
         dir.path(),
         &[

@@ -4,128 +4,10 @@
 //! address without TLS is refused unless `--insecure-http` is given; bad
 //! certificate and key files are named, never a panic.
 
-use crate::support::{credpool, initialised, ok, stderr};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use crate::support::server::{Served, token};
+use crate::support::{credpool, initialised, stderr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A running `credpool serve`, stopped (SIGTERM) when dropped.
-pub struct Served {
-    child: Option<Child>,
-    /// Where it said it serves, and the scheme it said.
-    pub addr: SocketAddr,
-    pub scheme: String,
-    /// Everything it wrote on stderr so far.
-    log: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Served {
-    /// Starts `credpool serve ARGS` on `dir/data` and waits for its
-    /// "serving on SCHEME://ADDR" line.
-    pub fn start(dir: &Path, args: &[&str]) -> Served {
-        Self::try_start(dir, args).unwrap_or_else(|log| panic!("serve did not start:\n{log}"))
-    }
-
-    /// As [`Served::start`]; `Err` with its stderr if it exited instead.
-    pub fn try_start(dir: &Path, args: &[&str]) -> Result<Served, String> {
-        let mut child = Command::new(crate::support::credpool_bin())
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(dir.join("credpool.toml"))
-            .arg("serve")
-            .args(args)
-            .env_remove("CREDENTIAL_ENCRYPTION_KEY")
-            .env_remove("CREDPOOL_LOG")
-            .env_remove("CREDPOOL_LISTEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start credpool serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stream = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("credpool: serving on ") {
-                    let _ = tx.send(url.to_string());
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        // The first start compiles the policy component (seconds in a
-        // debug build on a busy machine).
-        match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => {
-                let (scheme, addr) = url.split_once("://").expect("scheme://addr");
-                Ok(Served {
-                    child: Some(child),
-                    addr: addr.parse().expect("a socket address"),
-                    scheme: scheme.to_string(),
-                    log,
-                    reader: Some(reader),
-                })
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = reader.join();
-                Err(log.lock().unwrap().clone())
-            }
-        }
-    }
-
-    /// The address on loopback (for a server listening on 0.0.0.0).
-    pub fn loopback(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.addr.port()))
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}://{}{path}", self.scheme, self.loopback())
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then its exit status and whole stderr.
-    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let mut child = self.child.take().expect("running");
-        let pid = rustix::process::Pid::from_child(&child);
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
-        let status = child.wait().expect("wait for serve");
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        (status, self.log())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A new API token printed by `credpool token create`.
-pub fn token(dir: &Path, role: &str) -> String {
-    ok(&credpool(dir, &["token", "create", "--role", role]))
-        .trim()
-        .to_string()
-}
 
 /// A self-signed certificate for 127.0.0.1 (and its key), PEM, written as
 /// `dir/NAME.crt` and `dir/NAME.key`.
@@ -161,7 +43,7 @@ fn trusting(cert_pem: &str) -> reqwest::Client {
 #[test]
 fn https_serves_health_and_an_authenticated_call_with_the_given_certificate() {
     let dir = initialised();
-    let viewer = token(dir.path(), "viewer");
+    let viewer = token(dir.path(), "default", "viewer", &[]);
     let (cert, key, cert_pem) = certificate(dir.path(), "server");
     let served = Served::start(
         dir.path(),
