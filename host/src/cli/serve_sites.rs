@@ -275,6 +275,12 @@ fn records(spec: &SiteSpec, truth: &SiteTruth) -> Value {
         },
         "unknown_sessions": truth.unknown_sessions,
         "banned": bans.len(),
+        "banned_accounts": truth
+            .accounts
+            .iter()
+            .filter(|a| a.banned.is_some())
+            .map(|a| a.username.as_str())
+            .collect::<Vec<_>>(),
         "banned_for_abuse": bans.iter().filter(|b| b.cause == BanCause::Abuse).count(),
         "banned_at_random": bans.iter().filter(|b| b.cause == BanCause::Random).count(),
         "blocks": sum(&|a| a.blocks.len() as u64),
