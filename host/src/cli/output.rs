@@ -19,6 +19,15 @@ fn opt_time(ms: Option<i64>) -> Value {
     ms.map(time).unwrap_or(Value::Null)
 }
 
+/// As [`time`], to the millisecond: a crawler waits until this moment, and
+/// whole seconds would make it ask up to a second early.
+fn precise_time(ms: Option<i64>) -> Value {
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None => Value::Null,
+    }
+}
+
 pub fn meta_json(m: &CredentialMeta) -> Value {
     json!({
         "id": m.id,
@@ -226,7 +235,7 @@ pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
     json!({
         "status": names::acquire_status(got.status),
         "reason": got.reason.map(names::reason),
-        "next_free_at": opt_time(got.next_free_at),
+        "next_free_at": precise_time(got.next_free_at),
         "lease": got.lease.as_ref().map(|l| json!({
             "id": l.id,
             "granted_at": time(l.granted_at),
