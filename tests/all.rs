@@ -20,6 +20,7 @@ mod pool;
 mod security;
 mod serve;
 mod serve_load;
+mod serve_sites;
 mod serve_tls;
 mod simsite;
 mod simulate;

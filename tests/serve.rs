@@ -666,7 +666,11 @@ fn nothing_acknowledged_is_lost(signal: rustix::process::Signal) {
                     continue;
                 };
                 n += 1;
-                let outcome = if n.is_multiple_of(3) { "expired" } else { "success" };
+                let outcome = if n.is_multiple_of(3) {
+                    "expired"
+                } else {
+                    "success"
+                };
                 let Some(eff) = c.try_post(
                     &format!("/v1/leases/{lease}/report"),
                     &json!({"outcome": outcome, "http_status": 401}),

@@ -26,6 +26,7 @@ mod release;
 mod remove;
 mod report;
 mod serve;
+mod serve_sites;
 mod show;
 mod simulate;
 mod stats;
@@ -250,11 +251,37 @@ enum Command {
         seed: u64,
     },
     /// Crawl simulated hostile sites on loopback with a pool in a
-    /// temporary store and report the card's SLOs.
+    /// temporary store and report the card's SLOs; or, with --serve-sites,
+    /// serve the sites to crawlers outside (Scrapy, Crawlee) through a
+    /// `credpool serve`.
     Simulate {
-        /// Accounts, split over the three simulated sites.
-        #[arg(long, default_value_t = 200)]
-        accounts: usize,
+        /// Accounts, split over the three simulated sites (default 200);
+        /// with --serve-sites, per site (default 30).
+        #[arg(long)]
+        accounts: Option<usize>,
+        /// Serve the simulated sites on 127.0.0.1 until SIGINT/SIGTERM
+        /// instead of crawling them: load their accounts into the store at
+        /// --data-dir, write a credpool.toml for `credpool serve`, print the
+        /// sites' addresses as a JSON line, and on exit the sites' own
+        /// records as another.
+        #[arg(long, conflicts_with_all = ["workers", "duration", "requests", "strategy", "compare", "json"])]
+        serve_sites: bool,
+        /// With --serve-sites: which sites (comma-separated: shop.sim,
+        /// forum.sim, api.sim).
+        #[arg(long, default_value = "shop.sim", requires = "serve_sites")]
+        sites: String,
+        /// With --serve-sites: where to write the server's configuration
+        /// (default: DATA_DIR/simulated-sites.toml).
+        #[arg(long, value_name = "FILE", requires = "serve_sites")]
+        config_out: Option<PathBuf>,
+        /// With --serve-sites: the life of a session cookie or access token
+        /// at the sites.
+        #[arg(long, default_value = "20s", requires = "serve_sites")]
+        session_ttl: String,
+        /// With --serve-sites: when the shop changes its defences (rate
+        /// halved, blocks across the site), from its start; none if unset.
+        #[arg(long, value_name = "DURATION", requires = "serve_sites")]
+        defence_change_at: Option<String>,
         /// Concurrent crawler workers.
         #[arg(long, default_value_t = 16)]
         workers: usize,
@@ -503,6 +530,26 @@ fn run(cli: Cli) -> Result<(), Failed> {
         }
         Command::Simulate {
             accounts,
+            serve_sites: true,
+            sites,
+            config_out,
+            session_ttl,
+            defence_change_at,
+            seed,
+            ..
+        } => serve_sites::run(
+            &cli,
+            &serve_sites::Args {
+                accounts: accounts.unwrap_or(30),
+                seed: *seed,
+                sites: sites.clone(),
+                config_out: config_out.clone(),
+                session_ttl: session_ttl.clone(),
+                defence_change_at: defence_change_at.clone(),
+            },
+        ),
+        Command::Simulate {
+            accounts,
             workers,
             duration,
             requests,
@@ -510,9 +557,10 @@ fn run(cli: Cli) -> Result<(), Failed> {
             strategy,
             compare,
             json,
+            ..
         } => simulate::run(
             simulate::Args {
-                accounts: *accounts,
+                accounts: accounts.unwrap_or(200),
                 workers: *workers,
                 duration: duration.clone(),
                 requests: *requests,

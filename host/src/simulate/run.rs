@@ -208,7 +208,7 @@ fn short_name(site: &SiteSpec) -> &str {
 
 /// The credential id of account `index` of site `site` (no personal data:
 /// ids show in logs).
-fn credential_id(site: &SiteSpec, index: usize) -> String {
+pub fn credential_id(site: &SiteSpec, index: usize) -> String {
     format!("{}-{index:04}", short_name(site))
 }
 

@@ -35,7 +35,7 @@ use crate::{CredentialKind, Secrets};
 use rules::{Account, Ms, ms};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -322,6 +322,10 @@ struct Shared {
     requests: AtomicU64,
     unknown_sessions: AtomicU64,
     bans: BanCount,
+    /// Per account: crawl requests being answered now, and how many arrived
+    /// while another was ([`AccountTruth::concurrent`]).
+    in_flight: Vec<AtomicU32>,
+    concurrent: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -393,6 +397,8 @@ impl Shared {
                 abuse_only: AtomicUsize::new(0),
                 abuse_first: Mutex::new(Vec::new()),
             },
+            in_flight: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            concurrent: (0..n).map(|_| AtomicU64::new(0)).collect(),
         };
         if shared.spec.flavour == Flavour::OAuth {
             for i in 0..n {
@@ -508,6 +514,29 @@ impl Shared {
             },
         );
         (access, refresh, expires)
+    }
+}
+
+/// A crawl request of one account being answered: counted in
+/// `in_flight` from its arrival until the answer leaves (dropped).
+struct Flight<'a> {
+    shared: &'a Shared,
+    account: usize,
+}
+
+impl<'a> Flight<'a> {
+    /// Starts one; notes it if another of the account's was in flight.
+    fn start(shared: &'a Shared, account: usize) -> Flight<'a> {
+        if shared.in_flight[account].fetch_add(1, Ordering::SeqCst) > 0 {
+            shared.concurrent[account].fetch_add(1, Ordering::Relaxed);
+        }
+        Flight { shared, account }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.shared.in_flight[self.account].fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -691,7 +720,8 @@ client_auth = "body"
             .accounts
             .iter()
             .zip(&self.shared.public)
-            .map(|(a, p)| {
+            .zip(&self.shared.concurrent)
+            .map(|((a, p), concurrent)| {
                 let a = a.lock().unwrap();
                 AccountTruth {
                     username: p.username.clone(),
@@ -703,6 +733,7 @@ client_auth = "body"
                     keepalives: a.keepalives,
                     token_grants: a.token_grants,
                     captchas: a.captchas(),
+                    concurrent: concurrent.load(Ordering::Relaxed),
                 }
             })
             .collect();

@@ -20,7 +20,8 @@
 
 use super::rules::{Account, Ms, Verdict};
 use super::{
-    BANNED_MARKER, CLIENT_ID, DENIED_MARKER, Flavour, Grant, Key, PendingLogin, Shared, Step,
+    BANNED_MARKER, CLIENT_ID, DENIED_MARKER, Flavour, Flight, Grant, Key, PendingLogin, Shared,
+    Step,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -94,18 +95,24 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     } else {
         Form::default()
     };
-    // Decided on arrival, answered after the page time.
-    let answer = route(shared, &parts, &form);
+    // Decided on arrival, answered after the page time; a crawl request
+    // is in flight for its account until then.
+    let (answer, flight) = route(shared, &parts, &form);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    drop(flight);
     answer
 }
 
-fn route(s: &Shared, parts: &Parts, form: &Form) -> Answer {
+fn route<'a>(s: &'a Shared, parts: &Parts, form: &Form) -> (Answer, Option<Flight<'a>>) {
     let path = parts.uri.path();
-    match (&parts.method, path) {
-        (&Method::GET, p) if p.starts_with("/item/") => crawl(s, parts, &p["/item/".len()..]),
+    if parts.method == Method::GET
+        && let Some(item) = path.strip_prefix("/item/")
+    {
+        return crawl(s, parts, item);
+    }
+    let answer = match (&parts.method, path) {
         (&Method::GET, "/home") => home(s, parts),
         (&Method::GET, "/login") => page(200, LOGIN_PAGE),
         (&Method::POST, "/login") => login(s, form),
@@ -114,7 +121,8 @@ fn route(s: &Shared, parts: &Parts, form: &Form) -> Answer {
         (&Method::POST, "/captcha") => captcha(s, parts, form),
         (&Method::POST, "/oauth/token") => token(s, parts, form),
         _ => page(404, "<html>not found</html>"),
-    }
+    };
+    (answer, None)
 }
 
 // ------------------------------------------------------------ answers
@@ -278,23 +286,24 @@ fn lock(s: &Shared, i: usize) -> std::sync::MutexGuard<'_, Account> {
 
 // ------------------------------------------------------------ routes
 
-fn crawl(s: &Shared, parts: &Parts, item: &str) -> Answer {
+fn crawl<'a>(s: &'a Shared, parts: &Parts, item: &str) -> (Answer, Option<Flight<'a>>) {
     if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-        return page(404, "<html>not found</html>");
+        return (page(404, "<html>not found</html>"), None);
     }
     let now = s.now();
     let Some(g) = grant(s, parts) else {
         s.unknown_sessions.fetch_add(1, Ordering::Relaxed);
-        return unauthorized();
+        return (unauthorized(), None);
     };
+    let flight = Flight::start(s, g.account);
     let mut a = lock(s, g.account);
     if g.expires <= now {
         a.served.unauthorized += 1;
-        return unauthorized();
+        return (unauthorized(), Some(flight));
     }
     let v = a.crawl(&s.spec, now);
     s.note_ban(&mut a);
-    verdict(v, item)
+    (verdict(v, item), Some(flight))
 }
 
 fn home(s: &Shared, parts: &Parts) -> Answer {

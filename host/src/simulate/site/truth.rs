@@ -71,6 +71,9 @@ pub struct AccountTruth {
     pub token_grants: u64,
     /// Captchas shown.
     pub captchas: u64,
+    /// Crawl requests that arrived while another crawl request of the same
+    /// account was still being answered: one session used twice at once.
+    pub concurrent: u64,
 }
 
 /// What really happened at the site, as of [`SiteTruth::elapsed`].
