@@ -391,17 +391,23 @@ function effect(data) {
 /**
  * Milliseconds to wait before asking again, or null when the deadline is
  * past. A pool that names when a credential is free (rate limits, rests)
- * is taken at its word; when every credential is leased, nextFreeAt is only
- * the leases' end (a holder may give one back any moment), so the wait is
- * a backoff from 100 ms up to it. The pool's times have whole seconds, so
- * a wake-up just before one also backs off rather than asking in a loop.
- * Jitter keeps waiting workers from asking in step.
+ * is taken at its word: its nextFreeAt has whole seconds (the time is within
+ * the second after it) and its Retry-After is rounded up, so the wait ends
+ * at the earlier of those two upper bounds, when the credential is free.
+ * When every credential is leased, nextFreeAt is only the leases' end (a
+ * holder may give one back any moment), so the wait is a backoff from
+ * 100 ms up to it. Jitter keeps waiting workers from asking in step.
  */
 function waitFor(refused, deadline, attempt) {
   const now = Date.now();
   if (now >= deadline) return null;
   const backoff = Math.min(100 * 2 ** Math.min(attempt, 10), 2_000) * (0.5 + Math.random() / 2);
-  const until = refused.nextFreeAt ? refused.nextFreeAt.getTime() - now : null;
+  let until = null;
+  if (refused.nextFreeAt) {
+    let at = refused.nextFreeAt.getTime() + 1000;
+    if (refused.retryAfter != null) at = Math.min(at, now + refused.retryAfter * 1000);
+    until = at - now;
+  }
   let wait;
   if (until === null) wait = Math.min(backoff, (refused.retryAfter ?? 5) * 1000);
   else if (refused.reason === 'all-leased') wait = Math.min(backoff, until);

@@ -66,3 +66,14 @@ test('the Crawlee example crawls through the pool', async () => {
   const out = await example('crawlee.js', { START_URL: `${site.url}/item/7` });
   assert.match(out, /\/item\/7: page \/item\/7/);
 });
+
+test("README shows the lease example as the file has it", async () => {
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  const code = readFileSync(join(examples, 'lease.js'), 'utf8')
+    .split('\n')
+    .filter((l) => !l.startsWith('//'))
+    .join('\n')
+    .trim();
+  assert.ok(readme.includes(code), 'README.md\'s Node example differs from clients/node/examples/lease.js');
+});
