@@ -74,6 +74,9 @@ pub struct PolicyConfig {
     pub min_rate_per_minute: u32,
     /// The fastest adaptive pace, per minute.
     pub max_rate_per_minute: u32,
+    /// The share of its pace a success adds (0 to 1; a sixteenth by
+    /// default). Larger finds a fast site sooner and overshoots more.
+    pub pace_raise: f32,
     /// Health under which a credential is flagged.
     pub low_health_threshold: u8,
     /// Fall of the recent success rate below the long-run one that is
@@ -117,6 +120,7 @@ impl Default for PolicyConfig {
             adaptive: false,
             min_rate_per_minute: 1,
             max_rate_per_minute: 6000,
+            pace_raise: 1.0 / 16.0,
             low_health_threshold: 30,
             success_drop: 0.4,
             success_min_reports: 32,
@@ -196,6 +200,9 @@ impl PolicyConfig {
                 "must not be below min_rate_per_minute",
             );
         }
+        if !(self.pace_raise > 0.0 && self.pace_raise <= 1.0) {
+            return fail("pace_raise", "must be above 0 and at most 1");
+        }
         if self.rate_burst == 0 {
             return fail("rate_burst", "must be at least 1");
         }
@@ -223,6 +230,7 @@ impl PolicyConfig {
         crate::pace::Bounds {
             min: self.min_rate_per_minute as f32,
             max: self.max_rate_per_minute as f32,
+            raise: self.pace_raise,
         }
     }
 

@@ -13,15 +13,15 @@ const BLOCK_CUT: f32 = 0.25;
 /// A burst of blocks across the site: its ceiling is this share of the pace
 /// the blocked credential had.
 const BURST_CUT: f32 = 0.5;
-/// A success adds this share of the pace: growth speeds up with the pace,
-/// so a credential serving at its pace gains a few percent a second.
-const RAISE_SHARE: f32 = 1.0 / 16.0;
 
 /// The bounds of adaptive pacing, per minute.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bounds {
     pub min: f32,
     pub max: f32,
+    /// The share of its pace a success adds: growth speeds up with the
+    /// pace, as a credential serving at its pace sees more successes.
+    pub raise: f32,
 }
 
 impl Bounds {
@@ -32,7 +32,7 @@ impl Bounds {
 
 /// The pace after a success.
 pub fn after_success(pace: f32, b: Bounds) -> f32 {
-    b.clamp(pace + (pace * RAISE_SHARE).max(0.25))
+    b.clamp(pace + (pace * b.raise).max(0.25))
 }
 
 /// The pace after a rate limit. A `Retry-After` longer than the pace's own
@@ -65,7 +65,7 @@ pub fn burst_ceiling(current: Option<f32>, pace_before: f32, b: Bounds) -> f32 {
 /// pace would, spread over the site's `members`, and is lifted (none) once
 /// at the upper bound.
 pub fn ceiling_after_success(ceiling: f32, members: usize, b: Bounds) -> Option<f32> {
-    let raised = ceiling + (ceiling * RAISE_SHARE).max(0.25) / members.max(1) as f32;
+    let raised = ceiling + (ceiling * b.raise).max(0.25) / members.max(1) as f32;
     (raised < b.max).then_some(raised)
 }
 
@@ -96,6 +96,7 @@ mod tests {
     const B: Bounds = Bounds {
         min: 6.0,
         max: 600.0,
+        raise: 1.0 / 16.0,
     };
 
     #[test]

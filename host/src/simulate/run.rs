@@ -103,6 +103,9 @@ pub fn scenario_policy() -> toml::Table {
     set("adaptive", true.into());
     set("min_rate_per_minute", 6.into());
     set("max_rate_per_minute", 3000.into());
+    // The run compresses a site's day into seconds: the pace rises a
+    // quarter per success where a real crawl would take a sixteenth.
+    set("pace_raise", 0.25.into());
     set("rate_burst", 2.into());
     set("lease_ttl_seconds", 30.into());
     set("cooldown_seconds", 5.into());
