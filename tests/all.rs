@@ -16,6 +16,7 @@ mod crash;
 mod hardening;
 mod lifecycle;
 mod lifecycle_e2e;
+mod pace;
 mod policy;
 mod pool;
 mod security;

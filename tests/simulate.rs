@@ -62,7 +62,7 @@ fn a_short_run_reports_from_what_its_workers_saw() {
 }
 
 #[test]
-fn compare_runs_the_naive_baseline_and_every_strategy_on_the_same_sites() {
+fn compare_runs_the_naive_baseline_every_strategy_and_fixed_rates_on_the_same_sites() {
     let runs = simulate_json(&[
         "--accounts",
         "12",
@@ -86,11 +86,18 @@ fn compare_runs_the_naive_baseline_and_every_strategy_on_the_same_sites() {
             "credpool round-robin",
             "credpool random",
             "credpool least-recently-used",
-            "credpool sticky"
+            "credpool sticky",
+            "credpool fixed 60/min",
+            "credpool fixed 180/min",
+            "credpool fixed 300/min",
+            "credpool fixed 480/min",
+            "credpool fixed 900/min"
         ]
     );
     for r in runs.as_array().unwrap() {
         assert_eq!(r["requests"], 300, "{r}");
+        // The pace figures count the answers the workers saw.
+        assert_eq!(r["pace"]["ok"], r["answers"]["ok"], "{r}");
         assert_eq!(r["leaks"]["found_in"], serde_json::json!([]), "{r}");
     }
 }

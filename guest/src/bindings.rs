@@ -337,6 +337,7 @@ impl p::Guest for Component {
                         max_ms: s.answer_times.max_ms,
                     },
                     open_tickets: s.open_tickets,
+                    pace_per_minute: s.pace_per_minute,
                     anomalies: s
                         .anomalies
                         .into_iter()

@@ -66,6 +66,17 @@ pub struct PolicyConfig {
     pub rate_per_minute: Option<u32>,
     /// Uses allowed back to back under a rate limit.
     pub rate_burst: u32,
+    /// Learn each credential's pace from the answers (start from
+    /// `rate_per_minute`, or a cautious one a second); false keeps the
+    /// fixed rate.
+    pub adaptive: bool,
+    /// The slowest adaptive pace, per minute.
+    pub min_rate_per_minute: u32,
+    /// The fastest adaptive pace, per minute.
+    pub max_rate_per_minute: u32,
+    /// The share of its pace a success adds (0 to 1; a sixteenth by
+    /// default). Larger finds a fast site sooner and overshoots more.
+    pub pace_raise: f32,
     /// Health under which a credential is flagged.
     pub low_health_threshold: u8,
     /// Fall of the recent success rate below the long-run one that is
@@ -106,6 +117,10 @@ impl Default for PolicyConfig {
             ban_after_blocks: 3,
             rate_per_minute: None,
             rate_burst: 1,
+            adaptive: false,
+            min_rate_per_minute: 1,
+            max_rate_per_minute: 6000,
+            pace_raise: 1.0 / 16.0,
             low_health_threshold: 30,
             success_drop: 0.4,
             success_min_reports: 32,
@@ -176,6 +191,18 @@ impl PolicyConfig {
         if self.rate_per_minute == Some(0) {
             return fail("rate_per_minute", "must be at least 1");
         }
+        if self.min_rate_per_minute == 0 {
+            return fail("min_rate_per_minute", "must be at least 1");
+        }
+        if self.max_rate_per_minute < self.min_rate_per_minute {
+            return fail(
+                "max_rate_per_minute",
+                "must not be below min_rate_per_minute",
+            );
+        }
+        if !(self.pace_raise > 0.0 && self.pace_raise <= 1.0) {
+            return fail("pace_raise", "must be above 0 and at most 1");
+        }
         if self.rate_burst == 0 {
             return fail("rate_burst", "must be at least 1");
         }
@@ -196,6 +223,15 @@ impl PolicyConfig {
             .get(site)
             .copied()
             .unwrap_or(self.strategy)
+    }
+
+    /// The bounds of adaptive pacing.
+    pub fn pace_bounds(&self) -> crate::pace::Bounds {
+        crate::pace::Bounds {
+            min: self.min_rate_per_minute as f32,
+            max: self.max_rate_per_minute as f32,
+            raise: self.pace_raise,
+        }
     }
 
     /// The backoff after rate limits.
@@ -259,6 +295,20 @@ mod tests {
         assert_eq!(c.strategy_for("a.com"), Strategy::RoundRobin);
         assert_eq!(c.strategy_for("b.com"), Strategy::LeastRecentlyUsed);
         assert_eq!(c.strategy_for("c.com"), Strategy::Sticky);
+    }
+
+    #[test]
+    fn pace_bounds_must_be_ordered() {
+        let err =
+            PolicyConfig::from_json(r#"{"min_rate_per_minute": 60, "max_rate_per_minute": 30}"#)
+                .unwrap_err();
+        assert!(
+            matches!(err, PoolError::InvalidConfig { field, .. } if field == "max_rate_per_minute")
+        );
+        let c =
+            PolicyConfig::from_json(r#"{"adaptive": true, "max_rate_per_minute": 900}"#).unwrap();
+        assert!(c.adaptive);
+        assert_eq!(c.pace_bounds().max, 900.0);
     }
 
     #[test]

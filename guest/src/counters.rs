@@ -30,6 +30,9 @@ pub struct Entry {
     pub health: u8,
     pub block_streak: u8,
     pub rate_limit_streak: u8,
+    /// The learned pace as [`crate::pace::encode`] writes it (0 = none);
+    /// in the byte pages written before it left at 0.
+    pub pace: u8,
     pub use_count: u64,
     pub success_count: u64,
     pub fail_count: u64,
@@ -51,7 +54,12 @@ impl Entry {
     fn encode(&self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.tag.to_le_bytes());
         out[4..8].copy_from_slice(&self.consecutive_failures.to_le_bytes());
-        out[8..12].copy_from_slice(&[self.health, self.block_streak, self.rate_limit_streak, 0]);
+        out[8..12].copy_from_slice(&[
+            self.health,
+            self.block_streak,
+            self.rate_limit_streak,
+            self.pace,
+        ]);
         out[12..20].copy_from_slice(&self.use_count.to_le_bytes());
         out[20..28].copy_from_slice(&self.success_count.to_le_bytes());
         out[28..36].copy_from_slice(&self.fail_count.to_le_bytes());
@@ -68,6 +76,7 @@ impl Entry {
             health: b[8],
             block_streak: b[9],
             rate_limit_streak: b[10],
+            pace: b[11],
             use_count: u64_at(12),
             success_count: u64_at(20),
             fail_count: u64_at(28),
@@ -136,6 +145,7 @@ mod tests {
             health: 77,
             block_streak: 1,
             rate_limit_streak: 2,
+            pace: 97,
             use_count: n,
             success_count: n / 2,
             fail_count: 1,

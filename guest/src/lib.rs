@@ -15,6 +15,7 @@
 //! - [`cooldown`]: exponential backoff with jitter, capped, never shorter.
 //! - [`counters`]: hot counters as compact binary pages, written per flush.
 //! - [`ratelimit`]: per-credential token bucket as one timestamp (GCRA).
+//! - [`pace`]: adaptive pacing, the rate each credential and site learns.
 //! - [`fenwick`]: the weighted tree behind O(log n) selection.
 //! - [`anomaly`]: success-rate falls, block bursts and low health, raised
 //!   once and cleared once.
@@ -34,6 +35,7 @@ pub mod lifecycle;
 pub mod machine;
 pub mod mask;
 pub mod model;
+pub mod pace;
 pub mod packed;
 pub mod pool;
 pub mod ports;

@@ -120,6 +120,9 @@ pub struct Credential {
     /// Rate limits in a row since the last success (drives backoff).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rate_limit_streak: u32,
+    /// The learned adaptive pace per minute (0 = none learned yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pace_per_minute: u32,
     /// The last successful login by the host (re-login, or a challenge
     /// answered); drives `max_age`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,6 +397,9 @@ pub struct SiteStats {
     /// Tickets answered and how long they waited for it.
     pub answer_times: AnswerTimes,
     pub open_tickets: u32,
+    /// The site's adaptive pace per credential per minute (the mean of its
+    /// members', under its ceiling); none when pacing is fixed.
+    pub pace_per_minute: Option<u32>,
     pub anomalies: Vec<Anomaly>,
 }
 

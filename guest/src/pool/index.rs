@@ -21,12 +21,32 @@ pub(super) fn max_concurrent(r: &Record) -> u32 {
     }
 }
 
-pub(super) fn rate_of(r: &Record, config: &PolicyConfig) -> Option<Rate> {
-    let per_minute = if r.rate_per_minute != 0 {
+fn configured_rate(r: &Record, config: &PolicyConfig) -> Option<u32> {
+    if r.rate_per_minute != 0 {
         Some(r.rate_per_minute)
     } else {
         config.rate_per_minute
-    }?;
+    }
+}
+
+/// A member's own adaptive pace: the learned one, else where learning
+/// starts (its configured rate, or a cautious default), within the bounds.
+pub(super) fn own_pace(r: &Record, config: &PolicyConfig) -> f32 {
+    let b = config.pace_bounds();
+    if r.pace > 0.0 {
+        return r.pace.clamp(b.min, b.max);
+    }
+    configured_rate(r, config)
+        .map_or(crate::pace::DEFAULT_START, |n| n as f32)
+        .clamp(b.min, b.max)
+}
+
+pub(super) fn rate_of(r: &Record, config: &PolicyConfig) -> Option<Rate> {
+    let per_minute = if config.adaptive {
+        own_pace(r, config).round().max(1.0) as u32
+    } else {
+        configured_rate(r, config)?
+    };
     Some(Rate {
         per_minute,
         burst: config.rate_burst,

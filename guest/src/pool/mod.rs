@@ -24,12 +24,14 @@
 //! - `persist`: what is stored, when (`commit`, `flush`), in which form;
 //! - `view`: credentials and stats as each access level sees them;
 //! - `lifecycle`: the hooks into [`crate::lifecycle`];
+//! - `pacing`: the adaptive pace of members and sites ([`crate::pace`]);
 //! - `collections`: the chunked record store and the maps' fast hasher.
 
 mod collections;
 mod index;
 mod lease;
 mod lifecycle;
+mod pacing;
 mod persist;
 mod records;
 mod report;
@@ -38,6 +40,8 @@ mod view;
 
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod pacing_tests;
 #[cfg(test)]
 mod tests;
 
@@ -98,6 +102,8 @@ struct Record {
     max_concurrent: u32,
     /// 0 = the configured default.
     rate_per_minute: u32,
+    /// The learned adaptive pace per minute; 0 = none learned yet.
+    pace: f32,
     /// Its place in the counter pages, and the tag that marks it its own.
     ctr: u32,
     kind: Kind,
@@ -174,6 +180,8 @@ struct Site {
     counters: SiteCounters,
     success: SuccessRate,
     blocks: BlockBurst,
+    /// The adaptive pace no member exceeds, set by a burst of blocks.
+    pace_ceiling: Option<f32>,
     anomalies: Vec<Anomaly>,
     exhausted: bool,
 }
@@ -198,6 +206,7 @@ impl Site {
             counters: SiteCounters::default(),
             success: SuccessRate::default(),
             blocks: BlockBurst::default(),
+            pace_ceiling: None,
             anomalies: Vec::new(),
             exhausted: false,
         }

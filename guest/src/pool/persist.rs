@@ -79,6 +79,9 @@ fn merge_counters(c: &mut Credential, e: &counters::Entry) {
     c.health = e.health.min(100);
     c.block_streak = u32::from(e.block_streak);
     c.rate_limit_streak = u32::from(e.rate_limit_streak);
+    if let Some(pace) = crate::pace::decode(e.pace) {
+        c.pace_per_minute = pace.round() as u32;
+    }
     c.use_count = e.use_count;
     c.success_count = e.success_count;
     c.fail_count = e.fail_count;
@@ -366,6 +369,7 @@ impl<H: Host> Pool<H> {
                     health: r.m.health,
                     block_streak: r.m.block_streak,
                     rate_limit_streak: r.m.rate_limit_streak,
+                    pace: crate::pace::encode(r.pace),
                     use_count: r.use_count,
                     success_count: r.m.success_count,
                     fail_count: r.m.fail_count,

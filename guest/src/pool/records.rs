@@ -141,6 +141,7 @@ impl<H: Host> Pool<H> {
             labels: new.labels,
             block_streak: 0,
             rate_limit_streak: 0,
+            pace_per_minute: 0,
             logged_in_at: None,
         };
         let (ctr, tag) = self.new_place();
@@ -209,6 +210,7 @@ impl<H: Host> Pool<H> {
             open_leases: 0,
             max_concurrent: c.max_concurrent.unwrap_or(0),
             rate_per_minute: c.rate_per_minute.unwrap_or(0),
+            pace: c.pace_per_minute as f32,
             kind: c.kind,
             // Counted as banned until `refresh` places it.
             avail: Avail::Banned,

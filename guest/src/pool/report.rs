@@ -57,6 +57,7 @@ impl<H: Host> Pool<H> {
         let before = self.rec(slot).m;
         let host = &mut self.host;
         let (m, _) = standing::on_outcome(before, outcome, &self.config, now, || host.next_u64());
+        let pace_before = self.adapt_member_pace(slot, outcome);
         self.commit(slot, m, now)?;
 
         // Counters and detectors; alerts go out once per start.
@@ -96,6 +97,7 @@ impl<H: Host> Pool<H> {
             _ => Change::None,
         };
         let blocks_seen = site.blocks.count();
+        let ceiling = self.adapt_site_pace(si, burst, pace_before);
         let banned = m.status == Status::Banned && before.status != Status::Banned;
         let quiet = [cred_rate, low, site_rate, burst]
             .iter()
@@ -123,7 +125,13 @@ impl<H: Host> Pool<H> {
             )
         });
         self.anomaly(si, burst, AlertKind::BlockBurst, None, now, || {
-            format!("{blocks_seen} blocks within the window: the site's defences may have changed")
+            let done = match ceiling {
+                Some(c) => format!("; the pool cut the site's pace to {c:.0}/min per credential"),
+                None => String::new(),
+            };
+            format!(
+                "{blocks_seen} blocks within the window: the site's defences may have changed{done}"
+            )
         });
         if banned {
             let name = self.sites[si].name.clone();

@@ -92,6 +92,7 @@ impl<H: Host> Pool<H> {
             .lease_ttl_ms
             .unwrap_or(self.config.lease_ttl_seconds * 1000)
             .max(1) as i64;
+        self.pace_for_use(slot);
         let rate = rate_of(self.rec(slot), &self.config);
         let lru = self.sites[si as usize].strategy == Strategy::LeastRecentlyUsed;
         let rec = self.records[slot as usize].as_mut().expect("picked");

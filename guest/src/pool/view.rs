@@ -90,6 +90,7 @@ impl<H: Host> Pool<H> {
             labels: x.labels,
             block_streak: u32::from(m.block_streak),
             rate_limit_streak: u32::from(m.rate_limit_streak),
+            pace_per_minute: r.pace.round() as u32,
             logged_in_at: time(r.logged_in_at),
         }
     }
@@ -205,6 +206,7 @@ impl<H: Host> Pool<H> {
                     .collect(),
                 answer_times: s.counters.answer_times,
                 open_tickets: 0,
+                pace_per_minute: self.site_pace(s),
             })
             .collect();
         for t in self.lc.open_tickets() {

@@ -374,6 +374,7 @@ pub fn stats_json(s: &SiteStats) -> Value {
             })).collect::<Vec<_>>(),
         },
         "open_tickets": s.open_tickets,
+        "pace_per_minute": s.pace_per_minute,
         "time_to_answer": {
             "answered": s.answer_times.answered,
             "mean_ms": (s.answer_times.answered > 0).then_some(s.answer_times.mean_ms),
@@ -433,7 +434,7 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
         return;
     }
     println!(
-        "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14}",
+        "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
         "SITE",
         "TOTAL",
         "ACTIVE",
@@ -449,7 +450,8 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
         "REFRESHES",
         "REFR-OK",
         "TICKETS",
-        "ANSWER-AVG/MAX"
+        "ANSWER-AVG/MAX",
+        "PACE/MIN"
     );
     for s in stats {
         let b = &s["by_status"];
@@ -461,7 +463,7 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
             .sum();
         let r = &s["refresh"];
         println!(
-            "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14}",
+            "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
             text(s, "site"),
             num(s, "total"),
             num(b, "active") + num(b, "init"),
@@ -477,7 +479,10 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
             num(r, "attempts"),
             rate_text(r["success_rate"].as_f64()),
             num(s, "open_tickets"),
-            answer_time_text(&s["time_to_answer"])
+            answer_time_text(&s["time_to_answer"]),
+            s["pace_per_minute"]
+                .as_u64()
+                .map_or_else(|| "-".to_string(), |n| n.to_string())
         );
         for m in r["by_method"].as_array().into_iter().flatten() {
             println!(

@@ -14,6 +14,10 @@ use std::time::Duration;
 
 /// The strategies `--compare` runs besides the default and the baseline.
 const STRATEGIES: [&str; 4] = ["round-robin", "random", "least-recently-used", "sticky"];
+/// The fixed rates per account per minute `--compare` runs beside the
+/// adaptive pace: from too slow to too fast for the simulated sites, so
+/// the best fixed rate in hindsight is among them.
+const FIXED_RATES: [u32; 5] = [60, 180, 300, 480, 900];
 
 pub struct Args {
     pub accounts: usize,
@@ -82,6 +86,7 @@ pub fn run(args: Args, config: ConfigFile, component: Option<PathBuf>) -> Result
                 policies.push(PolicyChoice::Strategy(s.into()));
             }
         }
+        policies.extend(FIXED_RATES.map(PolicyChoice::Fixed));
     }
     let mut reports = Vec::new();
     for policy in policies {
@@ -109,6 +114,8 @@ pub fn run(args: Args, config: ConfigFile, component: Option<PathBuf>) -> Result
             args.seed, args.workers
         );
         print!("{}", report::render_comparison(&reports));
+        println!();
+        print!("{}", report::render_pace_comparison(&reports));
     }
     if let Some(r) = reports.iter().find(|r| !r.leaks.found_in.is_empty()) {
         return Err(Failed(

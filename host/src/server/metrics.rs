@@ -68,6 +68,7 @@ pub struct Metrics {
     outcomes: Family<OutcomeLabels, Gauge>,
     refreshes: Family<RefreshLabels, Gauge>,
     tickets: Family<SiteLabels, Gauge>,
+    pace: Family<SiteLabels, Gauge>,
     alerts: Family<TenantLabels, Gauge>,
 }
 
@@ -112,6 +113,12 @@ impl Metrics {
         );
         let tickets = Family::default();
         registry.register("open_tickets", "Open challenge tickets", tickets.clone());
+        let pace = Family::default();
+        registry.register(
+            "pace_per_minute",
+            "Adaptive pace per credential per minute (sites with adaptive pacing)",
+            pace.clone(),
+        );
         let alerts = Family::default();
         registry.register(
             "active_alerts",
@@ -127,13 +134,14 @@ impl Metrics {
             outcomes,
             refreshes,
             tickets,
+            pace,
             alerts,
         }
     }
 
     /// Reads every tenant's state into the gauges, then encodes all.
     fn render(&self, state: &Shared) -> ApiResult<String> {
-        for f in [&self.grants, &self.refusals, &self.tickets] {
+        for f in [&self.grants, &self.refusals, &self.tickets, &self.pace] {
             f.clear();
         }
         self.credentials.clear();
@@ -173,6 +181,9 @@ impl Metrics {
                 self.grants.get_or_create(&site).set(s.granted as i64);
                 self.refusals.get_or_create(&site).set(s.refused as i64);
                 self.tickets.get_or_create(&site).set(s.open_tickets as i64);
+                if let Some(pace) = s.pace_per_minute {
+                    self.pace.get_or_create(&site).set(i64::from(pace));
+                }
                 let outcome = |class: &str| OutcomeLabels {
                     tenant: tenant.clone(),
                     site: s.site.clone(),

@@ -184,6 +184,45 @@ pub struct Slo {
     pub no_leak: bool,
 }
 
+/// What a pace cost and earned: successes, and blocks (403 `access denied`)
+/// before and after the defence change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PaceFigures {
+    pub ok: u64,
+    pub rate_limited: u64,
+    pub blocked: u64,
+    pub blocked_after_change: u64,
+    /// Accounts blocked at least once after the change.
+    pub accounts_blocked_after_change: u64,
+    /// Blocks in the last quarter of the run: whether blocks stopped.
+    pub blocked_last_quarter: u64,
+}
+
+/// The pace figures of a run's requests.
+pub fn pace_figures(requests: &[RequestSeen], change_ms: Option<u64>, end_ms: u64) -> PaceFigures {
+    let mut f = PaceFigures::default();
+    let mut after = std::collections::BTreeSet::new();
+    for r in requests {
+        match r.answer {
+            Answer::Ok => f.ok += 1,
+            Answer::RateLimited => f.rate_limited += 1,
+            Answer::Blocked => {
+                f.blocked += 1;
+                if change_ms.is_some_and(|at| r.at_ms >= at) {
+                    f.blocked_after_change += 1;
+                    after.insert(r.credential.as_str());
+                }
+                if r.at_ms >= end_ms - end_ms / 4 {
+                    f.blocked_last_quarter += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    f.accounts_blocked_after_change = after.len() as u64;
+    f
+}
+
 /// The summary of one run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
@@ -206,6 +245,7 @@ pub struct Report {
     pub pool: PoolEvents,
     pub leaks: LeakScan,
     pub slo: Slo,
+    pub pace: PaceFigures,
 }
 
 /// The search of a run's log and data directory for the accounts' secrets.
@@ -369,6 +409,7 @@ pub fn report(
         pool: obs.pool.clone(),
         leaks,
         slo,
+        pace: pace_figures(&obs.requests, obs.defence_change_ms, obs.duration_ms),
     }
 }
 
@@ -526,6 +567,41 @@ pub fn render_comparison(reports: &[Report]) -> String {
             r.ok_per_account_hour,
             r.burnt.lost_per_10k_requests,
             r.burnt.site_banned
+        ));
+    }
+    out
+}
+
+/// The pace rows of `--compare`: each run's successes against the best
+/// fixed rate's (in hindsight), and its blocks.
+pub fn render_pace_comparison(reports: &[Report]) -> String {
+    let best = reports
+        .iter()
+        .filter(|r| r.policy.starts_with("credpool fixed"))
+        .max_by_key(|r| r.pace.ok);
+    let mut out = format!(
+        "{:<30} {:>8} {:>9} {:>6} {:>8} {:>12} {:>14} {:>11}\n",
+        "pace", "ok", "vs best", "429s", "blocks", "after change", "accts blocked", "last 1/4"
+    );
+    for r in reports {
+        let mut name = r.policy.clone();
+        if best.is_some_and(|b| b.policy == r.policy) {
+            name.push_str(" (best)");
+        }
+        let vs = best
+            .filter(|b| b.pace.ok > 0)
+            .map(|b| format!("{:.1}%", r.pace.ok as f64 * 100.0 / b.pace.ok as f64))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<30} {:>8} {:>9} {:>6} {:>8} {:>12} {:>14} {:>11}\n",
+            name,
+            r.pace.ok,
+            vs,
+            r.pace.rate_limited,
+            r.pace.blocked,
+            r.pace.blocked_after_change,
+            r.pace.accounts_blocked_after_change,
+            r.pace.blocked_last_quarter
         ));
     }
     out

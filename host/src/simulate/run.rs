@@ -40,6 +40,9 @@ pub enum PolicyChoice {
     /// retired (Crawlee's blocked status codes): a fresh login, and the
     /// account straight back in rotation (the cookie pools' generator).
     Naive,
+    /// The scenario's configuration with a fixed rate per account (per
+    /// minute) in place of the adaptive pace.
+    Fixed(u32),
 }
 
 impl PolicyChoice {
@@ -48,6 +51,7 @@ impl PolicyChoice {
             PolicyChoice::Default => "credpool default".into(),
             PolicyChoice::Strategy(s) => format!("credpool {s}"),
             PolicyChoice::Naive => "naive round-robin".into(),
+            PolicyChoice::Fixed(n) => format!("credpool fixed {n}/min"),
         }
     }
 }
@@ -88,25 +92,20 @@ pub struct Progress {
 }
 
 /// The scenario's policy: the card's rules with rests scaled to a site
-/// whose day is compressed into seconds, and a request rate per account
-/// under the sites' limit.
-pub fn scenario_policy(sites: &[SiteSpec]) -> toml::Table {
-    // The strictest site's pace, with a margin: the pool never asks a
-    // site for more than this per account.
-    let per_minute = sites
-        .iter()
-        .map(|s| s.rate_max as f64 * 60.0 / s.rate_window.as_secs_f64())
-        .fold(f64::INFINITY, f64::min);
-    let per_minute = if per_minute.is_finite() {
-        (per_minute * 0.8).floor().max(1.0) as i64
-    } else {
-        60
-    };
+/// whose day is compressed into seconds, and an adaptive pace per account.
+/// The sites' limits are unknown to it, as a real site's are: the pace
+/// starts cautious (one use a second) and finds them.
+pub fn scenario_policy() -> toml::Table {
     let mut t = toml::Table::new();
     let mut set = |k: &str, v: toml::Value| {
         t.insert(k.into(), v);
     };
-    set("rate_per_minute", per_minute.into());
+    set("adaptive", true.into());
+    set("min_rate_per_minute", 6.into());
+    set("max_rate_per_minute", 3000.into());
+    // The run compresses a site's day into seconds: the pace rises a
+    // quarter per success where a real crawl would take a sixteenth.
+    set("pace_raise", 0.25.into());
     set("rate_burst", 2.into());
     set("lease_ttl_seconds", 30.into());
     set("cooldown_seconds", 5.into());
@@ -144,7 +143,7 @@ fn config_for(options: &SimOptions, sites: &[SimSite]) -> Result<ConfigFile> {
         ConfigFile::parse(&text).map_err(|e| anyhow!("the simulated sites' configuration: {e}"))?;
     let mut policy = match options.policy {
         PolicyChoice::Naive => naive_policy(),
-        _ => scenario_policy(&options.sites),
+        _ => scenario_policy(),
     };
     if options.policy != PolicyChoice::Naive
         && let Some(user) = options.config.as_ref().and_then(|c| c.policy.clone())
@@ -154,6 +153,10 @@ fn config_for(options: &SimOptions, sites: &[SimSite]) -> Result<ConfigFile> {
     if let PolicyChoice::Strategy(s) = &options.policy {
         policy.remove("allocation_strategy");
         policy.insert("strategy".into(), s.clone().into());
+    }
+    if let PolicyChoice::Fixed(n) = options.policy {
+        policy.insert("adaptive".into(), false.into());
+        policy.insert("rate_per_minute".into(), i64::from(n).into());
     }
     config.policy = Some(policy);
     Ok(config)
