@@ -55,7 +55,7 @@ use crate::ports::{Host, Level};
 use crate::standing::Standing;
 use collections::{Chunked, FastMap};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 
 /// Per-credential anomalies listed in a site's stats at most.
 const MAX_LISTED_ANOMALIES: usize = 100;
@@ -236,6 +236,22 @@ struct Lease {
     persisted: bool,
 }
 
+/// A lease that lapsed before its holder reported. Kept for
+/// [`LATE_REPORT_WINDOW_MS`] so a late report still reaches the credential:
+/// a block a crawler saw is never thrown away.
+#[derive(Clone, Debug)]
+struct Lapsed {
+    nonce: u64,
+    /// The credential by id: its slot may be reused after a removal.
+    credential: Box<str>,
+    expires_at: Millis,
+    /// Whether its record is in the store (deleted when it is let go).
+    persisted: bool,
+}
+
+/// How long after its lapse a lease still takes a report: a day.
+pub const LATE_REPORT_WINDOW_MS: Millis = 24 * 3600 * 1000;
+
 /// The policy's state for one tenant.
 pub struct Pool<H: Host> {
     pub host: H,
@@ -245,6 +261,9 @@ pub struct Pool<H: Host> {
     sites: Vec<Site>,
     site_by_name: FastMap<String, u32>,
     leases: FastMap<u64, Lease>,
+    /// Lapsed leases that may still be reported, and their lapse order.
+    lapsed: FastMap<u64, Lapsed>,
+    lapsed_order: VecDeque<(Millis, u64)>,
     next_lease: u64,
     /// Requests kept by `prepare`, by handle, with their site's index once
     /// the site exists (sites are never dropped, so it stays valid).
@@ -327,7 +346,7 @@ impl<H: Host> Pool<H> {
                     });
                     self.apply_outcome(lease.slot, lapsed, now)?;
                 }
-                self.end_lease(seq, now);
+                self.lapse_lease(seq, now);
                 summary.leases_expired += 1;
             }
             let window = self.config.block_burst_window_seconds as i64 * 1000;
@@ -341,6 +360,7 @@ impl<H: Host> Pool<H> {
                 String::new,
             );
         }
+        self.forget_lapsed(now);
         for slot in std::mem::take(&mut self.rest_over) {
             let due = matches!(&self.records[slot as usize],
                 Some(r) if matches!(r.m.status, Status::Cooling | Status::Suspended)

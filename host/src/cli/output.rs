@@ -310,6 +310,7 @@ pub fn effect_json(lease_id: &str, e: &ReportEffect) -> Value {
         "status": names::status(e.status),
         "health": e.health,
         "cooldown_until": opt_time(e.cooldown_until),
+        "late": e.late,
     })
 }
 
@@ -322,8 +323,13 @@ pub fn print_effect_value(e: &Value, as_json: bool) {
             .as_str()
             .map(|t| format!(", resting until {t}"))
             .unwrap_or_default();
+        let late = if e["late"] == true {
+            " (the lease had lapsed; the report was applied all the same)"
+        } else {
+            ""
+        };
         println!(
-            "reported {}: now {} with health {}{rest}",
+            "reported {}{late}: now {} with health {}{rest}",
             text(e, "lease"),
             text(e, "status"),
             num(e, "health")
