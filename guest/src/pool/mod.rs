@@ -52,7 +52,7 @@ use crate::machine::Event;
 use crate::model::*;
 use crate::packed;
 use crate::ports::{Host, Level};
-use crate::standing::Standing;
+use crate::standing::{self, Standing};
 use collections::{Chunked, FastMap};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -281,6 +281,8 @@ pub struct Pool<H: Host> {
     ended_leases: Vec<LeaseId>,
     /// Members whose rest is over but whose status still says resting.
     rest_over: Vec<u32>,
+    /// Members past their expiry whose status still says init or active.
+    past_expiry: Vec<u32>,
     /// Refresh scheduling and challenge tickets.
     lc: Lifecycle,
     /// When each alert (kind, site, slot or NO_SLOT) was last notified.
@@ -370,6 +372,7 @@ impl<H: Host> Pool<H> {
                 summary.cooldowns_ended += 1;
             }
         }
+        self.expire_due(now)?;
         let lc_next = self.lifecycle_tick(now, &mut summary)?;
         self.flush()?;
         summary.next_due_at = (0..self.sites.len())
@@ -377,6 +380,22 @@ impl<H: Host> Pool<H> {
             .chain(lc_next)
             .min();
         Ok(summary)
+    }
+
+    /// Moves members found past their expiry from init or active to
+    /// `expired` (durably; the lifecycle schedules their refresh).
+    fn expire_due(&mut self, now: Millis) -> Result<(), PoolError> {
+        for slot in std::mem::take(&mut self.past_expiry) {
+            let due = matches!(&self.records[slot as usize],
+                Some(r) if matches!(r.m.status, Status::Init | Status::Active)
+                    && r.expires_at != standing::NEVER && r.expires_at <= now);
+            if due {
+                let mut m = self.rec(slot).m;
+                m.status = Status::Expired;
+                self.commit(slot, m, now)?;
+            }
+        }
+        Ok(())
     }
 
     fn log(&mut self, level: Level, name: &str, fields: &[(&str, String)]) {

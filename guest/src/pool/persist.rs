@@ -146,6 +146,7 @@ impl<H: Host> Pool<H> {
             new_leases: Vec::new(),
             ended_leases: Vec::new(),
             rest_over: Vec::new(),
+            past_expiry: Vec::new(),
             notified: FastMap::default(),
         };
         // Records without a (valid, unclaimed) counter place get one after
@@ -263,6 +264,9 @@ impl<H: Host> Pool<H> {
                 }
             }
         }
+        // Past their expiry while no process ran: `expired` before anyone
+        // looks (list, stats and acquire tell one story).
+        pool.expire_due(now)?;
         Ok(pool)
     }
 
