@@ -10,6 +10,7 @@ mod support;
 mod boundary;
 mod cli;
 mod cli_client;
+mod cli_truth;
 mod clients_node;
 mod clients_python;
 mod crash;

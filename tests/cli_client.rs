@@ -239,7 +239,7 @@ fn the_client_prints_what_the_local_command_prints() {
     let imported = both.same_text(&operator, &["import", f, "--format", "json"]);
     assert_eq!(
         imported,
-        "imported i1 (session, y.com)\n1 credential(s) imported from 1 cookie(s)\n"
+        "imported i1 (session, y.com, init)\n1 credential(s) imported from 1 cookie(s)\n"
     );
     std::fs::write(
         &file,

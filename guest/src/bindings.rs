@@ -699,6 +699,7 @@ fn to_effect(e: m::ReportEffect) -> p::ReportEffect {
         status: to_status(e.status),
         health: e.health,
         cooldown_until: e.cooldown_until,
+        late: e.late,
     }
 }
 

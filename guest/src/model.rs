@@ -364,6 +364,9 @@ pub struct ReportEffect {
     pub status: Status,
     pub health: u8,
     pub cooldown_until: Option<Millis>,
+    /// The lease had lapsed before the report came; the result was applied
+    /// to the credential all the same.
+    pub late: bool,
 }
 
 /// Which credentials `list` returns.

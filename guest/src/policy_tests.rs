@@ -240,16 +240,52 @@ fn lease_ttl_comes_from_config_or_the_request() {
 fn a_lapsed_lease_frees_its_slot_on_tick_and_is_no_failure_by_default() {
     let mut p = pool_with("");
     add(&mut p, "jd.com", "s", Kind::Session);
+    grant(&mut p, &req("jd.com"));
+    p.host.now = T0 + 300_000;
+    assert_eq!(p.tick().unwrap().leases_expired, 1);
+    let c = p.get("s").unwrap();
+    assert_eq!((c.fail_count, c.health), (0, 100));
+    grant(&mut p, &req("jd.com"));
+}
+
+#[test]
+fn a_late_report_is_absorbed_once_within_the_window() {
+    let mut p = pool_with("");
+    add(&mut p, "jd.com", "s", Kind::Session);
     let (lease, _) = grant(&mut p, &req("jd.com"));
     p.host.now = T0 + 300_000;
     assert_eq!(p.tick().unwrap().leases_expired, 1);
+    let blocked = Outcome::Failure(Failure {
+        class: FailureClass::Blocked,
+        http_status: Some(403),
+        retry_after_secs: None,
+    });
+    let effect = p.report(lease, blocked).unwrap();
+    assert!(effect.late);
+    assert_eq!(effect.status, Status::Suspended);
+    assert_eq!(p.get("s").unwrap().status, Status::Suspended);
+    // Once only: the same report again is refused.
+    assert!(matches!(
+        p.report(lease, blocked),
+        Err(PoolError::LeaseNotFound(_))
+    ));
+}
+
+#[test]
+fn a_report_past_the_late_window_is_refused() {
+    let mut p = pool_with("");
+    add(&mut p, "jd.com", "s", Kind::Session);
+    let (lease, _) = grant(&mut p, &req("jd.com"));
+    p.host.now = T0 + 300_000;
+    assert_eq!(p.tick().unwrap().leases_expired, 1);
+    p.host.now = T0 + 300_000 + crate::pool::LATE_REPORT_WINDOW_MS;
+    p.tick().unwrap();
     assert!(matches!(
         p.report(lease, Outcome::Success),
         Err(PoolError::LeaseNotFound(_))
     ));
     let c = p.get("s").unwrap();
     assert_eq!((c.fail_count, c.health), (0, 100));
-    grant(&mut p, &req("jd.com"));
 }
 
 #[test]

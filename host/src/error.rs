@@ -44,7 +44,7 @@ fn fmt_pool_error(e: &PoolError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         PoolError::LeaseNotFound(id) => {
             write!(
                 f,
-                "no open lease {id} (never granted, already ended, or lapsed)"
+                "no open lease {id} (never granted, already ended, or lapsed more than a day ago)"
             )
         }
         PoolError::TicketNotFound(id) => write!(f, "no open challenge ticket {id}"),

@@ -120,6 +120,9 @@ impl<H: Host> Pool<H> {
             if was_resting && matches!(rec.m.status, Status::Cooling | Status::Suspended) {
                 self.rest_over.push(slot);
             }
+            if avail == Avail::Refreshing && matches!(rec.m.status, Status::Init | Status::Active) {
+                self.past_expiry.push(slot);
+            }
         }
         let weight = if avail == Avail::Ready {
             strategy_weight(site.strategy, rec.m.health)

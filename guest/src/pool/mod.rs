@@ -56,10 +56,10 @@ use crate::machine::Event;
 use crate::model::*;
 use crate::packed;
 use crate::ports::{Host, Level};
-use crate::standing::Standing;
+use crate::standing::{self, Standing};
 use collections::{Chunked, FastMap};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 
 /// Per-credential anomalies listed in a site's stats at most.
 const MAX_LISTED_ANOMALIES: usize = 100;
@@ -245,6 +245,22 @@ struct Lease {
     persisted: bool,
 }
 
+/// A lease that lapsed before its holder reported. Kept for
+/// [`LATE_REPORT_WINDOW_MS`] so a late report still reaches the credential:
+/// a block a crawler saw is never thrown away.
+#[derive(Clone, Debug)]
+struct Lapsed {
+    nonce: u64,
+    /// The credential by id: its slot may be reused after a removal.
+    credential: Box<str>,
+    expires_at: Millis,
+    /// Whether its record is in the store (deleted when it is let go).
+    persisted: bool,
+}
+
+/// How long after its lapse a lease still takes a report: a day.
+pub const LATE_REPORT_WINDOW_MS: Millis = 24 * 3600 * 1000;
+
 /// The policy's state for one tenant.
 pub struct Pool<H: Host> {
     pub host: H,
@@ -254,6 +270,9 @@ pub struct Pool<H: Host> {
     sites: Vec<Site>,
     site_by_name: FastMap<String, u32>,
     leases: FastMap<u64, Lease>,
+    /// Lapsed leases that may still be reported, and their lapse order.
+    lapsed: FastMap<u64, Lapsed>,
+    lapsed_order: VecDeque<(Millis, u64)>,
     next_lease: u64,
     /// Requests kept by `prepare`, by handle, with their site's index once
     /// the site exists (sites are never dropped, so it stays valid).
@@ -271,6 +290,8 @@ pub struct Pool<H: Host> {
     ended_leases: Vec<LeaseId>,
     /// Members whose rest is over but whose status still says resting.
     rest_over: Vec<u32>,
+    /// Members past their expiry whose status still says init or active.
+    past_expiry: Vec<u32>,
     /// Refresh scheduling and challenge tickets.
     lc: Lifecycle,
     /// When each alert (kind, site, slot or NO_SLOT) was last notified.
@@ -336,7 +357,7 @@ impl<H: Host> Pool<H> {
                     });
                     self.apply_outcome(lease.slot, lapsed, now)?;
                 }
-                self.end_lease(seq, now);
+                self.lapse_lease(seq, now);
                 summary.leases_expired += 1;
             }
             let window = self.config.block_burst_window_seconds as i64 * 1000;
@@ -350,6 +371,7 @@ impl<H: Host> Pool<H> {
                 String::new,
             );
         }
+        self.forget_lapsed(now);
         for slot in std::mem::take(&mut self.rest_over) {
             let due = matches!(&self.records[slot as usize],
                 Some(r) if matches!(r.m.status, Status::Cooling | Status::Suspended)
@@ -359,6 +381,7 @@ impl<H: Host> Pool<H> {
                 summary.cooldowns_ended += 1;
             }
         }
+        self.expire_due(now)?;
         let lc_next = self.lifecycle_tick(now, &mut summary)?;
         self.flush()?;
         summary.next_due_at = (0..self.sites.len())
@@ -366,6 +389,22 @@ impl<H: Host> Pool<H> {
             .chain(lc_next)
             .min();
         Ok(summary)
+    }
+
+    /// Moves members found past their expiry from init or active to
+    /// `expired` (durably; the lifecycle schedules their refresh).
+    fn expire_due(&mut self, now: Millis) -> Result<(), PoolError> {
+        for slot in std::mem::take(&mut self.past_expiry) {
+            let due = matches!(&self.records[slot as usize],
+                Some(r) if matches!(r.m.status, Status::Init | Status::Active)
+                    && r.expires_at != standing::NEVER && r.expires_at <= now);
+            if due {
+                let mut m = self.rec(slot).m;
+                m.status = Status::Expired;
+                self.commit(slot, m, now)?;
+            }
+        }
+        Ok(())
     }
 
     fn log(&mut self, level: Level, name: &str, fields: &[(&str, String)]) {

@@ -4,7 +4,7 @@
 
 use super::collections::{Chunked, FastMap};
 use super::lifecycle::lifecycle_config;
-use super::{Pool, status_slot};
+use super::{LATE_REPORT_WINDOW_MS, Pool, status_slot};
 use crate::config::PolicyConfig;
 use crate::counters::{self, PAGE_SLOTS};
 use crate::lifecycle::{self as lc, Lifecycle, Ticket};
@@ -12,7 +12,7 @@ use crate::mask::mask;
 use crate::model::*;
 use crate::ports::{Host, Level};
 use crate::standing::{NEVER, Standing};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 const CRED_PREFIX: &str = "cred/";
 const LEASE_PREFIX: &str = "lease/";
@@ -138,6 +138,8 @@ impl<H: Host> Pool<H> {
             sites: Vec::new(),
             site_by_name: FastMap::default(),
             leases: FastMap::default(),
+            lapsed: FastMap::default(),
+            lapsed_order: VecDeque::new(),
             next_lease: 1,
             prepared: Vec::new(),
             ctr_slots: Vec::new(),
@@ -147,6 +149,7 @@ impl<H: Host> Pool<H> {
             new_leases: Vec::new(),
             ended_leases: Vec::new(),
             rest_over: Vec::new(),
+            past_expiry: Vec::new(),
             notified: FastMap::default(),
         };
         // Records without a (valid, unclaimed) counter place get one after
@@ -217,12 +220,21 @@ impl<H: Host> Pool<H> {
                     pool.leases.get_mut(&seq).expect("just opened").persisted = true;
                     pool.refresh(slot, now);
                 }
-                // Lapsed, orphaned, or from an older id format: drop it.
+                // Lapsed: kept for a late report within the window.
+                (Some(_), Some(LeaseId { seq, nonce }))
+                    if lease.expires_at.saturating_add(LATE_REPORT_WINDOW_MS) > now =>
+                {
+                    pool.next_lease = pool.next_lease.max(seq + 1);
+                    let credential = lease.credential_id.clone().into_boxed_str();
+                    pool.keep_lapsed(seq, nonce, credential, lease.expires_at, true);
+                }
+                // Past the window, orphaned, or from an older id format.
                 _ => {
                     pool.host.delete(&key)?;
                 }
             }
         }
+        pool.lapsed_order.make_contiguous().sort_unstable();
         for (key, bytes) in refresh_rows {
             let stored: StoredRefreshCounts = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
@@ -255,6 +267,9 @@ impl<H: Host> Pool<H> {
                 }
             }
         }
+        // Past their expiry while no process ran: `expired` before anyone
+        // looks (list, stats and acquire tell one story).
+        pool.expire_due(now)?;
         Ok(pool)
     }
 

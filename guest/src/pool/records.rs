@@ -117,7 +117,11 @@ impl<H: Host> Pool<H> {
             id: id.clone(),
             site: site.clone(),
             kind,
-            status: Status::Init,
+            // Already past its expiry (an old cookie export): said so.
+            status: match new.expires_at {
+                Some(t) if t <= now => Status::Expired,
+                _ => Status::Init,
+            },
             created_at: now,
             last_used_at: None,
             expires_at: new.expires_at,

@@ -22,11 +22,14 @@ fn effect(m: &Standing) -> ReportEffect {
         status: m.status,
         health: m.health,
         cooldown_until: (m.cooldown_until != NEVER).then_some(m.cooldown_until),
+        late: false,
     }
 }
 
 impl<H: Host> Pool<H> {
-    /// Reports how a use went and ends its lease.
+    /// Reports how a use went and ends its lease. A lease that lapsed
+    /// within the late-report window is absorbed: the result still applies
+    /// to its credential (`late` in the effect).
     pub fn report(&mut self, lease: LeaseId, outcome: Outcome) -> Result<ReportEffect, PoolError> {
         let now = self.host.now();
         self.report_at(lease, outcome, now)
@@ -38,7 +41,21 @@ impl<H: Host> Pool<H> {
         outcome: Outcome,
         now: Millis,
     ) -> Result<ReportEffect, PoolError> {
-        let seq = self.find_lease(lease)?;
+        let seq = match self.find_lease(lease) {
+            Ok(seq) => seq,
+            Err(e) => {
+                let slot = self.take_lapsed(lease).ok_or(e)?;
+                let mut effect = self.apply_outcome(slot, outcome, now)?;
+                effect.late = true;
+                let id = self.rec(slot).id.to_string();
+                self.log(
+                    Level::Info,
+                    "lease.late_report",
+                    &[("lease", lease.to_string()), ("id", id)],
+                );
+                return Ok(effect);
+            }
+        };
         let slot = self.leases[&seq].slot;
         let effect = self.apply_outcome(slot, outcome, now)?;
         self.end_lease(seq, now);

@@ -319,6 +319,7 @@ pub fn effect_json(lease_id: &str, e: &ReportEffect) -> Value {
         "status": names::status(e.status),
         "health": e.health,
         "cooldown_until": opt_time(e.cooldown_until),
+        "late": e.late,
     })
 }
 
@@ -331,8 +332,13 @@ pub fn print_effect_value(e: &Value, as_json: bool) {
             .as_str()
             .map(|t| format!(", resting until {t}"))
             .unwrap_or_default();
+        let late = if e["late"] == true {
+            " (the lease had lapsed; the report was applied all the same)"
+        } else {
+            ""
+        };
         println!(
-            "reported {}: now {} with health {}{rest}",
+            "reported {}{late}: now {} with health {}{rest}",
             text(e, "lease"),
             text(e, "status"),
             num(e, "health")
@@ -434,14 +440,16 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
         return;
     }
     println!(
-        "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
+        "{:<18} {:>5} {:>5} {:>6} {:>7} {:>9} {:>7} {:>7} {:>10} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
         "SITE",
         "TOTAL",
+        "INIT",
         "ACTIVE",
         "COOLING",
         "SUSPENDED",
         "BANNED",
-        "OTHER",
+        "EXPIRED",
+        "CHALLENGED",
         "LEASED",
         "OK",
         "FAILED",
@@ -463,14 +471,16 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
             .sum();
         let r = &s["refresh"];
         println!(
-            "{:<18} {:>5} {:>6} {:>7} {:>9} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
+            "{:<18} {:>5} {:>5} {:>6} {:>7} {:>9} {:>7} {:>7} {:>10} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
             text(s, "site"),
             num(s, "total"),
-            num(b, "active") + num(b, "init"),
+            num(b, "init"),
+            num(b, "active"),
             num(b, "cooling"),
             num(b, "suspended"),
             num(b, "banned"),
-            num(b, "challenged") + num(b, "expired"),
+            num(b, "expired"),
+            num(b, "challenged"),
             num(s, "open_leases"),
             num(s, "successes"),
             failed,
@@ -499,24 +509,33 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
 
 /// What an import added and skipped, as `import --json` and the API's
 /// import answer print it.
-pub fn import_json(
-    added: &[CredentialMeta],
-    problems: &[crate::transfer::Problem],
-    cookies: usize,
-    other_sites: usize,
-) -> Value {
+pub fn import_json(added: &[CredentialMeta], parsed: &crate::transfer::Parsed) -> Value {
     json!({
         "imported": added
             .iter()
-            .map(|m| json!({"id": m.id, "site": m.site, "type": names::kind(m.kind)}))
+            .map(|m| json!({
+                "id": m.id,
+                "site": m.site,
+                "type": names::kind(m.kind),
+                "status": names::status(m.status),
+            }))
             .collect::<Vec<_>>(),
-        "skipped": problems.len(),
-        "problems": problems
+        "skipped": parsed.problems.len(),
+        "problems": parsed.problems
             .iter()
             .map(|p| json!({"line": p.line, "message": p.message}))
             .collect::<Vec<_>>(),
-        "cookies": cookies,
-        "other_sites": other_sites,
+        "cookies": parsed.cookies,
+        "other_sites": parsed.other_sites,
+        "expired_cookies": parsed.expired
+            .iter()
+            .map(|c| json!({
+                "line": c.line,
+                "site": c.site,
+                "name": c.name,
+                "expired_at": time(c.expired_at),
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -529,10 +548,23 @@ pub fn print_import_value(v: &Value, as_json: bool) {
     let imported = v["imported"].as_array().map_or(&[][..], Vec::as_slice);
     for m in imported {
         println!(
-            "imported {} ({}, {})",
+            "imported {} ({}, {}, {})",
             text(m, "id"),
             text(m, "type"),
-            text(m, "site")
+            text(m, "site"),
+            text(m, "status")
+        );
+    }
+    let expired = v["expired_cookies"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for c in expired {
+        println!(
+            "line {}: cookie {} for {} already expired at {}",
+            num(c, "line"),
+            text(c, "name"),
+            text(c, "site"),
+            text(c, "expired_at")
         );
     }
     let mut summary = format!("{} credential(s) imported", imported.len());
@@ -543,6 +575,12 @@ pub fn print_import_value(v: &Value, as_json: bool) {
         summary.push_str(&format!(
             "; {} cookie(s) for other sites left out",
             num(v, "other_sites")
+        ));
+    }
+    if !expired.is_empty() {
+        summary.push_str(&format!(
+            "; {} cookie(s) already expired (their session is imported expired)",
+            expired.len()
         ));
     }
     if num(v, "skipped") > 0 {

@@ -135,10 +135,7 @@ pub fn import(
             ),
         )
     })?;
-    output::print_import_value(
-        &output::import_json(&added, &parsed.problems, parsed.cookies, parsed.other_sites),
-        json,
-    );
+    output::print_import_value(&output::import_json(&added, &parsed), json);
     Ok(())
 }
 

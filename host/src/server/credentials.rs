@@ -264,12 +264,7 @@ pub async fn import(
             .map(|(_, n)| n)
             .collect();
         let added = pool.add_all(news).map_err(|e| ApiError::from(e.error))?;
-        Ok(Json(output::import_json(
-            &added,
-            &parsed.problems,
-            parsed.cookies,
-            parsed.other_sites,
-        ))
+        Ok(Json(output::import_json(&added, &parsed))
         .into_response())
     })
     .await

@@ -66,6 +66,18 @@ pub struct Parsed {
     pub cookies: usize,
     /// Cookies left out because they are not for `--site`.
     pub other_sites: usize,
+    /// Cookies already past their expiry when read (their session is
+    /// imported `expired`).
+    pub expired: Vec<ExpiredCookie>,
+}
+
+/// A cookie of the file that had expired before the import.
+#[derive(Debug, Clone)]
+pub struct ExpiredCookie {
+    pub line: usize,
+    pub site: String,
+    pub name: String,
+    pub expired_at: i64,
 }
 
 fn problem(line: usize, message: impl Into<String>) -> Problem {
@@ -291,7 +303,18 @@ fn group_cookies(cookies: Vec<Cookie>, site: Option<&str>, source: &str, out: &m
         };
         by_site.entry(s).or_default().push(c);
     }
+    let now = chrono::Utc::now().timestamp_millis();
     for (site, cookies) in by_site {
+        for c in &cookies {
+            if let Some(t) = c.attrs.expires.filter(|&t| t <= now) {
+                out.expired.push(ExpiredCookie {
+                    line: c.line,
+                    site: site.clone(),
+                    name: c.attrs.name.clone(),
+                    expired_at: t,
+                });
+            }
+        }
         let line = cookies.first().map_or(1, |c| c.line);
         let mut new = NewCredential::new(&site, CredentialKind::Session);
         new.labels.push(("imported-from".into(), source.into()));
