@@ -69,7 +69,7 @@ pub fn run(cli: &Cli, args: &Args) -> Result<(), Failed> {
         .config_out
         .clone()
         .unwrap_or_else(|| cli.data_dir.join("simulated-sites.toml"));
-    let text = config_text(&user, &sites, &specs)?;
+    let text = config_text(&user, &sites)?;
     let config = ConfigFile::parse(&text).map_err(|e| {
         Failed(
             EXIT_ERROR,
@@ -173,7 +173,7 @@ fn specs(args: &Args) -> Result<Vec<SiteSpec>, Failed> {
 /// A whole `credpool.toml` for the server: the user's `[pool]`, the
 /// scenario's `[policy]` (the user's keys replacing its own), and each
 /// site's lifecycle tables.
-fn config_text(user: &ConfigFile, sites: &[SimSite], specs: &[SiteSpec]) -> Result<String, Failed> {
+fn config_text(user: &ConfigFile, sites: &[SimSite]) -> Result<String, Failed> {
     let mut pool = toml::Table::new();
     pool.insert("tenant".into(), user.pool.tenant.clone().into());
     pool.insert(
@@ -184,7 +184,7 @@ fn config_text(user: &ConfigFile, sites: &[SimSite], specs: &[SiteSpec]) -> Resu
         "memory_limit_mb".into(),
         (user.pool.memory_limit_mb as i64).into(),
     );
-    let mut policy = scenario_policy(specs);
+    let mut policy = scenario_policy();
     if let Some(p) = &user.policy {
         policy.extend(p.clone());
     }
