@@ -230,10 +230,7 @@ fn served_shop_is_crawled_through_credpool_serve_and_keeps_its_own_records() {
     let mut pool = Client::new(server.addr, Some(&crawler));
     let mut ok_pages = 0;
     for n in 0..30 {
-        let got = pool
-            .post("/v1/acquire", &json!({"site": "shop.sim"}))
-            .json();
-        assert_eq!(got["status"], "success", "{got}");
+        let got = acquire_waiting(&mut pool);
         let lease = &got["lease"];
         let (status, body) = site_get(sites.site_addr(), &format!("/item/{n}"), &cookie_of(lease));
         let outcome = match status {
@@ -257,9 +254,7 @@ fn served_shop_is_crawled_through_credpool_serve_and_keeps_its_own_records() {
     assert!(ok_pages >= 25, "{ok_pages} of 30 pages");
 
     // One session, four requests at once: the site must see it.
-    let got = pool
-        .post("/v1/acquire", &json!({"site": "shop.sim"}))
-        .json();
+    let got = acquire_waiting(&mut pool);
     let lease = got["lease"].clone();
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
     let addr = sites.site_addr();
@@ -294,6 +289,31 @@ fn served_shop_is_crawled_through_credpool_serve_and_keeps_its_own_records() {
     );
     assert_eq!(shop["accounts_used_concurrently"], 1, "{records}");
     drop(server);
+}
+
+/// Acquires a shop session as a crawler does: when the pool answers that
+/// every account is resting at its pace (the adaptive pace starts at one use
+/// a second), waits until its `next_free_at` and asks again.
+fn acquire_waiting(pool: &mut Client) -> Value {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = pool
+            .post("/v1/acquire", &json!({"site": "shop.sim"}))
+            .json();
+        if got["status"] == "success" {
+            return got;
+        }
+        assert_eq!(got["reason"], "all-rate-limited", "{got}");
+        assert!(Instant::now() < until, "no session for 30 s: {got}");
+        let free_at = got["next_free_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .expect("a rate-limited answer names next_free_at");
+        let wait = (free_at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        std::thread::sleep(wait.min(Duration::from_secs(2)) + Duration::from_millis(5));
+    }
 }
 
 #[test]
