@@ -7,6 +7,7 @@
 
 mod support;
 
+mod audit;
 mod boundary;
 mod cli;
 mod cli_client;

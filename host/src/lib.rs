@@ -53,6 +53,7 @@
 //! - `simulate` → `simulate`: `credpool simulate`: a hostile site on loopback
 //!   to try a policy against before real accounts meet it.
 
+pub mod audit;
 pub mod backend;
 mod bindings;
 #[cfg(feature = "cli")]

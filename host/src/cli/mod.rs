@@ -15,6 +15,7 @@
 
 mod acquire;
 mod add;
+mod audit;
 pub mod bench;
 mod bench_http;
 mod client;
@@ -336,6 +337,18 @@ enum Command {
     /// Serve the pool over HTTP to a crawl fleet: owns the store, runs the
     /// lifecycle as `run` does, until SIGINT/SIGTERM.
     Serve(serve::ServeArgs),
+    /// The audit trail: every reveal and export of secrets (`show
+    /// --reveal`, `export`, and the server's reveal and export), with who
+    /// and when; never a secret value. Kept in DATA_DIR/audit.log whatever
+    /// the log level.
+    Audit {
+        /// Only the records of this credential id.
+        #[arg(long, value_name = "ID")]
+        credential: Option<String>,
+        /// Print JSON: {"records": [...], "damaged": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// API tokens for `serve`: create (printed once), list, revoke.
     Token {
         #[command(subcommand)]
@@ -619,6 +632,9 @@ fn run(cli: Cli) -> Result<(), Failed> {
         }
         Command::Serve(args) => serve::run(&cli, args),
         Command::Token { action } => token::run(&cli.data_dir, action),
+        Command::Audit { credential, json } => {
+            audit::run(&cli.data_dir, credential.as_deref(), *json)
+        }
         _ => {
             let pool = open_pool(&cli)?;
             run_on_pool(&cli, &pool)
@@ -683,6 +699,7 @@ fn goes_remote(command: &Command) -> bool {
             | Command::Stats { .. }
             | Command::Import { .. }
             | Command::Challenge { .. }
+            | Command::Audit { .. }
     )
 }
 
@@ -750,6 +767,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             }
             ChallengeAction::Reset { id } => lifecycle::reset_remote(r, id),
         },
+        Command::Audit { credential, json } => audit::remote(r, credential.as_deref(), *json),
         _ => unreachable!("goes_remote names only the commands above"),
     }
 }
@@ -787,6 +805,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             json,
         } => show::run(
             pool,
+            &trail(cli)?,
             id,
             level.as_deref().unwrap_or(DEFAULT_LEVEL),
             *reveal,
@@ -839,7 +858,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             format,
             reveal,
             output,
-        } => store::export(pool, id, format, *reveal, output.as_deref()),
+        } => store::export(pool, &trail(cli)?, id, format, *reveal, output.as_deref()),
         Command::Init
         | Command::Demo { .. }
         | Command::Simulate { .. }
@@ -847,10 +866,17 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         | Command::Challenge { .. }
         | Command::Run { .. }
         | Command::Serve(_)
+        | Command::Audit { .. }
         | Command::Token { .. } => {
             unreachable!("handled before opening a pool")
         }
     }
+}
+
+/// The audit trail of the store's data directory and tenant.
+fn trail(cli: &Cli) -> Result<audit::Trail, Failed> {
+    let config = ConfigFile::load(&cli.config)?;
+    Ok(audit::Trail::new(&cli.data_dir, &config.pool.tenant))
 }
 
 fn parse_kind_opt(kind: Option<&str>) -> Result<Option<CredentialKind>, Failed> {

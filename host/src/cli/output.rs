@@ -1,6 +1,7 @@
 //! What the command prints: a readable table, or JSON with `--json`.
 //! Secret values appear only in `acquire` and `show --reveal` output.
 
+use crate::audit::{AuditRecord, Damaged};
 use crate::bindings::pool::MethodRefreshStats;
 use crate::names;
 use crate::pool::Acquired;
@@ -603,6 +604,47 @@ pub fn print_tick(t: &TickSummary, as_json: bool) {
         println!(
             "lapsed leases {}, rests ended {}, refreshes started {}, tickets timed out {}",
             t.leases_expired, t.cooldowns_ended, t.refreshes_started, t.tickets_timed_out
+        );
+    }
+}
+
+/// The audit trail as `audit --json` and `GET /v1/audit` give it.
+pub fn audit_json(records: &[AuditRecord], damaged: &[Damaged]) -> Value {
+    json!({
+        "records": records,
+        "damaged": damaged
+            .iter()
+            .map(|d| json!({"line": d.line, "message": d.message}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The trail as [`audit_json`] made it: a table, or the JSON.
+pub fn print_audit_value(v: &Value, as_json: bool) {
+    if as_json {
+        println!("{v}");
+        return;
+    }
+    let records = v["records"].as_array().map_or(&[][..], Vec::as_slice);
+    if records.is_empty() {
+        println!("no reveals or exports recorded");
+        return;
+    }
+    println!(
+        "{:<24} {:<7} {:<24} {:<18} {:<10} {:<5} {:<12} WHO",
+        "AT", "ACTION", "CREDENTIAL", "SITE", "TENANT", "VIA", "FORMAT"
+    );
+    for r in records {
+        println!(
+            "{:<24} {:<7} {:<24} {:<18} {:<10} {:<5} {:<12} {}",
+            text(r, "at"),
+            text(r, "action"),
+            text(r, "credential"),
+            text(r, "site"),
+            text(r, "tenant"),
+            text(r, "via"),
+            text(r, "format"),
+            text(r, "actor")
         );
     }
 }

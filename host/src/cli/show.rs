@@ -1,6 +1,7 @@
 //! `credpool show`: one credential, masked; `--reveal` prints its secrets
-//! (audited by the pool).
+//! (recorded in the audit trail first).
 
+use super::audit::Trail;
 use super::client::{Body, Remote};
 use super::{Failed, output, usage};
 use crate::AccessLevel;
@@ -16,9 +17,17 @@ fn parse_level(level: &str) -> Result<AccessLevel, Failed> {
         })
 }
 
-pub fn run(pool: &Pool, id: &str, level: &str, reveal: bool, json: bool) -> Result<(), Failed> {
+pub fn run(
+    pool: &Pool,
+    trail: &Trail,
+    id: &str,
+    level: &str,
+    reveal: bool,
+    json: bool,
+) -> Result<(), Failed> {
     if reveal {
         let (view, secrets) = pool.reveal(id)?;
+        trail.record("reveal", &view, None)?;
         output::print_revealed(&view, &secrets, json);
     } else {
         let level = parse_level(level)?;

@@ -1,5 +1,6 @@
 //! `credpool rekey`, `import` and `export`: the store's own commands.
 
+use super::audit::Trail;
 use super::client::{Body, Remote};
 use super::{EXIT_ERROR, Failed, output, usage};
 use crate::error::Error;
@@ -238,6 +239,7 @@ pub fn import_remote(
 /// `--reveal`, audited, and to a 0600 file when `--output` is given.
 pub fn export(
     pool: &Pool,
+    trail: &Trail,
     id: &str,
     format: &str,
     reveal: bool,
@@ -270,10 +272,15 @@ pub fn export(
             s
         }
     });
+    let format_name = if format == Format::Json {
+        "json"
+    } else {
+        "cookies-txt"
+    };
+    trail.record("export", &view, Some(format_name))?;
     tracing::warn!(
         target: "credpool::audit",
-        "[AUDIT] secrets exported credential={id} format={}",
-        if format == Format::Json { "json" } else { "cookies-txt" }
+        "[AUDIT] secrets exported credential={id} format={format_name}"
     );
     match output {
         Some(path) => write_private(path, &text)

@@ -80,6 +80,25 @@ pub async fn alerts(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Re
     Ok(Json(Value::Array(out)).into_response())
 }
 
+/// The audit trail of the token's tenant (admins only); damaged lines of
+/// the file are listed by number.
+pub async fn audit(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
+    let who = s.tokens.authorize(&headers, Need::Admin)?;
+    let log = s.audit.clone();
+    let (mut records, damaged) = blocking(move || {
+        log.read().map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_unreadable",
+                format!("cannot read the audit file: {e}"),
+            )
+        })
+    })
+    .await?;
+    records.retain(|r| r.tenant == who.tenant);
+    Ok(Json(output::audit_json(&records, &damaged)).into_response())
+}
+
 pub async fn tickets(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
     let who = s.tokens.authorize(&headers, Need::Operate)?;
     let pool = s.tenants.get(&who.tenant)?.pool;

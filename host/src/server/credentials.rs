@@ -5,6 +5,7 @@
 use super::auth::{Need, Principal, Role};
 use super::errors::{ApiError, ApiResult, Q, read_body, read_json};
 use super::{Shared, blocking};
+use crate::audit::AuditRecord;
 use crate::cli::output;
 use crate::pool::NewCredential;
 use crate::transfer::{self, Format};
@@ -313,6 +314,8 @@ pub async fn reveal(
     let pool = s.tenants.get(&who.tenant)?.pool;
     let token = who.token_id.clone();
     let (view, secrets) = blocking(move || Ok(pool.reveal(&id)?)).await?;
+    let record = AuditRecord::now("reveal", &view.id, &view.site, &who.tenant).over_http(&token);
+    audit(&s, record).await?;
     tracing::warn!(target: "credpool::audit", "[AUDIT] secrets revealed over HTTP credential={} token={token} tenant={}", view.id, who.tenant);
     let mut out = output::view_json(&view);
     out["secrets"] = output::secrets_json(&secrets);
@@ -343,6 +346,14 @@ pub async fn export(
     };
     let pool = s.tenants.get(&who.tenant)?.pool;
     let (view, secrets) = blocking(move || Ok(pool.reveal(&id)?)).await?;
+    let record = AuditRecord::now("export", &view.id, &view.site, &who.tenant)
+        .over_http(&who.token_id)
+        .with_format(if format == Format::Json {
+            "json"
+        } else {
+            "cookies-txt"
+        });
+    audit(&s, record).await?;
     tracing::warn!(target: "credpool::audit", "[AUDIT] secrets exported over HTTP credential={} token={} tenant={}", view.id, who.token_id, who.tenant);
     Ok(match format {
         Format::CookiesTxt => (
@@ -352,4 +363,21 @@ pub async fn export(
             .into_response(),
         _ => Json(Value::Array(vec![transfer::to_json(&view, &secrets)])).into_response(),
     })
+}
+
+/// Appends the audit record of a reveal or export; when it cannot be
+/// written the secrets are not sent.
+async fn audit(s: &Shared, record: AuditRecord) -> ApiResult<()> {
+    let log = s.audit.clone();
+    blocking(move || {
+        log.append(&record).map_err(|e| {
+            tracing::error!(target: "credpool::audit", "cannot write the audit record to {}: {e}", log.path().display());
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit_failed",
+                "the audit record could not be written; nothing was revealed",
+            )
+        })
+    })
+    .await
 }

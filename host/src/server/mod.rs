@@ -59,6 +59,8 @@ pub struct ServeOptions {
 /// What every handler shares.
 pub struct AppState {
     pub tokens: TokenBook,
+    /// Reveals and exports, whatever the log level.
+    pub audit: crate::audit::AuditLog,
     pub tenants: Tenants,
     pub metrics: metrics::Metrics,
     pub max_body: usize,
@@ -110,6 +112,7 @@ fn router(state: Shared) -> Router {
         )
         .route("/v1/stats", get(admin::stats))
         .route("/v1/alerts", get(admin::alerts))
+        .route("/v1/audit", get(admin::audit))
         .route("/v1/tickets", get(admin::tickets))
         .route("/v1/tickets/{id}/answer", post(admin::answer))
         .route("/v1/tokens", get(admin::tokens).post(admin::create_token))
@@ -177,6 +180,7 @@ async fn run(
     }
     let state = Arc::new(AppState {
         tokens,
+        audit: crate::audit::AuditLog::in_dir(&options.data_dir),
         tenants,
         metrics: metrics::Metrics::new(),
         max_body: options.max_body,
