@@ -132,20 +132,36 @@ impl Default for PolicyConfig {
     }
 }
 
+/// serde_json's message without "at line 1 column 26": the JSON is the
+/// host's one-line rendering of `[policy]`, not a file anyone wrote.
+fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    }
+}
+
 impl PolicyConfig {
     /// Parses the JSON the host hands over; an empty string means defaults.
     pub fn from_json(json: &str) -> Result<Self, PoolError> {
         if json.trim().is_empty() {
             return Ok(Self::default());
         }
-        let config: PolicyConfig = serde_json::from_str(json).map_err(|e| {
-            let msg = e.to_string();
-            // serde names the offending key as `name`; surface it as the field.
-            let field = msg
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "policy".to_string());
+        let mut de = serde_json::Deserializer::from_str(json);
+        let config: PolicyConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = without_position(&e.into_inner());
+            // Unknown keys are named by serde as `name`; a wrongly typed
+            // one by its path.
+            let field = if path != "." && !path.is_empty() {
+                path
+            } else {
+                msg.split('`')
+                    .nth(1)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "policy".to_string())
+            };
             PoolError::config(&field, msg)
         })?;
         config.check()?;
@@ -273,6 +289,20 @@ mod tests {
         match err {
             PoolError::InvalidConfig { field, .. } => assert_eq!(field, "cooldown_secs"),
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wrongly_typed_key_is_named_without_a_json_position() {
+        let err = PolicyConfig::from_json(r#"{"ban_after_blocks": 3, "cooldown_seconds": "5m"}"#)
+            .unwrap_err();
+        match err {
+            PoolError::InvalidConfig { field, reason } => {
+                assert_eq!(field, "cooldown_seconds");
+                assert!(reason.starts_with("invalid type: string"), "{reason}");
+                assert!(!reason.contains("column"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

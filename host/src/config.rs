@@ -23,6 +23,12 @@ pub struct ConfigFile {
     /// Alert and ticket delivery: `[notify]`.
     #[serde(default)]
     pub notify: NotifySection,
+    /// Where this was read from, and the line of each `[policy]` key: the
+    /// policy's refusal of a key is said at the file's line.
+    #[serde(skip)]
+    source: Option<std::path::PathBuf>,
+    #[serde(skip)]
+    policy_lines: BTreeMap<String, usize>,
 }
 
 /// Host settings.
@@ -52,7 +58,10 @@ impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, Error> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+                let mut config = Self::parse(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                config.source = Some(path.to_path_buf());
+                Ok(config)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(Error::Config(format!(
@@ -64,7 +73,7 @@ impl ConfigFile {
 
     /// Parses TOML text; errors name the key and the line.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: ConfigFile = toml::from_str(text).map_err(|e| {
+        let mut config: ConfigFile = toml::from_str(text).map_err(|e| {
             let mut msg = e.message().to_string();
             if let Some(span) = e.span() {
                 let line = text[..span.start].matches('\n').count() + 1;
@@ -86,7 +95,35 @@ impl ConfigFile {
             .notify
             .validate()
             .map_err(|e| format!("line {}: [notify] {e}", header_line(text, "[notify]")))?;
+        if let Some(policy) = &mut config.policy {
+            for key in policy.keys() {
+                config
+                    .policy_lines
+                    .insert(key.clone(), policy_key_line(text, key));
+            }
+            policy_durations(policy, &config.policy_lines)?;
+        }
         Ok(config)
+    }
+
+    /// A policy refusal of a `[policy]` key, said at the key's line of the
+    /// file it was read from; any other error as it is.
+    pub fn locate(&self, e: Error) -> Error {
+        let Error::Pool(crate::PoolError::InvalidConfig(x)) = &e else {
+            return e;
+        };
+        let top = x.field.split('.').next().unwrap_or_default();
+        let Some(line) = self.policy_lines.get(top) else {
+            return e;
+        };
+        let file = self
+            .source
+            .as_ref()
+            .map_or_else(|| "credpool.toml".to_string(), |p| p.display().to_string());
+        Error::Config(format!(
+            "{file}: line {line}: [policy] {}: {}",
+            x.field, x.reason
+        ))
     }
 
     /// The policy's `lifecycle` configuration derived from `[sites]` (the
@@ -138,6 +175,51 @@ fn table_line(text: &str, site: &str) -> usize {
         .map_or(1, |i| i + 1)
 }
 
+/// `[policy]` durations (keys ending in `_seconds`) may be written as the
+/// site durations are, `30s`, `5m`, `2h`, `7d`: made whole seconds here.
+fn policy_durations(
+    policy: &mut toml::Table,
+    lines: &BTreeMap<String, usize>,
+) -> Result<(), String> {
+    for (key, value) in policy.iter_mut() {
+        let Some(text) = value.as_str().filter(|_| key.ends_with("_seconds")) else {
+            continue;
+        };
+        let d = crate::lifecycle::sites::parse_duration(text).map_err(|e| {
+            format!(
+                "line {}: [policy] {key}: {e}",
+                lines.get(key).copied().unwrap_or(1)
+            )
+        })?;
+        if d.subsec_millis() != 0 {
+            return Err(format!(
+                "line {}: [policy] {key}: {text:?} is not a whole number of seconds",
+                lines.get(key).copied().unwrap_or(1)
+            ));
+        }
+        *value = toml::Value::Integer(d.as_secs().min(i64::MAX as u64) as i64);
+    }
+    Ok(())
+}
+
+/// The line of `key = ...` in the `[policy]` table (its header's line when
+/// not found: the key came in a dotted or inline form).
+fn policy_key_line(text: &str, key: &str) -> usize {
+    let header = header_line(text, "[policy]");
+    text.lines()
+        .enumerate()
+        .skip(header)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            let l = l.trim_start();
+            let l = l
+                .strip_prefix(key)
+                .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
+            l.is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(header, |(i, _)| i + 1)
+}
+
 fn header_line(text: &str, header: &str) -> usize {
     text.lines()
         .position(|l| l.trim().starts_with(header))
@@ -152,6 +234,26 @@ mod tests {
     fn unknown_keys_name_the_key_and_line() {
         let err = ConfigFile::parse("[pool]\ntenant = \"a\"\ntenants = 3\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("tenants"), "{err}");
+    }
+
+    #[test]
+    fn policy_durations_take_units_and_errors_name_key_and_line() {
+        let c = ConfigFile::parse(
+            "[pool]\ntenant = \"a\"\n\n[policy]\ncooldown_seconds = \"5m\"\nblock_cooldown_seconds = \"2h\"\nlease_ttl_seconds = 30\nstrategy = \"random\"\n",
+        )
+        .unwrap();
+        let j: serde_json::Value = serde_json::from_str(&c.policy_json()).unwrap();
+        assert_eq!(j["cooldown_seconds"], 300);
+        assert_eq!(j["block_cooldown_seconds"], 7200);
+        assert_eq!(j["lease_ttl_seconds"], 30);
+        assert_eq!(j["strategy"], "random");
+        assert_eq!(c.policy_lines["block_cooldown_seconds"], 6);
+        let err =
+            ConfigFile::parse("[policy]\n\ncooldown_seconds = \"5 fortnights\"\n").unwrap_err();
+        assert!(
+            err.contains("line 3") && err.contains("[policy] cooldown_seconds"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -193,7 +193,7 @@ pub fn run(
     watch_signals(stop.clone());
     let notifiers = Notifiers::new(&config.notify, Some(data_dir.join(TICKET_BOOK)));
     options.events = notifiers.clone();
-    let pool = Pool::open(options).map_err(|e| super::store_in_use(e, false))?;
+    let pool = Pool::open(options).map_err(|e| super::store_in_use(config.locate(e), false))?;
     let answer_dir: PathBuf = data_dir.join(ANSWER_DIR);
     let mut ro = RefresherOptions::new(config.sites.clone());
     ro.answer_dir = Some(answer_dir.clone());

@@ -35,6 +35,7 @@ mod store;
 mod tick;
 mod token;
 mod unban;
+mod values;
 
 pub use store::install_panic_hook;
 
@@ -61,7 +62,9 @@ const DEFAULT_LEVEL: &str = "sensitive";
 #[command(
     name = "credpool",
     version,
-    about = "A credential pool for web crawlers"
+    about = "A credential pool for web crawlers",
+    // Every command's help lists these apart from its own options.
+    next_help_heading = "Global options"
 )]
 struct Cli {
     /// Where the encrypted store and key file live.
@@ -91,7 +94,7 @@ struct Cli {
     log_level: String,
     /// A running `credpool serve` to go through (e.g. http://127.0.0.1:8700)
     /// instead of opening the store: acquire, report, release, list, show,
-    /// add, import, stats, challenge, unban and remove.
+    /// add, import, stats, challenge, unban, remove and audit.
     #[arg(long, global = true, env = "CREDPOOL_ADDR", value_name = "URL")]
     addr: Option<String>,
     /// The API token for --addr (prefer the environment variable: an
@@ -116,45 +119,62 @@ enum Command {
     Add(AddArgs),
     /// List credentials, masked: secret values are never shown.
     List {
+        /// Only credentials of this site.
         #[arg(long)]
         site: Option<String>,
-        #[arg(long)]
+        /// Only credentials in this status.
+        #[arg(long, value_parser = values::STATUSES)]
         status: Option<String>,
-        /// public, internal or sensitive (default: sensitive; through a
-        /// server, the most the token's role may see).
+        /// Only credentials of this type.
+        #[arg(long = "type", value_parser = values::KINDS)]
+        kind: Option<String>,
+        /// Only credentials carrying this tag.
         #[arg(long)]
-        level: Option<String>,
+        tag: Option<String>,
+        #[command(flatten)]
+        level: values::LevelArg,
+        /// Print a JSON array of views instead of the table.
         #[arg(long)]
         json: bool,
     },
     /// Show one credential; `--reveal` prints its secrets (audited).
     Show {
+        /// The credential's id (as `list` shows it).
         id: String,
-        /// public, internal or sensitive (default: as for list).
-        #[arg(long)]
-        level: Option<String>,
+        #[command(flatten)]
+        level: values::LevelArg,
+        /// Print the secret values too (the whole record, whatever
+        /// --level); recorded in the audit trail first.
         #[arg(long)]
         reveal: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Lease a credential for SITE and print it with its secrets.
     Acquire {
+        /// The site to crawl (e.g. jd.com).
         site: String,
-        #[arg(long = "type")]
+        /// Only a credential of this type.
+        #[arg(long = "type", value_parser = values::KINDS)]
         kind: Option<String>,
+        /// What the lease is for (e.g. search, checkout): the sticky
+        /// strategy keeps one credential per purpose while it stays usable.
         #[arg(long)]
         purpose: Option<String>,
+        /// Only a credential carrying this tag (repeatable: every one).
         #[arg(long = "tag")]
         tags: Vec<String>,
         /// Lease length in seconds.
         #[arg(long)]
         ttl: Option<u64>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Report how a leased credential did; ends the lease.
     Report {
+        /// The lease id `acquire` printed.
         lease_id: String,
         /// success, blocked, challenged, expired, rate-limited, network or failed.
         outcome: String,
@@ -164,24 +184,37 @@ enum Command {
         /// The site's Retry-After, in seconds.
         #[arg(long)]
         retry_after: Option<u32>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// End a lease without a result.
-    Release { lease_id: String },
+    Release {
+        /// The lease id `acquire` printed.
+        lease_id: String,
+    },
     /// Remove a credential and its secrets.
-    Remove { id: String },
+    Remove {
+        /// The credential's id.
+        id: String,
+    },
     /// Lift a ban (a person's decision).
-    Unban { id: String },
+    Unban {
+        /// The credential's id.
+        id: String,
+    },
     /// Per-site state.
     Stats {
+        /// Only this site.
         #[arg(long)]
         site: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Run time-driven work once: lapse leases, end rests.
     Tick {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -211,12 +244,14 @@ enum Command {
         /// Keep old keys in the key file (decrypt-only).
         #[arg(long)]
         keep_old: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Import credentials: our JSON, a Netscape cookies.txt, or a browser
     /// extension's cookie JSON (cookies become one session per site).
     Import {
+        /// The file to read.
         file: PathBuf,
         /// json, cookies-txt or cookie-json.
         #[arg(long)]
@@ -228,11 +263,13 @@ enum Command {
         /// Import the good records and report the bad ones.
         #[arg(long)]
         skip_invalid: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Export one credential with its secrets (plain text; audited).
     Export {
+        /// The credential's id.
         id: String,
         /// cookies-txt or json.
         #[arg(long)]
@@ -301,6 +338,7 @@ enum Command {
         /// Also run a naive pool and every strategy on the same sites.
         #[arg(long)]
         compare: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -360,11 +398,13 @@ enum Command {
 enum ChallengeAction {
     /// Open tickets.
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Answer a ticket; the running pool resumes the login with it.
     Answer {
+        /// The ticket's id, as `challenge list` shows it.
         ticket: String,
         /// The code; `-` or nothing reads it from standard input (an
         /// argument is visible in the process list).
@@ -372,23 +412,31 @@ enum ChallengeAction {
     },
     /// Send a credential left `challenged` (its ticket timed out) back to a
     /// fresh login: a person's decision, like `unban`.
-    Reset { id: String },
+    Reset {
+        /// The credential's id.
+        id: String,
+    },
 }
 
 /// `Debug` is written by hand below: cookie and header values are secrets.
 #[derive(Args)]
 struct AddArgs {
+    /// The site the credential is for (e.g. jd.com).
     #[arg(long)]
     site: String,
-    /// account, session, token, api-key or device.
-    #[arg(long = "type")]
+    /// What it is.
+    #[arg(long = "type", value_parser = values::KINDS)]
     kind: String,
+    /// Its id (default: a new one is made).
     #[arg(long)]
     id: Option<String>,
+    /// The account's login name (views show it masked).
     #[arg(long)]
     username: Option<String>,
+    /// The account's phone number, for SMS codes (views show it masked).
     #[arg(long)]
     phone: Option<String>,
+    /// The account's e-mail address (views show it masked).
     #[arg(long)]
     email: Option<String>,
     /// Read the password from standard input.
@@ -409,6 +457,7 @@ struct AddArgs {
     /// When the session or token expires (RFC 3339).
     #[arg(long)]
     expires_at: Option<String>,
+    /// A tag to select it by (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
     /// Leases allowed at once (1 = exclusive).
@@ -417,6 +466,7 @@ struct AddArgs {
     /// Uses allowed per minute.
     #[arg(long)]
     rate_per_minute: Option<u32>,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -652,7 +702,8 @@ fn key_source(cli: &Cli) -> KeySource {
 
 fn open_pool(cli: &Cli) -> Result<Pool, Failed> {
     let config = ConfigFile::load(&cli.config)?;
-    Pool::open(pool_options(cli, &config)).map_err(|e| store_in_use(e, goes_remote(&cli.command)))
+    Pool::open(pool_options(cli, &config))
+        .map_err(|e| store_in_use(config.locate(e), goes_remote(&cli.command)))
 }
 
 /// Opening a store another process holds: says which, and (for a command
@@ -709,13 +760,19 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
         Command::List {
             site,
             status,
+            kind,
+            tag,
             level,
             json,
         } => list::remote(
             r,
-            site.as_deref(),
-            status.as_deref(),
-            level.as_deref(),
+            &list::Filter {
+                site: site.as_deref(),
+                status: status.as_deref(),
+                kind: kind.as_deref(),
+                tag: tag.as_deref(),
+            },
+            level.level.as_deref(),
             *json,
         ),
         Command::Show {
@@ -723,7 +780,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             level,
             reveal,
             json,
-        } => show::remote(r, id, level.as_deref(), *reveal, *json),
+        } => show::remote(r, id, level.level.as_deref(), *reveal, *json),
         Command::Acquire {
             site,
             kind,
@@ -789,13 +846,19 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         Command::List {
             site,
             status,
+            kind,
+            tag,
             level,
             json,
         } => list::run(
             pool,
-            site.as_deref(),
-            status.as_deref(),
-            level.as_deref().unwrap_or(DEFAULT_LEVEL),
+            &list::Filter {
+                site: site.as_deref(),
+                status: status.as_deref(),
+                kind: kind.as_deref(),
+                tag: tag.as_deref(),
+            },
+            level.level.as_deref().unwrap_or(DEFAULT_LEVEL),
             *json,
         ),
         Command::Show {
@@ -807,7 +870,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             pool,
             &trail(cli)?,
             id,
-            level.as_deref().unwrap_or(DEFAULT_LEVEL),
+            level.level.as_deref().unwrap_or(DEFAULT_LEVEL),
             *reveal,
             *json,
         ),

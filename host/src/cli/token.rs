@@ -11,6 +11,7 @@ use std::path::Path;
 pub enum TokenAction {
     /// Make a token for a tenant and role; prints it once.
     Create {
+        /// The tenant whose pool the token reaches.
         #[arg(long, default_value = "default")]
         tenant: String,
         /// crawler, viewer, operator or admin.
@@ -19,16 +20,21 @@ pub enum TokenAction {
         /// Lifetime, e.g. 30d, 12h, 90m, 3600s.
         #[arg(long)]
         expires: Option<String>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Every token's id, tenant, role and dates (never the token).
     List {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by id.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+    },
 }
 
 /// "30d", "12h", "90m", "3600s" or plain seconds, in milliseconds.

@@ -65,6 +65,9 @@ fn level_for(who: &Principal, asked: Option<&str>) -> ApiResult<AccessLevel> {
 pub struct ListQuery {
     site: Option<String>,
     status: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    tag: Option<String>,
     level: Option<String>,
 }
 
@@ -83,6 +86,16 @@ pub async fn list(
         })?),
         None => None,
     };
+    filter.kind = match &q.kind {
+        Some(k) => Some(names::parse_kind(k).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_input",
+                "`type` must be account, session, token, api-key or device",
+            )
+        })?),
+        None => None,
+    };
+    filter.tag = q.tag;
     let pool = s.tenants.get(&who.tenant)?.pool;
     let views = pool.list(&filter, level)?;
     Ok(Json(Value::Array(views.iter().map(output::view_json).collect())).into_response())

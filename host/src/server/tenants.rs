@@ -91,7 +91,8 @@ impl Tenants {
         let mut options = self.base.clone();
         options.tenant = tenant.to_string();
         options.events = alerts.clone();
-        let pool = Arc::new(Pool::open(options).map_err(ApiError::from)?);
+        let pool =
+            Arc::new(Pool::open(options).map_err(|e| ApiError::from(self.config.locate(e)))?);
         let mut ro = RefresherOptions::new(self.config.sites.clone());
         if tenant == self.base.tenant {
             ro.answer_dir = Some(self.answer_dir.clone());
