@@ -11,6 +11,7 @@ mod audit;
 mod boundary;
 mod cli;
 mod cli_client;
+mod cli_colour;
 mod cli_help;
 mod cli_truth;
 mod clients_node;

@@ -541,10 +541,9 @@ pub fn main() -> i32 {
 fn init_tracing(level: &str, capture: bool) {
     use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt as _};
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn"));
-    // Colour codes only for a person at a terminal, not into `2> file`.
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour(std::io::stderr().is_terminal()))
         .with_target(false)
         .with_filter(filter);
     let file = capture.then(|| {
@@ -556,6 +555,13 @@ fn init_tracing(level: &str, capture: bool) {
     let _ = tracing::subscriber::set_global_default(
         tracing_subscriber::registry().with(stderr).with(file),
     );
+}
+
+/// Colour codes only for a person at a terminal (not into `2> file` or a
+/// pipe), and not when `NO_COLOR` is set to anything (no-color.org):
+/// `with_ansi` overrides tracing's own `NO_COLOR` check, so it is made here.
+fn colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn run(cli: Cli) -> Result<(), Failed> {
