@@ -13,6 +13,7 @@ mod cli;
 mod cli_client;
 mod cli_colour;
 mod cli_help;
+mod cli_json;
 mod cli_truth;
 mod clients_node;
 mod clients_python;

@@ -167,7 +167,8 @@ fn passwords_come_from_stdin_and_bad_usage_exits_2() {
     );
     assert_eq!(bad.status.code(), Some(2));
     assert!(
-        stderr(&bad).contains("unknown --type \"cookie-jar\""),
+        stderr(&bad).contains("'cookie-jar'")
+            && stderr(&bad).contains("account, session, token, api-key, device"),
         "{}",
         stderr(&bad)
     );

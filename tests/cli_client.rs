@@ -115,7 +115,11 @@ fn the_client_prints_what_the_local_command_prints() {
     ];
     let (_, added) = both.same_json(&operator, &add);
     assert_eq!(added["id"], "s1");
-    assert_eq!(added["cookie_names"], serde_json::json!(["sid"]));
+    // The shape `show --json` prints.
+    assert_eq!(
+        added["cookies"],
+        serde_json::json!([{"name": "sid", "value": "***"}])
+    );
     let added = both.same_text(
         &operator,
         &[

@@ -68,6 +68,31 @@ fn fmt_pool_error(e: &PoolError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
 }
 
+impl Error {
+    /// The error's name in JSON answers: the server's `error.code`, and the
+    /// command's under `--json`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Pool(e) => match e {
+                PoolError::CredentialNotFound(_) => "credential_not_found",
+                PoolError::LeaseNotFound(_) => "lease_not_found",
+                PoolError::TicketNotFound(_) => "ticket_not_found",
+                PoolError::AlreadyExists(_) => "already_exists",
+                PoolError::IllegalTransition(_) => "illegal_transition",
+                PoolError::InvalidInput(_) => "invalid_input",
+                PoolError::InvalidConfig(_) => "invalid_config",
+                PoolError::Storage(_) => "store_unavailable",
+                PoolError::Unsupported(_) => "unsupported",
+            },
+            Error::Input { .. } => "invalid_input",
+            Error::Store(_) => "store_unavailable",
+            Error::Config(_) => "invalid_config",
+            Error::Key(_) => "key",
+            Error::Policy(_) => "policy_failed",
+        }
+    }
+}
+
 impl std::error::Error for Error {}
 
 impl From<PoolError> for Error {

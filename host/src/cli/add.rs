@@ -3,15 +3,17 @@
 
 use super::client::{Body, Remote};
 use super::{AddArgs, EXIT_ERROR, Failed, output, parse_kind_opt, usage};
-use crate::names;
 use crate::pool::{NewCredential, Pool};
+use crate::{AccessLevel, names};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::io::Read;
 
 pub fn run(pool: &Pool, a: &AddArgs) -> Result<(), Failed> {
     let meta = pool.add(collect(a)?)?;
-    print_added(&output::meta_json(&meta), a.json);
+    // The new credential as `show --json` prints it.
+    let view = pool.view(&meta.id, AccessLevel::Sensitive)?;
+    print_added(&output::view_json(&view), a.json);
     Ok(())
 }
 
@@ -54,7 +56,7 @@ pub fn remote(r: &Remote, a: &AddArgs) -> Result<(), Failed> {
     Ok(())
 }
 
-/// What `add` prints of the new credential's record ([`output::meta_json`]).
+/// What `add` prints of the new credential ([`output::view_json`]).
 fn print_added(meta: &Value, json: bool) {
     if json {
         println!("{meta}");

@@ -94,6 +94,9 @@ fn show(v: &Value, file: &str, json: bool) -> Result<(), Failed> {
     }
     if damaged.is_empty() {
         Ok(())
+    } else if json {
+        // The JSON printed holds the damaged lines: nothing more to say.
+        Err(Failed(EXIT_ERROR, String::new()))
     } else {
         Err(Failed(
             EXIT_ERROR,

@@ -155,7 +155,14 @@ impl Remote {
                 ))
             });
         }
-        Err(self.refusal(status, retry_after, &bytes, doing))
+        let said_code = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        let refused = self.refusal(status, retry_after, &bytes, doing);
+        // Under --json the command says the server's own code.
+        let code = said_code.unwrap_or_else(|| format!("http_{}", status.as_u16()));
+        super::failure::note(&code, &refused.1);
+        Err(refused)
     }
 
     fn send(

@@ -19,6 +19,7 @@ mod audit;
 pub mod bench;
 mod bench_http;
 mod client;
+mod failure;
 mod init;
 mod lifecycle;
 mod list;
@@ -192,6 +193,9 @@ enum Command {
     Release {
         /// The lease id `acquire` printed.
         lease_id: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a credential and its secrets.
     Remove {
@@ -494,7 +498,9 @@ struct Failed(i32, String);
 
 impl From<Error> for Failed {
     fn from(e: Error) -> Self {
-        Failed(EXIT_ERROR, e.to_string())
+        let message = e.to_string();
+        failure::note(e.code(), &message);
+        Failed(EXIT_ERROR, message)
     }
 }
 
@@ -509,8 +515,13 @@ fn parse_lease(id: &str) -> Result<crate::LeaseId, Failed> {
 
 /// Runs the command line; returns the exit code.
 pub fn main() -> i32 {
+    let json = failure::json_requested();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if e.use_stderr() && json => {
+            failure::report_usage(&e);
+            return EXIT_USAGE;
+        }
         Err(e) => {
             let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
             let _ = e.print();
@@ -530,7 +541,7 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(()) => EXIT_OK,
         Err(Failed(code, msg)) => {
-            eprintln!("credpool: {msg}");
+            failure::report(code, &msg, json);
             code
         }
     }
@@ -812,7 +823,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             retry_after,
             json,
         } => report::remote(r, lease_id, outcome, *status, *retry_after, *json),
-        Command::Release { lease_id } => release::remote(r, lease_id),
+        Command::Release { lease_id, json } => release::remote(r, lease_id, *json),
         Command::Remove { id } => remove::remote(r, id),
         Command::Unban { id } => unban::remote(r, id),
         Command::Stats { site, json } => stats::remote(r, site.as_deref(), *json),
@@ -905,7 +916,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             retry_after,
             json,
         } => report::run(pool, lease_id, outcome, *status, *retry_after, *json),
-        Command::Release { lease_id } => release::run(pool, lease_id),
+        Command::Release { lease_id, json } => release::run(pool, lease_id, *json),
         Command::Remove { id } => remove::run(pool, id),
         Command::Unban { id } => unban::run(pool, id),
         Command::Stats { site, json } => stats::run(pool, site.as_deref(), *json),

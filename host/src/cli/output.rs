@@ -29,6 +29,16 @@ fn precise_time(ms: Option<i64>) -> Value {
     }
 }
 
+/// Cookie or header names as a view shows them: `[{name, value: "***"}]`.
+fn masked_pairs(names: &[String]) -> Value {
+    names
+        .iter()
+        .map(|n| json!({"name": n, "value": "***"}))
+        .collect()
+}
+
+/// A credential's stored record, as `unban` and `challenge reset` answer
+/// it: the keys of its view it has (cookies and headers masked as there).
 pub fn meta_json(m: &CredentialMeta) -> Value {
     json!({
         "id": m.id,
@@ -44,8 +54,8 @@ pub fn meta_json(m: &CredentialMeta) -> Value {
         "success_count": m.success_count,
         "fail_count": m.fail_count,
         "tags": m.tags,
-        "cookie_names": m.cookie_names,
-        "header_names": m.header_names,
+        "cookies": masked_pairs(&m.cookie_names),
+        "headers": masked_pairs(&m.header_names),
         "secret_fields": m.secret_fields.iter().map(|f| names::secret_field(*f)).collect::<Vec<_>>(),
     })
 }
@@ -79,14 +89,8 @@ pub fn view_json(v: &CredentialView) -> Value {
         o.insert("phone".into(), json!(s.phone));
         o.insert("email".into(), json!(s.email));
         // Names only: the policy never has the values.
-        let masked = |names: &[String]| -> Value {
-            names
-                .iter()
-                .map(|n| json!({"name": n, "value": "***"}))
-                .collect()
-        };
-        o.insert("cookies".into(), masked(&s.cookie_names));
-        o.insert("headers".into(), masked(&s.header_names));
+        o.insert("cookies".into(), masked_pairs(&s.cookie_names));
+        o.insert("headers".into(), masked_pairs(&s.header_names));
         o.insert(
             "secret_fields".into(),
             json!(
@@ -187,10 +191,25 @@ pub fn print_view_values(views: &[Value], as_json: bool) {
     }
 }
 
-pub fn print_revealed(view: &CredentialView, secrets: &Secrets, as_json: bool) {
+/// One credential as `show` prints it: a table of one row, or the object.
+pub fn print_view_value(view: &Value, as_json: bool) {
+    if as_json {
+        println!("{view}");
+    } else {
+        print_view_values(std::slice::from_ref(view), false);
+    }
+}
+
+/// A revealed credential: its view (`show --json`'s object, masked as
+/// there) with `secrets`, the values, shaped as a lease's.
+pub fn revealed_json(view: &CredentialView, secrets: &Secrets) -> Value {
     let mut v = view_json(view);
     v["secrets"] = secrets_json(secrets);
-    print_revealed_value(&v, as_json);
+    v
+}
+
+pub fn print_revealed(view: &CredentialView, secrets: &Secrets, as_json: bool) {
+    print_revealed_value(&revealed_json(view, secrets), as_json);
 }
 
 /// A view with its `secrets`, as `show --reveal` prints it.

@@ -31,7 +31,7 @@ pub fn run(
         output::print_revealed(&view, &secrets, json);
     } else {
         let level = parse_level(level)?;
-        output::print_views(&[pool.view(id, level)?], json);
+        output::print_view_value(&output::view_json(&pool.view(id, level)?), json);
     }
     Ok(())
 }
@@ -69,6 +69,6 @@ pub fn remote(
         Body::None,
         "view credentials",
     )?;
-    output::print_view_values(std::slice::from_ref(&view), json);
+    output::print_view_value(&view, json);
     Ok(())
 }

@@ -214,8 +214,14 @@ pub async fn add(State(s): State<Shared>, headers: HeaderMap, body: Body) -> Api
     let body: AddBody = read_json(body, s.max_body).await?;
     let new = body.into_new()?;
     let pool = s.tenants.get(&who.tenant)?.pool;
-    let meta = blocking(move || Ok(pool.add(new)?)).await?;
-    Ok((StatusCode::CREATED, Json(output::meta_json(&meta))).into_response())
+    let level = top_level(who.role);
+    // The new credential as `GET /v1/credentials/{id}` shows it.
+    let view = blocking(move || {
+        let meta = pool.add(new)?;
+        Ok(pool.view(&meta.id, level)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(output::view_json(&view))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -330,9 +336,7 @@ pub async fn reveal(
     let record = AuditRecord::now("reveal", &view.id, &view.site, &who.tenant).over_http(&token);
     audit(&s, record).await?;
     tracing::warn!(target: "credpool::audit", "[AUDIT] secrets revealed over HTTP credential={} token={token} tenant={}", view.id, who.tenant);
-    let mut out = output::view_json(&view);
-    out["secrets"] = output::secrets_json(&secrets);
-    Ok(Json(out).into_response())
+    Ok(Json(output::revealed_json(&view, &secrets)).into_response())
 }
 
 #[derive(Deserialize)]
