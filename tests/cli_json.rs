@@ -172,6 +172,15 @@ fn errors_are_json_under_json() {
     let v: Value = serde_json::from_slice(&none.stdout).unwrap();
     assert!(v.get("error").is_none() && v["status"].is_string(), "{v}");
     ok(&credpool(dir.path(), &["release", lease]));
+    // A bad configuration: named at its line, coded.
+    std::fs::write(
+        dir.path().join("credpool.toml"),
+        "[policy]\ncooldown_seconds = true\n",
+    )
+    .unwrap();
+    let (code, msg) = json_error(&credpool(dir.path(), &["list", "--json"]), 1);
+    assert_eq!(code, "invalid_config");
+    assert!(msg.contains("line 2: [policy] cooldown_seconds"), "{msg}");
 }
 
 #[test]
@@ -193,6 +202,10 @@ fn through_a_server_the_shapes_and_error_codes_are_the_same() {
     let api = server.client(&admin).get("/v1/credentials/a1");
     assert_eq!(keys(&api.json()), keys(&shown));
 
+    // The store held by the server, opened directly: said, and coded.
+    let (code, msg) = json_error(&credpool(d, &["list", "--json"]), 1);
+    assert_eq!(code, "store_in_use");
+    assert!(msg.contains("CREDPOOL_ADDR"), "{msg}");
     let (code, msg) = json_error(
         &server.run_cli(d, &admin, &["show", "nope", "--json"], ""),
         1,

@@ -728,26 +728,23 @@ fn open_pool(cli: &Cli) -> Result<Pool, Failed> {
 fn store_in_use(e: Error, can_go_remote: bool) -> Failed {
     let msg = e.to_string();
     if !msg.contains(crate::backend::IN_USE) {
-        return Failed(EXIT_ERROR, msg);
+        return Failed::from(e);
     }
-    if !can_go_remote {
-        return Failed(
-            EXIT_ERROR,
-            format!(
-                "{msg} (a `credpool serve`, or `credpool run`?): this command needs the store \
-                 itself; stop that process first"
-            ),
-        );
-    }
-    Failed(
-        EXIT_ERROR,
+    let said = if !can_go_remote {
+        format!(
+            "{msg} (a `credpool serve`, or `credpool run`?): this command needs the store \
+             itself; stop that process first"
+        )
+    } else {
         format!(
             "{msg} (a `credpool serve`, or `credpool run`?): to go through a server, set \
              CREDPOOL_ADDR=http://ADDR (its --listen address, 127.0.0.1:8700 by default) and \
              CREDPOOL_TOKEN=<a token from `credpool token create`>; to use the store directly, \
              stop that process first"
-        ),
-    )
+        )
+    };
+    failure::note("store_in_use", &said);
+    Failed(EXIT_ERROR, said)
 }
 
 /// The commands that go through a server when `--addr` / `CREDPOOL_ADDR`
