@@ -199,6 +199,17 @@ fn wrong_values_are_listed_and_list_filters_by_type_and_tag() {
     assert_eq!(bogus.status.code(), Some(2));
     assert!(stderr(&bogus).contains("account, session, token, api-key, device"));
 
+    let bogus = credpool(dir.path(), &["export", "s1", "--format", "csv", "--reveal"]);
+    assert_eq!(bogus.status.code(), Some(2));
+    assert!(
+        stderr(&bogus).contains("cookies-txt, json"),
+        "{}",
+        stderr(&bogus)
+    );
+    let bogus = credpool(dir.path(), &["token", "create", "--role", "root"]);
+    assert_eq!(bogus.status.code(), Some(2));
+    assert!(stderr(&bogus).contains("crawler, viewer, operator, admin"));
+
     let ids = |args: &[&str]| -> Vec<String> {
         let mut all = vec!["list", "--json"];
         all.extend_from_slice(args);

@@ -275,8 +275,8 @@ enum Command {
     Export {
         /// The credential's id.
         id: String,
-        /// cookies-txt or json.
-        #[arg(long)]
+        /// How to write it.
+        #[arg(long, value_parser = ["cookies-txt", "json"])]
         format: String,
         /// Confirms that secret values are to be written.
         #[arg(long)]

@@ -14,8 +14,8 @@ pub enum TokenAction {
         /// The tenant whose pool the token reaches.
         #[arg(long, default_value = "default")]
         tenant: String,
-        /// crawler, viewer, operator or admin.
-        #[arg(long)]
+        /// What the token may do.
+        #[arg(long, value_parser = ["crawler", "viewer", "operator", "admin"])]
         role: String,
         /// Lifetime, e.g. 30d, 12h, 90m, 3600s.
         #[arg(long)]
