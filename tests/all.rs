@@ -9,6 +9,7 @@ mod support;
 
 mod boundary;
 mod cli;
+mod cli_answers;
 mod cli_client;
 mod cli_truth;
 mod clients_node;

@@ -232,7 +232,7 @@ fn print_secrets(s: &Value) {
 /// `view` is the leased credential's view, when the caller fetched it (the
 /// lease itself carries only id, site, kind, status and health).
 pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
-    json!({
+    let mut answer = json!({
         "status": names::acquire_status(got.status),
         "reason": got.reason.map(names::reason),
         "next_free_at": precise_time(got.next_free_at),
@@ -254,7 +254,15 @@ pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
         })),
         "alternatives": got.alternatives,
         "warnings": got.warnings,
-    })
+    });
+    // The holder logs in with the account's name: the lease carries it
+    // unmasked (the views of list and show keep it masked).
+    if let Some(l) = &got.lease
+        && let Some(user) = &l.secrets.username
+    {
+        answer["lease"]["credential"]["username"] = json!(user);
+    }
+    answer
 }
 
 pub fn print_acquired(got: &Acquired, view: Option<&CredentialView>, as_json: bool) {
@@ -284,6 +292,9 @@ pub fn print_acquired_value(got: &Value, as_json: bool) {
             text(c, "status"),
             num(c, "health")
         );
+        if let Some(u) = c["username"].as_str() {
+            println!("username      {u}");
+        }
         print_secrets(&l["secrets"]);
     }
     for w in got["warnings"].as_array().into_iter().flatten() {
