@@ -71,3 +71,125 @@ fn an_account_lease_carries_its_username_unmasked() {
     assert_eq!(got["lease"]["credential"]["username"], "steve", "{got}");
     assert_eq!(got["lease"]["secrets"]["password"], "pw-1", "{got}");
 }
+
+fn add_session(dir: &Path, site: &str, id: &str) {
+    ok(&credpool(
+        dir,
+        &[
+            "add", "--site", site, "--type", "session", "--id", id, "--cookie", "sid=v1",
+        ],
+    ));
+}
+
+/// Seconds from now to an RFC 3339 time.
+fn secs_until(t: &Value) -> i64 {
+    let at =
+        chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap_or_else(|| panic!("{t}"))).unwrap();
+    (at.timestamp_millis() - chrono::Utc::now().timestamp_millis()) / 1000
+}
+
+/// An HTTP-date (IMF-fixdate) `secs` from now.
+fn http_date_in(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+fn lease_of(got: &Value) -> String {
+    got["lease"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no lease: {got}"))
+        .to_string()
+}
+
+/// Item 9: `--retry-after` and the API's `retry_after` take whole seconds
+/// or an HTTP-date; the rest lasts until that date.
+#[test]
+fn retry_after_takes_seconds_or_an_http_date() {
+    let dir = initialised();
+    add_session(dir.path(), "jd.com", "s1");
+    add_session(dir.path(), "jd.com", "s2");
+    let lease = lease_of(&json(&credpool(
+        dir.path(),
+        &["acquire", "jd.com", "--json"],
+    )));
+    let date = http_date_in(3600);
+    let effect = json(&credpool(
+        dir.path(),
+        &[
+            "report",
+            &lease,
+            "rate-limited",
+            "--status",
+            "429",
+            "--retry-after",
+            &date,
+            "--json",
+        ],
+    ));
+    let wait = secs_until(&effect["cooldown_until"]);
+    assert!((3590..=3601).contains(&wait), "{wait} s: {effect}");
+    // Not a number nor a date: a usage error naming both forms.
+    let lease = lease_of(&json(&credpool(
+        dir.path(),
+        &["acquire", "jd.com", "--json"],
+    )));
+    let bad = credpool(
+        dir.path(),
+        &["report", &lease, "rate-limited", "--retry-after", "soon"],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", support::stderr(&bad));
+    let said = support::stderr(&bad);
+    assert!(
+        said.contains("HTTP-date") && said.contains("seconds"),
+        "{said}"
+    );
+
+    // Through a server: the CLI passes the header on, the API takes both.
+    let dir = initialised();
+    for i in 0..3 {
+        add_session(dir.path(), "jd.com", &format!("s{i}"));
+    }
+    let crawler = token(dir.path(), "default", "crawler", &[]);
+    let server = serve(dir.path());
+    let got: Value = serde_json::from_str(&ok(&server.run_cli(
+        dir.path(),
+        &crawler,
+        &["acquire", "jd.com", "--json"],
+        "",
+    )))
+    .unwrap();
+    let effect: Value = serde_json::from_str(&ok(&server.run_cli(
+        dir.path(),
+        &crawler,
+        &[
+            "report",
+            &lease_of(&got),
+            "rate-limited",
+            "--retry-after",
+            &http_date_in(1800),
+            "--json",
+        ],
+        "",
+    )))
+    .unwrap();
+    let wait = secs_until(&effect["cooldown_until"]);
+    assert!((1790..=1801).contains(&wait), "{wait} s: {effect}");
+    let mut api = server.client(&crawler);
+    for (retry_after, expect) in [
+        (serde_json::json!(http_date_in(2400)), 2400),
+        (serde_json::json!(1200), 1200),
+    ] {
+        let got = api.post("/v1/acquire", &serde_json::json!({"site": "jd.com"}));
+        let lease = lease_of(&got.json());
+        let effect = api.post(
+            &format!("/v1/leases/{lease}/report"),
+            &serde_json::json!({"outcome": "rate-limited", "retry_after": retry_after}),
+        );
+        assert_eq!(effect.status, 200, "{}", effect.text());
+        let wait = secs_until(&effect.json()["cooldown_until"]);
+        assert!((expect - 10..=expect + 1).contains(&wait), "{wait} s");
+    }
+    let got = api.post("/v1/acquire", &serde_json::json!({"site": "jd.com"}));
+    assert_eq!(got.json()["status"], "no-available", "{}", got.text());
+}

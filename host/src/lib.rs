@@ -70,6 +70,8 @@ pub mod names;
 pub mod pool;
 mod private_fs;
 pub mod rekey;
+#[cfg(feature = "server")]
+mod retry_after;
 mod runtime;
 pub mod secrets;
 #[cfg(feature = "server")]

@@ -160,9 +160,10 @@ enum Command {
         /// The HTTP status the site answered.
         #[arg(long)]
         status: Option<u16>,
-        /// The site's Retry-After, in seconds.
-        #[arg(long)]
-        retry_after: Option<u32>,
+        /// The site's Retry-After as it sent it: whole seconds (120) or an
+        /// HTTP-date ("Sun, 06 Nov 1994 08:49:37 GMT").
+        #[arg(long, value_name = "SECONDS|HTTP-DATE")]
+        retry_after: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -731,7 +732,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             status,
             retry_after,
             json,
-        } => report::remote(r, lease_id, outcome, *status, *retry_after, *json),
+        } => report::remote(r, lease_id, outcome, *status, retry_after.as_deref(), *json),
         Command::Release { lease_id } => release::remote(r, lease_id),
         Command::Remove { id } => remove::remote(r, id),
         Command::Unban { id } => unban::remote(r, id),
@@ -816,7 +817,14 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             status,
             retry_after,
             json,
-        } => report::run(pool, lease_id, outcome, *status, *retry_after, *json),
+        } => report::run(
+            pool,
+            lease_id,
+            outcome,
+            *status,
+            retry_after.as_deref(),
+            *json,
+        ),
         Command::Release { lease_id } => release::run(pool, lease_id),
         Command::Remove { id } => remove::run(pool, id),
         Command::Unban { id } => unban::run(pool, id),

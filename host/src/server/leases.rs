@@ -77,7 +77,31 @@ impl AcquireBody {
 pub struct ReportBody {
     outcome: String,
     http_status: Option<u16>,
-    retry_after: Option<u32>,
+    retry_after: Option<RetryAfter>,
+}
+
+/// The site's `Retry-After` as the crawler got it: whole seconds, or the
+/// header's text (seconds or an HTTP-date, RFC 9110).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RetryAfter {
+    Seconds(u64),
+    Header(String),
+}
+
+impl RetryAfter {
+    fn seconds(&self) -> ApiResult<u32> {
+        let bad = |m: String| ApiError::bad_request("invalid_input", format!("`retry_after`: {m}"));
+        match self {
+            RetryAfter::Seconds(n) => {
+                u32::try_from(*n).map_err(|_| bad(format!("at most {} seconds", u32::MAX)))
+            }
+            RetryAfter::Header(text) => {
+                crate::retry_after::seconds(text, chrono::Utc::now().timestamp_millis())
+                    .map_err(bad)
+            }
+        }
+    }
 }
 
 impl ReportBody {
@@ -95,7 +119,11 @@ impl ReportBody {
         Ok(Outcome::Failure(Failure {
             class,
             http_status: self.http_status,
-            retry_after_secs: self.retry_after,
+            retry_after_secs: self
+                .retry_after
+                .as_ref()
+                .map(RetryAfter::seconds)
+                .transpose()?,
         }))
     }
 }
