@@ -193,3 +193,73 @@ fn retry_after_takes_seconds_or_an_http_date() {
     let got = api.post("/v1/acquire", &serde_json::json!({"site": "jd.com"}));
     assert_eq!(got.json()["status"], "no-available", "{}", got.text());
 }
+
+/// Item 6: a person ends a rest early with `unban` (alias `resume`), on
+/// the store and through a server.
+#[test]
+fn a_rest_can_be_ended_early_by_a_person() {
+    let dir = initialised();
+    add_session(dir.path(), "jd.com", "s1");
+    add_session(dir.path(), "jd.com", "s2");
+    let block = |dir: &Path, outcome: &str| {
+        let lease = lease_of(&json(&credpool(dir, &["acquire", "jd.com", "--json"])));
+        json(&credpool(dir, &["report", &lease, outcome, "--json"]))
+    };
+    let effect = block(dir.path(), "blocked");
+    assert_eq!(effect["status"], "suspended", "{effect}");
+    let effect = block(dir.path(), "rate-limited");
+    assert_eq!(effect["status"], "cooling", "{effect}");
+    let refused = credpool(dir.path(), &["acquire", "jd.com"]);
+    assert_eq!(refused.status.code(), Some(3));
+    let list = json(&credpool(dir.path(), &["list", "--json"]));
+    let ids: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().into(),
+                v["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let suspended = &ids.iter().find(|(_, s)| s == "suspended").unwrap().0;
+    let cooling = &ids.iter().find(|(_, s)| s == "cooling").unwrap().0;
+    let said = ok(&credpool(dir.path(), &["unban", suspended]));
+    assert_eq!(said.trim(), format!("{suspended} is active"));
+    let said = ok(&credpool(dir.path(), &["resume", cooling]));
+    assert_eq!(said.trim(), format!("{cooling} is active"));
+    ok(&credpool(dir.path(), &["acquire", "jd.com"]));
+    // An active credential has no rest to end: refused, exit 1.
+    let refused = credpool(dir.path(), &["resume", cooling]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        support::stderr(&refused)
+    );
+
+    // Through a server.
+    let operator = token(dir.path(), "default", "operator", &[]);
+    let crawler = token(dir.path(), "default", "crawler", &[]);
+    let server = serve(dir.path());
+    let got: Value = serde_json::from_str(&ok(&server.run_cli(
+        dir.path(),
+        &crawler,
+        &["acquire", "jd.com", "--json"],
+        "",
+    )))
+    .unwrap();
+    let id = got["lease"]["credential"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&server.run_cli(
+        dir.path(),
+        &crawler,
+        &["report", &lease_of(&got), "blocked"],
+        "",
+    ));
+    let said = ok(&server.run_cli(dir.path(), &operator, &["resume", &id], ""));
+    assert_eq!(said.trim(), format!("{id} is active"));
+}

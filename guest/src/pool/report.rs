@@ -255,7 +255,8 @@ impl<H: Host> Pool<H> {
         Ok(self.snapshot(slot, &self.rec(slot).m))
     }
 
-    /// Lifts a ban (a person's decision).
+    /// Lifts a ban, or ends a rest (cooling, suspended) early: a person's
+    /// decision.
     pub fn unban(&mut self, id: &str) -> Result<Credential, PoolError> {
         self.command(id, Event::Unban)
     }

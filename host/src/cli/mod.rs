@@ -171,7 +171,9 @@ enum Command {
     Release { lease_id: String },
     /// Remove a credential and its secrets.
     Remove { id: String },
-    /// Lift a ban (a person's decision).
+    /// Lift a ban, or end a rest (cooling, suspended) early: a person's
+    /// decision; the credential is active again.
+    #[command(visible_alias = "resume")]
     Unban { id: String },
     /// Per-site state.
     Stats {
