@@ -263,3 +263,65 @@ fn a_rest_can_be_ended_early_by_a_person() {
     let said = ok(&server.run_cli(dir.path(), &operator, &["resume", &id], ""));
     assert_eq!(said.trim(), format!("{id} is active"));
 }
+
+/// Item 10: `credpool tick` starts the configured sites' refreshes as
+/// `run` does, and waits for them: the session is renewed when it ends.
+#[test]
+fn tick_starts_the_configured_refreshes() {
+    use support::loopback::{reply, serve as site};
+    let home = site(|_req| {
+        reply(
+            200,
+            &[("Set-Cookie", "sid=renewed; Max-Age=86400; Path=/")],
+            "welcome back",
+        )
+    });
+    let dir = initialised();
+    std::fs::write(
+        dir.path().join("credpool.toml"),
+        format!(
+            "[sites.\"jd.com\"]\nmethod = \"cookie-visit\"\nrefresh_url = \"{}\"\n\
+             refresh_before_expire = \"1h\"\n",
+            home.url("/home")
+        ),
+    )
+    .unwrap();
+    // Expires in 30 minutes: inside refresh_before_expire, so due now.
+    let soon = (chrono::Utc::now() + chrono::Duration::minutes(30))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    ok(&credpool(
+        dir.path(),
+        &[
+            "add",
+            "--site",
+            "jd.com",
+            "--type",
+            "session",
+            "--id",
+            "s1",
+            "--cookie",
+            "sid=old",
+            "--expires-at",
+            &soon,
+        ],
+    ));
+    let summary = json(&credpool(dir.path(), &["tick", "--json"]));
+    assert_eq!(summary["refreshes_started"], 1, "{summary}");
+    let hits = home.hits("/home");
+    assert_eq!(hits.len(), 1, "the refresh visited the site");
+    // Its result is in the store when tick returns.
+    let revealed = json(&credpool(dir.path(), &["show", "s1", "--reveal", "--json"]));
+    let revealed = if revealed.is_array() {
+        revealed[0].clone()
+    } else {
+        revealed
+    };
+    let renewed = revealed["secrets"]["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["value"] == "renewed");
+    assert!(renewed, "{revealed}");
+    assert_eq!(revealed["status"], "active", "{revealed}");
+    assert!(secs_until(&revealed["expires_at"]) > 3 * 3600, "{revealed}");
+}

@@ -31,7 +31,6 @@ mod show;
 mod simulate;
 mod stats;
 mod store;
-mod tick;
 mod token;
 mod unban;
 
@@ -52,6 +51,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NO_CREDENTIAL: i32 = 3;
+
+/// How long `tick` waits for the refreshes and logins it started.
+const TICK_REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// The view `list` and `show` print of a local store.
 const DEFAULT_LEVEL: &str = "sensitive";
@@ -182,7 +184,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run time-driven work once: lapse leases, end rests.
+    /// Run time-driven work once, as one tick of `run` (for cron): lapse
+    /// leases, end rests, start the configured sites' due refreshes and
+    /// logins and wait for them (up to 10 s).
     Tick {
         #[arg(long)]
         json: bool,
@@ -620,6 +624,11 @@ fn run(cli: Cli) -> Result<(), Failed> {
                 *ticks,
             )
         }
+        Command::Tick { json } => {
+            let config = ConfigFile::load(&cli.config)?;
+            let options = pool_options(&cli, &config);
+            lifecycle::tick_once(&cli.data_dir, &config, options, TICK_REFRESH_WAIT, *json)
+        }
         Command::Serve(args) => serve::run(&cli, args),
         Command::Token { action } => token::run(&cli.data_dir, action),
         _ => {
@@ -831,7 +840,6 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         Command::Remove { id } => remove::run(pool, id),
         Command::Unban { id } => unban::run(pool, id),
         Command::Stats { site, json } => stats::run(pool, site.as_deref(), *json),
-        Command::Tick { json } => tick::run(pool, *json),
         Command::Rekey {
             batch,
             keep_old,
@@ -856,6 +864,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         | Command::Bench { .. }
         | Command::Challenge { .. }
         | Command::Run { .. }
+        | Command::Tick { .. }
         | Command::Serve(_)
         | Command::Token { .. } => {
             unreachable!("handled before opening a pool")
