@@ -325,3 +325,140 @@ fn tick_starts_the_configured_refreshes() {
     assert_eq!(revealed["status"], "active", "{revealed}");
     assert!(secs_until(&revealed["expires_at"]) > 3 * 3600, "{revealed}");
 }
+
+/// No Rust names (`AlertKind::PoolExhausted`, `AllLeased`), no epoch
+/// milliseconds and no empty `key=` field in what a person reads.
+fn assert_plain_words(text: &str) {
+    for rust in [
+        "::",
+        "AllLeased",
+        "PoolExhausted",
+        "Warning",
+        "epoch",
+        "next_free_at",
+    ] {
+        assert!(!text.contains(rust), "{rust:?} in:\n{text}");
+    }
+    for word in text.split_whitespace() {
+        assert!(!word.ends_with('='), "empty field {word:?} in:\n{text}");
+    }
+}
+
+/// The sentences of an acquire answer: its alternatives and warnings.
+fn words_of(got: &Value) -> String {
+    ["alternatives", "warnings"]
+        .iter()
+        .flat_map(|k| got[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `credpool:` line of a refusal (stderr holds only it and the
+/// episode's alert).
+fn refusal_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(3), "{}", support::stderr(out));
+    let err = support::stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("credpool:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    lines[0].to_string()
+}
+
+/// Item 7: one clear line with a real time, JSON without placeholder
+/// words, plain names in logs, the alert raised once per episode across
+/// processes.
+#[test]
+fn no_available_answers_are_one_clear_line_and_one_alert_per_episode() {
+    let dir = initialised();
+    add_session(dir.path(), "jd.com", "s1");
+    ok(&credpool(dir.path(), &["acquire", "jd.com"]));
+    let first = credpool(dir.path(), &["acquire", "jd.com", "--json"]);
+    assert_eq!(first.status.code(), Some(3));
+    let got: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let next = got["next_free_at"].as_str().expect("a time").to_string();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&next).is_ok(),
+        "{next}"
+    );
+    assert_plain_words(&words_of(&got));
+    // The time once in JSON's own field, and in the one alternative that
+    // names it, in the same form.
+    assert_eq!(
+        got["alternatives"][0],
+        format!("retry after {next}"),
+        "{got}"
+    );
+    assert_eq!(got["warnings"], serde_json::json!(["1 leased"]));
+    let err = support::stderr(&first);
+    assert_plain_words(&err);
+    assert_eq!(
+        err.matches("[ALERT] warning pool-exhausted site=jd.com")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "the alert and the line:\n{err}");
+    let line = refusal_line(&first);
+    assert_eq!(
+        line,
+        format!(
+            "credpool: no credential available for jd.com (all-leased: 1 leased); \
+             the next frees at {next}; release leases you no longer use, or add more \
+             credentials for jd.com"
+        )
+    );
+    // Another process, the same episode: the line, no second alert.
+    let second = credpool(dir.path(), &["acquire", "jd.com"]);
+    assert_eq!(refusal_line(&second), line);
+    assert!(
+        !support::stderr(&second).contains("[ALERT]"),
+        "{}",
+        support::stderr(&second)
+    );
+    assert_eq!(second.stdout.len(), 0);
+    let stats = json(&credpool(dir.path(), &["stats", "--json"]));
+    assert_eq!(
+        stats[0]["anomalies"][0]["kind"], "pool-exhausted",
+        "{stats}"
+    );
+
+    // Nothing frees by itself (expired, no refresh configured): no time.
+    let past = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    ok(&credpool(
+        dir.path(),
+        &[
+            "add",
+            "--site",
+            "old.com",
+            "--type",
+            "session",
+            "--cookie",
+            "sid=v",
+            "--expires-at",
+            &past,
+        ],
+    ));
+    let out = credpool(dir.path(), &["acquire", "old.com", "--json"]);
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(got["next_free_at"].is_null(), "{got}");
+    assert_plain_words(&words_of(&got));
+    assert!(!words_of(&got).contains("retry after"), "{got}");
+    let line = refusal_line(&out);
+    assert!(!line.contains("frees at"), "{line}");
+    assert_plain_words(&line);
+
+    // Through a server: the same line; the server raises the alert once.
+    let crawler = token(dir.path(), "default", "crawler", &[]);
+    let server = serve(dir.path());
+    let remote = server.run_cli(dir.path(), &crawler, &["acquire", "jd.com"], "");
+    let remote_line = refusal_line(&remote);
+    assert!(
+        remote_line.starts_with(
+            "credpool: no credential available for jd.com (all-leased: 1 leased); the next frees at "
+        ),
+        "{remote_line}"
+    );
+    server.run_cli(dir.path(), &crawler, &["acquire", "jd.com"], "");
+    assert!(!server.log().contains("[ALERT]"), "{}", server.log());
+}

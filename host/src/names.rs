@@ -163,3 +163,19 @@ names!(
         TicketTimedOut = "ticket-timed-out",
     ]
 );
+names!(
+    severity,
+    parse_severity,
+    crate::bindings::notify::Severity,
+    [Info = "info", Warning = "warning", Critical = "critical",]
+);
+names!(
+    ticket_closure,
+    parse_ticket_closure,
+    crate::bindings::notify::TicketClosure,
+    [
+        Answered = "answered",
+        TimedOut = "timed-out",
+        Cancelled = "cancelled",
+    ]
+);

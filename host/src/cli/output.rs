@@ -296,9 +296,10 @@ pub fn print_acquired_value(got: &Value, as_json: bool) {
             println!("username      {u}");
         }
         print_secrets(&l["secrets"]);
-    }
-    for w in got["warnings"].as_array().into_iter().flatten() {
-        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+        // A refusal's warnings are its counts, said in its one line.
+        for w in got["warnings"].as_array().into_iter().flatten() {
+            eprintln!("warning: {}", w.as_str().unwrap_or_default());
+        }
     }
 }
 
@@ -307,18 +308,35 @@ pub fn acquired_success(got: &Value) -> bool {
     got["status"] == "success"
 }
 
-/// The one-line explanation when nothing was handed out.
+/// The one-line explanation when nothing was handed out: why, the
+/// counts, when the next frees (once, RFC 3339) and what else to do.
 pub fn no_credential_line(site: &str, got: &Value) -> String {
+    let strs = |key: &str| -> Vec<String> {
+        got[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
     let why = got["reason"].as_str().unwrap_or("unknown");
-    let mut line = format!(
-        "no credential available for {site} ({}: {why})",
-        text(got, "status")
-    );
-    if let Some(t) = got["next_free_at"].as_str() {
-        line.push_str(&format!("; next free at {t}"));
+    let counts = strs("warnings");
+    let mut line = format!("no credential available for {site} ({why}");
+    if !counts.is_empty() {
+        line.push_str(&format!(": {}", counts.join(", ")));
     }
-    if let Some(a) = got["alternatives"].get(0).and_then(Value::as_str) {
-        line.push_str(&format!("; {a}"));
+    line.push(')');
+    if let Some(t) = got["next_free_at"].as_str() {
+        line.push_str(&format!("; the next frees at {t}"));
+    }
+    // The time is said above: the alternatives add only what else to do.
+    let todo: Vec<String> = strs("alternatives")
+        .into_iter()
+        .filter(|a| !a.starts_with("retry after"))
+        .collect();
+    if !todo.is_empty() {
+        line.push_str(&format!("; {}", todo.join(", or ")));
     }
     line
 }
@@ -398,7 +416,7 @@ pub fn stats_json(s: &SiteStats) -> Value {
             "max_ms": (s.answer_times.answered > 0).then_some(s.answer_times.max_ms),
         },
         "anomalies": s.anomalies.iter().map(|a| json!({
-            "kind": format!("{:?}", a.kind),
+            "kind": names::alert_kind(a.kind),
             "credential_id": a.credential_id,
             "detected_at": time(a.detected_at),
             "detail": a.detail,
