@@ -357,7 +357,12 @@ fn words_of(got: &Value) -> String {
 /// The `credpool:` line of a refusal (stderr holds only it and the
 /// episode's alert).
 fn refusal_line(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(3), "{}", support::stderr(out));
+    refusal_line_with(out, 3)
+}
+
+/// As [`refusal_line`], for a refusal with exit code `code`.
+fn refusal_line_with(out: &Output, code: i32) -> String {
+    assert_eq!(out.status.code(), Some(code), "{}", support::stderr(out));
     let err = support::stderr(out);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("credpool:")).collect();
     assert_eq!(lines.len(), 1, "{err}");
@@ -461,4 +466,76 @@ fn no_available_answers_are_one_clear_line_and_one_alert_per_episode() {
     );
     server.run_cli(dir.path(), &crawler, &["acquire", "jd.com"], "");
     assert!(!server.log().contains("[ALERT]"), "{}", server.log());
+}
+
+/// Item 8: a site with no credential at all is exit 4 (not 3's "wait"),
+/// 404 `unknown_site` from a server, and names the known site it looks
+/// like; other spellings of a known site are that site.
+#[test]
+fn a_site_with_no_credentials_is_its_own_answer_and_names_look_alikes() {
+    let dir = initialised();
+    add_session(dir.path(), "WWW.JD.com", "s1");
+    let list = json(&credpool(dir.path(), &["list", "--json"]));
+    assert_eq!(list[0]["site"], "jd.com", "{list}");
+    for spelling in ["jd.com", "JD.COM", "www.jd.com"] {
+        let got = json(&credpool(dir.path(), &["acquire", spelling, "--json"]));
+        assert_eq!(got["lease"]["credential"]["site"], "jd.com");
+        ok(&credpool(dir.path(), &["release", &lease_of(&got)]));
+    }
+    let stats = json(&credpool(
+        dir.path(),
+        &["stats", "--site", "JD.COM", "--json"],
+    ));
+    assert_eq!(stats[0]["total"], 1, "{stats}");
+    // Importing a site under another spelling adds to the same site.
+    let file = dir.path().join("more.json");
+    std::fs::write(
+        &file,
+        r#"[{"id": "s2", "site": "Jd.Com", "type": "session", "secrets": {"cookies": [{"name": "sid", "value": "v2"}]}}]"#,
+    )
+    .unwrap();
+    ok(&credpool(
+        dir.path(),
+        &["import", file.to_str().unwrap(), "--format", "json"],
+    ));
+    let stats = json(&credpool(dir.path(), &["stats", "--json"]));
+    assert_eq!(stats.as_array().unwrap().len(), 1, "{stats}");
+    assert_eq!(stats[0]["total"], 2, "{stats}");
+
+    let typo = credpool(dir.path(), &["acquire", "jd.cm", "--json"]);
+    assert_eq!(typo.status.code(), Some(4), "{}", support::stderr(&typo));
+    let got: Value = serde_json::from_slice(&typo.stdout).unwrap();
+    assert_eq!(got["reason"], "unknown-site", "{got}");
+    let line = refusal_line_with(&typo, 4);
+    assert_eq!(
+        line,
+        "credpool: no credentials at all for site jd.cm: did you mean jd.com?; \
+         add credentials for jd.cm (credpool add --site jd.cm)"
+    );
+    // A shortage of a known site is still 3.
+    let filtered = credpool(dir.path(), &["acquire", "jd.com", "--type", "token"]);
+    assert_eq!(
+        filtered.status.code(),
+        Some(3),
+        "{}",
+        support::stderr(&filtered)
+    );
+
+    // Through a server: the CLI exits 4 with the same line; the API says 404.
+    let crawler = token(dir.path(), "default", "crawler", &[]);
+    let server = serve(dir.path());
+    let remote = server.run_cli(dir.path(), &crawler, &["acquire", "jd.cm"], "");
+    assert_eq!(refusal_line_with(&remote, 4), line);
+    let remote = server.run_cli(dir.path(), &crawler, &["acquire", "jd.cm", "--json"], "");
+    let got: Value = serde_json::from_slice(&remote.stdout).unwrap();
+    assert_eq!(got["reason"], "unknown-site", "{got}");
+    let mut api = server.client(&crawler);
+    let answer = api.post("/v1/acquire", &serde_json::json!({"site": "jd.cm"}));
+    assert_eq!(answer.status, 404, "{}", answer.text());
+    assert_eq!(answer.error_code(), "unknown_site");
+    assert!(answer.error_message().contains("did you mean jd.com?"));
+    assert_eq!(answer.json()["alternatives"][0], "did you mean jd.com?");
+    let answer = api.post("/v1/acquire", &serde_json::json!({"site": "WWW.JD.COM"}));
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["status"], "success");
 }

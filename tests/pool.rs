@@ -299,7 +299,7 @@ fn a_tenant_sees_only_its_own_records() {
             .is_empty()
     );
     let got = b.acquire(&AcquireRequest::site("jd.com")).unwrap();
-    assert_eq!(got.reason, Some(UnavailableReason::NoneMatch));
+    assert_eq!(got.reason, Some(UnavailableReason::UnknownSite));
     assert!(matches!(
         b.reveal("only-a"),
         Err(Error::Pool(PoolError::CredentialNotFound(_)))

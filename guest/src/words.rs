@@ -1,7 +1,49 @@
 //! Text for people and log lines: an enum's kebab-case word (as the WIT
 //! and the JSON name it, never its Rust name) and a time in RFC 3339.
 
+use std::borrow::Cow;
 use std::fmt::Debug;
+
+/// The one name of a site: sites are case-insensitive, and neither a
+/// `www.` prefix nor a trailing dot makes a new one (`WWW.JD.com.` is
+/// `jd.com`). Borrowed when already so (the acquire path).
+pub fn site_key(name: &str) -> Cow<'_, str> {
+    let name = name.trim();
+    let bare = name.trim_end_matches('.');
+    let www = bare.len() > 4 && bare[..4].eq_ignore_ascii_case("www.") && bare[4..].contains('.');
+    let bare = if www { &bare[4..] } else { bare };
+    if bare.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(bare.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(bare)
+    }
+}
+
+/// Edits (insert, delete, substitute) from `a` to `b`, stopping early once
+/// past `max` (the suggestion of a similar site).
+pub fn edits_within(a: &str, b: &str, max: usize) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > max {
+        return false;
+    }
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        let mut best = row[0];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(prev + cost);
+            prev = row[j + 1];
+            row[j + 1] = next;
+            best = best.min(next);
+        }
+        if best > max {
+            return false;
+        }
+    }
+    row[b.len()] <= max
+}
 
 /// The kebab-case word of a unit variant: `AllLeased` -> `all-leased`.
 pub fn kebab(v: impl Debug) -> String {
@@ -59,6 +101,25 @@ mod tests {
         AllLeased,
         PoolExhausted,
         Other,
+    }
+
+    #[test]
+    fn a_site_has_one_name() {
+        for given in ["jd.com", "JD.COM", "www.jd.com", "WWW.Jd.Com.", " jd.com "] {
+            assert_eq!(site_key(given), "jd.com", "{given}");
+        }
+        assert!(matches!(site_key("jd.com"), Cow::Borrowed(_)));
+        // `www` alone or as the registrable name stays.
+        assert_eq!(site_key("www.com"), "www.com");
+        assert_eq!(site_key("m.jd.com"), "m.jd.com");
+    }
+
+    #[test]
+    fn similar_names_are_a_few_edits_apart() {
+        assert!(edits_within("jd.cm", "jd.com", 2));
+        assert!(edits_within("jdd.com", "jd.com", 1));
+        assert!(!edits_within("taobao.com", "jd.com", 2));
+        assert!(edits_within("", "ab", 2));
     }
 
     #[test]

@@ -101,6 +101,7 @@ names!(
         AllRefreshing = "all-refreshing",
         AllBanned = "all-banned",
         Mixed = "mixed",
+        UnknownSite = "unknown-site",
     ]
 );
 
@@ -179,3 +180,24 @@ names!(
         Cancelled = "cancelled",
     ]
 );
+
+/// The one name of a site, as the policy keys it: case-insensitive, no
+/// `www.` prefix, no trailing dot (`WWW.JD.com.` is `jd.com`).
+pub fn site_key(name: &str) -> String {
+    let bare = name.trim().trim_end_matches('.');
+    let www = bare.len() > 4 && bare[..4].eq_ignore_ascii_case("www.") && bare[4..].contains('.');
+    let bare = if www { &bare[4..] } else { bare };
+    bare.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_site_has_one_name() {
+        for given in ["jd.com", "JD.COM", "www.jd.com", "WWW.Jd.Com.", " jd.com "] {
+            assert_eq!(super::site_key(given), "jd.com", "{given}");
+        }
+        assert_eq!(super::site_key("www.com"), "www.com");
+        assert_eq!(super::site_key("m.jd.com"), "m.jd.com");
+    }
+}

@@ -120,7 +120,7 @@ impl<H: Host> Pool<H> {
     fn start_refresh(&mut self, start: &StartRefresh, now: Millis) -> bool {
         match self.host.start_refresh(start) {
             Ok(()) => {
-                if let Some(&si) = self.site_by_name.get(&start.site) {
+                if let Some(si) = self.site_index(&start.site) {
                     let c = &mut self.sites[si as usize].counters;
                     c.refresh_attempts += 1;
                     c.refresh_by_method

@@ -247,7 +247,7 @@ impl<H: Host> Pool<H> {
         for (key, bytes) in refresh_rows {
             let stored: StoredRefreshCounts = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
-            if let Some(&si) = pool.site_by_name.get(&key[REFRESH_PREFIX.len()..]) {
+            if let Some(si) = pool.site_index(&key[REFRESH_PREFIX.len()..]) {
                 let c = &mut pool.sites[si as usize].counters;
                 c.refresh_attempts = stored.attempts;
                 c.refresh_succeeded = stored.succeeded;
@@ -260,10 +260,7 @@ impl<H: Host> Pool<H> {
             let since: Option<Millis> = std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|t| t.parse().ok());
-            let site = pool
-                .site_by_name
-                .get(&key[EXHAUSTED_PREFIX.len()..])
-                .copied();
+            let site = pool.site_index(&key[EXHAUSTED_PREFIX.len()..]);
             match (site, since) {
                 // Still dry: the episode goes on (listed, not raised again).
                 (Some(si), Some(since)) if pool.sites[si as usize].ready == 0 => {

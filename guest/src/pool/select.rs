@@ -10,7 +10,7 @@ use crate::machine::Event;
 use crate::mask::mask;
 use crate::model::*;
 use crate::ports::{Host, Level};
-use crate::words::{kebab, rfc3339_ms};
+use crate::words::{edits_within, kebab, rfc3339_ms, site_key};
 
 /// Random draws tried before a filtered pick falls back to a walk.
 const FILTERED_DRAWS: usize = 16;
@@ -47,7 +47,7 @@ impl<H: Host> Pool<H> {
         req: &AcquireRequest,
         now: Millis,
     ) -> Result<AcquireResponse, PoolError> {
-        let site = self.site_by_name.get(&req.site).copied();
+        let site = self.site_index(&req.site);
         self.acquire_in(req, site, now)
     }
 
@@ -292,7 +292,7 @@ impl<H: Host> Pool<H> {
                 format!("an instance keeps at most {MAX_PREPARED} prepared requests"),
             ));
         }
-        let site = self.site_by_name.get(&req.site).copied();
+        let site = self.site_index(&req.site);
         self.prepared.push((req, site));
         Ok(self.prepared.len() as u32 - 1)
     }
@@ -339,11 +339,32 @@ impl<H: Host> Pool<H> {
         // not a copy of its strings.
         let (req, mut site) = std::mem::take(&mut self.prepared[request as usize]);
         if site.is_none() {
-            site = self.site_by_name.get(&req.site).copied();
+            site = self.site_index(&req.site);
         }
         let resp = self.acquire_in(&req, site, now);
         self.prepared[request as usize] = (req, site);
         resp
+    }
+
+    /// Known sites (with credentials) whose name looks like `name`: a few
+    /// edits apart, or one a subdomain of the other. At most three.
+    fn similar_sites(&self, name: &str) -> Vec<String> {
+        let key = site_key(name);
+        let mut out: Vec<String> = self
+            .sites
+            .iter()
+            .filter(|s| !s.members.is_empty())
+            .filter(|s| {
+                let known = s.name.as_str();
+                edits_within(&key, known, 2)
+                    || key.ends_with(&format!(".{known}"))
+                    || known.ends_with(&format!(".{key}"))
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        out.sort();
+        out.truncate(3);
+        out
     }
 
     /// The answer when nothing can be handed out: why (from the site's
@@ -390,7 +411,9 @@ impl<H: Host> Pool<H> {
             .collect();
         reasons.dedup();
         let matching: u32 = counts.iter().sum();
+        let unknown = si.is_none_or(|si| self.sites[si as usize].members.is_empty());
         let reason = match reasons.len() {
+            0 if unknown => UnavailableReason::UnknownSite,
             0 => UnavailableReason::NoneMatch,
             1 => reasons[0],
             _ => UnavailableReason::Mixed,
@@ -408,6 +431,16 @@ impl<H: Host> Pool<H> {
             .collect();
         let mut alternatives = Vec::new();
         match reason {
+            UnavailableReason::UnknownSite => {
+                let similar = self.similar_sites(&req.site);
+                if !similar.is_empty() {
+                    alternatives.push(format!("did you mean {}?", similar.join(" or ")));
+                }
+                alternatives.push(format!(
+                    "add credentials for {} (credpool add --site {})",
+                    req.site, req.site
+                ));
+            }
             UnavailableReason::NoneMatch => {
                 if req.kind.is_some() || !req.tags.is_empty() {
                     alternatives.push("drop the kind or tag filter".to_string());

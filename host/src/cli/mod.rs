@@ -1,5 +1,5 @@
 //! The `credpool` command. Exit codes: 0 ok, 1 error, 2 bad usage,
-//! 3 no credential available.
+//! 3 no credential available (yet), 4 no credential at all for the site.
 //!
 //! This file holds the clap tree and the dispatch; each command's body is
 //! in a file of its own beside it (`add.rs`, `acquire.rs`, ...), as
@@ -51,6 +51,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NO_CREDENTIAL: i32 = 3;
+/// The pool has no credential at all for the site: waiting will not help.
+pub const EXIT_UNKNOWN_SITE: i32 = 4;
 
 /// How long `tick` waits for the refreshes and logins it started.
 const TICK_REFRESH_WAIT: Duration = Duration::from_secs(10);

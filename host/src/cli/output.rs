@@ -303,6 +303,15 @@ pub fn print_acquired_value(got: &Value, as_json: bool) {
     }
 }
 
+/// The API's error code for an acquire of a site the pool has no
+/// credential for (404; the body is the acquire answer too).
+pub const UNKNOWN_SITE_CODE: &str = "unknown_site";
+
+/// Whether an answer says the pool has no credential at all for the site.
+pub fn unknown_site(got: &Value) -> bool {
+    got["reason"] == "unknown-site"
+}
+
 /// Whether an answer as [`acquired_json`] made it handed out a lease.
 pub fn acquired_success(got: &Value) -> bool {
     got["status"] == "success"
@@ -320,6 +329,14 @@ pub fn no_credential_line(site: &str, got: &Value) -> String {
             .map(str::to_string)
             .collect()
     };
+    if unknown_site(got) {
+        let mut line = format!("no credentials at all for site {site}");
+        let todo = strs("alternatives");
+        if !todo.is_empty() {
+            line.push_str(&format!(": {}", todo.join("; ")));
+        }
+        return line;
+    }
     let why = got["reason"].as_str().unwrap_or("unknown");
     let counts = strs("warnings");
     let mut line = format!("no credential available for {site} ({why}");

@@ -135,7 +135,8 @@ impl Pool {
         new.secrets
             .validate()
             .map_err(|(field, reason)| Error::Input { field, reason })?;
-        new.site = new.site.trim().to_string();
+        // The policy keys sites by this one name: the bundle is bound to it.
+        new.site = crate::names::site_key(&new.site);
         let id = match &new.id {
             Some(id) => id.trim().to_string(),
             None => fresh_id(new.kind)?,
