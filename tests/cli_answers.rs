@@ -491,7 +491,7 @@ fn a_site_with_no_credentials_is_its_own_answer_and_names_look_alikes() {
     let file = dir.path().join("more.json");
     std::fs::write(
         &file,
-        r#"[{"id": "s2", "site": "Jd.Com", "type": "session", "secrets": {"cookies": [{"name": "sid", "value": "v2"}]}}]"#,
+        r#"[{"id": "s2", "site": "Jd.Com", "type": "session", "secrets": {"cookies": [{"name": "token", "value": "v2"}]}}]"#,
     )
     .unwrap();
     ok(&credpool(
@@ -538,4 +538,120 @@ fn a_site_with_no_credentials_is_its_own_answer_and_names_look_alikes() {
     let answer = api.post("/v1/acquire", &serde_json::json!({"site": "WWW.JD.COM"}));
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["status"], "success");
+}
+
+/// Item 5: a session with no cookie and no header is refused; the same
+/// cookies imported twice are said and skipped, or replaced with
+/// `--replace`; on the store and through a server.
+#[test]
+fn empty_sessions_are_refused_and_a_second_import_is_said() {
+    let dir = initialised();
+    let empty = credpool(
+        dir.path(),
+        &["add", "--site", "jd.com", "--type", "session"],
+    );
+    assert_eq!(empty.status.code(), Some(1));
+    let said = support::stderr(&empty);
+    assert!(said.contains("no cookie and no header"), "{said}");
+    let empty_json = dir.path().join("empty.json");
+    std::fs::write(&empty_json, r#"[{"site": "jd.com", "type": "session"}]"#).unwrap();
+    let refused = credpool(
+        dir.path(),
+        &["import", empty_json.to_str().unwrap(), "--format", "json"],
+    );
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{}",
+        support::stderr(&refused)
+    );
+    assert!(support::stderr(&refused).contains("no cookie and no header"));
+    assert_eq!(
+        json(&credpool(dir.path(), &["list", "--json"])),
+        serde_json::json!([])
+    );
+
+    let file = dir.path().join("cookies.txt");
+    std::fs::write(
+        &file,
+        "# Netscape HTTP Cookie File\n\
+         .jd.com\tTRUE\t/\tFALSE\t4102444800\tsid\tv1\n\
+         .jd.com\tTRUE\t/\tFALSE\t4102444800\tuid\tu1\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let import = |dir: &Path, extra: &[&str]| {
+        let mut args = vec!["import", path, "--format", "cookies-txt"];
+        args.extend_from_slice(extra);
+        ok(&credpool(dir, &args))
+    };
+    import(dir.path(), &[]);
+    let first = json(&credpool(dir.path(), &["list", "--json"]));
+    let first_id = first[0]["id"].as_str().unwrap().to_string();
+    let again = import(dir.path(), &[]);
+    assert!(
+        again.contains(&format!(
+            "jd.com already has this session ({first_id}, cookies sid, uid): skipped"
+        )),
+        "{again}"
+    );
+    assert!(again.contains("0 credential(s) imported"), "{again}");
+    assert_eq!(json(&credpool(dir.path(), &["list", "--json"])), first);
+    // --replace: the file's session takes the held one's place.
+    std::fs::write(
+        &file,
+        "# Netscape HTTP Cookie File\n\
+         .jd.com\tTRUE\t/\tFALSE\t4102444800\tsid\tv2\n\
+         .jd.com\tTRUE\t/\tFALSE\t4102444800\tuid\tu2\n",
+    )
+    .unwrap();
+    let replaced = import(dir.path(), &["--replace", "--json"]);
+    let replaced: Value = serde_json::from_str(&replaced).unwrap();
+    assert_eq!(replaced["duplicates"][0]["existing"], first_id.as_str());
+    let new_id = replaced["imported"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(replaced["duplicates"][0]["replaced_by"], new_id.as_str());
+    let list = json(&credpool(dir.path(), &["list", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let shown = json(&credpool(
+        dir.path(),
+        &["show", &new_id, "--reveal", "--json"],
+    ));
+    let shown = if shown.is_array() {
+        shown[0].clone()
+    } else {
+        shown
+    };
+    assert_eq!(shown["secrets"]["cookies"][0]["value"], "v2", "{shown}");
+
+    // Through a server: the same answers.
+    let operator = token(dir.path(), "default", "operator", &[]);
+    let server = serve(dir.path());
+    let out = server.run_cli(
+        dir.path(),
+        &operator,
+        &["add", "--site", "jd.com", "--type", "session"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(support::stderr(&out).contains("no cookie and no header"));
+    let again = ok(&server.run_cli(
+        dir.path(),
+        &operator,
+        &["import", path, "--format", "cookies-txt"],
+        "",
+    ));
+    assert!(
+        again.contains(&format!("jd.com already has this session ({new_id}")),
+        "{again}"
+    );
+    let replaced = ok(&server.run_cli(
+        dir.path(),
+        &operator,
+        &["import", path, "--format", "cookies-txt", "--replace"],
+        "",
+    ));
+    assert!(
+        replaced.contains(&format!("line 2: {new_id} replaced by ")),
+        "{replaced}"
+    );
 }

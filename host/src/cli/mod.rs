@@ -236,6 +236,11 @@ enum Command {
         /// Import the good records and report the bad ones.
         #[arg(long)]
         skip_invalid: bool,
+        /// A session already in the pool (same site, same cookie names) is
+        /// replaced by the file's (a new id; the old one is removed);
+        /// without it, such a session is skipped and said.
+        #[arg(long)]
+        replace: bool,
         #[arg(long)]
         json: bool,
     },
@@ -755,8 +760,17 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             format,
             site,
             skip_invalid,
+            replace,
             json,
-        } => store::import_remote(r, file, format, site.as_deref(), *skip_invalid, *json),
+        } => store::import_remote(
+            r,
+            file,
+            format,
+            site.as_deref(),
+            *skip_invalid,
+            *replace,
+            *json,
+        ),
         Command::Challenge { action } => match action {
             ChallengeAction::List { json } => lifecycle::list_remote(r, *json),
             ChallengeAction::Answer { ticket, code } => {
@@ -852,8 +866,17 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             format,
             site,
             skip_invalid,
+            replace,
             json,
-        } => store::import(pool, file, format, site.as_deref(), *skip_invalid, *json),
+        } => store::import(
+            pool,
+            file,
+            format,
+            site.as_deref(),
+            *skip_invalid,
+            *replace,
+            *json,
+        ),
         Command::Export {
             id,
             format,

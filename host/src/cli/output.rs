@@ -582,6 +582,16 @@ pub fn import_json(added: &[CredentialMeta], parsed: &crate::transfer::Parsed) -
                 "expired_at": time(c.expired_at),
             }))
             .collect::<Vec<_>>(),
+        "duplicates": parsed.duplicates
+            .iter()
+            .map(|d| json!({
+                "line": d.line,
+                "site": d.site,
+                "existing": d.existing,
+                "cookie_names": d.cookie_names,
+                "replaced_by": d.replaced_by,
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -613,9 +623,48 @@ pub fn print_import_value(v: &Value, as_json: bool) {
             text(c, "expired_at")
         );
     }
+    let duplicates = v["duplicates"].as_array().map_or(&[][..], Vec::as_slice);
+    let mut replaced = 0;
+    for d in duplicates {
+        let names: Vec<&str> = d["cookie_names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match d["replaced_by"].as_str() {
+            Some(new) => {
+                replaced += 1;
+                println!(
+                    "line {}: {} replaced by {new} ({} session with cookies {})",
+                    num(d, "line"),
+                    text(d, "existing"),
+                    text(d, "site"),
+                    names.join(", ")
+                );
+            }
+            None => println!(
+                "line {}: {} already has this session ({}, cookies {}): skipped; \
+                 --replace updates it",
+                num(d, "line"),
+                text(d, "site"),
+                text(d, "existing"),
+                names.join(", ")
+            ),
+        }
+    }
     let mut summary = format!("{} credential(s) imported", imported.len());
     if num(v, "cookies") > 0 {
         summary.push_str(&format!(" from {} cookie(s)", num(v, "cookies")));
+    }
+    if replaced > 0 {
+        summary.push_str(&format!(" ({replaced} replacing a held session)"));
+    }
+    let skipped = duplicates.len() - replaced;
+    if skipped > 0 {
+        summary.push_str(&format!(
+            "; {skipped} session(s) already in the pool skipped"
+        ));
     }
     if num(v, "other_sites") > 0 {
         summary.push_str(&format!(
