@@ -411,6 +411,10 @@ impl<H: Host> Pool<H> {
             .collect();
         reasons.dedup();
         let matching: u32 = counts.iter().sum();
+        // Nothing matches: nothing will free for this request by itself.
+        if matching == 0 {
+            next_free_at = None;
+        }
         let unknown = si.is_none_or(|si| self.sites[si as usize].members.is_empty());
         let reason = match reasons.len() {
             0 if unknown => UnavailableReason::UnknownSite,

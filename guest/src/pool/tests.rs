@@ -297,6 +297,7 @@ fn no_credential_for_the_site_says_so() {
         })
         .unwrap();
     assert_eq!(r.reason, Some(UnavailableReason::NoneMatch));
+    assert_eq!(r.next_free_at, None, "nothing of this kind will free");
     // A typo names the known site; another spelling of it is it.
     let r = p.acquire(&req("jd.cm")).unwrap();
     assert_eq!(r.reason, Some(UnavailableReason::UnknownSite));
