@@ -591,13 +591,14 @@ fn empty_sessions_are_refused_and_a_second_import_is_said() {
     let again = import(dir.path(), &[]);
     assert!(
         again.contains(&format!(
-            "jd.com already has this session ({first_id}, cookies sid, uid): skipped"
+            "jd.com already has this session ({first_id}, the same cookies sid, uid): skipped"
         )),
         "{again}"
     );
     assert!(again.contains("0 credential(s) imported"), "{again}");
     assert_eq!(json(&credpool(dir.path(), &["list", "--json"])), first);
-    // --replace: the file's session takes the held one's place.
+    // Other values under the same names (a newer export, or another
+    // login): added beside the held one, which is named.
     std::fs::write(
         &file,
         "# Netscape HTTP Cookie File\n\
@@ -605,11 +606,21 @@ fn empty_sessions_are_refused_and_a_second_import_is_said() {
          .jd.com\tTRUE\t/\tFALSE\t4102444800\tuid\tu2\n",
     )
     .unwrap();
+    let beside = import(dir.path(), &["--json"]);
+    let beside: Value = serde_json::from_str(&beside).unwrap();
+    assert_eq!(
+        beside["duplicates"][0]["action"], "added-beside",
+        "{beside}"
+    );
+    let beside_id = beside["imported"][0]["id"].as_str().unwrap().to_string();
+    ok(&credpool(dir.path(), &["remove", &beside_id]));
+    // --replace: the file's session takes the held one's place.
     let replaced = import(dir.path(), &["--replace", "--json"]);
     let replaced: Value = serde_json::from_str(&replaced).unwrap();
     assert_eq!(replaced["duplicates"][0]["existing"], first_id.as_str());
+    assert_eq!(replaced["duplicates"][0]["action"], "replaced");
     let new_id = replaced["imported"][0]["id"].as_str().unwrap().to_string();
-    assert_eq!(replaced["duplicates"][0]["replaced_by"], new_id.as_str());
+    assert_eq!(replaced["duplicates"][0]["added_as"], new_id.as_str());
     let list = json(&credpool(dir.path(), &["list", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     let shown = json(&credpool(

@@ -589,7 +589,8 @@ pub fn import_json(added: &[CredentialMeta], parsed: &crate::transfer::Parsed) -
                 "site": d.site,
                 "existing": d.existing,
                 "cookie_names": d.cookie_names,
-                "replaced_by": d.replaced_by,
+                "action": d.action.name(),
+                "added_as": d.added_as,
             }))
             .collect::<Vec<_>>(),
     })
@@ -632,24 +633,24 @@ pub fn print_import_value(v: &Value, as_json: bool) {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        match d["replaced_by"].as_str() {
-            Some(new) => {
+        let (line, site, held) = (num(d, "line"), text(d, "site"), text(d, "existing"));
+        let names = names.join(", ");
+        match text(d, "action") {
+            "replaced" => {
                 replaced += 1;
                 println!(
-                    "line {}: {} replaced by {new} ({} session with cookies {})",
-                    num(d, "line"),
-                    text(d, "existing"),
-                    text(d, "site"),
-                    names.join(", ")
+                    "line {line}: {held} replaced by {} ({site} session with cookies {names})",
+                    text(d, "added_as")
                 );
             }
-            None => println!(
-                "line {}: {} already has this session ({}, cookies {}): skipped; \
-                 --replace updates it",
-                num(d, "line"),
-                text(d, "site"),
-                text(d, "existing"),
-                names.join(", ")
+            "added-beside" => println!(
+                "line {line}: {site} already has a session with cookies {names} ({held}, \
+                 other values): added beside it as {}; --replace updates the held one instead",
+                text(d, "added_as")
+            ),
+            _ => println!(
+                "line {line}: {site} already has this session ({held}, the same cookies \
+                 {names}): skipped; --replace updates it"
             ),
         }
     }
@@ -660,7 +661,10 @@ pub fn print_import_value(v: &Value, as_json: bool) {
     if replaced > 0 {
         summary.push_str(&format!(" ({replaced} replacing a held session)"));
     }
-    let skipped = duplicates.len() - replaced;
+    let skipped = duplicates
+        .iter()
+        .filter(|d| d["action"] == "skipped")
+        .count();
     if skipped > 0 {
         summary.push_str(&format!(
             "; {skipped} session(s) already in the pool skipped"

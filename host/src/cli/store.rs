@@ -137,7 +137,7 @@ pub fn import(
             ),
         )
     })?;
-    crate::transfer::duplicates::replace(pool, &mut parsed, &lines, &added)?;
+    crate::transfer::duplicates::after_add(pool, &mut parsed, &lines, &added)?;
     output::print_import_value(&output::import_json(&added, &parsed), json);
     Ok(())
 }

@@ -269,7 +269,7 @@ pub async fn import(
                 .filter(|(line, _)| !bad.contains(line))
                 .unzip();
         let added = pool.add_all(news).map_err(|e| ApiError::from(e.error))?;
-        transfer::duplicates::replace(&pool, &mut parsed, &lines, &added)?;
+        transfer::duplicates::after_add(&pool, &mut parsed, &lines, &added)?;
         Ok(Json(output::import_json(&added, &parsed))
         .into_response())
     })

@@ -1,17 +1,39 @@
-//! Sessions an import would add twice: a session of the file whose site
-//! already holds a session with the same cookie names (the same browser
-//! export imported again). They are skipped and said, or with `replace`
-//! they take the place of the one held.
+//! Sessions an import would add twice. A session of the file whose site
+//! already holds a session with the same cookies (names and values: the
+//! same export imported again) is skipped and said. One with the same
+//! cookie names but other values (a newer export of the same login, or
+//! another account) is added, and the held one named; with `replace` it
+//! takes the held one's place instead.
 
 use super::Parsed;
 use crate::ListFilter;
-use crate::bindings::types::CredentialMeta;
-use crate::bindings::types::{AccessLevel, CredentialKind};
+use crate::bindings::types::{AccessLevel, CredentialKind, CredentialMeta};
 use crate::error::Result;
 use crate::pool::Pool;
 use std::collections::{BTreeSet, HashMap};
 
-/// A session of the file the pool already holds.
+/// What became of a session of the file the pool already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The same cookies, names and values: not added.
+    Skipped,
+    /// The same cookie names, other values: added beside the held one.
+    AddedBeside,
+    /// With `replace`: added, and the held one removed.
+    Replaced,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Skipped => "skipped",
+            Action::AddedBeside => "added-beside",
+            Action::Replaced => "replaced",
+        }
+    }
+}
+
+/// A session of the file matching a held session.
 #[derive(Debug, Clone)]
 pub struct Duplicate {
     pub line: usize,
@@ -19,21 +41,23 @@ pub struct Duplicate {
     /// The held session's id.
     pub existing: String,
     pub cookie_names: Vec<String>,
-    /// With `replace`: the id of the session that took its place.
-    pub replaced_by: Option<String>,
+    pub action: Action,
+    /// The id the file's session was added under (not for `Skipped`).
+    pub added_as: Option<String>,
 }
 
-fn names_of(names: impl IntoIterator<Item = String>) -> BTreeSet<String> {
-    names.into_iter().collect()
+/// A held session of a site: its id and cookie names; its values are
+/// read only when the names match.
+struct Held {
+    id: String,
+    names: BTreeSet<String>,
 }
 
-/// Finds the file's sessions the pool already holds. Without `replace`
-/// they leave `parsed.credentials` (skipped); with it they stay, to be
-/// added, and the returned list names what each replaces (the caller
-/// removes those once the new ones are in).
+/// Finds the file's sessions the pool already holds and takes the
+/// skipped ones out of `parsed.credentials`; [`after_add`] finishes the
+/// others once they are added.
 pub fn find(pool: &Pool, parsed: &mut Parsed, replace: bool) -> Result<()> {
-    // Per site, the held sessions by cookie-name set (one list per site).
-    let mut held: HashMap<String, Vec<(BTreeSet<String>, String)>> = HashMap::new();
+    let mut held: HashMap<String, Vec<Held>> = HashMap::new();
     let mut keep = Vec::with_capacity(parsed.credentials.len());
     for (line, new) in std::mem::take(&mut parsed.credentials) {
         if new.kind != CredentialKind::Session || new.secrets.cookies.is_empty() {
@@ -49,42 +73,58 @@ pub fn find(pool: &Pool, parsed: &mut Parsed, replace: bool) -> Result<()> {
                 .list(&filter, AccessLevel::Sensitive)?
                 .into_iter()
                 .filter_map(|v| {
-                    let s = v.sensitive?;
-                    Some((names_of(s.cookie_names), v.id))
+                    let names = v.sensitive?.cookie_names.into_iter().collect();
+                    Some(Held { id: v.id, names })
                 })
                 .collect();
             held.insert(site.clone(), sessions);
         }
-        let names = names_of(new.secrets.cookies.iter().map(|(n, _)| n.clone()));
-        let found = held[&site]
+        let names: BTreeSet<String> = new.secrets.cookies.iter().map(|(n, _)| n.clone()).collect();
+        let values: BTreeSet<&(String, String)> = new.secrets.cookies.iter().collect();
+        let taken = |id: &str| parsed.duplicates.iter().any(|d| d.existing == id);
+        let mut same_names = None;
+        let mut identical = None;
+        for h in held[&site]
             .iter()
-            .find(|(n, id)| *n == names && !parsed.duplicates.iter().any(|d| &d.existing == id))
-            .map(|(_, id)| id.clone());
-        match found {
-            Some(existing) => {
-                parsed.duplicates.push(Duplicate {
-                    line,
-                    site,
-                    existing,
-                    cookie_names: names.into_iter().collect(),
-                    replaced_by: None,
-                });
-                if replace {
-                    keep.push((line, new));
-                }
+            .filter(|h| h.names == names && !taken(&h.id))
+        {
+            same_names.get_or_insert_with(|| h.id.clone());
+            let stored = pool.vault().get_secrets(&site, &h.id)?;
+            if stored.is_some_and(|s| s.cookies.iter().collect::<BTreeSet<_>>() == values) {
+                identical = Some(h.id.clone());
+                break;
             }
-            None => keep.push((line, new)),
+        }
+        let (existing, action) = match (identical, same_names) {
+            (Some(id), _) if !replace => (id, Action::Skipped),
+            (Some(id), _) | (None, Some(id)) if replace => (id, Action::Replaced),
+            (None, Some(id)) => (id, Action::AddedBeside),
+            _ => {
+                keep.push((line, new));
+                continue;
+            }
+        };
+        parsed.duplicates.push(Duplicate {
+            line,
+            site,
+            existing,
+            cookie_names: names.into_iter().collect(),
+            action,
+            added_as: None,
+        });
+        if action != Action::Skipped {
+            keep.push((line, new));
         }
     }
     parsed.credentials = keep;
     Ok(())
 }
 
-/// After the add (with `replace`): each held duplicate gives way to the
-/// session that was added from its line (`lines[i]` is the line of
-/// `added[i]`). Added first, removed second: a failure between leaves
-/// both, never neither.
-pub fn replace(
+/// After the add: names the id each matching session was added under
+/// (`lines[i]` is the line of `added[i]`), and removes each held session
+/// a replacing one took the place of. Added first, removed second: a
+/// failure between leaves both, never neither.
+pub fn after_add(
     pool: &Pool,
     parsed: &mut Parsed,
     lines: &[usize],
@@ -99,8 +139,10 @@ pub fn replace(
         else {
             continue;
         };
-        pool.remove(&d.existing)?;
-        d.replaced_by = Some(new);
+        if d.action == Action::Replaced {
+            pool.remove(&d.existing)?;
+        }
+        d.added_as = Some(new);
     }
     Ok(())
 }
