@@ -1,4 +1,4 @@
-//! `credpool challenge list|answer` and `credpool run`.
+//! `credpool challenge list|answer|reset`, `credpool run` and `credpool tick`.
 //!
 //! `challenge` does not open the store (the serving process holds it): it
 //! reads the ticket book (`DATA_DIR/tickets.json`, metadata only) and

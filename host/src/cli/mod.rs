@@ -5,8 +5,8 @@
 //! in a file of its own beside it (`add.rs`, `acquire.rs`, ...), as
 //! Vault's `command/`. Shared by all: [`output`] (tables and `--json`), the
 //! key and store options, and the exit codes.
-//! - `lifecycle.rs`: `run` (the lifecycle in the foreground) and
-//!   `challenge list|answer|reset`.
+//! - `lifecycle.rs`: `run` (the lifecycle in the foreground), `tick` (one
+//!   tick of it, for cron) and `challenge list|answer|reset`.
 //! - `store.rs`: `rekey`, `import`, `export`, and the panic hook.
 //! - [`bench`], `simulate.rs`: measurements and simulated crawls.
 //! - `serve.rs`, `token.rs`: `serve` (the pool over HTTP) and its API tokens.
