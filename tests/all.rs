@@ -10,6 +10,7 @@ mod support;
 mod audit;
 mod boundary;
 mod cli;
+mod cli_answers;
 mod cli_client;
 mod cli_colour;
 mod cli_help;

@@ -127,13 +127,13 @@ fn list_shows_cookie_names_but_never_values() {
 }
 
 #[test]
-fn acquire_on_a_site_with_no_credential_exits_3_and_says_so() {
+fn acquire_on_a_site_with_no_credential_exits_4_and_says_so() {
     let dir = initialised();
     let out = credpool(dir.path(), &["acquire", "nowhere.com"]);
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(4));
     let err = stderr(&out);
     assert!(
-        err.contains("no credential available for nowhere.com") && err.contains("none-match"),
+        err.contains("no credentials at all for site nowhere.com"),
         "{err}"
     );
 }

@@ -369,7 +369,10 @@ fn sessions_are_refreshed_before_they_expire_by_the_policy() {
         .filter(|l| l.starts_with("ALERT") && l.contains("RefreshFailed"))
         .collect();
     assert!(alerts.len() >= N, "{alerts:?}");
-    assert!(alerts.iter().all(|a| a.contains("LoggedOut")));
+    assert!(
+        alerts.iter().all(|a| a.contains("logged-out")),
+        "{alerts:?}"
+    );
     let all: Vec<&str> = sids.iter().map(String::as_str).collect();
     assert_no_leak(&[&rig.texts()], &all);
 }

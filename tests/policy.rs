@@ -188,7 +188,7 @@ fn health_rules_follow_the_config() {
 }
 
 #[test]
-fn the_state_machine_moves_by_the_card_and_only_a_ban_can_be_lifted() {
+fn the_state_machine_moves_by_the_card_and_an_active_credential_has_nothing_to_lift() {
     let (pool, clock, events) = memory_pool_with(r#"{"cooldown_jitter": 0}"#);
     pool.add(session("jd.com", "s", &[("sid", "v")])).unwrap();
     assert_eq!(

@@ -149,7 +149,9 @@ fn list_and_stats_show_metadata_never_values() {
 #[test]
 fn bad_input_is_refused_by_name_and_stores_nothing() {
     let (pool, _, _) = memory_pool();
-    let err = pool.add(session("bad site", "x", &[])).unwrap_err();
+    let err = pool
+        .add(session("bad site", "x", &[("sid", "v")]))
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid site: must not contain spaces, control characters or '/'"
@@ -163,8 +165,17 @@ fn bad_input_is_refused_by_name_and_stores_nothing() {
             .unwrap()
             .is_empty()
     );
-    pool.add(session("jd.com", "x", &[])).unwrap();
+    // A session with nothing to send is refused.
     let err = pool.add(session("jd.com", "x", &[])).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid session: it has no cookie and no header"),
+        "{err}"
+    );
+    pool.add(session("jd.com", "x", &[("sid", "v")])).unwrap();
+    let err = pool
+        .add(session("jd.com", "x", &[("sid", "v")]))
+        .unwrap_err();
     assert_eq!(err.to_string(), "a credential with id x already exists");
 }
 
@@ -299,7 +310,7 @@ fn a_tenant_sees_only_its_own_records() {
             .is_empty()
     );
     let got = b.acquire(&AcquireRequest::site("jd.com")).unwrap();
-    assert_eq!(got.reason, Some(UnavailableReason::NoneMatch));
+    assert_eq!(got.reason, Some(UnavailableReason::UnknownSite));
     assert!(matches!(
         b.reveal("only-a"),
         Err(Error::Pool(PoolError::CredentialNotFound(_)))

@@ -191,13 +191,16 @@ fn every_endpoint_answers_and_each_role_is_held_to_its_own() {
         true
     );
 
-    // Nothing left: a refusal with Retry-After.
-    let got = expect(
-        &crawl.post("/v1/acquire", &json!({"site": "nowhere.test"})),
-        200,
-    );
+    // A site with no credential at all: 404 `unknown_site`, no wait.
+    let unknown = crawl.post("/v1/acquire", &json!({"site": "nowhere.test"}));
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert_eq!(unknown.error_code(), "unknown_site");
+    assert!(unknown.header("retry-after").is_none());
+    // Nothing left that matches: a refusal with Retry-After.
+    let none = json!({"site": "a.test", "tags": ["no-such-tag"]});
+    let got = expect(&crawl.post("/v1/acquire", &none), 200);
     assert_ne!(got["status"], "success", "{got}");
-    let got_a = crawl.post("/v1/acquire", &json!({"site": "nowhere.test"}));
+    let got_a = crawl.post("/v1/acquire", &none);
     let wait: u64 = got_a
         .header("retry-after")
         .expect("Retry-After")

@@ -637,6 +637,7 @@ fn to_reason(r: m::UnavailableReason) -> p::UnavailableReason {
         m::UnavailableReason::AllRefreshing => p::UnavailableReason::AllRefreshing,
         m::UnavailableReason::AllBanned => p::UnavailableReason::AllBanned,
         m::UnavailableReason::Mixed => p::UnavailableReason::Mixed,
+        m::UnavailableReason::UnknownSite => p::UnavailableReason::UnknownSite,
     }
 }
 

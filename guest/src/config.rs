@@ -235,8 +235,15 @@ impl PolicyConfig {
 
     /// The strategy in force for `site`.
     pub fn strategy_for(&self, site: &str) -> Strategy {
+        // Keys are matched by the site's one name (`JD.com` is `jd.com`).
         self.site_strategy
             .get(site)
+            .or_else(|| {
+                self.site_strategy
+                    .iter()
+                    .find(|(k, _)| crate::words::site_key(k) == site)
+                    .map(|(_, v)| v)
+            })
             .copied()
             .unwrap_or(self.strategy)
     }

@@ -23,6 +23,7 @@
 //!   tickets, as pure decisions the pool carries out (hook points in its doc).
 //! - [`mask`]: masking of personal data in views and logs.
 //! - [`packed`]: a credential's names and personal data in one allocation.
+//! - [`words`]: enum words and RFC 3339 times for log lines and answers.
 //! - `bindings` (wasm32 only): the one module that touches generated types;
 //!   it adapts the WIT imports to the ports and the exports to the pool.
 
@@ -41,6 +42,7 @@ pub mod pool;
 pub mod ports;
 pub mod ratelimit;
 pub mod standing;
+pub mod words;
 
 #[cfg(target_arch = "wasm32")]
 mod bindings;

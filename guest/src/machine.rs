@@ -32,7 +32,7 @@ pub enum Event {
     Refreshed,
     /// A person or the host answered its challenge.
     ChallengeResolved,
-    /// A person lifted its ban.
+    /// A person lifted its ban or ended its rest early.
     Unban,
 }
 
@@ -86,7 +86,7 @@ pub fn transition(from: Status, event: Event) -> Result<Status, Illegal> {
         (S::Banned, E::Unban) => S::Active,
         (S::Banned, E::CooldownEnded | E::Refreshed | E::ChallengeResolved) => return illegal,
         (S::Banned, _) => S::Banned,
-        (_, E::Unban) => return illegal,
+        (S::Init | S::Active | S::Challenged | S::Expired, E::Unban) => return illegal,
         (_, E::BlockedTooOften) => S::Banned,
 
         // Usable states: observations move them along the card's arrows.
@@ -100,8 +100,9 @@ pub fn transition(from: Status, event: Event) -> Result<Status, Illegal> {
         (S::Init | S::Active, E::CooldownEnded | E::ChallengeResolved) => return illegal,
 
         // Resting: a stronger signal escalates, late good news does not
-        // cut the rest short; only the end of the rest reactivates.
-        (S::Cooling | S::Suspended, E::CooldownEnded) => S::Active,
+        // cut the rest short; only the end of the rest (or a person ending
+        // it early) reactivates.
+        (S::Cooling | S::Suspended, E::CooldownEnded | E::Unban) => S::Active,
         (S::Cooling, E::Blocked) => S::Suspended,
         (S::Cooling | S::Suspended, E::Challenged) => S::Challenged,
         (S::Cooling | S::Suspended, E::SessionExpired) => S::Expired,
@@ -147,8 +148,8 @@ mod tests {
         [
             (S::Init, [A, C, SU, B, CH, EX, I, X, A, X, X]),
             (S::Active, [A, C, SU, B, CH, EX, A, X, A, X, X]),
-            (S::Cooling, [C, C, SU, B, CH, EX, C, A, C, X, X]),
-            (S::Suspended, [SU, SU, SU, B, CH, EX, SU, A, SU, X, X]),
+            (S::Cooling, [C, C, SU, B, CH, EX, C, A, C, X, A]),
+            (S::Suspended, [SU, SU, SU, B, CH, EX, SU, A, SU, X, A]),
             (S::Challenged, [CH, CH, SU, B, CH, CH, CH, X, X, A, X]),
             (S::Banned, [B, B, B, B, B, B, B, X, X, X, A]),
             (S::Expired, [EX, EX, SU, B, CH, EX, EX, X, A, X, X]),
@@ -186,10 +187,11 @@ mod tests {
     }
 
     #[test]
-    fn only_a_ban_can_be_lifted() {
+    fn only_a_ban_or_a_rest_can_be_lifted() {
         for from in S::ALL {
             let r = transition(from, E::Unban);
-            assert_eq!(r.is_ok(), from == S::Banned, "{from:?}");
+            let lifted = matches!(from, S::Banned | S::Cooling | S::Suspended);
+            assert_eq!(r.is_ok(), lifted, "{from:?}");
         }
     }
 

@@ -286,6 +286,8 @@ pub enum UnavailableReason {
     AllRefreshing,
     AllBanned,
     Mixed,
+    /// No credential at all for the site.
+    UnknownSite,
 }
 
 /// What a crawler asks for.

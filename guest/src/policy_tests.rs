@@ -738,6 +738,32 @@ fn an_exhausted_pool_is_raised_once_until_it_serves_again() {
 }
 
 #[test]
+fn an_exhaustion_episode_outlives_the_process_and_ends_with_a_grant() {
+    let mut p = pool_with(r#"{"cooldown_jitter": 0}"#);
+    add(&mut p, "jd.com", "s", Kind::Session);
+    let (_, effect) = use_once(&mut p, "jd.com", fail(FailureClass::RateLimited));
+    let refused = p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(refused.status, AcquireStatus::NoAvailable);
+    assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 1);
+    p.flush().unwrap();
+    // Another process over the same store: the same episode, no new alert,
+    // still listed in the site's anomalies.
+    let mut p = Pool::load(p.host, PolicyConfig::from_json("{}").unwrap()).unwrap();
+    p.acquire(&req("jd.com")).unwrap();
+    assert_eq!(p.host.alerts_of(AlertKind::PoolExhausted), 1);
+    let listed = &p.stats(None)[0].anomalies;
+    assert!(
+        listed.iter().any(|a| a.kind == AlertKind::PoolExhausted),
+        "{listed:?}"
+    );
+    // It serves again: the episode ends, in the store too.
+    p.host.now = effect.cooldown_until.unwrap();
+    grant(&mut p, &req("jd.com"));
+    assert!(!p.host.data.keys().any(|k| k.starts_with("exhausted/")));
+    assert!(p.stats(None)[0].anomalies.is_empty());
+}
+
+#[test]
 fn a_health_wobbling_around_the_threshold_is_notified_once_per_quiet_window() {
     let mut p = pool_with(
         r#"{"initial_health": 45, "health_success": 10, "health_failure": 10,

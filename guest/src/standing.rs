@@ -126,7 +126,9 @@ pub fn on_command(before: Standing, event: Event) -> Result<Standing, Illegal> {
     let mut m = before;
     m.status = machine::transition(before.status, event)?;
     m.cooldown_until = NEVER;
-    if event == Event::Unban {
+    // Lifting a ban forgives the record; ending a rest early keeps the
+    // streaks, so a block soon after rests longer, as it would have.
+    if event == Event::Unban && before.status == Status::Banned {
         m.consecutive_failures = 0;
         m.block_streak = 0;
     }

@@ -3,6 +3,7 @@
 
 use crate::bindings::log::Level;
 use crate::bindings::notify::{Alert, Ticket, TicketClosure};
+use crate::names;
 use std::sync::Mutex;
 
 /// Receives what the policy emits. Everything arriving here is already
@@ -17,6 +18,24 @@ pub trait EventSink: Send + Sync {
 
 /// Writes events through `tracing` (target `credpool::policy`).
 pub struct TracingSink;
+
+/// An alert as one line: its severity and kind by their contract names
+/// (`warning pool-exhausted`), the credential only when it names one.
+fn alert_line(a: &Alert) -> String {
+    let mut out = format!(
+        "[ALERT] {} {} site={}",
+        names::severity(a.severity),
+        names::alert_kind(a.kind),
+        a.site
+    );
+    if let Some(id) = a.credential_id.as_deref().filter(|id| !id.is_empty()) {
+        out.push_str(" credential=");
+        out.push_str(id);
+    }
+    out.push(' ');
+    out.push_str(&a.message);
+    out
+}
 
 fn line(name: &str, fields: &[(String, String)]) -> String {
     let mut out = format!("[CRED] {name}");
@@ -53,31 +72,27 @@ impl EventSink for TracingSink {
     }
 
     fn alert(&self, a: &Alert) {
-        tracing::warn!(
-            target: "credpool::alert",
-            "[ALERT] {:?} {:?} site={} credential={} {}",
-            a.severity,
-            a.kind,
-            a.site,
-            a.credential_id.as_deref().unwrap_or("-"),
-            a.message
-        );
+        tracing::warn!(target: "credpool::alert", "{}", alert_line(a));
     }
 
     fn ticket_opened(&self, t: &Ticket) {
+        let contact = match t.masked_contact.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => format!(" contact={c}"),
+            None => String::new(),
+        };
         tracing::warn!(
             target: "credpool::ticket",
-            "[TICKET] opened {} {:?} credential={} site={} contact={}",
+            "[TICKET] opened {} {} credential={} site={}{contact}",
             t.id,
-            t.kind,
+            names::challenge_kind(t.kind),
             t.credential_id,
-            t.site,
-            t.masked_contact.as_deref().unwrap_or("-")
+            t.site
         );
     }
 
     fn ticket_closed(&self, id: &str, closure: TicketClosure) {
-        tracing::info!(target: "credpool::ticket", "[TICKET] closed {id} {closure:?}");
+        let closure = names::ticket_closure(closure);
+        tracing::info!(target: "credpool::ticket", "[TICKET] closed {id} {closure}");
     }
 }
 
@@ -123,6 +138,25 @@ mod tests {
 
     fn field(k: &str, v: &str) -> (String, String) {
         (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn an_alert_line_has_contract_names_and_no_empty_credential() {
+        use crate::bindings::notify::{Alert, AlertKind, Severity};
+        let mut a = Alert {
+            kind: AlertKind::PoolExhausted,
+            severity: Severity::Warning,
+            site: "jd.com".into(),
+            credential_id: None,
+            message: "no credential to hand out: 1 leased".into(),
+            raised_at: 0,
+        };
+        assert_eq!(
+            super::alert_line(&a),
+            "[ALERT] warning pool-exhausted site=jd.com no credential to hand out: 1 leased"
+        );
+        a.credential_id = Some("s1".into());
+        assert!(super::alert_line(&a).contains("site=jd.com credential=s1 no credential"));
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub mod names;
 pub mod pool;
 mod private_fs;
 pub mod rekey;
+#[cfg(feature = "server")]
+mod retry_after;
 mod runtime;
 pub mod secrets;
 #[cfg(feature = "server")]

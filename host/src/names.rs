@@ -101,6 +101,7 @@ names!(
         AllRefreshing = "all-refreshing",
         AllBanned = "all-banned",
         Mixed = "mixed",
+        UnknownSite = "unknown-site",
     ]
 );
 
@@ -163,3 +164,40 @@ names!(
         TicketTimedOut = "ticket-timed-out",
     ]
 );
+names!(
+    severity,
+    parse_severity,
+    crate::bindings::notify::Severity,
+    [Info = "info", Warning = "warning", Critical = "critical",]
+);
+names!(
+    ticket_closure,
+    parse_ticket_closure,
+    crate::bindings::notify::TicketClosure,
+    [
+        Answered = "answered",
+        TimedOut = "timed-out",
+        Cancelled = "cancelled",
+    ]
+);
+
+/// The one name of a site, as the policy keys it: case-insensitive, no
+/// `www.` prefix, no trailing dot (`WWW.JD.com.` is `jd.com`).
+pub fn site_key(name: &str) -> String {
+    let bare = name.trim().trim_end_matches('.');
+    let www = bare.len() > 4 && bare[..4].eq_ignore_ascii_case("www.") && bare[4..].contains('.');
+    let bare = if www { &bare[4..] } else { bare };
+    bare.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_site_has_one_name() {
+        for given in ["jd.com", "JD.COM", "www.jd.com", "WWW.Jd.Com.", " jd.com "] {
+            assert_eq!(super::site_key(given), "jd.com", "{given}");
+        }
+        assert_eq!(super::site_key("www.com"), "www.com");
+        assert_eq!(super::site_key("m.jd.com"), "m.jd.com");
+    }
+}

@@ -246,13 +246,18 @@ impl Vault {
             .open(site_aad(&key).as_bytes(), sealed_site)
             .map_err(crypto)?;
         // The bundle is bound to the site it was stored for; it must also be
-        // the one the caller asked for.
-        if stored_site.as_slice() != site.as_bytes() {
+        // the one the caller asked for, by the site's one name (a bundle
+        // stored as `JD.COM` before names were normalised is `jd.com`'s).
+        let stored_site =
+            std::str::from_utf8(&stored_site).map_err(|_| crypto(CryptoError::Tampered))?;
+        if stored_site != site
+            && crate::names::site_key(stored_site) != crate::names::site_key(site)
+        {
             return Err(crypto(CryptoError::Tampered));
         }
         let plain = self
             .keys
-            .open(secrets_aad(&key, site).as_bytes(), sealed)
+            .open(secrets_aad(&key, stored_site).as_bytes(), sealed)
             .map_err(crypto)?;
         serde_json::from_slice(&plain)
             .map(Some)
@@ -333,5 +338,35 @@ pub fn reseal_record(
             let new = ring.seal(aad.as_bytes(), &plain)?;
             Ok(Some(secrets_envelope(&new_site, &new)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Vault;
+    use crate::backend::MemoryBackend;
+    use crate::crypto::KeyRing;
+    use crate::secrets::Secrets;
+    use std::sync::Arc;
+
+    /// A bundle stored under an older spelling of its site (before names
+    /// were normalised) is read under the site's one name; another site's
+    /// name is still refused.
+    #[test]
+    fn a_bundle_is_read_by_its_sites_one_name() {
+        let vault = Vault::new(
+            Arc::new(MemoryBackend::new()),
+            Arc::new(KeyRing::single(1, &[7; 32])),
+            "default",
+        );
+        let mut s = Secrets::default();
+        s.password = Some("pw".into());
+        vault
+            .put_secrets_if("WWW.JD.COM", "a1", &s, None)
+            .unwrap()
+            .unwrap();
+        let got = vault.get_secrets("jd.com", "a1").unwrap().unwrap();
+        assert_eq!(got.password.as_deref(), Some("pw"));
+        assert!(vault.get_secrets("taobao.com", "a1").is_err());
     }
 }

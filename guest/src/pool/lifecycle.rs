@@ -14,6 +14,7 @@ use crate::model::*;
 use crate::packed;
 use crate::ports::{Host, Level};
 use crate::standing::NEVER;
+use crate::words::kebab;
 use std::collections::BTreeSet;
 
 /// The lifecycle configuration in force: the configured one, or one that
@@ -119,7 +120,7 @@ impl<H: Host> Pool<H> {
     fn start_refresh(&mut self, start: &StartRefresh, now: Millis) -> bool {
         match self.host.start_refresh(start) {
             Ok(()) => {
-                if let Some(&si) = self.site_by_name.get(&start.site) {
+                if let Some(si) = self.site_index(&start.site) {
                     let c = &mut self.sites[si as usize].counters;
                     c.refresh_attempts += 1;
                     c.refresh_by_method
@@ -134,7 +135,7 @@ impl<H: Host> Pool<H> {
                     "refresh.started",
                     &[
                         ("id", start.credential_id.clone()),
-                        ("method", format!("{:?}", start.method)),
+                        ("method", kebab(start.method)),
                     ],
                 );
                 true
@@ -192,8 +193,8 @@ impl<H: Host> Pool<H> {
                 site: t.ticket.site.clone(),
                 credential_id: Some(t.ticket.credential_id.clone()),
                 message: format!(
-                    "challenge ticket {} ({:?}) was not answered in time; the credential stays out of rotation",
-                    t.ticket.id, t.ticket.kind
+                    "challenge ticket {} ({}) was not answered in time; the credential stays out of rotation",
+                    t.ticket.id, kebab(t.ticket.kind)
                 ),
                 raised_at: now,
             });
@@ -311,13 +312,13 @@ impl<H: Host> Pool<H> {
                 &[
                     ("ticket", ticket.id.clone()),
                     ("id", id.clone()),
-                    ("kind", format!("{:?}", ticket.kind)),
+                    ("kind", kebab(ticket.kind)),
                 ],
             );
         }
         if let Some(lc::AlertNeed::RefreshFailed) = d.alert {
             let why = match done.outcome {
-                lc::RunOutcome::Failed(k) => format!("{k:?}"),
+                lc::RunOutcome::Failed(k) => kebab(k),
                 _ => "unknown".to_string(),
             };
             self.host.raise(&Alert {
@@ -403,7 +404,7 @@ impl<H: Host> Pool<H> {
             &[
                 ("ticket", ticket_id.to_string()),
                 ("id", credential_id),
-                ("resolution", format!("{resolution:?}")),
+                ("resolution", kebab(resolution)),
             ],
         );
         Ok(self.rec(slot).m.status)

@@ -303,6 +303,14 @@ fn status_slot(s: Status) -> usize {
 }
 
 impl<H: Host> Pool<H> {
+    /// The site of a name as a person or crawler gives it (any case, with
+    /// or without `www.`).
+    fn site_index(&self, name: &str) -> Option<u32> {
+        self.site_by_name
+            .get(crate::words::site_key(name).as_ref())
+            .copied()
+    }
+
     pub fn config(&self) -> &PolicyConfig {
         &self.config
     }

@@ -21,6 +21,10 @@ pub(super) const TICKET_PREFIX: &str = "ticket/";
 /// person lets it go (`reset-challenge`), a restart included.
 const HOLD_PREFIX: &str = "hold/";
 const REFRESH_PREFIX: &str = "refresh/";
+/// A site whose pool ran dry and has not served since (`exhausted/<site>`,
+/// the time it was raised): its pool-exhausted alert is raised once per
+/// episode, across processes.
+const EXHAUSTED_PREFIX: &str = "exhausted/";
 const SCAN_PAGE: u32 = 1000;
 
 /// A site's refresh counts as stored (`refresh/<site>`), so the refresh
@@ -43,6 +47,10 @@ pub(super) fn ticket_key(id: &str) -> String {
 
 pub(super) fn hold_key(credential_id: &str) -> String {
     format!("{HOLD_PREFIX}{credential_id}")
+}
+
+pub(super) fn exhausted_key(site: &str) -> String {
+    format!("{EXHAUSTED_PREFIX}{site}")
 }
 
 pub(super) fn cred_key(id: &str) -> String {
@@ -123,6 +131,7 @@ impl<H: Host> Pool<H> {
         let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
         let hold_rows = scan_all(&mut host, HOLD_PREFIX)?;
         let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
+        let exhausted_rows = scan_all(&mut host, EXHAUSTED_PREFIX)?;
         let pages: FastMap<u32, Vec<u8>> = scan_all(&mut host, counters::PREFIX)?
             .into_iter()
             .filter_map(|(k, v)| Some((counters::page_of_key(&k)?, v)))
@@ -238,13 +247,35 @@ impl<H: Host> Pool<H> {
         for (key, bytes) in refresh_rows {
             let stored: StoredRefreshCounts = serde_json::from_slice(&bytes)
                 .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
-            if let Some(&si) = pool.site_by_name.get(&key[REFRESH_PREFIX.len()..]) {
+            if let Some(si) = pool.site_index(&key[REFRESH_PREFIX.len()..]) {
                 let c = &mut pool.sites[si as usize].counters;
                 c.refresh_attempts = stored.attempts;
                 c.refresh_succeeded = stored.succeeded;
                 c.refresh_failed = stored.failed;
                 c.refresh_by_method = stored.by_method;
                 c.answer_times = stored.answer_times;
+            }
+        }
+        for (key, bytes) in exhausted_rows {
+            let since: Option<Millis> = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| t.parse().ok());
+            let site = pool.site_index(&key[EXHAUSTED_PREFIX.len()..]);
+            match (site, since) {
+                // Still dry: the episode goes on (listed, not raised again).
+                (Some(si), Some(since)) if pool.sites[si as usize].ready == 0 => {
+                    let site = &mut pool.sites[si as usize];
+                    site.exhausted = true;
+                    site.flag(
+                        AlertKind::PoolExhausted,
+                        None,
+                        since,
+                        "no credential to hand out".to_string(),
+                    );
+                }
+                _ => {
+                    pool.host.delete(&key)?;
+                }
             }
         }
         for (key, bytes) in ticket_rows {

@@ -13,6 +13,7 @@ use crate::model::*;
 use crate::packed::{self, Extra};
 use crate::ports::{Host, Level};
 use crate::standing::{NEVER, Standing};
+use crate::words::site_key;
 
 /// Names (ids, sites, tags) are non-empty, short, printable and free of `/`
 /// so they are safe as store keys and on a terminal.
@@ -92,7 +93,7 @@ impl<H: Host> Pool<H> {
 
     /// Adds a credential; the record is durable when this returns.
     pub fn add(&mut self, new: NewCredential) -> Result<Credential, PoolError> {
-        let site = validate_name("site", &new.site)?;
+        let site = site_key(&validate_name("site", &new.site)?).into_owned();
         let kind = new
             .kind
             .ok_or_else(|| PoolError::invalid("kind", "missing"))?;
@@ -165,13 +166,16 @@ impl<H: Host> Pool<H> {
 
     /// Puts a record into memory and its site's indexes (no I/O).
     pub(super) fn insert(&mut self, c: Credential, ctr: u32, ctr_tag: u32, now: Millis) -> u32 {
-        let si = match self.site_by_name.get(&c.site) {
-            Some(&si) => si,
+        // A record stored before site names were normalised joins its
+        // site under the one name (and is written back under it).
+        let si = match self.site_index(&c.site) {
+            Some(si) => si,
             None => {
+                let name = site_key(&c.site).into_owned();
                 let si = self.sites.len() as u32;
-                let strategy = self.config.strategy_for(&c.site);
-                self.sites.push(Site::new(&c.site, strategy));
-                self.site_by_name.insert(c.site.clone(), si);
+                let strategy = self.config.strategy_for(&name);
+                self.sites.push(Site::new(&name, strategy));
+                self.site_by_name.insert(name, si);
                 si
             }
         };

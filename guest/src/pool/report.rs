@@ -210,8 +210,9 @@ impl<H: Host> Pool<H> {
                     message: detail,
                     raised_at: now,
                 };
+                // The alert itself is the warning; this line is its trace.
                 self.log(
-                    Level::Warn,
+                    Level::Info,
                     "cred.anomaly",
                     &[
                         ("site", alert.site.clone()),
@@ -255,7 +256,8 @@ impl<H: Host> Pool<H> {
         Ok(self.snapshot(slot, &self.rec(slot).m))
     }
 
-    /// Lifts a ban (a person's decision).
+    /// Lifts a ban, or ends a rest (cooling, suspended) early: a person's
+    /// decision.
     pub fn unban(&mut self, id: &str) -> Result<Credential, PoolError> {
         self.command(id, Event::Unban)
     }

@@ -2,6 +2,7 @@
 //! filters), prepared requests, and the answer when none can be had.
 
 use super::index::rate_of;
+use super::persist::exhausted_key;
 use super::{AVAIL_COUNT, Avail, Pool, Record};
 use crate::anomaly::Change;
 use crate::config::Strategy;
@@ -9,6 +10,7 @@ use crate::machine::Event;
 use crate::mask::mask;
 use crate::model::*;
 use crate::ports::{Host, Level};
+use crate::words::{edits_within, kebab, rfc3339_ms, site_key};
 
 /// Random draws tried before a filtered pick falls back to a walk.
 const FILTERED_DRAWS: usize = 16;
@@ -45,7 +47,7 @@ impl<H: Host> Pool<H> {
         req: &AcquireRequest,
         now: Millis,
     ) -> Result<AcquireResponse, PoolError> {
-        let site = self.site_by_name.get(&req.site).copied();
+        let site = self.site_index(&req.site);
         self.acquire_in(req, site, now)
     }
 
@@ -57,7 +59,7 @@ impl<H: Host> Pool<H> {
         now: Millis,
     ) -> Result<AcquireResponse, PoolError> {
         if self.host.enabled(Level::Debug) {
-            let kind = req.kind.map(|k| format!("{k:?}")).unwrap_or_default();
+            let kind = req.kind.map(kebab).unwrap_or_default();
             self.log(
                 Level::Debug,
                 "cred.request",
@@ -123,6 +125,9 @@ impl<H: Host> Pool<H> {
         if site.exhausted {
             site.exhausted = false;
             site.unflag(AlertKind::PoolExhausted, None);
+            // The episode is over for every process sharing the store.
+            let key = exhausted_key(&site.name);
+            self.host.delete(&key)?;
         }
         let mut warnings = Vec::new();
         if site.ready <= 1 && site.members.len() > 1 {
@@ -287,7 +292,7 @@ impl<H: Host> Pool<H> {
                 format!("an instance keeps at most {MAX_PREPARED} prepared requests"),
             ));
         }
-        let site = self.site_by_name.get(&req.site).copied();
+        let site = self.site_index(&req.site);
         self.prepared.push((req, site));
         Ok(self.prepared.len() as u32 - 1)
     }
@@ -334,11 +339,32 @@ impl<H: Host> Pool<H> {
         // not a copy of its strings.
         let (req, mut site) = std::mem::take(&mut self.prepared[request as usize]);
         if site.is_none() {
-            site = self.site_by_name.get(&req.site).copied();
+            site = self.site_index(&req.site);
         }
         let resp = self.acquire_in(&req, site, now);
         self.prepared[request as usize] = (req, site);
         resp
+    }
+
+    /// Known sites (with credentials) whose name looks like `name`: a few
+    /// edits apart, or one a subdomain of the other. At most three.
+    fn similar_sites(&self, name: &str) -> Vec<String> {
+        let key = site_key(name);
+        let mut out: Vec<String> = self
+            .sites
+            .iter()
+            .filter(|s| !s.members.is_empty())
+            .filter(|s| {
+                let known = s.name.as_str();
+                edits_within(&key, known, 2)
+                    || key.ends_with(&format!(".{known}"))
+                    || known.ends_with(&format!(".{key}"))
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        out.sort();
+        out.truncate(3);
+        out
     }
 
     /// The answer when nothing can be handed out: why (from the site's
@@ -385,7 +411,13 @@ impl<H: Host> Pool<H> {
             .collect();
         reasons.dedup();
         let matching: u32 = counts.iter().sum();
+        // Nothing matches: nothing will free for this request by itself.
+        if matching == 0 {
+            next_free_at = None;
+        }
+        let unknown = si.is_none_or(|si| self.sites[si as usize].members.is_empty());
         let reason = match reasons.len() {
+            0 if unknown => UnavailableReason::UnknownSite,
             0 => UnavailableReason::NoneMatch,
             1 => reasons[0],
             _ => UnavailableReason::Mixed,
@@ -396,15 +428,23 @@ impl<H: Host> Pool<H> {
         } else {
             AcquireStatus::NoAvailable
         };
-        let mut warnings: Vec<String> = (1..AVAIL_COUNT)
+        // The counts; the time something frees is `next_free_at` itself.
+        let warnings: Vec<String> = (1..AVAIL_COUNT)
             .filter(|&a| counts[a] > 0)
             .map(|a| format!("{} {}", counts[a], label[a]))
             .collect();
-        if let Some(t) = next_free_at {
-            warnings.push(format!("next credential frees at {t} (epoch ms)"));
-        }
         let mut alternatives = Vec::new();
         match reason {
+            UnavailableReason::UnknownSite => {
+                let similar = self.similar_sites(&req.site);
+                if !similar.is_empty() {
+                    alternatives.push(format!("did you mean {}?", similar.join(" or ")));
+                }
+                alternatives.push(format!(
+                    "add credentials for {} (credpool add --site {})",
+                    req.site, req.site
+                ));
+            }
             UnavailableReason::NoneMatch => {
                 if req.kind.is_some() || !req.tags.is_empty() {
                     alternatives.push("drop the kind or tag filter".to_string());
@@ -417,7 +457,9 @@ impl<H: Host> Pool<H> {
             UnavailableReason::AllBanned => alternatives
                 .push("add fresh accounts, or review and `credpool unban ID`".to_string()),
             _ => {
-                alternatives.push("retry after next_free_at".to_string());
+                if let Some(t) = next_free_at {
+                    alternatives.push(format!("retry after {}", rfc3339_ms(t)));
+                }
                 if counts[Avail::Leased as usize] > 0 {
                     alternatives.push("release leases you no longer use".to_string());
                 }
@@ -427,17 +469,33 @@ impl<H: Host> Pool<H> {
         let fields = [
             ("site", req.site.clone()),
             ("total", matching.to_string()),
-            ("reason", format!("{reason:?}")),
+            ("reason", kebab(reason)),
             ("leased", counts[1].to_string()),
             ("cooling", (counts[3] + counts[4]).to_string()),
             ("banned", counts[6].to_string()),
         ];
-        self.log(Level::Warn, "cred.no_available", &fields);
+        // Every refusal is a line at info; the episode's alert below is the
+        // warning, once.
+        self.log(Level::Info, "cred.no_available", &fields);
         if let Some(si) = si {
             let site = &mut self.sites[si as usize];
             if !site.exhausted && matching > 0 && site.ready == 0 {
                 site.exhausted = true;
-                let detail = format!("no credential to hand out: {}", warnings.join(", "));
+                // Kept in the store: the next process (a CLI call, a
+                // restarted server) is in the same episode and stays quiet.
+                let key = exhausted_key(&site.name);
+                if let Err(e) = self.host.set(&key, now.to_string().as_bytes(), false) {
+                    let why = format!("{e:?}");
+                    self.log(
+                        Level::Warn,
+                        "cred.store_failed",
+                        &[("key", key), ("error", why)],
+                    );
+                }
+                let mut detail = format!("no credential to hand out: {}", warnings.join(", "));
+                if let Some(t) = next_free_at {
+                    detail.push_str(&format!("; the next frees at {}", rfc3339_ms(t)));
+                }
                 self.anomaly(
                     si as usize,
                     Change::Raised,

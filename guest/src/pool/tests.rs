@@ -171,7 +171,7 @@ fn prepared_requests_are_bounded_and_keep_their_filters() {
     // Prepared before its site has a credential: found once it has one.
     let later = p.prepare(req("later.com")).unwrap();
     let r = p.acquire_prepared(later).unwrap();
-    assert_eq!(r.reason, Some(UnavailableReason::NoneMatch));
+    assert_eq!(r.reason, Some(UnavailableReason::UnknownSite));
     p.add(new("later.com", "l1", Kind::Token)).unwrap();
     let g = p.acquire_prepared(later).unwrap().grant.unwrap();
     assert_eq!(p.credential_id(g.credential), Some("l1"));
@@ -286,8 +286,57 @@ fn no_credential_for_the_site_says_so() {
     let mut p = pool();
     let r = p.acquire(&req("nowhere.com")).unwrap();
     assert_eq!(r.status, AcquireStatus::NoAvailable);
-    assert_eq!(r.reason, Some(UnavailableReason::NoneMatch));
+    assert_eq!(r.reason, Some(UnavailableReason::UnknownSite));
     assert!(r.alternatives[0].contains("credpool add --site nowhere.com"));
+    // A site of the pool, only not of this kind: none match.
+    p.add(new("jd.com", "s1", Kind::Session)).unwrap();
+    let r = p
+        .acquire(&AcquireRequest {
+            kind: Some(Kind::Token),
+            ..req("jd.com")
+        })
+        .unwrap();
+    assert_eq!(r.reason, Some(UnavailableReason::NoneMatch));
+    assert_eq!(r.next_free_at, None, "nothing of this kind will free");
+    // A typo names the known site; another spelling of it is it.
+    let r = p.acquire(&req("jd.cm")).unwrap();
+    assert_eq!(r.reason, Some(UnavailableReason::UnknownSite));
+    assert_eq!(r.alternatives[0], "did you mean jd.com?");
+    for spelling in ["JD.COM", "www.jd.com", "Www.Jd.Com."] {
+        let r = p.acquire(&req(spelling)).unwrap();
+        assert_eq!(r.status, AcquireStatus::Success, "{spelling}");
+        p.release(r.grant.unwrap().lease).unwrap();
+    }
+    // Added under another spelling: the same site.
+    p.add(new("WWW.JD.com", "s2", Kind::Session)).unwrap();
+    assert_eq!(p.stats(None).len(), 1);
+    assert_eq!(p.get("s2").unwrap().site, "jd.com");
+}
+
+#[test]
+fn records_stored_under_other_spellings_of_a_site_load_into_it() {
+    let mut p = pool();
+    p.add(new("jd.com", "a", Kind::Session)).unwrap();
+    p.add(new("jd.com", "b", Kind::Session)).unwrap();
+    p.flush().unwrap();
+    // As an older version stored them, before names were normalised.
+    for (id, spelling) in [("a", "JD.COM"), ("b", "www.jd.com")] {
+        let key = format!("cred/{id}");
+        let text = String::from_utf8(p.host.data[&key].clone()).unwrap();
+        let text = text.replace("\"site\":\"jd.com\"", &format!("\"site\":\"{spelling}\""));
+        assert!(text.contains(spelling), "{text}");
+        p.host.data.insert(key, text.into_bytes());
+    }
+    let mut p = Pool::load(p.host, PolicyConfig::default()).unwrap();
+    let stats = p.stats(None);
+    assert_eq!(stats.len(), 1);
+    assert_eq!((stats[0].site.as_str(), stats[0].total), ("jd.com", 2));
+    for spelling in ["jd.com", "JD.COM", "www.jd.com"] {
+        assert_eq!(p.stats(Some(spelling)).len(), 1, "{spelling}");
+    }
+    assert_eq!(p.get("a").unwrap().site, "jd.com");
+    let r = p.acquire(&req("JD.com")).unwrap();
+    assert_eq!(r.status, AcquireStatus::Success);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::model::*;
 use crate::packed;
 use crate::ports::Host;
 use crate::standing::{NEVER, Standing};
+use crate::words::site_key;
 
 /// A credential as an access level sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,9 +106,8 @@ impl<H: Host> Pool<H> {
     pub fn list(&self, filter: &ListFilter, level: AccessLevel) -> Vec<View> {
         let mut slots: Vec<u32> = match &filter.site {
             Some(site) => self
-                .site_by_name
-                .get(site)
-                .map(|&si| self.sites[si as usize].members.clone())
+                .site_index(site)
+                .map(|si| self.sites[si as usize].members.clone())
                 .unwrap_or_default(),
             None => self.by_id.values().copied().collect(),
         };
@@ -180,7 +180,7 @@ impl<H: Host> Pool<H> {
             .sites
             .iter()
             .filter(|s| !s.members.is_empty())
-            .filter(|s| site.is_none_or(|name| name == s.name))
+            .filter(|s| site.is_none_or(|name| site_key(name) == s.name))
             .map(|s| SiteStats {
                 site: s.name.clone(),
                 total: s.members.len() as u32,

@@ -1,8 +1,9 @@
 //! `credpool acquire`: a lease on a credential of a site, printed with the
-//! secrets its holder needs; exit code 3 when none is available.
+//! secrets its holder needs; exit code 3 when none is available, 4 when
+//! the pool has none at all for the site.
 
 use super::client::{Body, Remote};
-use super::{EXIT_NO_CREDENTIAL, Failed, output, parse_kind_opt};
+use super::{EXIT_NO_CREDENTIAL, EXIT_UNKNOWN_SITE, Failed, output, parse_kind_opt};
 use crate::pool::Pool;
 use crate::{AccessLevel, AcquireRequest};
 use reqwest::Method;
@@ -48,12 +49,15 @@ pub fn remote(r: &Remote, a: Args<'_>) -> Result<(), Failed> {
     } else {
         &[]
     };
-    let got = r.call(
+    // A site the server has no credential for is a 404 `unknown_site`
+    // whose body is the acquire answer itself.
+    let got = r.call_keeping(
         Method::POST,
         &["v1", "acquire"],
         query,
         Body::Json(&body),
         "acquire leases",
+        output::UNKNOWN_SITE_CODE,
     )?;
     finish(a.site, &got, a.json)
 }
@@ -61,11 +65,12 @@ pub fn remote(r: &Remote, a: Args<'_>) -> Result<(), Failed> {
 fn finish(site: &str, got: &Value, json: bool) -> Result<(), Failed> {
     output::print_acquired_value(got, json);
     if output::acquired_success(got) {
-        Ok(())
-    } else {
-        Err(Failed(
-            EXIT_NO_CREDENTIAL,
-            output::no_credential_line(site, got),
-        ))
+        return Ok(());
     }
+    let code = if output::unknown_site(got) {
+        EXIT_UNKNOWN_SITE
+    } else {
+        EXIT_NO_CREDENTIAL
+    };
+    Err(Failed(code, output::no_credential_line(site, got)))
 }

@@ -165,6 +165,30 @@ impl Remote {
         Err(refused)
     }
 
+    /// As [`Remote::call`], but a refusal whose error code is `keep` is
+    /// an answer too: its body is returned (an acquire's 404
+    /// `unknown_site` carries the acquire answer).
+    pub fn call_keeping(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Body<'_>,
+        doing: &str,
+        keep: &str,
+    ) -> Result<Value, Failed> {
+        let (status, retry_after, bytes) = self.send(method, segments, query, body)?;
+        let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+        match parsed {
+            Some(v) if status.is_success() || v["error"]["code"] == keep => Ok(v),
+            _ if status.is_success() => Err(failed(format!(
+                "the server at {} answered {status} with a body that is not JSON",
+                self.addr
+            ))),
+            _ => Err(self.refusal(status, retry_after, &bytes, doing)),
+        }
+    }
+
     fn send(
         &self,
         method: Method,

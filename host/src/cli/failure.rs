@@ -7,7 +7,7 @@
 //! (the command's `Failed` carries only the exit code and the message);
 //! otherwise it is named by the exit code.
 
-use super::{EXIT_NO_CREDENTIAL, EXIT_USAGE};
+use super::{EXIT_NO_CREDENTIAL, EXIT_UNKNOWN_SITE, EXIT_USAGE};
 use serde_json::json;
 use std::cell::RefCell;
 
@@ -42,9 +42,11 @@ pub fn json_requested() -> bool {
 
 /// Says a failure. An empty message was said already (as a JSON answer
 /// that holds the failure: `acquire` with nothing free, `audit` with
-/// damaged lines); exit code 3 carries its own JSON answer too.
+/// damaged lines); exit codes 3 and 4 (`acquire` refused) carry their own
+/// JSON answer too.
 pub fn report(exit: i32, message: &str, json: bool) {
-    if json && exit != EXIT_NO_CREDENTIAL && !message.is_empty() {
+    let answered = exit == EXIT_NO_CREDENTIAL || exit == EXIT_UNKNOWN_SITE;
+    if json && !answered && !message.is_empty() {
         println!(
             "{}",
             json!({"error": {"code": code_of(exit, message), "message": message}})

@@ -1,4 +1,4 @@
-//! `credpool challenge list|answer` and `credpool run`.
+//! `credpool challenge list|answer|reset`, `credpool run` and `credpool tick`.
 //!
 //! `challenge` does not open the store (the serving process holds it): it
 //! reads the ticket book (`DATA_DIR/tickets.json`, metadata only) and
@@ -11,7 +11,7 @@ use crate::backend::MemoryBackend;
 use crate::config::ConfigFile;
 use crate::crypto::{self, KeySource};
 use crate::lifecycle::notifiers::{Notifiers, read_ticket_book};
-use crate::lifecycle::{RefresherOptions, answers};
+use crate::lifecycle::{Refresher, RefresherOptions, answers};
 use crate::pool::{Pool, PoolOptions};
 use crate::vault::Vault;
 use reqwest::Method;
@@ -179,34 +179,79 @@ fn watch_signals(stop: Arc<AtomicBool>) {
     });
 }
 
+/// A pool with its lifecycle attached, as `run` and `tick` drive it: the
+/// configured sites' refreshes and logins, notifications, the answer spool.
+struct Running {
+    pool: Pool,
+    refresher: Arc<Refresher>,
+    notifiers: Arc<Notifiers>,
+    answer_dir: PathBuf,
+}
+
+impl Running {
+    fn open(
+        data_dir: &Path,
+        config: &ConfigFile,
+        mut options: PoolOptions,
+    ) -> Result<Self, Failed> {
+        let notifiers = Notifiers::new(&config.notify, Some(data_dir.join(TICKET_BOOK)));
+        options.events = notifiers.clone();
+        let pool = Pool::open(options).map_err(|e| super::store_in_use(config.locate(e), false))?;
+        let answer_dir: PathBuf = data_dir.join(ANSWER_DIR);
+        let mut ro = RefresherOptions::new(config.sites.clone());
+        ro.answer_dir = Some(answer_dir.clone());
+        let refresher = pool.attach_refresher(ro)?;
+        notifiers.attach(refresher.clone());
+        tracing::info!(target: "credpool::run", "{} sites configured", config.sites.len());
+        Ok(Running {
+            pool,
+            refresher,
+            notifiers,
+            answer_dir,
+        })
+    }
+
+    /// One tick (which hands finished refreshes to the policy and starts
+    /// due ones), then the answers left by `challenge answer`.
+    fn tick(&self) -> Result<crate::TickSummary, Failed> {
+        let summary = self.pool.tick();
+        resume_answered(&self.pool, &self.answer_dir);
+        Ok(summary?)
+    }
+
+    /// Waits for running refreshes (at most `wait`), hands their results
+    /// to the policy, flushes; returns the records written.
+    fn close(self, wait: Duration) -> Result<u32, Failed> {
+        tracing::info!(target: "credpool::run", "stopping: waiting for running refreshes");
+        self.refresher.shutdown(wait);
+        if let Err(e) = self.pool.deliver_refresh_results() {
+            tracing::error!(target: "credpool::run", "could not hand the last results to the policy: {e}");
+        }
+        let written = self.pool.flush()?;
+        self.notifiers.close(Duration::from_secs(10));
+        Ok(written)
+    }
+}
+
 /// Serves until Ctrl-C: ticks (which hand finished refreshes to the
 /// policy), answers left by `challenge answer`, notifications; then flushes.
 pub fn run(
     data_dir: &Path,
     config: &ConfigFile,
-    mut options: PoolOptions,
+    options: PoolOptions,
     interval: Duration,
     max_ticks: Option<u64>,
 ) -> Result<(), Failed> {
     // Signals first: a Ctrl-C while the pool opens still ends cleanly.
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone());
-    let notifiers = Notifiers::new(&config.notify, Some(data_dir.join(TICKET_BOOK)));
-    options.events = notifiers.clone();
-    let pool = Pool::open(options).map_err(|e| super::store_in_use(config.locate(e), false))?;
-    let answer_dir: PathBuf = data_dir.join(ANSWER_DIR);
-    let mut ro = RefresherOptions::new(config.sites.clone());
-    ro.answer_dir = Some(answer_dir.clone());
-    let refresher = pool.attach_refresher(ro)?;
-    notifiers.attach(refresher.clone());
-    tracing::info!(target: "credpool::run", "serving: {} sites configured", config.sites.len());
+    let running = Running::open(data_dir, config, options)?;
     let mut ticks = 0u64;
     while !stop.load(Ordering::SeqCst) && max_ticks.is_none_or(|m| ticks < m) {
         let started = Instant::now();
-        if let Err(e) = pool.tick() {
+        if let Err(Failed(_, e)) = running.tick() {
             tracing::error!(target: "credpool::run", "tick failed: {e}");
         }
-        resume_answered(&pool, &answer_dir);
         ticks += 1;
         let left = interval.saturating_sub(started.elapsed());
         let end = Instant::now() + left;
@@ -214,14 +259,25 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(50).min(left));
         }
     }
-    tracing::info!(target: "credpool::run", "stopping: waiting for running refreshes");
-    refresher.shutdown(Duration::from_secs(10));
-    if let Err(e) = pool.deliver_refresh_results() {
-        tracing::error!(target: "credpool::run", "could not hand the last results to the policy: {e}");
-    }
-    let written = pool.flush()?;
-    notifiers.close(Duration::from_secs(10));
+    let written = running.close(Duration::from_secs(10))?;
     eprintln!("credpool: stopped after {ticks} ticks; {written} records flushed");
+    Ok(())
+}
+
+/// `credpool tick`: one tick of `run` for cron: lapses leases, ends rests,
+/// starts the configured sites' due refreshes and logins and waits (up to
+/// `wait`) for them to finish, so their results are in the store.
+pub fn tick_once(
+    data_dir: &Path,
+    config: &ConfigFile,
+    options: PoolOptions,
+    wait: Duration,
+    json: bool,
+) -> Result<(), Failed> {
+    let running = Running::open(data_dir, config, options)?;
+    let summary = running.tick()?;
+    running.close(wait)?;
+    super::output::print_tick(&summary, json);
     Ok(())
 }
 

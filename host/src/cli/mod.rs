@@ -1,12 +1,12 @@
 //! The `credpool` command. Exit codes: 0 ok, 1 error, 2 bad usage,
-//! 3 no credential available.
+//! 3 no credential available (yet), 4 no credential at all for the site.
 //!
 //! This file holds the clap tree and the dispatch; each command's body is
 //! in a file of its own beside it (`add.rs`, `acquire.rs`, ...), as
 //! Vault's `command/`. Shared by all: [`output`] (tables and `--json`), the
 //! key and store options, and the exit codes.
-//! - `lifecycle.rs`: `run` (the lifecycle in the foreground) and
-//!   `challenge list|answer|reset`.
+//! - `lifecycle.rs`: `run` (the lifecycle in the foreground), `tick` (one
+//!   tick of it, for cron) and `challenge list|answer|reset`.
 //! - `store.rs`: `rekey`, `import`, `export`, and the panic hook.
 //! - [`bench`], `simulate.rs`: measurements and simulated crawls.
 //! - `serve.rs`, `token.rs`: `serve` (the pool over HTTP) and its API tokens.
@@ -33,7 +33,6 @@ mod show;
 mod simulate;
 mod stats;
 mod store;
-mod tick;
 mod token;
 mod unban;
 mod values;
@@ -55,6 +54,11 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NO_CREDENTIAL: i32 = 3;
+/// The pool has no credential at all for the site: waiting will not help.
+pub const EXIT_UNKNOWN_SITE: i32 = 4;
+
+/// How long `tick` waits for the refreshes and logins it started.
+const TICK_REFRESH_WAIT: Duration = Duration::from_secs(10);
 
 /// The view `list` and `show` print of a local store.
 const DEFAULT_LEVEL: &str = "sensitive";
@@ -182,9 +186,10 @@ enum Command {
         /// The HTTP status the site answered.
         #[arg(long)]
         status: Option<u16>,
-        /// The site's Retry-After, in seconds.
-        #[arg(long)]
-        retry_after: Option<u32>,
+        /// The site's Retry-After as it sent it: whole seconds (120) or an
+        /// HTTP-date ("Sun, 06 Nov 1994 08:49:37 GMT").
+        #[arg(long, value_name = "SECONDS|HTTP-DATE")]
+        retry_after: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -202,7 +207,9 @@ enum Command {
         /// The credential's id.
         id: String,
     },
-    /// Lift a ban (a person's decision).
+    /// Lift a ban, or end a rest (cooling, suspended) early: a person's
+    /// decision; the credential is active again.
+    #[command(visible_alias = "resume")]
     Unban {
         /// The credential's id.
         id: String,
@@ -216,7 +223,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run time-driven work once: lapse leases, end rests.
+    /// Run time-driven work once, as one tick of `run` (for cron): lapse
+    /// leases, end rests, start the configured sites' due refreshes and
+    /// logins and wait for them (up to 10 s).
     Tick {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -267,6 +276,11 @@ enum Command {
         /// Import the good records and report the bad ones.
         #[arg(long)]
         skip_invalid: bool,
+        /// A session already in the pool (same site, same cookie names) is
+        /// replaced by the file's (a new id; the old one is removed);
+        /// without it, such a session is skipped and said.
+        #[arg(long)]
+        replace: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -697,6 +711,11 @@ fn run(cli: Cli) -> Result<(), Failed> {
                 *ticks,
             )
         }
+        Command::Tick { json } => {
+            let config = ConfigFile::load(&cli.config)?;
+            let options = pool_options(&cli, &config);
+            lifecycle::tick_once(&cli.data_dir, &config, options, TICK_REFRESH_WAIT, *json)
+        }
         Command::Serve(args) => serve::run(&cli, args),
         Command::Token { action } => token::run(&cli.data_dir, action),
         Command::Audit { credential, json } => {
@@ -819,7 +838,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             status,
             retry_after,
             json,
-        } => report::remote(r, lease_id, outcome, *status, *retry_after, *json),
+        } => report::remote(r, lease_id, outcome, *status, retry_after.as_deref(), *json),
         Command::Release { lease_id, json } => release::remote(r, lease_id, *json),
         Command::Remove { id } => remove::remote(r, id),
         Command::Unban { id } => unban::remote(r, id),
@@ -829,8 +848,17 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             format,
             site,
             skip_invalid,
+            replace,
             json,
-        } => store::import_remote(r, file, format, site.as_deref(), *skip_invalid, *json),
+        } => store::import_remote(
+            r,
+            file,
+            format,
+            site.as_deref(),
+            *skip_invalid,
+            *replace,
+            *json,
+        ),
         Command::Challenge { action } => match action {
             ChallengeAction::List { json } => lifecycle::list_remote(r, *json),
             ChallengeAction::Answer { ticket, code } => {
@@ -912,12 +940,18 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             status,
             retry_after,
             json,
-        } => report::run(pool, lease_id, outcome, *status, *retry_after, *json),
+        } => report::run(
+            pool,
+            lease_id,
+            outcome,
+            *status,
+            retry_after.as_deref(),
+            *json,
+        ),
         Command::Release { lease_id, json } => release::run(pool, lease_id, *json),
         Command::Remove { id } => remove::run(pool, id),
         Command::Unban { id } => unban::run(pool, id),
         Command::Stats { site, json } => stats::run(pool, site.as_deref(), *json),
-        Command::Tick { json } => tick::run(pool, *json),
         Command::Rekey {
             batch,
             keep_old,
@@ -928,8 +962,17 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             format,
             site,
             skip_invalid,
+            replace,
             json,
-        } => store::import(pool, file, format, site.as_deref(), *skip_invalid, *json),
+        } => store::import(
+            pool,
+            file,
+            format,
+            site.as_deref(),
+            *skip_invalid,
+            *replace,
+            *json,
+        ),
         Command::Export {
             id,
             format,
@@ -942,6 +985,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         | Command::Bench { .. }
         | Command::Challenge { .. }
         | Command::Run { .. }
+        | Command::Tick { .. }
         | Command::Serve(_)
         | Command::Audit { .. }
         | Command::Token { .. } => {

@@ -252,7 +252,7 @@ fn print_secrets(s: &Value) {
 /// `view` is the leased credential's view, when the caller fetched it (the
 /// lease itself carries only id, site, kind, status and health).
 pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
-    json!({
+    let mut answer = json!({
         "status": names::acquire_status(got.status),
         "reason": got.reason.map(names::reason),
         "next_free_at": precise_time(got.next_free_at),
@@ -274,7 +274,15 @@ pub fn acquired_json(got: &Acquired, view: Option<&CredentialView>) -> Value {
         })),
         "alternatives": got.alternatives,
         "warnings": got.warnings,
-    })
+    });
+    // The holder logs in with the account's name: the lease carries it
+    // unmasked (the views of list and show keep it masked).
+    if let Some(l) = &got.lease
+        && let Some(user) = &l.secrets.username
+    {
+        answer["lease"]["credential"]["username"] = json!(user);
+    }
+    answer
 }
 
 pub fn print_acquired(got: &Acquired, view: Option<&CredentialView>, as_json: bool) {
@@ -304,11 +312,24 @@ pub fn print_acquired_value(got: &Value, as_json: bool) {
             text(c, "status"),
             num(c, "health")
         );
+        if let Some(u) = c["username"].as_str() {
+            println!("username      {u}");
+        }
         print_secrets(&l["secrets"]);
+        // A refusal's warnings are its counts, said in its one line.
+        for w in got["warnings"].as_array().into_iter().flatten() {
+            eprintln!("warning: {}", w.as_str().unwrap_or_default());
+        }
     }
-    for w in got["warnings"].as_array().into_iter().flatten() {
-        eprintln!("warning: {}", w.as_str().unwrap_or_default());
-    }
+}
+
+/// The API's error code for an acquire of a site the pool has no
+/// credential for (404; the body is the acquire answer too).
+pub const UNKNOWN_SITE_CODE: &str = "unknown_site";
+
+/// Whether an answer says the pool has no credential at all for the site.
+pub fn unknown_site(got: &Value) -> bool {
+    got["reason"] == "unknown-site"
 }
 
 /// Whether an answer as [`acquired_json`] made it handed out a lease.
@@ -316,18 +337,43 @@ pub fn acquired_success(got: &Value) -> bool {
     got["status"] == "success"
 }
 
-/// The one-line explanation when nothing was handed out.
+/// The one-line explanation when nothing was handed out: why, the
+/// counts, when the next frees (once, RFC 3339) and what else to do.
 pub fn no_credential_line(site: &str, got: &Value) -> String {
-    let why = got["reason"].as_str().unwrap_or("unknown");
-    let mut line = format!(
-        "no credential available for {site} ({}: {why})",
-        text(got, "status")
-    );
-    if let Some(t) = got["next_free_at"].as_str() {
-        line.push_str(&format!("; next free at {t}"));
+    let strs = |key: &str| -> Vec<String> {
+        got[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    if unknown_site(got) {
+        let mut line = format!("no credentials at all for site {site}");
+        let todo = strs("alternatives");
+        if !todo.is_empty() {
+            line.push_str(&format!(": {}", todo.join("; ")));
+        }
+        return line;
     }
-    if let Some(a) = got["alternatives"].get(0).and_then(Value::as_str) {
-        line.push_str(&format!("; {a}"));
+    let why = got["reason"].as_str().unwrap_or("unknown");
+    let counts = strs("warnings");
+    let mut line = format!("no credential available for {site} ({why}");
+    if !counts.is_empty() {
+        line.push_str(&format!(": {}", counts.join(", ")));
+    }
+    line.push(')');
+    if let Some(t) = got["next_free_at"].as_str() {
+        line.push_str(&format!("; the next frees at {t}"));
+    }
+    // The time is said above: the alternatives add only what else to do.
+    let todo: Vec<String> = strs("alternatives")
+        .into_iter()
+        .filter(|a| !a.starts_with("retry after"))
+        .collect();
+    if !todo.is_empty() {
+        line.push_str(&format!("; {}", todo.join(", or ")));
     }
     line
 }
@@ -407,7 +453,7 @@ pub fn stats_json(s: &SiteStats) -> Value {
             "max_ms": (s.answer_times.answered > 0).then_some(s.answer_times.max_ms),
         },
         "anomalies": s.anomalies.iter().map(|a| json!({
-            "kind": format!("{:?}", a.kind),
+            "kind": names::alert_kind(a.kind),
             "credential_id": a.credential_id,
             "detected_at": time(a.detected_at),
             "detail": a.detail,
@@ -556,6 +602,17 @@ pub fn import_json(added: &[CredentialMeta], parsed: &crate::transfer::Parsed) -
                 "expired_at": time(c.expired_at),
             }))
             .collect::<Vec<_>>(),
+        "duplicates": parsed.duplicates
+            .iter()
+            .map(|d| json!({
+                "line": d.line,
+                "site": d.site,
+                "existing": d.existing,
+                "cookie_names": d.cookie_names,
+                "action": d.action.name(),
+                "added_as": d.added_as,
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -587,9 +644,51 @@ pub fn print_import_value(v: &Value, as_json: bool) {
             text(c, "expired_at")
         );
     }
+    let duplicates = v["duplicates"].as_array().map_or(&[][..], Vec::as_slice);
+    let mut replaced = 0;
+    for d in duplicates {
+        let names: Vec<&str> = d["cookie_names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let (line, site, held) = (num(d, "line"), text(d, "site"), text(d, "existing"));
+        let names = names.join(", ");
+        match text(d, "action") {
+            "replaced" => {
+                replaced += 1;
+                println!(
+                    "line {line}: {held} replaced by {} ({site} session with cookies {names})",
+                    text(d, "added_as")
+                );
+            }
+            "added-beside" => println!(
+                "line {line}: {site} already has a session with cookies {names} ({held}, \
+                 other values): added beside it as {}; --replace updates the held one instead",
+                text(d, "added_as")
+            ),
+            _ => println!(
+                "line {line}: {site} already has this session ({held}, the same cookies \
+                 {names}): skipped; --replace updates it"
+            ),
+        }
+    }
     let mut summary = format!("{} credential(s) imported", imported.len());
     if num(v, "cookies") > 0 {
         summary.push_str(&format!(" from {} cookie(s)", num(v, "cookies")));
+    }
+    if replaced > 0 {
+        summary.push_str(&format!(" ({replaced} replacing a held session)"));
+    }
+    let skipped = duplicates
+        .iter()
+        .filter(|d| d["action"] == "skipped")
+        .count();
+    if skipped > 0 {
+        summary.push_str(&format!(
+            "; {skipped} session(s) already in the pool skipped"
+        ));
     }
     if num(v, "other_sites") > 0 {
         summary.push_str(&format!(

@@ -13,7 +13,7 @@ pub fn run(
     lease_id: &str,
     outcome: &str,
     status: Option<u16>,
-    retry_after: Option<u32>,
+    retry_after: Option<&str>,
     json: bool,
 ) -> Result<(), Failed> {
     let outcome = parse_outcome(outcome, status, retry_after)?;
@@ -28,7 +28,7 @@ pub fn remote(
     lease_id: &str,
     outcome: &str,
     status: Option<u16>,
-    retry_after: Option<u32>,
+    retry_after: Option<&str>,
     json: bool,
 ) -> Result<(), Failed> {
     parse_outcome(outcome, status, retry_after)?;
@@ -46,11 +46,11 @@ pub fn remote(
 }
 
 /// The outcome word of the command line, with the site's status and
-/// Retry-After when it gave them.
+/// Retry-After (seconds or an HTTP-date) when it gave them.
 pub fn parse_outcome(
     word: &str,
     status: Option<u16>,
-    retry_after: Option<u32>,
+    retry_after: Option<&str>,
 ) -> Result<Outcome, Failed> {
     let class = match word {
         "success" | "ok" => return Ok(Outcome::Success),
@@ -61,9 +61,13 @@ pub fn parse_outcome(
             ))
         })?,
     };
+    let retry_after_secs = retry_after
+        .map(|t| crate::retry_after::seconds(t, chrono::Utc::now().timestamp_millis()))
+        .transpose()
+        .map_err(|e| usage(format!("--retry-after: {e}")))?;
     Ok(Outcome::Failure(Failure {
         class,
         http_status: status,
-        retry_after_secs: retry_after,
+        retry_after_secs,
     }))
 }

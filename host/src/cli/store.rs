@@ -86,6 +86,7 @@ pub fn import(
     format: &str,
     site: Option<&str>,
     skip_invalid: bool,
+    replace: bool,
     json: bool,
 ) -> Result<(), Failed> {
     let format = parse_format(
@@ -118,6 +119,7 @@ pub fn import(
         return Err(nothing_imported(file, parsed.problems.len()));
     }
     no_cookie_for_site(file, format, site, &parsed)?;
+    crate::transfer::duplicates::find(pool, &mut parsed, replace)?;
     let (lines, news): (Vec<usize>, Vec<NewCredential>) = std::mem::take(&mut parsed.credentials)
         .into_iter()
         .filter(|(line, _)| !bad_lines.contains(line))
@@ -136,6 +138,7 @@ pub fn import(
             ),
         )
     })?;
+    crate::transfer::duplicates::after_add(pool, &mut parsed, &lines, &added)?;
     output::print_import_value(&output::import_json(&added, &parsed), json);
     Ok(())
 }
@@ -201,6 +204,7 @@ pub fn import_remote(
     format: &str,
     site: Option<&str>,
     skip_invalid: bool,
+    replace: bool,
     json: bool,
 ) -> Result<(), Failed> {
     let format_name = format;
@@ -215,6 +219,9 @@ pub fn import_remote(
     }
     if skip_invalid {
         query.push(("skip_invalid", "true"));
+    }
+    if replace {
+        query.push(("replace", "true"));
     }
     let got = r.call(
         Method::POST,

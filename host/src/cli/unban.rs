@@ -1,4 +1,5 @@
-//! `credpool unban`: a person lifts a ban.
+//! `credpool unban` (or `resume`): a person lifts a ban or ends a rest
+//! early.
 
 use super::Failed;
 use super::client::{Body, Remote};

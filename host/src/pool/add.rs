@@ -135,7 +135,21 @@ impl Pool {
         new.secrets
             .validate()
             .map_err(|(field, reason)| Error::Input { field, reason })?;
-        new.site = new.site.trim().to_string();
+        // A session is its cookies or auth headers: with neither it would
+        // be handed out with nothing to send.
+        if new.kind == CredentialKind::Session
+            && new.secrets.cookies.is_empty()
+            && new.secrets.headers.is_empty()
+        {
+            return Err(Error::Input {
+                field: "session".into(),
+                reason: "it has no cookie and no header: give at least one (the CLI's \
+                         --cookie NAME=VALUE or --header 'NAME: VALUE')"
+                    .into(),
+            });
+        }
+        // The policy keys sites by this one name: the bundle is bound to it.
+        new.site = crate::names::site_key(&new.site);
         let id = match &new.id {
             Some(id) => id.trim().to_string(),
             None => fresh_id(new.kind)?,

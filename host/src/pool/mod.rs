@@ -232,7 +232,7 @@ impl Pool {
         &self.vault
     }
 
-    /// Lifts a ban.
+    /// Lifts a ban, or ends a rest (cooling, suspended) early.
     pub fn unban(&self, id: &str) -> Result<CredentialMeta> {
         self.record("export.unban", id);
         self.call(|p, s| p.credpool_policy_pool().call_unban(s, id))

@@ -68,7 +68,7 @@ pub async fn alerts(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Re
         .map(|a| {
             json!({
                 "kind": names::alert_kind(a.kind),
-                "severity": format!("{:?}", a.severity).to_lowercase(),
+                "severity": names::severity(a.severity),
                 "site": a.site,
                 "credential_id": a.credential_id,
                 "message": a.message,

@@ -231,6 +231,10 @@ pub struct ImportQuery {
     site: Option<String>,
     #[serde(default)]
     skip_invalid: bool,
+    /// A session the pool already holds (same site and cookie names) is
+    /// replaced by the file's; without it, it is skipped and said.
+    #[serde(default)]
+    replace: bool,
 }
 
 pub async fn import(
@@ -278,12 +282,14 @@ pub async fn import(
             return Err(e);
         }
         let bad: HashSet<usize> = parsed.problems.iter().map(|p| p.line).collect();
-        let news: Vec<NewCredential> = std::mem::take(&mut parsed.credentials)
-            .into_iter()
-            .filter(|(line, _)| !bad.contains(line))
-            .map(|(_, n)| n)
-            .collect();
+        transfer::duplicates::find(&pool, &mut parsed, q.replace)?;
+        let (lines, news): (Vec<usize>, Vec<NewCredential>) =
+            std::mem::take(&mut parsed.credentials)
+                .into_iter()
+                .filter(|(line, _)| !bad.contains(line))
+                .unzip();
         let added = pool.add_all(news).map_err(|e| ApiError::from(e.error))?;
+        transfer::duplicates::after_add(&pool, &mut parsed, &lines, &added)?;
         Ok(Json(output::import_json(&added, &parsed))
         .into_response())
     })

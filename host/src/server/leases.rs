@@ -15,7 +15,7 @@ use crate::{
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -77,7 +77,31 @@ impl AcquireBody {
 pub struct ReportBody {
     outcome: String,
     http_status: Option<u16>,
-    retry_after: Option<u32>,
+    retry_after: Option<RetryAfter>,
+}
+
+/// The site's `Retry-After` as the crawler got it: whole seconds, or the
+/// header's text (seconds or an HTTP-date, RFC 9110).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RetryAfter {
+    Seconds(u64),
+    Header(String),
+}
+
+impl RetryAfter {
+    fn seconds(&self) -> ApiResult<u32> {
+        let bad = |m: String| ApiError::bad_request("invalid_input", format!("`retry_after`: {m}"));
+        match self {
+            RetryAfter::Seconds(n) => {
+                u32::try_from(*n).map_err(|_| bad(format!("at most {} seconds", u32::MAX)))
+            }
+            RetryAfter::Header(text) => {
+                crate::retry_after::seconds(text, chrono::Utc::now().timestamp_millis())
+                    .map_err(bad)
+            }
+        }
+    }
 }
 
 impl ReportBody {
@@ -95,7 +119,11 @@ impl ReportBody {
         Ok(Outcome::Failure(Failure {
             class,
             http_status: self.http_status,
-            retry_after_secs: self.retry_after,
+            retry_after_secs: self
+                .retry_after
+                .as_ref()
+                .map(RetryAfter::seconds)
+                .transpose()?,
         }))
     }
 }
@@ -143,8 +171,10 @@ impl AcquireQuery {
     }
 }
 
-/// The answer, with `Retry-After` when nothing was handed out.
+/// The answer, with `Retry-After` when nothing was handed out (a 404
+/// `unknown_site` when `site` has no credential at all).
 fn acquired_response(
+    site: &str,
     got: &Acquired,
     view: Option<&CredentialView>,
     prefer_fresh: bool,
@@ -162,6 +192,15 @@ fn acquired_response(
         .and_then(|o| o.iter().next())
     {
         body[k] = v.clone();
+    }
+    // No credential at all for the site: 404, the acquire answer with an
+    // error a client can tell from a temporary shortage.
+    if output::unknown_site(&body) {
+        body["error"] = json!({
+            "code": output::UNKNOWN_SITE_CODE,
+            "message": output::no_credential_line(site, &body),
+        });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
     }
     let mut resp = Json(body).into_response();
     if got.status != AcquireStatus::Success {
@@ -198,6 +237,7 @@ pub async fn acquire(
         _ => None,
     };
     Ok(acquired_response(
+        &body.site,
         &got,
         view.as_ref(),
         body.prefer_fresh,
@@ -246,6 +286,7 @@ pub async fn report_and_acquire(
     let pool = s.tenants.get(&who.tenant)?.pool;
     let (effect, got) = pool.report_and_acquire(lease, outcome, &next)?;
     Ok(acquired_response(
+        &body.next.site,
         &got,
         None,
         body.next.prefer_fresh,

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod duplicates;
 mod export;
 pub use export::{to_cookies_txt, to_json};
 
@@ -69,6 +70,8 @@ pub struct Parsed {
     /// Cookies already past their expiry when read (their session is
     /// imported `expired`).
     pub expired: Vec<ExpiredCookie>,
+    /// Sessions the pool already holds (see [`duplicates::find`]).
+    pub duplicates: Vec<duplicates::Duplicate>,
 }
 
 /// A cookie of the file that had expired before the import.
