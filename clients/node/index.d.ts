@@ -183,6 +183,11 @@ export declare class ApiError extends CredpoolError {
 }
 export declare class AuthError extends ApiError {}
 export declare class NotFoundError extends ApiError {}
+/** 404 `unknown_site`: no credential at all for the site; waiting will not help. */
+export declare class UnknownSiteError extends NotFoundError {
+  /** Known sites that look like it (`did you mean jd.com?`). */
+  readonly alternatives: string[];
+}
 export declare class ConnectionError extends CredpoolError {}
 export declare class LeaseSettledError extends CredpoolError {
   readonly leaseId: string;

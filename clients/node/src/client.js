@@ -103,7 +103,9 @@ export class Credpool {
     if (!res.ok) {
       const err = /** @type {any} */ (data)?.error;
       if (err && typeof err.code === 'string') {
-        throw apiError(res.status, err.code, String(err.message ?? ''), retryAfter);
+        // An unknown site's 404 is also the acquire answer: its suggestions.
+        const alternatives = Array.isArray(/** @type {any} */ (data).alternatives) ? /** @type {any} */ (data).alternatives.map(String) : [];
+        throw apiError(res.status, err.code, String(err.message ?? ''), retryAfter, alternatives);
       }
       throw new ApiError(res.status, 'http_error', `HTTP ${res.status} without an error body`, retryAfter);
     }

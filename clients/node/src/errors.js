@@ -45,6 +45,19 @@ export class NotFoundError extends ApiError {
   }
 }
 
+/**
+ * 404 `unknown_site`: the pool has no credential at all for the site (a typo,
+ * or a site never added); waiting will not help. `alternatives` names known
+ * sites that look like it (`did you mean jd.com?`).
+ */
+export class UnknownSiteError extends NotFoundError {
+  constructor(status, code, message, retryAfter = null, alternatives = []) {
+    super(status, code, message, retryAfter);
+    this.name = 'UnknownSiteError';
+    this.alternatives = alternatives;
+  }
+}
+
 /** The server could not be reached, or its answer was not what the API promises. */
 export class ConnectionError extends CredpoolError {
   constructor(message, options) {
@@ -89,7 +102,8 @@ export class LeaseSettledError extends CredpoolError {
 }
 
 /** The error for a server refusal, by status. */
-export function apiError(status, code, message, retryAfter) {
+export function apiError(status, code, message, retryAfter, alternatives = []) {
+  if (status === 404 && code === 'unknown_site') return new UnknownSiteError(status, code, message, retryAfter, alternatives);
   if (status === 401 || status === 403) return new AuthError(status, code, message, retryAfter);
   if (status === 404) return new NotFoundError(status, code, message, retryAfter);
   return new ApiError(status, code, message, retryAfter);

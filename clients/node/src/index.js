@@ -10,6 +10,7 @@ export {
   LeaseSettledError,
   NoCredentialAvailable,
   NotFoundError,
+  UnknownSiteError,
 } from './errors.js';
 export {
   OUTCOMES,

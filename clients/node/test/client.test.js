@@ -14,6 +14,7 @@ import {
   LeaseSettledError,
   NoCredentialAvailable,
   NotFoundError,
+  UnknownSiteError,
 } from '../src/index.js';
 import { canary, startServer } from './support/server.js';
 
@@ -161,16 +162,25 @@ test('reportResponse maps each answer of a real site to its outcome', async () =
 });
 
 test('nothing free is a typed error with its reason, and maxWaitMs waits it out', async () => {
-  await assert.rejects(crawler.acquire({ site: 'nowhere.test' }), (e) => {
+  await addSession('busy.test', 'b1', 'cb1');
+  // Nothing of the asked type: a wait, typed, with its reason.
+  await assert.rejects(crawler.acquire({ site: 'busy.test', type: 'token' }), (e) => {
     assert.ok(e instanceof NoCredentialAvailable);
-    assert.equal(e.site, 'nowhere.test');
+    assert.equal(e.site, 'busy.test');
     assert.notEqual(e.status, 'success');
     assert.equal(e.reason, 'none-match');
     assert.ok(Array.isArray(e.alternatives));
     assert.ok(e.retryAfter >= 1);
     return true;
   });
-  await addSession('busy.test', 'b1', 'cb1');
+  // No credential at all for the site: its own error, not a wait (even with
+  // maxWaitMs), naming the known site that looks like it.
+  await assert.rejects(crawler.acquire({ site: 'WWW.busy.tset' }, { maxWaitMs: 5_000 }), (e) => {
+    assert.ok(e instanceof UnknownSiteError && e instanceof NotFoundError, String(e));
+    assert.equal(e.code, 'unknown_site');
+    assert.ok(e.alternatives.includes('did you mean busy.test?'), JSON.stringify(e.alternatives));
+    return true;
+  });
   const held = await crawler.acquire({ site: 'busy.test' });
   await assert.rejects(crawler.acquire({ site: 'busy.test' }), (e) => e instanceof NoCredentialAvailable && e.reason === 'all-leased');
   const refusals = [];
@@ -212,7 +222,7 @@ test('refusals are typed: 401, 403, 400, 404, and an unreachable server', async 
   await assert.rejects(crawler.report('l1.2', { outcome: 'exploded' }), (e) => e instanceof ApiError && e.status === 400 && /outcome/.test(e.message));
   await assert.rejects(crawler.report('not-a-lease', { outcome: 'success' }), (e) => e.code === 'invalid_lease_id');
   await assert.rejects(viewer.getCredential('nope'), (e) => e instanceof NotFoundError && e.code === 'credential_not_found');
-  await assert.rejects(operator.addCredential({ site: 'x.test', type: 'session', id: 'p1', secrets: {} }), (e) => e instanceof ApiError && e.status === 409 && e.code === 'already_exists');
+  await assert.rejects(operator.addCredential({ site: 'x.test', type: 'session', id: 'p1', secrets: { cookies: [{ name: 'sid', value: 'x' }] } }), (e) => e instanceof ApiError && e.status === 409 && e.code === 'already_exists');
   const port = await closedPort();
   const gone = new Credpool({ addr: `http://127.0.0.1:${port}`, token: 'cpt_x', timeoutMs: 2000 });
   await assert.rejects(gone.acquire({ site: 'a' }), (e) => e instanceof ConnectionError && e.message.includes(`127.0.0.1:${port}`) && /ECONNREFUSED/.test(e.message));

@@ -23,6 +23,7 @@ from credpool import (
     NotFound,
     Report,
     Unauthorized,
+    UnknownSite,
     body_contains,
     classify,
     redirects_to,
@@ -135,6 +136,14 @@ def test_report_response_maps_the_sites_answer(op: Client, crawler: Client) -> N
     assert op.unban(cid2)["status"] != "banned"
     with crawler.lease(s2) as lease:
         assert lease.credential.id == cid2
+    # A site the pool has no credential for: its own error, not a wait, with
+    # the known site that looks like it.
+    typo = "www." + s2.upper().replace(".EXAMPLE", ".exampel")
+    with pytest.raises(UnknownSite) as unknown:
+        crawler.acquire(typo, wait=5)
+    assert unknown.value.status == 404 and unknown.value.code == "unknown_site"
+    assert f"did you mean {s2}?" in unknown.value.alternatives
+    assert isinstance(unknown.value, NotFound)
 
 
 def test_classify_follows_status_codes_and_plugged_checks() -> None:

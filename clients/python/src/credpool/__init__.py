@@ -18,6 +18,7 @@ from .errors import (
     ServerError,
     TooManyRequests,
     Unauthorized,
+    UnknownSite,
 )
 from .models import Acquired, Credential, ReportEffect, SecretDict, Secrets, SecretStr
 from .outcome import Check, Page, Report, body_contains, classify, classify_exception, redirects_to
@@ -48,6 +49,7 @@ __all__ = [
     "ServerError",
     "TooManyRequests",
     "Unauthorized",
+    "UnknownSite",
     "body_contains",
     "classify",
     "classify_exception",

@@ -64,11 +64,15 @@ def check(call: Call, response: httpx.Response) -> Any:
     if response.status_code < 400:
         return call.read(response)
     code, message = "http_error", response.reason_phrase or "error"
+    alternatives: list[str] = []
     try:
-        err = response.json().get("error", {})
+        body = response.json()
+        err = body.get("error", {})
         code = str(err.get("code", code))
         message = str(err.get("message", message))
-    except (ValueError, AttributeError):
+        # An unknown site's 404 is also the acquire answer: its suggestions.
+        alternatives = [str(a) for a in body.get("alternatives") or []]
+    except (ValueError, AttributeError, TypeError):
         pass
     raise api_error(
         response.status_code,
@@ -77,6 +81,7 @@ def check(call: Call, response: httpx.Response) -> Any:
         method=call.method,
         path=call.path,
         retry_after=retry_after_seconds(response.headers.get("retry-after")),
+        alternatives=alternatives,
     )
 
 

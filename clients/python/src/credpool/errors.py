@@ -43,6 +43,27 @@ class NotFound(ApiError):
     """404: no such lease, credential, ticket or endpoint."""
 
 
+class UnknownSite(NotFound):
+    """404 ``unknown_site``: the pool has no credential at all for the site.
+
+    Waiting will not help (a typo, or a site never added); ``alternatives``
+    names known sites that look like it (``did you mean jd.com?``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        method: str,
+        path: str,
+        alternatives: list[str],
+    ) -> None:
+        super().__init__(status, code, message, method=method, path=path)
+        self.alternatives = alternatives
+
+
 class Conflict(ApiError):
     """409: already exists, or a change the credential's state forbids."""
 
@@ -110,9 +131,20 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 
 
 def api_error(
-    status: int, code: str, message: str, *, method: str, path: str, retry_after: float | None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    method: str,
+    path: str,
+    retry_after: float | None,
+    alternatives: list[str] | None = None,
 ) -> ApiError:
     """The typed error for a refusal."""
+    if status == 404 and code == "unknown_site":
+        return UnknownSite(
+            status, code, message, method=method, path=path, alternatives=alternatives or []
+        )
     if status == 429:
         return TooManyRequests(
             status, code, message, method=method, path=path, retry_after=retry_after
