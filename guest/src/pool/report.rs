@@ -74,8 +74,7 @@ impl<H: Host> Pool<H> {
         let before = self.rec(slot).m;
         let host = &mut self.host;
         let (m, _) = standing::on_outcome(before, outcome, &self.config, now, || host.next_u64());
-        let resting = before.cooldown_until != NEVER && before.cooldown_until > now;
-        let pace_before = self.adapt_member_pace(slot, outcome, resting, now);
+        let pace_before = self.adapt_member_pace(slot, outcome);
         self.commit(slot, m, now)?;
 
         // Counters and detectors; alerts go out once per start.
