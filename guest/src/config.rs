@@ -149,7 +149,7 @@ impl PolicyConfig {
             return Ok(Self::default());
         }
         let mut de = serde_json::Deserializer::from_str(json);
-        let config: PolicyConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut config: PolicyConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let msg = without_position(&e.into_inner());
             // Unknown keys are named by serde as `name`; a wrongly typed
@@ -164,6 +164,12 @@ impl PolicyConfig {
             };
             PoolError::config(&field, msg)
         })?;
+        // Keys by the site's one name (`JD.com` is `jd.com`), once here, as
+        // the pool names its sites.
+        config.site_strategy = std::mem::take(&mut config.site_strategy)
+            .into_iter()
+            .map(|(k, v)| (crate::words::site_key(&k).into_owned(), v))
+            .collect();
         config.check()?;
         Ok(config)
     }
@@ -235,15 +241,8 @@ impl PolicyConfig {
 
     /// The strategy in force for `site`.
     pub fn strategy_for(&self, site: &str) -> Strategy {
-        // Keys are matched by the site's one name (`JD.com` is `jd.com`).
         self.site_strategy
             .get(site)
-            .or_else(|| {
-                self.site_strategy
-                    .iter()
-                    .find(|(k, _)| crate::words::site_key(k) == site)
-                    .map(|(_, v)| v)
-            })
             .copied()
             .unwrap_or(self.strategy)
     }
@@ -332,6 +331,13 @@ mod tests {
         assert_eq!(c.strategy_for("a.com"), Strategy::RoundRobin);
         assert_eq!(c.strategy_for("b.com"), Strategy::LeastRecentlyUsed);
         assert_eq!(c.strategy_for("c.com"), Strategy::Sticky);
+    }
+
+    #[test]
+    fn site_strategy_keys_are_the_sites_one_name() {
+        let c = PolicyConfig::from_json(r#"{"site_strategy": {"WWW.JD.com.": "sticky"}}"#).unwrap();
+        assert_eq!(c.strategy_for("jd.com"), Strategy::Sticky);
+        assert_eq!(c.strategy_for("tb.com"), Strategy::HealthWeighted);
     }
 
     #[test]
