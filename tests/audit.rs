@@ -4,17 +4,12 @@
 //! line is reported, never a panic.
 
 use crate::support;
+use crate::support::json;
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::Output;
 use support::server::{Served, token};
 use support::{canary, credpool, initialised, ok, stderr};
-
-fn json(out: &Output) -> Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 fn add_session(dir: &Path, id: &str, value: &str) {
     ok(&credpool(

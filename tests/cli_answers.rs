@@ -3,17 +3,13 @@
 //! real `credpool serve`).
 
 use crate::support;
+use crate::support::json;
 
 use serde_json::Value;
 use std::path::Path;
 use std::process::Output;
 use support::server::{Served, token};
 use support::{credpool, initialised, ok, run_credpool};
-
-fn json(out: &Output) -> Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 fn serve(dir: &Path) -> Served {
     Served::start(dir, &["--listen", "127.0.0.1:0", "--interval-ms", "200"])
@@ -67,7 +63,7 @@ fn an_account_lease_carries_its_username_unmasked() {
     let crawler = token(dir.path(), "default", "crawler", &[]);
     let server = serve(dir.path());
     let got = server.run_cli(dir.path(), &crawler, &["acquire", "jd.com", "--json"], "");
-    let got: Value = serde_json::from_str(&ok(&got)).unwrap();
+    let got = json(&got);
     assert_eq!(got["lease"]["credential"]["username"], "steve", "{got}");
     assert_eq!(got["lease"]["secrets"]["password"], "pw-1", "{got}");
 }
@@ -152,14 +148,8 @@ fn retry_after_takes_seconds_or_an_http_date() {
     }
     let crawler = token(dir.path(), "default", "crawler", &[]);
     let server = serve(dir.path());
-    let got: Value = serde_json::from_str(&ok(&server.run_cli(
-        dir.path(),
-        &crawler,
-        &["acquire", "jd.com", "--json"],
-        "",
-    )))
-    .unwrap();
-    let effect: Value = serde_json::from_str(&ok(&server.run_cli(
+    let got = json(&server.run_cli(dir.path(), &crawler, &["acquire", "jd.com", "--json"], ""));
+    let effect = json(&server.run_cli(
         dir.path(),
         &crawler,
         &[
@@ -171,8 +161,7 @@ fn retry_after_takes_seconds_or_an_http_date() {
             "--json",
         ],
         "",
-    )))
-    .unwrap();
+    ));
     let wait = secs_until(&effect["cooldown_until"]);
     assert!((1790..=1801).contains(&wait), "{wait} s: {effect}");
     let mut api = server.client(&crawler);
@@ -243,13 +232,7 @@ fn a_rest_can_be_ended_early_by_a_person() {
     let operator = token(dir.path(), "default", "operator", &[]);
     let crawler = token(dir.path(), "default", "crawler", &[]);
     let server = serve(dir.path());
-    let got: Value = serde_json::from_str(&ok(&server.run_cli(
-        dir.path(),
-        &crawler,
-        &["acquire", "jd.com", "--json"],
-        "",
-    )))
-    .unwrap();
+    let got = json(&server.run_cli(dir.path(), &crawler, &["acquire", "jd.com", "--json"], ""));
     let id = got["lease"]["credential"]["id"]
         .as_str()
         .unwrap()

@@ -4,6 +4,7 @@
 //! `CREDPOOL_ADDR`, a store held by the server says how to reach it.
 
 use crate::support;
+use crate::support::json;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -39,11 +40,6 @@ fn keys(v: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     walk(v, "", &mut out);
     out
-}
-
-fn json(out: &Output) -> Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 fn code(out: &Output) -> Option<i32> {

@@ -4,21 +4,15 @@
 //! file's key and line with durations written as `5m`.
 
 use crate::support;
+use crate::support::json;
 
-use serde_json::Value;
 use std::path::Path;
-use std::process::Output;
 use support::{credpool, initialised, ok, stderr};
 
 fn help(dir: &Path, args: &[&str]) -> String {
     let mut all = args.to_vec();
     all.push("-h");
     ok(&credpool(dir, &all))
-}
-
-fn json(out: &Output) -> Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// The command's own options (before "Global options:") as (flag line,

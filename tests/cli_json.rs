@@ -2,6 +2,7 @@
 //! across commands and the HTTP API, and errors as JSON under `--json`.
 
 use crate::support;
+use crate::support::json;
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -9,11 +10,6 @@ use std::path::Path;
 use std::process::Output;
 use support::server::{Served, token};
 use support::{credpool, initialised, ok, stderr};
-
-fn json(out: &Output) -> Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()

@@ -3,16 +3,11 @@
 //! JSON shape.
 
 use crate::support;
+use crate::support::json;
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::Output;
 use support::{credpool, initialised, ok, stderr};
-
-fn json(out: &Output) -> Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 fn add_session(dir: &Path, site: &str, id: &str) {
     ok(&credpool(
