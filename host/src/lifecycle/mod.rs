@@ -318,6 +318,13 @@ impl Refresher {
         std::mem::take(&mut self.inner.state.lock().unwrap().completed)
     }
 
+    /// Whether results wait for the policy (a loop that ticks on a timer
+    /// may hand them over at once: a failure's prompt retry is scheduled
+    /// from when the policy hears of it).
+    pub fn has_completed(&self) -> bool {
+        !self.inner.state.lock().unwrap().completed.is_empty()
+    }
+
     /// Waits up to `timeout` for the result of a [`Refresher::submit`].
     pub fn wait(&self, request_id: u64, timeout: Duration) -> Option<RefreshResult> {
         let end = Instant::now() + timeout;

@@ -192,7 +192,13 @@ pub(crate) async fn refresh(
             inner.answer_confirmed(site_name, id);
             return RefreshOutcome::Refreshed(None);
         }
-        Err(()) => return lost("the new tokens could not be stored", RefreshFailure::Other, None),
+        Err(()) => {
+            return lost(
+                "the new tokens could not be stored",
+                RefreshFailure::Other,
+                None,
+            );
+        }
     }
     inner.answer_confirmed(site_name, id);
     let expiry = tokens.expires_in.map(|s| token_expiry(now, s));
