@@ -638,3 +638,39 @@ fn credpool_tick_stays_for_the_retry_and_says_when_it_cannot_save_the_account() 
     );
     assert_no_leak(&[&err], &[&rt0]);
 }
+
+#[test]
+fn credpool_serve_retries_a_dropped_answer_on_its_own() {
+    let rt0 = canary("rt");
+    let (server, ep) = endpoint(wall_clock, &rt0, Duration::from_secs(30), Lose::Drop, 1);
+    let dir = cli_store(&server, "cli-serve", &rt0);
+    // The default interval (1 s); no crawler calls the server.
+    let served =
+        support::server::Served::try_start(dir.path(), &["--listen", "127.0.0.1:0"], Some("info"))
+            .unwrap_or_else(|log| panic!("serve did not start:\n{log}"));
+    let end = Instant::now() + Duration::from_secs(30);
+    while ep.lock().unwrap().answers() != ["lost", "ok"] {
+        assert!(
+            Instant::now() < end,
+            "{:?}\n{}",
+            ep.lock().unwrap().hits,
+            served.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, log) = served.stop();
+    assert!(status.success(), "{log}");
+    let e = ep.lock().unwrap();
+    eprintln!("credpool serve: retry after {:?} ms (wall clock)", e.gaps());
+    assert!(e.gaps()[0] <= 3_000, "{:?}", e.gaps());
+    let (status, rt) = shown(dir.path(), "cli-serve");
+    assert_eq!(
+        (status.as_str(), rt.as_str()),
+        ("active", e.current.as_str())
+    );
+    assert!(
+        log.contains("[CRED] refresh recovered credential=cli-serve"),
+        "{log}"
+    );
+    assert_no_leak(&[&log], &[&rt0, &e.current]);
+}
