@@ -132,7 +132,7 @@ impl Inner {
             "a re-login from the site's login settings follows".to_string()
         } else {
             format!(
-                "a person must add a fresh refresh token (credpool remove {id}, then credpool add) or give [sites.\"{site_name}\"] a login"
+                "a person must add it again with a fresh refresh token (credpool remove {id}, then credpool import FILE --format json) or give [sites.\"{site_name}\"] a login"
             )
         };
         match lost_at {

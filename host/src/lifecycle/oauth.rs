@@ -193,10 +193,12 @@ pub(crate) async fn refresh(
             return RefreshOutcome::Refreshed(None);
         }
         Err(()) => {
+            // The endpoint answered 200: a 2xx the host could not keep is
+            // retried promptly, as a lost answer.
             return lost(
                 "the new tokens could not be stored",
                 RefreshFailure::Other,
-                None,
+                Some(answer.status),
             );
         }
     }
