@@ -385,6 +385,28 @@ mod tests {
     }
 
     #[test]
+    fn fast_retry_settings_reach_the_policy_only_when_given() {
+        let d = SiteConfig::default().policy_timing();
+        assert!(d.get("fast_retries").is_none() && d.get("fast_retry_base").is_none());
+        let c = SiteConfig {
+            fast_retries: Some(5),
+            fast_retry: Some(Duration::from_secs(2)),
+            ..SiteConfig::default()
+        };
+        let t = c.policy_timing();
+        assert_eq!(
+            (t["fast_retries"].as_u64(), t["fast_retry_base"].as_u64()),
+            (Some(5), Some(2))
+        );
+        let too_many = SiteConfig {
+            fast_retries: Some(17),
+            login_command: Some(vec!["login".into()]),
+            ..SiteConfig::default()
+        };
+        assert!(too_many.validate().unwrap_err().contains("fast_retries"));
+    }
+
+    #[test]
     fn card_defaults_by_method() {
         let c = SiteConfig {
             method: Some(Method::CookieVisit),
