@@ -574,7 +574,8 @@ fn credpool_run_retries_a_dropped_answer_on_its_own() {
     let e = ep.lock().unwrap();
     assert_eq!(e.answers(), ["lost", "ok"], "{err}");
     eprintln!("credpool run: retry after {:?} ms (wall clock)", e.gaps());
-    assert!(e.gaps()[0] <= 3_000, "{:?}", e.gaps());
+    // 0.75-1.25 s, plus up to one 1 s interval, on a busy machine.
+    assert!(e.gaps()[0] <= 4_000, "{:?}", e.gaps());
     let (status, rt) = shown(dir.path(), "cli-run");
     assert_eq!(status, "active");
     assert_eq!(rt, e.current, "the newest token is kept");
@@ -608,6 +609,7 @@ fn credpool_tick_stays_for_the_retry_and_says_when_it_cannot_save_the_account() 
         let e = ep.lock().unwrap();
         assert_eq!(e.answers(), ["lost", "ok"], "{err}");
         eprintln!("credpool tick: retry after {:?} ms (wall clock)", e.gaps());
+        assert!(e.gaps()[0] <= 4_000, "{:?}", e.gaps());
         let (status, rt) = shown(dir.path(), "cli-tick");
         assert_eq!(
             (status.as_str(), rt.as_str()),
@@ -662,7 +664,8 @@ fn credpool_serve_retries_a_dropped_answer_on_its_own() {
     assert!(status.success(), "{log}");
     let e = ep.lock().unwrap();
     eprintln!("credpool serve: retry after {:?} ms (wall clock)", e.gaps());
-    assert!(e.gaps()[0] <= 3_000, "{:?}", e.gaps());
+    // 0.75-1.25 s, plus up to one 1 s interval, on a busy machine.
+    assert!(e.gaps()[0] <= 4_000, "{:?}", e.gaps());
     let (status, rt) = shown(dir.path(), "cli-serve");
     assert_eq!(
         (status.as_str(), rt.as_str()),
