@@ -25,6 +25,7 @@ mod lifecycle_e2e;
 mod pace;
 mod policy;
 mod pool;
+mod refresh_lost;
 mod security;
 mod serve;
 mod serve_load;

@@ -376,7 +376,7 @@ impl p::Guest for Component {
             wrefresh::RefreshOutcome::Challenged(k) => {
                 lc::RunOutcome::Challenged(from_challenge(k))
             }
-            wrefresh::RefreshOutcome::Failed((f, _)) => lc::RunOutcome::Failed(match f {
+            wrefresh::RefreshOutcome::Failed((f, status)) => lc::RunOutcome::Failed(match f {
                 F::Network => lc::FailureKind::Network,
                 F::Timeout => lc::FailureKind::Timeout,
                 F::LoggedOut => lc::FailureKind::LoggedOut,
@@ -386,7 +386,7 @@ impl p::Guest for Component {
                 F::RateLimited => lc::FailureKind::RateLimited,
                 F::Misconfigured => lc::FailureKind::Misconfigured,
                 F::ChallengeTimedOut => lc::FailureKind::ChallengeTimedOut,
-                F::Other => lc::FailureKind::Other,
+                F::Other => lc::FailureKind::other_with_status(status),
             }),
         };
         let done = lc::Completed {

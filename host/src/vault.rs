@@ -218,6 +218,26 @@ impl Vault {
         Ok(swapped.then_some(stored))
     }
 
+    /// Stores a credential's secrets durably only if the stored bundle is
+    /// still the bytes `expected` (read before); false when another writer
+    /// changed it meanwhile.
+    pub fn replace_secrets_if(
+        &self,
+        site: &str,
+        id: &str,
+        secrets: &Secrets,
+        expected: &[u8],
+    ) -> Result<bool, VaultError> {
+        let stored = self.seal_secrets(site, id, secrets)?;
+        let swapped =
+            self.backend
+                .compare_and_swap(&self.secrets_key(id), Some(expected), Some(&stored))?;
+        if swapped {
+            self.forget(id);
+        }
+        Ok(swapped)
+    }
+
     /// Deletes a secret bundle only if it still holds `expected`.
     pub fn delete_secrets_if(&self, id: &str, expected: &[u8]) -> Result<(), VaultError> {
         if self

@@ -28,8 +28,16 @@ pub struct SiteTiming {
     /// The longest wait between retries.
     pub backoff_cap: u64,
     /// After this many failures in a row the credential is expired and a
-    /// person is alerted.
+    /// person is alerted (fast retries not counted).
     pub max_failures: u32,
+    /// A cookie visit or token refresh whose answer may have been lost
+    /// (network, time-out, 5xx) is retried this many times within seconds
+    /// before `backoff_base` applies: a site that rotated the secret often
+    /// accepts the old one only for a short grace window.
+    pub fast_retries: u32,
+    /// The first fast retry comes after this long (within a quarter either
+    /// side); each next one after twice as long.
+    pub fast_retry_base: u64,
     /// How long a challenge ticket waits for an answer.
     pub ticket_timeout: u64,
     /// A refresh the host has not reported after this long is given up.
@@ -50,6 +58,8 @@ impl Default for SiteTiming {
             backoff_base: 30,
             backoff_cap: 3600,
             max_failures: 5,
+            fast_retries: 3,
+            fast_retry_base: 1,
             ticket_timeout: 3600,
             refresh_timeout: 300,
         }
@@ -95,6 +105,18 @@ impl LifecycleConfig {
                 return Err((
                     format!("{site}.backoff_base"),
                     "backoff_base must be at least 1 and at most backoff_cap".into(),
+                ));
+            }
+            if t.fast_retries > 0 && t.fast_retry_base == 0 {
+                return Err((
+                    format!("{site}.fast_retry_base"),
+                    "fast_retry_base must be at least 1 when fast_retries is above 0".into(),
+                ));
+            }
+            if t.fast_retries > 16 {
+                return Err((
+                    format!("{site}.fast_retries"),
+                    "fast_retries must be at most 16".into(),
                 ));
             }
             if t.ticket_timeout == 0 || t.refresh_timeout == 0 {

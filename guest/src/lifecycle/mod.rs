@@ -68,6 +68,8 @@ struct Entry {
     site: String,
     due: Option<(Millis, RunMethod)>,
     failures: u32,
+    /// How many of `failures` were retried fast (a possibly lost answer).
+    fast_used: u32,
     retry_at: Millis,
     /// When its last refresh or login succeeded (see [`MIN_REFRESH_GAP`]).
     last_refreshed: Millis,

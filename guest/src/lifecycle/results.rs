@@ -94,9 +94,14 @@ impl Lifecycle {
                 }
                 FailureKind::Network
                 | FailureKind::Timeout
+                | FailureKind::ServerError
                 | FailureKind::RateLimited
                 | FailureKind::Other => {
-                    if self.fail(id, now, below) {
+                    // A visit or grant that rotates a secret, answer lost:
+                    // only a prompt retry with the same secret saves it.
+                    let fast = kind.answer_may_be_lost()
+                        && matches!(f.method, RunMethod::CookieVisit | RunMethod::OauthRefresh);
+                    if self.fail_maybe_fast(id, now, fast, below) {
                         d.status = Some(StatusChange::Expired);
                         d.alert = Some(AlertNeed::RefreshFailed);
                     }

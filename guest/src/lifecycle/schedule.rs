@@ -90,14 +90,14 @@ impl Lifecycle {
         {
             *at = now;
         }
-        let (failures, retry_at, last_refreshed) = match self.entries.get(&c.id) {
+        let (failures, fast_used, retry_at, last_refreshed) = match self.entries.get(&c.id) {
             Some(e) => {
                 if let Some((at, _)) = e.due {
                     self.due.remove(&(at, c.id.clone()));
                 }
-                (e.failures, e.retry_at, e.last_refreshed)
+                (e.failures, e.fast_used, e.retry_at, e.last_refreshed)
             }
-            None => (0, Millis::MIN, Millis::MIN),
+            None => (0, 0, Millis::MIN, Millis::MIN),
         };
         let due = due.map(|(at, m)| {
             // Only the schedule of a live session waits: a credential
@@ -119,6 +119,7 @@ impl Lifecycle {
                 site: c.site.clone(),
                 due,
                 failures,
+                fast_used,
                 retry_at,
                 last_refreshed,
             },
@@ -208,17 +209,40 @@ impl Lifecycle {
         now: Millis,
         below: &mut dyn FnMut(u64) -> u64,
     ) -> bool {
+        self.fail_maybe_fast(id, now, false, below)
+    }
+
+    /// As [`Self::fail`]; with `fast` (an answer that may have been lost
+    /// after the site committed a rotation) the first `fast_retries`
+    /// attempts come after `fast_retry_base` seconds, doubling, within a
+    /// quarter either side, and do not count towards `max_failures`; the
+    /// usual backoff follows.
+    pub(super) fn fail_maybe_fast(
+        &mut self,
+        id: &str,
+        now: Millis,
+        fast: bool,
+        below: &mut dyn FnMut(u64) -> u64,
+    ) -> bool {
         let Some(e) = self.entries.get_mut(id) else {
             return false;
         };
         let t = self.config.timing(&e.site);
         e.failures += 1;
-        let step = secs(t.backoff_base)
-            .saturating_mul(1 << (e.failures - 1).min(30))
-            .min(secs(t.backoff_cap));
-        let half = step / 2;
-        e.retry_at = now + half + below(half as u64 + 1) as Millis;
-        let reached = e.failures >= t.max_failures;
+        if fast && e.fast_used < t.fast_retries {
+            e.fast_used += 1;
+            let step = secs(t.fast_retry_base).saturating_mul(1 << (e.fast_used - 1).min(30));
+            let quarter = step / 4;
+            e.retry_at = now + step - quarter + below(2 * quarter as u64 + 1) as Millis;
+        } else {
+            let slow = e.failures - e.fast_used;
+            let step = secs(t.backoff_base)
+                .saturating_mul(1 << (slow - 1).min(30))
+                .min(secs(t.backoff_cap));
+            let half = step / 2;
+            e.retry_at = now + half + below(half as u64 + 1) as Millis;
+        }
+        let reached = e.failures - e.fast_used >= t.max_failures;
         if let Some((at, m)) = e.due {
             self.due.remove(&(at, id.to_string()));
             let at = at.max(e.retry_at);
@@ -231,6 +255,7 @@ impl Lifecycle {
     pub(super) fn succeed(&mut self, id: &str) {
         if let Some(e) = self.entries.get_mut(id) {
             e.failures = 0;
+            e.fast_used = 0;
             e.retry_at = Millis::MIN;
         }
     }

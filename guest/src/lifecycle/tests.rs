@@ -167,7 +167,8 @@ fn failures_back_off_exponentially_then_expire_with_an_alert() {
             &Completed {
                 request_id: s.request_id,
                 credential_id: "a".into(),
-                outcome: RunOutcome::Failed(FailureKind::Network),
+                // A 4xx the site meant: no answer was lost, no fast retry.
+                outcome: RunOutcome::Failed(FailureKind::Other),
             },
             now,
             &mut no_jitter(),
@@ -474,4 +475,147 @@ fn config_parses_seconds_and_names_bad_keys() {
     assert_eq!(field, "refresh_befor");
     let (field, _) = LifecycleConfig::from_json(r#"{"max_in_flight": 0}"#).unwrap_err();
     assert_eq!(field, "max_in_flight");
+}
+
+/// Fails `id`'s running refresh `n` times with `kind`, ticking at each due
+/// time; returns the waits between a failure and the next start, and the
+/// last decision.
+fn fail_rounds(
+    l: &mut Lifecycle,
+    id: &str,
+    mut now: Millis,
+    kind: FailureKind,
+    n: usize,
+    below: &mut dyn FnMut(u64) -> u64,
+) -> (Vec<Millis>, Decision) {
+    let mut waits = Vec::new();
+    let mut last = Decision::default();
+    for round in 0..n {
+        let plan = l.tick(now, below);
+        assert_eq!(plan.start.len(), 1, "round {round} starts one refresh");
+        let s = &plan.start[0];
+        last = l.on_completed(
+            &Completed {
+                request_id: s.request_id,
+                credential_id: id.into(),
+                outcome: RunOutcome::Failed(kind),
+            },
+            now,
+            below,
+        );
+        if let Some(next) = l.tick(now, below).next_due_at {
+            waits.push(next - now);
+            now = next;
+        }
+    }
+    (waits, last)
+}
+
+#[test]
+fn a_possibly_lost_answer_is_retried_within_seconds_then_backs_off() {
+    for kind in [
+        FailureKind::Network,
+        FailureKind::Timeout,
+        FailureKind::ServerError,
+    ] {
+        for method in [SiteMethod::OauthRefresh, SiteMethod::CookieVisit] {
+            let mut l = lc(method, 2);
+            l.track(&cred("a", Some(T0 + H)), T0, &mut no_jitter());
+            let (waits, d) = fail_rounds(&mut l, "a", T0 + H, kind, 8, &mut no_jitter());
+            // Least jitter: 3/4 of 1 s, 2 s, 4 s; then half of 30 s, 60 s, ...
+            assert_eq!(
+                waits[..6],
+                [750, 1_500, 3_000, 15_000, 30_000, 60_000],
+                "{kind:?} {method:?}"
+            );
+            // The fast retries do not count towards max_failures (5).
+            assert_eq!(d.status, Some(StatusChange::Expired), "{kind:?}");
+            assert_eq!(d.alert, Some(AlertNeed::RefreshFailed));
+        }
+    }
+    // Most jitter: 5/4 of each fast step.
+    let mut l = lc(SiteMethod::OauthRefresh, 2);
+    l.track(&cred("a", Some(T0 + H)), T0, &mut no_jitter());
+    let (waits, _) = fail_rounds(
+        &mut l,
+        "a",
+        T0 + H,
+        FailureKind::Network,
+        3,
+        &mut max_jitter(),
+    );
+    assert_eq!(waits, [1_250, 2_500, 5_000]);
+}
+
+#[test]
+fn the_fast_retries_stay_active_and_start_again_after_a_success() {
+    let mut l = lc(SiteMethod::OauthRefresh, 2);
+    l.track(&cred("a", Some(T0 + H)), T0, &mut no_jitter());
+    let (waits, d) = fail_rounds(
+        &mut l,
+        "a",
+        T0 + H,
+        FailureKind::Network,
+        2,
+        &mut no_jitter(),
+    );
+    assert_eq!(waits, [750, 1_500]);
+    assert_eq!(d.status, None, "not expired while the retries run");
+    let now = T0 + H + 2_250;
+    let s = l.tick(now, &mut no_jitter()).start.remove(0);
+    let d = l.on_completed(
+        &Completed {
+            request_id: s.request_id,
+            credential_id: "a".into(),
+            outcome: RunOutcome::Refreshed(Some(now + H)),
+        },
+        now,
+        &mut no_jitter(),
+    );
+    assert_eq!(d.status, Some(StatusChange::Active));
+    // The next lost answer is retried fast again, from the first step.
+    let due = now + H;
+    let (waits, _) = fail_rounds(&mut l, "a", due, FailureKind::Network, 1, &mut no_jitter());
+    assert!(waits[0] <= 750, "{waits:?}");
+}
+
+#[test]
+fn refusals_and_rate_limits_are_not_retried_fast() {
+    for kind in [FailureKind::RateLimited, FailureKind::Other] {
+        let mut l = lc(SiteMethod::OauthRefresh, 2);
+        l.track(&cred("a", Some(T0 + H)), T0, &mut no_jitter());
+        let (waits, _) = fail_rounds(&mut l, "a", T0 + H, kind, 1, &mut no_jitter());
+        assert_eq!(waits, [15_000], "{kind:?}");
+    }
+    // A relogin or a health check loses no rotated secret: usual backoff.
+    let mut l = lc(SiteMethod::Relogin, 2);
+    let mut c = cred("a", Some(T0 + H));
+    c.status = LcStatus::Expired;
+    l.track(&c, T0, &mut no_jitter());
+    let (waits, _) = fail_rounds(&mut l, "a", T0, FailureKind::Network, 1, &mut no_jitter());
+    assert_eq!(waits, [15_000]);
+    // The 4xx an `other` carries is not a lost answer; a 5xx or an
+    // unusable 200 is.
+    assert_eq!(
+        FailureKind::other_with_status(Some(400)),
+        FailureKind::Other
+    );
+    assert_eq!(FailureKind::other_with_status(None), FailureKind::Other);
+    for s in [200, 500, 502, 504] {
+        assert_eq!(
+            FailureKind::other_with_status(Some(s)),
+            FailureKind::ServerError
+        );
+    }
+}
+
+#[test]
+fn fast_retry_settings_are_checked() {
+    let err = LifecycleConfig::from_json(r#"{"default":{"fast_retry_base":0}}"#).unwrap_err();
+    assert_eq!(err.0, "default.fast_retry_base");
+    let err = LifecycleConfig::from_json(r#"{"default":{"fast_retries":17}}"#).unwrap_err();
+    assert_eq!(err.0, "default.fast_retries");
+    let ok = LifecycleConfig::from_json(r#"{"default":{"fast_retries":0,"fast_retry_base":0}}"#)
+        .unwrap();
+    assert_eq!(ok.default.fast_retries, 0);
 }

@@ -74,7 +74,33 @@ pub enum FailureKind {
     RateLimited,
     Misconfigured,
     ChallengeTimedOut,
+    /// The site failed after the request reached it (a 5xx, or a success
+    /// the host could not read or keep): it may have committed a rotation
+    /// whose answer was lost.
+    ServerError,
     Other,
+}
+
+impl FailureKind {
+    /// The kind of an `other` failure with its HTTP status: a 5xx or a 2xx
+    /// (an answer that came but could not be used) is a [`Self::ServerError`].
+    pub fn other_with_status(status: Option<u16>) -> FailureKind {
+        match status {
+            Some(s) if s >= 500 || (200..300).contains(&s) => FailureKind::ServerError,
+            _ => FailureKind::Other,
+        }
+    }
+
+    /// Whether the site may have acted on the request although no usable
+    /// answer came back: the network failed, the time ran out, or the
+    /// server failed. Only a prompt retry with the same secret can then
+    /// save a rotation the site committed.
+    pub fn answer_may_be_lost(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Network | FailureKind::Timeout | FailureKind::ServerError
+        )
+    }
 }
 
 /// How a refresh ended (the WIT `refresh-outcome`).

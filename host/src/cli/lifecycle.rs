@@ -255,7 +255,12 @@ pub fn run(
         ticks += 1;
         let left = interval.saturating_sub(started.elapsed());
         let end = Instant::now() + left;
-        while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+        // Finished refreshes are handed over at once (a lost answer's
+        // retry is due within a second), the rest waits for the interval.
+        while !stop.load(Ordering::SeqCst)
+            && Instant::now() < end
+            && !running.refresher.has_completed()
+        {
             std::thread::sleep(Duration::from_millis(50).min(left));
         }
     }
@@ -275,10 +280,48 @@ pub fn tick_once(
     json: bool,
 ) -> Result<(), Failed> {
     let running = Running::open(data_dir, config, options)?;
-    let summary = running.tick()?;
+    let mut summary = running.tick()?;
+    follow_lost_answers(&running, &mut summary, wait);
     running.close(wait)?;
     super::output::print_tick(&summary, json);
     Ok(())
+}
+
+/// How long `credpool tick` stays for the prompt retries of refreshes
+/// whose answer was lost (about 1 s, 2 s and 4 s apart): a rotation the
+/// token endpoint committed is saved only inside its grace window, often
+/// 30 s or less, long before cron's next run.
+const LOST_ANSWER_FOLLOW_UP: Duration = Duration::from_secs(15);
+
+/// Ticks on (every 100 ms) while a token refresh's lost answer waits for
+/// its retry, for at most [`LOST_ANSWER_FOLLOW_UP`]; adds what those ticks
+/// did to `summary`.
+fn follow_lost_answers(running: &Running, summary: &mut crate::TickSummary, wait: Duration) {
+    let end = Instant::now() + LOST_ANSWER_FOLLOW_UP;
+    loop {
+        // The refreshes started so far finish first: their results decide.
+        let drained = Instant::now() + wait;
+        while running.refresher.in_flight() > 0 && Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if running.refresher.unsettled_lost_answers() == 0 || Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        match running.tick() {
+            Ok(t) => {
+                summary.leases_expired += t.leases_expired;
+                summary.cooldowns_ended += t.cooldowns_ended;
+                summary.refreshes_started += t.refreshes_started;
+                summary.tickets_timed_out += t.tickets_timed_out;
+                summary.next_due_at = t.next_due_at;
+            }
+            Err(Failed(_, e)) => {
+                tracing::error!(target: "credpool::run", "tick failed: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// Tells the policy about each answer waiting in the spool; the policy

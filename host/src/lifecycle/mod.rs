@@ -84,6 +84,9 @@ pub(crate) struct Inner {
     /// Two-factor tickets the host answers itself from the account's TOTP
     /// seed: (ticket, site, credential), answered on the next delivery.
     totp_tickets: Mutex<Vec<(String, String, String)>>,
+    /// Credential id -> when a token refresh's answer was lost (the
+    /// endpoint may have rotated): until a retry settles it.
+    lost_answers: Mutex<HashMap<String, i64>>,
     max_in_flight: usize,
 }
 
@@ -92,6 +95,56 @@ impl Inner {
         match &self.clock {
             Some(c) => c.now_ms(),
             None => chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// A token refresh got no usable answer (`why`): the endpoint may have
+    /// rotated the refresh token; the one sent stays current for a retry.
+    pub(crate) fn answer_lost(&self, site: &str, id: &str, why: &str) {
+        let now = self.now_ms();
+        self.lost_answers
+            .lock()
+            .unwrap()
+            .entry(id.to_string())
+            .or_insert(now);
+        tracing::warn!(
+            target: "credpool::refresh",
+            "[CRED] refresh answer lost credential={id} site={site} cause={why}: the token endpoint may have rotated the refresh token; the one sent is kept and retried with soon"
+        );
+    }
+
+    /// A token refresh settled: a loss before it is recovered.
+    pub(crate) fn answer_confirmed(&self, site: &str, id: &str) {
+        if let Some(at) = self.lost_answers.lock().unwrap().remove(id) {
+            tracing::info!(
+                target: "credpool::refresh",
+                "[CRED] refresh recovered credential={id} site={site} {} ms after its answer was lost",
+                self.now_ms().saturating_sub(at)
+            );
+        }
+    }
+
+    /// The endpoint refused the refresh token (`invalid_grant`): says why
+    /// the account now needs a new login, and how it gets one.
+    pub(crate) fn token_refused(&self, site_name: &str, site: &SiteConfig, id: &str, status: u16) {
+        let lost_at = self.lost_answers.lock().unwrap().remove(id);
+        let next = if site.can_relogin() {
+            "a re-login from the site's login settings follows".to_string()
+        } else {
+            format!(
+                "a person must add it again with a fresh refresh token (credpool remove {id}, then credpool import FILE --format json) or give [sites.\"{site_name}\"] a login"
+            )
+        };
+        match lost_at {
+            Some(at) => tracing::warn!(
+                target: "credpool::refresh",
+                "[CRED] refresh token refused credential={id} site={site_name} status={status} invalid_grant {} ms after an answer was lost: the endpoint rotated the token and no longer accepts the one sent (no grace window, or it ran out); the account needs a new login: {next}",
+                self.now_ms().saturating_sub(at)
+            ),
+            None => tracing::warn!(
+                target: "credpool::refresh",
+                "[CRED] refresh token refused credential={id} site={site_name} status={status} invalid_grant: revoked or expired; the account needs a new login: {next}"
+            ),
         }
     }
 }
@@ -174,6 +227,7 @@ impl Refresher {
                 pending: Mutex::new(HashMap::new()),
                 closed_tickets: Mutex::new(HashSet::new()),
                 totp_tickets: Mutex::new(Vec::new()),
+                lost_answers: Mutex::new(HashMap::new()),
                 max_in_flight: options.max_in_flight.max(1),
             }),
             rt: Mutex::new(Some(rt)),
@@ -264,6 +318,13 @@ impl Refresher {
         std::mem::take(&mut self.inner.state.lock().unwrap().completed)
     }
 
+    /// Whether results wait for the policy (a loop that ticks on a timer
+    /// may hand them over at once: a failure's prompt retry is scheduled
+    /// from when the policy hears of it).
+    pub fn has_completed(&self) -> bool {
+        !self.inner.state.lock().unwrap().completed.is_empty()
+    }
+
     /// Waits up to `timeout` for the result of a [`Refresher::submit`].
     pub fn wait(&self, request_id: u64, timeout: Duration) -> Option<RefreshResult> {
         let end = Instant::now() + timeout;
@@ -305,6 +366,12 @@ impl Refresher {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Token refreshes whose answer was lost and that no retry has settled
+    /// yet (`credpool tick` keeps ticking while there are any).
+    pub fn unsettled_lost_answers(&self) -> usize {
+        self.inner.lost_answers.lock().unwrap().len()
     }
 
     /// HTTP refreshes run so far (coalesced requests count once).

@@ -2,7 +2,9 @@
 //! never loses the account: the new refresh token is stored durably (with
 //! the old one kept for a grace window) before the answer counts; an
 //! `invalid_grant` on the current token is retried once with the previous
-//! token while its grace lasts.
+//! token while its grace lasts; an answer lost after the endpoint may have
+//! rotated leaves the token sent current, for a prompt retry; a late
+//! answer never overwrites a newer token.
 
 use super::Inner;
 use super::http::{self, Answer};
@@ -82,7 +84,42 @@ fn is_invalid_grant(a: &Answer) -> bool {
         && serde_json::from_str::<ErrorAnswer>(&a.body).is_ok_and(|e| e.error == "invalid_grant")
 }
 
+/// A credential's secrets with the stored bytes they were read from (for
+/// a compare-and-swap), read twice-over so the two agree.
+fn read_versioned(
+    inner: &Inner,
+    site_name: &str,
+    id: &str,
+) -> Result<Option<(Secrets, Vec<u8>)>, RefreshFailure> {
+    for _ in 0..3 {
+        let before = inner
+            .vault
+            .secrets_raw(id)
+            .map_err(|_| RefreshFailure::Other)?;
+        let secrets = inner
+            .vault
+            .get_secrets(site_name, id)
+            .map_err(|_| RefreshFailure::Other)?;
+        let after = inner
+            .vault
+            .secrets_raw(id)
+            .map_err(|_| RefreshFailure::Other)?;
+        match (secrets, before, after) {
+            (None, _, _) => return Ok(None),
+            (Some(s), Some(b), Some(a)) if a == b => return Ok(Some((s, a))),
+            _ => continue,
+        }
+    }
+    Err(RefreshFailure::Other)
+}
+
 /// Runs the grant for credential `id` and stores what it got.
+///
+/// No answer, a 5xx, or an answer that cannot be used or kept may hide a
+/// rotation the endpoint committed: nothing is stored, the token sent stays
+/// current (the policy retries with it within seconds, inside the
+/// endpoint's grace window), and the loss is remembered so that a later
+/// `invalid_grant` says why the account needs a new login.
 pub(crate) async fn refresh(
     inner: &Inner,
     site_name: &str,
@@ -90,10 +127,14 @@ pub(crate) async fn refresh(
     id: &str,
 ) -> RefreshOutcome {
     let failed = |f, s| RefreshOutcome::Failed((f, s));
-    let mut secrets = match inner.vault.get_secrets(site_name, id) {
-        Ok(Some(s)) => s,
+    let lost = |why: &str, f, s| {
+        inner.answer_lost(site_name, id, why);
+        RefreshOutcome::Failed((f, s))
+    };
+    let secrets = match read_versioned(inner, site_name, id) {
+        Ok(Some((s, _))) => s,
         Ok(None) => return failed(RefreshFailure::Misconfigured, None),
-        Err(_) => return failed(RefreshFailure::Other, None),
+        Err(f) => return failed(f, None),
     };
     let Some(current) = secrets.refresh_token.clone().map(Zeroizing::new) else {
         return failed(RefreshFailure::InvalidGrant, None);
@@ -104,7 +145,7 @@ pub(crate) async fn refresh(
     let mut answer = match grant(inner, site, &current, stored.as_deref().map(|s| s.as_str())).await
     {
         Ok(a) => a,
-        Err(f) => return failed(f, None),
+        Err(f) => return lost(crate::names::refresh_failure(f), f, None),
     };
     if is_invalid_grant(&answer)
         && let (Some(prev), Some(until)) = (
@@ -117,34 +158,91 @@ pub(crate) async fn refresh(
         used = Zeroizing::new(prev.clone());
         answer = match grant(inner, site, &used, stored.as_deref().map(|s| s.as_str())).await {
             Ok(a) => a,
-            Err(f) => return failed(f, None),
+            Err(f) => return lost(crate::names::refresh_failure(f), f, None),
         };
     }
     if is_invalid_grant(&answer) {
+        inner.token_refused(site_name, site, id, answer.status);
         return failed(RefreshFailure::InvalidGrant, Some(answer.status));
     }
     if answer.status == 429 {
         return failed(RefreshFailure::RateLimited, Some(answer.status));
     }
+    if answer.status >= 500 {
+        let why = format!("HTTP {}", answer.status);
+        return lost(&why, RefreshFailure::Other, Some(answer.status));
+    }
     if answer.status != 200 {
         return failed(RefreshFailure::Other, Some(answer.status));
     }
     let Ok(tokens) = serde_json::from_str::<TokenAnswer>(&answer.body) else {
-        return failed(RefreshFailure::Other, Some(answer.status));
+        return lost("an unreadable answer", RefreshFailure::Other, Some(200));
     };
-    apply(
-        &mut secrets,
-        &tokens,
-        &used,
-        now,
-        site.rotation_grace().as_millis() as i64,
-    );
     // Durable before the new token is relied on: a crash after this keeps
     // both tokens; a failed write keeps the old bundle and reports failure.
-    if inner.vault.put_secrets(site_name, id, &secrets).is_err() {
-        return failed(RefreshFailure::Other, None);
+    match keep(inner, site_name, id, &current, &tokens, &used, now, site) {
+        Ok(true) => {}
+        Ok(false) => {
+            // A newer token was stored while this answer was on its way
+            // (a late duplicate): it stays; this answer is dropped.
+            tracing::warn!(
+                target: "credpool::refresh",
+                "[CRED] late refresh answer not kept credential={id} site={site_name}: a newer refresh token was stored while it was on its way"
+            );
+            inner.answer_confirmed(site_name, id);
+            return RefreshOutcome::Refreshed(None);
+        }
+        Err(()) => {
+            // The endpoint answered 200: a 2xx the host could not keep is
+            // retried promptly, as a lost answer.
+            return lost(
+                "the new tokens could not be stored",
+                RefreshFailure::Other,
+                Some(answer.status),
+            );
+        }
     }
-    RefreshOutcome::Refreshed(tokens.expires_in.map(|s| token_expiry(now, s)))
+    inner.answer_confirmed(site_name, id);
+    let expiry = tokens.expires_in.map(|s| token_expiry(now, s));
+    RefreshOutcome::Refreshed(expiry)
+}
+
+/// Stores the tokens of an answer to a grant sent with `current`, onto
+/// the bundle as it is now, unless the bundle no longer holds `current`
+/// (a newer token arrived meanwhile: `Ok(false)`). A compare-and-swap
+/// with the bytes read closes the gap between the check and the write.
+#[allow(clippy::too_many_arguments)]
+fn keep(
+    inner: &Inner,
+    site_name: &str,
+    id: &str,
+    current: &str,
+    tokens: &TokenAnswer,
+    used: &str,
+    now: i64,
+    site: &SiteConfig,
+) -> Result<bool, ()> {
+    for _ in 0..3 {
+        let Ok(Some((mut fresh, raw))) = read_versioned(inner, site_name, id) else {
+            return Err(());
+        };
+        if fresh.refresh_token.as_deref() != Some(current) {
+            return Ok(false);
+        }
+        apply(
+            &mut fresh,
+            tokens,
+            used,
+            now,
+            site.rotation_grace().as_millis() as i64,
+        );
+        match inner.vault.replace_secrets_if(site_name, id, &fresh, &raw) {
+            Ok(true) => return Ok(true),
+            Ok(false) => continue,
+            Err(_) => return Err(()),
+        }
+    }
+    Err(())
 }
 
 /// A token's lifetime is held between these: an endpoint answering 0, a

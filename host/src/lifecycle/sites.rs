@@ -197,6 +197,14 @@ pub struct SiteConfig {
     /// How long a challenge ticket waits for an answer (default 1h).
     #[serde(default, deserialize_with = "de_duration")]
     pub ticket_timeout: Option<Duration>,
+    /// Prompt retries of a cookie visit or token refresh whose answer may
+    /// have been lost (network, time-out, 5xx), before the usual backoff
+    /// (default 3).
+    pub fast_retries: Option<u32>,
+    /// The first prompt retry after this long (whole seconds, default 1s),
+    /// each next one after twice as long, a quarter either side.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub fast_retry: Option<Duration>,
 }
 
 impl SiteConfig {
@@ -289,6 +297,9 @@ impl SiteConfig {
         }
         super::command::validate_env("login_command_env", &self.login_command_env)?;
         super::command::validate_env("captcha_solver_env", &self.captcha_solver_env)?;
+        if self.fast_retries.is_some_and(|n| n > 16) {
+            return Err("fast_retries must be at most 16".into());
+        }
         if let Some(v) = &self.client_secret_env
             && (v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         {
@@ -300,7 +311,7 @@ impl SiteConfig {
     /// The policy's timing for this site, in seconds, as the guest's
     /// `lifecycle::SiteTiming` JSON.
     pub fn policy_timing(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut timing = serde_json::json!({
             "method": self.method(),
             "refresh_before_expire": self.refresh_before_expire().as_secs(),
             "max_age": self.max_age().as_secs(),
@@ -309,7 +320,14 @@ impl SiteConfig {
             } else { 0 },
             "can_relogin": self.can_relogin(),
             "ticket_timeout": self.ticket_timeout.unwrap_or(Duration::from_secs(3600)).as_secs().max(1),
-        })
+        });
+        if let Some(n) = self.fast_retries {
+            timing["fast_retries"] = n.into();
+        }
+        if let Some(d) = self.fast_retry {
+            timing["fast_retry_base"] = d.as_secs().max(1).into();
+        }
+        timing
     }
 }
 
@@ -364,6 +382,28 @@ mod tests {
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn fast_retry_settings_reach_the_policy_only_when_given() {
+        let d = SiteConfig::default().policy_timing();
+        assert!(d.get("fast_retries").is_none() && d.get("fast_retry_base").is_none());
+        let c = SiteConfig {
+            fast_retries: Some(5),
+            fast_retry: Some(Duration::from_secs(2)),
+            ..SiteConfig::default()
+        };
+        let t = c.policy_timing();
+        assert_eq!(
+            (t["fast_retries"].as_u64(), t["fast_retry_base"].as_u64()),
+            (Some(5), Some(2))
+        );
+        let too_many = SiteConfig {
+            fast_retries: Some(17),
+            login_command: Some(vec!["login".into()]),
+            ..SiteConfig::default()
+        };
+        assert!(too_many.validate().unwrap_err().contains("fast_retries"));
     }
 
     #[test]

@@ -22,7 +22,14 @@ pub fn start(state: Shared, stop: Arc<AtomicBool>, interval: Duration) -> JoinHa
             if let Err(e) = state.tokens.reload() {
                 tracing::error!(target: "credpool::serve", "token file: {e}; keeping the tokens read before");
             }
-            if Instant::now() >= next_tick {
+            // Finished refreshes are handed over without waiting for the
+            // interval: a lost answer's retry is due within a second.
+            let results_wait = state
+                .tenants
+                .all()
+                .iter()
+                .any(|(_, t)| t.pool.refresher().is_some_and(|r| r.has_completed()));
+            if Instant::now() >= next_tick || results_wait {
                 for (name, t) in state.tenants.all() {
                     if let Err(e) = t.pool.tick() {
                         tracing::error!(target: "credpool::run", "tenant {name}: tick failed: {e}");
