@@ -26,6 +26,9 @@ pub(crate) struct Pending {
     rule: usize,
 }
 
+/// Captchas the solver may try in one login; then a person is asked.
+const MAX_SOLVER_TRIES: usize = 2;
+
 /// A stopped login older than this cannot be resumed (the site's own
 /// challenge would have expired); a resumed login then starts over.
 const PENDING_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -208,6 +211,7 @@ async fn form_login(
         }
     };
     // Up to three challenge steps (e.g. captcha, then SMS).
+    let mut solver_tries = 0;
     for _ in 0..4 {
         let rule: &ChallengeRule = &recipe.challenges[rule_ix];
         let kind = crate::names::parse_challenge_kind(&rule.kind).expect("validated at load");
@@ -219,7 +223,9 @@ async fn form_login(
             }
         } else if is_captcha(kind)
             && let Some(solver) = &site.captcha_solver
+            && solver_tries < MAX_SOLVER_TRIES
         {
+            solver_tries += 1;
             let input = captcha::solver_input(
                 inner,
                 site,
