@@ -457,3 +457,77 @@ fn an_sms_step_answered_in_time_logs_in_and_without_send_url_no_code_comes() {
         assert_eq!(site.truth().accounts[0].logins, 1);
     }
 }
+
+#[test]
+fn a_click_captcha_solver_gets_the_instruction_and_its_points_are_posted() {
+    use support::loopback::{reply, serve};
+    const IMAGE: &str = "PNG-ish bytes of a click puzzle";
+    let server = serve(|r| {
+        let step = r.cookie("step").is_some();
+        match (r.method.as_str(), r.path.as_str()) {
+            ("POST", "/login") if r.form().get("password").map(String::as_str) == Some("pw") => {
+                reply(
+                    200,
+                    &[("Set-Cookie", "step=c; Path=/")],
+                    r#"<form id="click"><p class="hint">Click the <b>cat</b>, then the dog</p><img id="puzzle" src="/puzzle.png?v=1&amp;w=300"></form>"#,
+                )
+            }
+            ("GET", "/puzzle.png?v=1&w=300") if step => {
+                reply(200, &[("Content-Type", "image/png")], IMAGE)
+            }
+            ("POST", "/click")
+                if step
+                    && r.form().get("points").map(String::as_str)
+                        == Some("[[10.0,20.0],[30.5,40.0]]") =>
+            {
+                reply(
+                    302,
+                    &[("Location", "/"), ("Set-Cookie", "sid=ok; Path=/")],
+                    "",
+                )
+            }
+            _ => reply(200, &[], r#"<form id="click">try again</form>"#),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let solver = write_solver(dir.path(), IMAGE.as_bytes(), "10,20; 30.5,40");
+    let toml = format!(
+        r#"[sites."click.test"]
+method = "relogin"
+captcha_solver = ["{solver}"]
+[sites."click.test".login]
+url = "{login}"
+success = {{ cookie = "sid" }}
+[[sites."click.test".login.challenges]]
+kind = "captcha-click"
+detect = {{ body = ['<form id="click"'] }}
+submit_url = "{click}"
+field = "points"
+image_after = 'id="puzzle"'
+instruction_after = '<p class="hint">'
+instruction_until = "</p>"
+"#,
+        solver = solver.display(),
+        login = server.url("/login"),
+        click = server.url("/click"),
+    );
+    let clock = ManualClock::at(T0);
+    let pool = pool_with(&toml, &clock);
+    let mut n = credpool::pool::NewCredential::new("click.test", credpool::CredentialKind::Account)
+        .with_id("c1");
+    n.username = Some("u".into());
+    n.secrets.username = Some("u".into());
+    n.secrets.password = Some("pw".into());
+    pool.add(n).unwrap();
+    pool.tick().unwrap();
+    settle(&pool);
+    let input: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("input.json")).unwrap()).unwrap();
+    assert_eq!(input["kind"], "captcha-click");
+    assert_eq!(input["instruction"], "Click the cat, then the dog");
+    assert_eq!(input["image_type"], "image/png");
+    assert_eq!(input["image_url"], server.url("/puzzle.png?v=1&w=300"));
+    assert_eq!(server.hits("/click").len(), 1, "posted once, as points");
+    let st = pool.view("c1", AccessLevel::Internal).unwrap().status;
+    assert_eq!(st, Status::Active);
+}

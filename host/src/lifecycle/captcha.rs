@@ -46,8 +46,13 @@ pub(crate) fn parse(kind: ChallengeKind, answer: &str) -> Option<Solution> {
     if a.is_empty() {
         return None;
     }
-    let object = a
-        .starts_with('{')
+    // A code or a security answer is taken as it is; a captcha's may be
+    // a JSON object.
+    let is_captcha = matches!(
+        kind,
+        ChallengeKind::CaptchaImage | ChallengeKind::CaptchaSlider | ChallengeKind::CaptchaClick
+    );
+    let object = (is_captcha && a.starts_with('{'))
         .then(|| serde_json::from_str::<serde_json::Value>(a).ok())
         .flatten();
     match kind {
@@ -302,6 +307,10 @@ distance_field = "d""#,
             Some(Solution::Text(Zeroizing::new("K7P2Q".into())))
         );
         assert_eq!(parse(SmsCode, "  "), None);
+        assert_eq!(
+            parse(SecurityQuestion, r#"{"a": 1}"#),
+            Some(Solution::Text(Zeroizing::new(r#"{"a": 1}"#.into())))
+        );
     }
 
     #[test]

@@ -212,7 +212,8 @@ pub struct SiteConfig {
     /// Time limit of each request (default 20s).
     #[serde(default, deserialize_with = "de_duration")]
     pub request_timeout: Option<Duration>,
-    /// How long a challenge ticket waits for an answer (default 1h).
+    /// How long a challenge ticket waits for an answer (default 1h); SMS
+    /// and e-mail codes too unless `code_ticket_timeout` is set.
     #[serde(default, deserialize_with = "de_duration")]
     pub ticket_timeout: Option<Duration>,
     /// How long an SMS or e-mail code ticket waits (default
