@@ -10,7 +10,7 @@
 
 use super::Inner;
 use super::cookies::Jar;
-use super::sites::{ChallengeRule, SiteConfig};
+use super::sites::{ChallengeRule, SiteConfig, TrackFormat};
 use crate::bindings::refresh::ChallengeKind;
 use base64::Engine as _;
 use zeroize::Zeroizing;
@@ -119,10 +119,11 @@ pub(crate) fn fields(
         Solution::Text(t) => vec![(rule.field.clone(), t.clone())],
         Solution::Distance(d) => {
             let track = super::slider::generate(*d, seed);
-            let mut out = vec![(
-                rule.field.clone(),
-                Zeroizing::new(super::slider::to_json(&track)),
-            )];
+            let json = match rule.track_format {
+                TrackFormat::Rows => super::slider::to_json(&track),
+                TrackFormat::Objects => serde_json::to_string(&track).expect("integers serialise"),
+            };
+            let mut out = vec![(rule.field.clone(), Zeroizing::new(json))];
             if let Some(f) = &rule.distance_field {
                 out.push((f.clone(), Zeroizing::new(format!("{}", d.round() as i64))));
             }
@@ -320,6 +321,12 @@ distance_field = "d""#,
         let track: Vec<[i64; 3]> = serde_json::from_str(&f[0].1).unwrap();
         assert_eq!(track.last().unwrap()[0], 102);
         assert_eq!((f[1].0.as_str(), f[1].1.as_str()), ("d", "102"));
+        let mut r = rule();
+        r.track_format = TrackFormat::Objects;
+        let f = fields(&r, &Solution::Distance(101.6), 3);
+        let track: Vec<serde_json::Value> = serde_json::from_str(&f[0].1).unwrap();
+        assert_eq!(track[0], serde_json::json!({"x": 0, "y": 0, "t": 0}));
+        assert_eq!(track.last().unwrap()["x"], 102);
     }
 
     #[test]

@@ -132,9 +132,23 @@ pub struct ChallengeRule {
     pub instruction_until: Option<String>,
     /// Sliders: a form field that also carries the gap distance (pixels).
     pub distance_field: Option<String>,
+    /// Sliders: how the track is written in `field`.
+    #[serde(default)]
+    pub track_format: TrackFormat,
     /// SMS or e-mail codes: POSTed (with the login's cookies) to have the
     /// code sent, before the ticket waits for it.
     pub send_url: Option<String>,
+}
+
+/// How a slider's drag track is written in its form field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrackFormat {
+    /// `[[x, y, t_ms], …]`.
+    #[default]
+    Rows,
+    /// `[{"x": …, "y": …, "t": …}, …]`.
+    Objects,
 }
 
 /// A form login.
