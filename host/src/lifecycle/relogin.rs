@@ -1,6 +1,8 @@
 //! Logging in again: a form recipe (POST the login form, recognise
 //! success, a ban, or a challenge; answer a captcha with the configured
-//! solver; otherwise hand back `challenged(kind)` and keep the login's
+//! solver, given the image and instruction the recipe locates (`captcha`),
+//! a slider by a drag track (`slider`); have a code sent (`send_url`);
+//! otherwise hand back `challenged(kind)` and keep the login's
 //! context for the resumed login: a 2FA step too, whose ticket the host
 //! answers itself from the TOTP seed, see `Refresher::auto_answer`),
 //! or an external command (secrets as JSON on stdin, never argv or env;
