@@ -351,3 +351,39 @@ fn serve_sites_refuses_a_store_a_server_holds() {
     let err = crate::support::stderr(&out);
     assert!(err.contains("before `credpool serve`"), "{err}");
 }
+
+#[test]
+fn serve_sites_can_ask_slider_captchas() {
+    let dir = initialised();
+    let sites = Sites::start(
+        dir.path(),
+        &["--accounts", "2", "--captcha-style", "slider"],
+    );
+    let config = std::fs::read_to_string(sites.config()).expect("config written");
+    assert!(config.contains(r#"kind = "captcha-slider""#), "{config}");
+    assert!(config.contains("/captcha/slider"));
+    // The slider's route answers (no session: 401); the letters' is gone.
+    let addr = sites.site_addr();
+    let post = |path: &str| {
+        let mut s = TcpStream::connect(addr).expect("connect to the site");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read the answer");
+        text.split(' ').nth(1).map(str::to_string)
+    };
+    assert_eq!(post("/captcha/slider").as_deref(), Some("401"));
+    assert_eq!(post("/captcha").as_deref(), Some("404"));
+    let (_, status) = sites.stop();
+    assert!(status.success());
+    let out = credpool(
+        dir.path(),
+        &["simulate", "--serve-sites", "--captcha-style", "puzzle"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}

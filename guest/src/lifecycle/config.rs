@@ -40,8 +40,25 @@ pub struct SiteTiming {
     pub fast_retry_base: u64,
     /// How long a challenge ticket waits for an answer.
     pub ticket_timeout: u64,
+    /// How long an SMS or e-mail code ticket waits (a sent code expires
+    /// soon); `ticket_timeout` when not given. The host sends the card's
+    /// 5 minutes by default.
+    pub code_ticket_timeout: Option<u64>,
     /// A refresh the host has not reported after this long is given up.
     pub refresh_timeout: u64,
+}
+
+impl SiteTiming {
+    /// How long a ticket of `kind` waits: codes sent by SMS or e-mail
+    /// expire soon, so their tickets have their own limit.
+    pub fn ticket_timeout_for(&self, kind: super::ChallengeKind) -> u64 {
+        match kind {
+            super::ChallengeKind::SmsCode | super::ChallengeKind::EmailCode => {
+                self.code_ticket_timeout.unwrap_or(self.ticket_timeout)
+            }
+            _ => self.ticket_timeout,
+        }
+    }
 }
 
 impl Default for SiteTiming {
@@ -61,6 +78,7 @@ impl Default for SiteTiming {
             fast_retries: 3,
             fast_retry_base: 1,
             ticket_timeout: 3600,
+            code_ticket_timeout: None,
             refresh_timeout: 300,
         }
     }
@@ -119,10 +137,11 @@ impl LifecycleConfig {
                     "fast_retries must be at most 16".into(),
                 ));
             }
-            if t.ticket_timeout == 0 || t.refresh_timeout == 0 {
+            if t.ticket_timeout == 0 || t.refresh_timeout == 0 || t.code_ticket_timeout == Some(0) {
                 return Err((
                     format!("{site}.ticket_timeout"),
-                    "ticket_timeout and refresh_timeout must be at least 1".into(),
+                    "ticket_timeout, code_ticket_timeout and refresh_timeout must be at least 1"
+                        .into(),
                 ));
             }
         }

@@ -63,7 +63,7 @@ impl Lifecycle {
                     credential_id: id.to_string(),
                     site: site.clone(),
                     created_at: now,
-                    deadline: now + secs(timing.ticket_timeout),
+                    deadline: now + secs(timing.ticket_timeout_for(kind)),
                 };
                 self.tickets_by_deadline
                     .insert((ticket.deadline, ticket.id.clone()));

@@ -619,3 +619,29 @@ fn fast_retry_settings_are_checked() {
         .unwrap();
     assert_eq!(ok.default.fast_retries, 0);
 }
+
+#[test]
+fn code_tickets_have_their_own_timeout_and_others_keep_the_general_one() {
+    let mut c = LifecycleConfig::default();
+    let mut t = site(SiteMethod::Relogin);
+    t.ticket_timeout = 3600;
+    t.code_ticket_timeout = Some(300);
+    c.sites.insert("jd.com".into(), t.clone());
+    let mut l = Lifecycle::new(c);
+    let sms = challenged(&mut l, T0);
+    assert_eq!(sms.deadline, T0 + 300_000, "an SMS code ticket waits 5 min");
+    for kind in [
+        ChallengeKind::EmailCode,
+        ChallengeKind::CaptchaImage,
+        ChallengeKind::TwoFactor,
+    ] {
+        let want = match kind {
+            ChallengeKind::EmailCode => 300,
+            _ => 3600,
+        };
+        assert_eq!(t.ticket_timeout_for(kind), want, "{kind:?}");
+    }
+    // Without a code limit, codes wait as long as any ticket.
+    t.code_ticket_timeout = None;
+    assert_eq!(t.ticket_timeout_for(ChallengeKind::SmsCode), 3600);
+}

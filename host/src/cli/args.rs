@@ -280,6 +280,10 @@ pub(super) enum Command {
         /// halved, blocks across the site), from its start; none if unset.
         #[arg(long, value_name = "DURATION", requires = "serve_sites")]
         defence_change_at: Option<String>,
+        /// With --serve-sites: what the form sites' captchas ask, letters
+        /// (text) or a drag into a gap (slider).
+        #[arg(long, default_value = "text", value_parser = ["text", "slider"], requires = "serve_sites")]
+        captcha_style: String,
         /// Concurrent crawler workers.
         #[arg(long, default_value_t = 16)]
         workers: usize,

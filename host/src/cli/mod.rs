@@ -187,6 +187,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
             config_out,
             session_ttl,
             defence_change_at,
+            captcha_style,
             seed,
             ..
         } => serve_sites::run(
@@ -198,6 +199,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
                 config_out: config_out.clone(),
                 session_ttl: session_ttl.clone(),
                 defence_change_at: defence_change_at.clone(),
+                slider_captchas: captcha_style == "slider",
             },
         ),
         Command::Simulate {

@@ -16,7 +16,7 @@ use crate::config::ConfigFile;
 use crate::pool::{Pool, PoolOptions};
 use crate::simulate::run::{credential_id, scenario_policy};
 use crate::simulate::scenario;
-use crate::simulate::site::{BanCause, SimSite, SiteSpec, SiteTruth};
+use crate::simulate::site::{BanCause, CaptchaStyle, SimSite, SiteSpec, SiteTruth};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
@@ -38,6 +38,8 @@ pub struct Args {
     pub session_ttl: String,
     /// When the shop changes its defences, from its start (none if unset).
     pub defence_change_at: Option<String>,
+    /// Form sites ask slider captchas instead of letters.
+    pub slider_captchas: bool,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> Result<(), Failed> {
@@ -164,6 +166,9 @@ fn specs(args: &Args) -> Result<Vec<SiteSpec>, Failed> {
             s.sms_share = 0.0;
             s.session_ttl = ttl;
             s.defence_change_at = change.filter(|_| s.defence_change_at.is_some());
+            if args.slider_captchas {
+                s.captcha_style = CaptchaStyle::Slider;
+            }
             s
         })
         .collect();

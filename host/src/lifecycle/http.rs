@@ -29,19 +29,45 @@ pub fn client() -> reqwest::Client {
         .expect("the HTTP client builds with static settings")
 }
 
+/// An answer with its body as bytes (an image), up to [`MAX_BODY`].
+pub struct Fetched {
+    pub status: u16,
+    pub location: Option<String>,
+    pub content_type: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub bytes: Vec<u8>,
+}
+
 /// Sends a request under `timeout`; a failure is classified, never quoted
 /// (reqwest's messages contain URLs, which may carry tokens).
 pub async fn send(
     req: reqwest::RequestBuilder,
     timeout: Duration,
 ) -> Result<Answer, RefreshFailure> {
+    let f = fetch(req, timeout).await?;
+    Ok(Answer {
+        status: f.status,
+        location: f.location,
+        set_cookies: f.set_cookies,
+        body: String::from_utf8_lossy(&f.bytes).into_owned(),
+    })
+}
+
+/// As [`send`], the body kept as bytes.
+pub async fn fetch(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<Fetched, RefreshFailure> {
     let resp = req.timeout(timeout).send().await.map_err(classify_error)?;
     let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let location = header(reqwest::header::LOCATION);
+    let content_type = header(reqwest::header::CONTENT_TYPE);
     let set_cookies = resp
         .headers()
         .get_all(reqwest::header::SET_COOKIE)
@@ -57,12 +83,12 @@ pub async fn send(
             None => break,
         }
     }
-    let body = String::from_utf8_lossy(&bytes).into_owned();
-    Ok(Answer {
+    Ok(Fetched {
         status,
         location,
+        content_type,
         set_cookies,
-        body,
+        bytes,
     })
 }
 

@@ -11,6 +11,8 @@
 //! - [`oauth`]: the refresh-token grant with safe rotation.
 //! - [`relogin`]: form logins (with challenges, TOTP, a captcha solver) and
 //!   external login commands.
+//! - `captcha`: what a captcha solver gets and answers, what is posted.
+//! - [`slider`]: human-like drag tracks for slider captchas.
 //! - [`totp`]: RFC 6238 codes.
 //! - [`notifiers`]: log, webhook and command notifiers, and the ticket book.
 //! - [`answers`]: challenge answers, sealed, held until a login uses them.
@@ -19,6 +21,7 @@
 //! into the vault.
 
 pub mod answers;
+mod captcha;
 pub mod command;
 pub mod cookies;
 pub mod http;
@@ -26,6 +29,7 @@ pub mod notifiers;
 pub mod oauth;
 pub mod relogin;
 pub mod sites;
+pub mod slider;
 pub mod totp;
 
 use crate::bindings::refresh::{

@@ -1,12 +1,15 @@
 //! Logging in again: a form recipe (POST the login form, recognise
 //! success, a ban, or a challenge; answer a captcha with the configured
-//! solver; otherwise hand back `challenged(kind)` and keep the login's
+//! solver, given the image and instruction the recipe locates (`captcha`),
+//! a slider by a drag track (`slider`); have a code sent (`send_url`);
+//! otherwise hand back `challenged(kind)` and keep the login's
 //! context for the resumed login: a 2FA step too, whose ticket the host
 //! answers itself from the TOTP seed, see `Refresher::auto_answer`),
 //! or an external command (secrets as JSON on stdin, never argv or env;
 //! cookies and tokens as JSON on stdout; killed at its time limit).
 
 use super::Inner;
+use super::captcha::{self, Page, Solution};
 use super::cookies::{Jar, MergeSummary};
 use super::http::{self, Answer};
 use super::sites::{ChallengeRule, LoginRecipe, SiteConfig};
@@ -24,6 +27,9 @@ pub(crate) struct Pending {
     jar: Jar,
     rule: usize,
 }
+
+/// Captchas the solver may try in one login; then a person is asked.
+const MAX_SOLVER_TRIES: usize = 2;
 
 /// A stopped login older than this cannot be resumed (the site's own
 /// challenge would have expired); a resumed login then starts over.
@@ -66,9 +72,9 @@ pub(crate) async fn relogin(
     form_login(inner, site_name, site, recipe, req, secrets, answer).await
 }
 
-fn merge(jar: &mut Jar, a: &Answer, url: &reqwest::Url, now: i64) {
+fn merge(jar: &mut Jar, set_cookies: &[String], url: &reqwest::Url, now: i64) {
     let mut sum = MergeSummary::default();
-    for h in &a.set_cookies {
+    for h in set_cookies {
         jar.set_cookie(
             h,
             url.host_str().unwrap_or_default(),
@@ -119,8 +125,31 @@ async fn post(
     let a = http::send(req, site.request_timeout())
         .await
         .map_err(|f| failed(f, None))?;
-    merge(jar, &a, &url, now);
+    merge(jar, &a.set_cookies, &url, now);
     Ok(a)
+}
+
+/// GETs `url` with the login's cookies (a captcha image); `None` when the
+/// request fails.
+pub(super) async fn get(
+    inner: &Inner,
+    site: &SiteConfig,
+    url: &reqwest::Url,
+    jar: &mut Jar,
+) -> Option<http::Fetched> {
+    let now = inner.now_ms();
+    let mut req = inner.client.get(url.clone());
+    if let Some(c) = jar.header_for(
+        url.host_str().unwrap_or_default(),
+        url.path(),
+        url.scheme() == "https",
+        now,
+    ) {
+        req = req.header(reqwest::header::COOKIE, c);
+    }
+    let f = http::fetch(req, site.request_timeout()).await.ok()?;
+    merge(jar, &f.set_cookies, url, now);
+    Some(f)
 }
 
 fn is_captcha(k: ChallengeKind) -> bool {
@@ -149,6 +178,9 @@ async fn form_login(
             .filter(|p| p.created.elapsed() < PENDING_TTL),
         None => None,
     };
+    // The page that showed the current challenge (not kept across a
+    // ticket: a person answers from what the ticket shows).
+    let mut page: Option<Page> = None;
     // Either resume at the challenge the ticket was for, or start over.
     let (mut jar, mut rule_ix): (Jar, usize) = match resumed {
         Some(p) => (p.jar, p.rule),
@@ -172,23 +204,53 @@ async fn form_login(
                 return store_login(inner, site_name, id, &mut secrets, &jar);
             }
             match classify_step(recipe, &a) {
-                Some(r) => (jar, r),
+                Some(r) => {
+                    page = page_of(&recipe.url, a);
+                    (jar, r)
+                }
                 None => return failed(RefreshFailure::Rejected, Some(a.status)),
             }
         }
     };
     // Up to three challenge steps (e.g. captcha, then SMS).
+    let mut solver_tries = 0;
     for _ in 0..4 {
         let rule: &ChallengeRule = &recipe.challenges[rule_ix];
         let kind = crate::names::parse_challenge_kind(&rule.kind).expect("validated at load");
-        let code: Zeroizing<String> = if let Some(a) = answer.take() {
-            a
+        let solution = if let Some(a) = answer.take() {
+            // A person's answer; a slider's or click's must fit its kind.
+            match captcha::parse(kind, &a) {
+                Some(s) => Some(s),
+                None => return failed(RefreshFailure::Rejected, None),
+            }
         } else if is_captcha(kind)
             && let Some(solver) = &site.captcha_solver
-            && let Some(c) = solve_captcha(site, solver, site_name, id, kind).await
+            && solver_tries < MAX_SOLVER_TRIES
         {
-            c
+            solver_tries += 1;
+            let input = captcha::solver_input(
+                inner,
+                site,
+                (site_name, id),
+                kind,
+                rule,
+                page.as_ref(),
+                &mut jar,
+            )
+            .await;
+            solve_captcha(site, solver, kind, &input).await
         } else {
+            None
+        };
+        let Some(solution) = solution else {
+            // Have the code sent, then wait for it on a ticket.
+            if let Some(url) = &rule.send_url {
+                match post(inner, site, url, &[], &mut jar).await {
+                    Ok(a) if a.status < 400 => {}
+                    Ok(a) => return failed(RefreshFailure::Other, Some(a.status)),
+                    Err(o) => return o,
+                }
+            }
             let mut pending = inner.pending.lock().unwrap();
             pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
             pending.insert(
@@ -202,15 +264,12 @@ async fn form_login(
             );
             return RefreshOutcome::Challenged(kind);
         };
-        let last = match post(
-            inner,
-            site,
-            &rule.submit_url,
-            &[(rule.field.as_str(), code.as_str())],
-            &mut jar,
-        )
-        .await
-        {
+        let fields = captcha::fields(rule, &solution, track_seed());
+        let form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let last = match post(inner, site, &rule.submit_url, &form, &mut jar).await {
             Ok(a) => a,
             Err(o) => return o,
         };
@@ -224,11 +283,29 @@ async fn form_login(
             return store_login(inner, site_name, id, &mut secrets, &jar);
         }
         match classify_step(recipe, &last) {
-            Some(r) => rule_ix = r,
+            Some(r) => {
+                rule_ix = r;
+                page = page_of(&rule.submit_url, last);
+            }
             None => return failed(RefreshFailure::Rejected, Some(last.status)),
         }
     }
     failed(RefreshFailure::Rejected, None)
+}
+
+fn page_of(url: &str, a: Answer) -> Option<Page> {
+    Some(Page {
+        url: reqwest::Url::parse(url).ok()?,
+        body: a.body,
+    })
+}
+
+/// A fresh seed for a slider's track: no two logins drag alike.
+fn track_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // Without randomness the track is still human-like, only repeated.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 fn classify_step(recipe: &LoginRecipe, a: &Answer) -> Option<usize> {
@@ -268,18 +345,14 @@ async fn run_command(
     })
 }
 
+/// Runs the solver on `input`; its answer read for `kind`, or `None`
+/// (then a ticket waits for a person).
 async fn solve_captcha(
     site: &SiteConfig,
     solver: &[String],
-    site_name: &str,
-    id: &str,
     kind: ChallengeKind,
-) -> Option<Zeroizing<String>> {
-    let input = serde_json::json!({
-        "site": site_name,
-        "credential_id": id,
-        "kind": crate::names::challenge_kind(kind),
-    });
+    input: &serde_json::Value,
+) -> Option<Solution> {
     let out = run_command(
         solver,
         &site.captcha_solver_env,
@@ -289,8 +362,7 @@ async fn solve_captcha(
     .await
     .ok()?;
     let text = Zeroizing::new(String::from_utf8(out.to_vec()).ok()?);
-    let code = text.trim();
-    (!code.is_empty()).then(|| Zeroizing::new(code.to_string()))
+    captcha::parse(kind, &text)
 }
 
 /// What a login command reads on stdin.

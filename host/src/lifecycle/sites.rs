@@ -115,8 +115,40 @@ pub struct ChallengeRule {
     pub detect: Detect,
     /// Where the answer is posted (with the login's cookies).
     pub submit_url: String,
-    /// The form field that carries the answer.
+    /// The form field that carries the answer: the text of an image
+    /// captcha, the drag track of a slider (JSON `[[x, y, t_ms], …]`), the
+    /// points of a click captcha (JSON `[[x, y], …]`), or a code.
     pub field: String,
+    /// Captchas: where the image is, a URL (absolute, or relative to the
+    /// challenge page); fetched with the login's cookies.
+    pub image_url: Option<String>,
+    /// Captchas: the image is the first `src="…"` after this text in the
+    /// challenge page (a URL, or a `data:` URI).
+    pub image_after: Option<String>,
+    /// Click captchas: the instruction is the text after this marker in
+    /// the challenge page, up to `instruction_until`.
+    pub instruction_after: Option<String>,
+    /// Where the instruction ends (default `<`).
+    pub instruction_until: Option<String>,
+    /// Sliders: a form field that also carries the gap distance (pixels).
+    pub distance_field: Option<String>,
+    /// Sliders: how the track is written in `field`.
+    #[serde(default)]
+    pub track_format: TrackFormat,
+    /// SMS or e-mail codes: POSTed (with the login's cookies) to have the
+    /// code sent, before the ticket waits for it.
+    pub send_url: Option<String>,
+}
+
+/// How a slider's drag track is written in its form field.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrackFormat {
+    /// `[[x, y, t_ms], …]`.
+    #[default]
+    Rows,
+    /// `[{"x": …, "y": …, "t": …}, …]`.
+    Objects,
 }
 
 /// A form login.
@@ -194,7 +226,8 @@ pub struct SiteConfig {
     /// Time limit of each request (default 20s).
     #[serde(default, deserialize_with = "de_duration")]
     pub request_timeout: Option<Duration>,
-    /// How long a challenge ticket waits for an answer (default 1h).
+    /// How long a challenge ticket waits for an answer (default 1h); SMS
+    /// and e-mail codes too unless `code_ticket_timeout` is set.
     #[serde(default, deserialize_with = "de_duration")]
     pub ticket_timeout: Option<Duration>,
     /// Prompt retries of a cookie visit or token refresh whose answer may
@@ -205,6 +238,10 @@ pub struct SiteConfig {
     /// each next one after twice as long, a quarter either side.
     #[serde(default, deserialize_with = "de_duration")]
     pub fast_retry: Option<Duration>,
+    /// How long an SMS or e-mail code ticket waits (default
+    /// `ticket_timeout` when that is set, else the card's 5m).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub code_ticket_timeout: Option<Duration>,
 }
 
 impl SiteConfig {
@@ -239,6 +276,19 @@ impl SiteConfig {
 
     pub fn rotation_grace(&self) -> Duration {
         self.rotation_grace.unwrap_or(Duration::from_secs(600))
+    }
+
+    /// Tickets other than codes: 1h unless set.
+    pub fn ticket_timeout(&self) -> Duration {
+        self.ticket_timeout.unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// SMS and e-mail code tickets: `code_ticket_timeout`, else an
+    /// explicit `ticket_timeout`, else the card's 5 minutes.
+    pub fn code_ticket_timeout(&self) -> Duration {
+        self.code_ticket_timeout
+            .or(self.ticket_timeout)
+            .unwrap_or(Duration::from_secs(300))
     }
 
     pub fn can_relogin(&self) -> bool {
@@ -285,6 +335,22 @@ impl SiteConfig {
                         c.kind
                     ));
                 }
+                for (key, url) in [
+                    ("login.challenges.send_url", &c.send_url),
+                    ("login.challenges.image_url", &c.image_url),
+                ] {
+                    // A relative image URL is resolved against the page.
+                    if let Some(url) = url
+                        && (key.ends_with("send_url") || url.contains("://"))
+                    {
+                        check_url(key, url, self.allow_insecure_http)?;
+                    }
+                }
+                if c.image_url.is_some() && c.image_after.is_some() {
+                    return Err(
+                        "login.challenges: give either image_url or image_after, not both".into(),
+                    );
+                }
             }
         }
         for cmd in [&self.login_command, &self.captcha_solver]
@@ -319,7 +385,8 @@ impl SiteConfig {
                 self.health_check_interval.unwrap_or(Duration::from_secs(3600)).as_secs()
             } else { 0 },
             "can_relogin": self.can_relogin(),
-            "ticket_timeout": self.ticket_timeout.unwrap_or(Duration::from_secs(3600)).as_secs().max(1),
+            "ticket_timeout": self.ticket_timeout().as_secs().max(1),
+            "code_ticket_timeout": self.code_ticket_timeout().as_secs().max(1),
         });
         if let Some(n) = self.fast_retries {
             timing["fast_retries"] = n.into();
@@ -429,5 +496,43 @@ mod tests {
             (d.method(), d.max_age().as_secs()),
             (Method::Relogin, 86_400)
         );
+    }
+
+    #[test]
+    fn code_tickets_wait_five_minutes_unless_told_otherwise() {
+        let site = |toml_text: &str| -> SiteConfig {
+            toml::from_str(&format!("login_command = [\"x\"]\n{toml_text}")).unwrap()
+        };
+        let t = |c: &SiteConfig| {
+            let j = c.policy_timing();
+            (
+                j["ticket_timeout"].as_u64(),
+                j["code_ticket_timeout"].as_u64(),
+            )
+        };
+        assert_eq!(t(&site("")), (Some(3600), Some(300)));
+        assert_eq!(t(&site("ticket_timeout = \"10m\"")), (Some(600), Some(600)));
+        assert_eq!(
+            t(&site(
+                "ticket_timeout = \"2h\"\ncode_ticket_timeout = \"90s\""
+            )),
+            (Some(7200), Some(90))
+        );
+    }
+
+    #[test]
+    fn a_send_url_is_checked_like_every_url() {
+        let c: SiteConfig = toml::from_str(
+            r#"[login]
+url = "https://a.example/login"
+[[login.challenges]]
+kind = "sms-code"
+submit_url = "https://a.example/sms"
+field = "code"
+send_url = "http://a.example/send""#,
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.contains("send_url"), "{e}");
     }
 }

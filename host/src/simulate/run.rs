@@ -608,6 +608,9 @@ impl Person {
             let user = &site.accounts()[ai].username;
             let code = match t.kind {
                 ChallengeKind::SmsCode => site.sms_code(user),
+                ChallengeKind::CaptchaSlider => site
+                    .slider_gap(user)
+                    .map(|g| zeroize::Zeroizing::new(g.to_string())),
                 _ => site.captcha_answer(user),
             };
             let Some(code) = code else {

@@ -25,9 +25,11 @@ mod clock;
 mod routes;
 mod rules;
 mod seeded;
+mod slider;
 mod truth;
 
 pub use clock::{SiteClock, SystemClock};
+pub use slider::{Rejection as SliderRejection, TOLERANCE as SLIDER_TOLERANCE};
 pub use truth::{AccountTruth, Ban, BanCause, BlockCause, BlockEpisode, Served, SiteTruth};
 
 use crate::pool::NewCredential;
@@ -49,6 +51,18 @@ pub enum Flavour {
     Form,
     /// Bearer access tokens from an OAuth token endpoint (refresh grant).
     OAuth,
+}
+
+/// What the site's captchas ask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaptchaStyle {
+    /// Type the letters of a picture (`POST /captcha`, `answer`).
+    #[default]
+    Text,
+    /// Drag a piece into a gap (`POST /captcha/slider`, `track`: JSON
+    /// `[[x, y, t_ms], …]`); the track must end on the gap and move as a
+    /// hand does.
+    Slider,
 }
 
 /// The site's shape and defences. [`Default`] is tuned for a 60 s run of
@@ -99,6 +113,10 @@ pub struct SiteSpec {
     pub defence_block_rate: f64,
     /// OAuth: how long a rotated-out refresh token still works.
     pub refresh_grace: Duration,
+    pub captcha_style: CaptchaStyle,
+    /// Form: an SMS code is sent only when asked (`POST /login/sms/send`
+    /// with the login's cookie), as many sites do.
+    pub sms_on_request: bool,
 }
 
 impl Default for SiteSpec {
@@ -128,6 +146,8 @@ impl Default for SiteSpec {
             defence_change_at: Some(Duration::from_secs(40)),
             defence_block_rate: 0.001,
             refresh_grace: Duration::from_secs(2),
+            captcha_style: CaptchaStyle::Text,
+            sms_on_request: false,
         }
     }
 }
@@ -608,8 +628,25 @@ impl SimSite {
         // so no re-login by age within a run.
         let before = (spec.session_ttl.as_secs() / 3).max(1);
         let common = format!(
-            "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\nban = {{ body = [\"{BANNED_MARKER}\"] }}\n"
+            "refresh_before_expire = \"{before}s\"\nmax_age = \"1d\"\nrequest_timeout = \"10s\"\nticket_timeout = \"30s\"\ncode_ticket_timeout = \"30s\"\nban = {{ body = [\"{BANNED_MARKER}\"] }}\n"
         );
+        let captcha_rule = match spec.captcha_style {
+            CaptchaStyle::Text => format!(
+                r#"kind = "captcha-image"
+submit_url = "{base}/captcha"
+field = "answer""#
+            ),
+            CaptchaStyle::Slider => format!(
+                r#"kind = "captcha-slider"
+submit_url = "{base}/captcha/slider"
+field = "track""#
+            ),
+        };
+        let send_url = if spec.sms_on_request {
+            format!("send_url = \"{base}/login/sms/send\"\n")
+        } else {
+            String::new()
+        };
         match spec.flavour {
             Flavour::Form => format!(
                 r#"[sites."{name}"]
@@ -624,10 +661,10 @@ password_field = "password"
 success = {{ cookie = "sid" }}
 
 [[sites."{name}".login.challenges]]
-kind = "captcha-image"
+{captcha_rule}
 detect = {{ body = ['{captcha}'] }}
-submit_url = "{base}/captcha"
-field = "answer"
+image_after = '{captcha}'
+instruction_after = '<p class="hint">'
 
 [[sites."{name}".login.challenges]]
 kind = "two-factor"
@@ -640,7 +677,7 @@ kind = "sms-code"
 detect = {{ body = ["{sms}"] }}
 submit_url = "{base}/login/sms"
 field = "code"
-"#,
+{send_url}"#,
                 captcha = CAPTCHA_MARKER,
                 totp = TOTP_MARKER,
                 sms = SMS_MARKER,
@@ -670,6 +707,26 @@ client_auth = "body"
     /// What a person sees in the account's pending captcha image.
     pub fn captcha_answer(&self, username: &str) -> Option<Zeroizing<String>> {
         self.account(username)?.captcha().cloned()
+    }
+
+    /// Makes the account meet a captcha (as a crawl request sometimes does):
+    /// its next login or page asks it first.
+    pub fn raise_captcha(&self, username: &str) -> bool {
+        self.account(username)
+            .map(|mut a| a.raise_captcha())
+            .is_some()
+    }
+
+    /// The picture of the account's pending captcha, as `/captcha.png`
+    /// serves it.
+    pub fn captcha_image(&self, username: &str) -> Option<Vec<u8>> {
+        Some(slider::image(self.account(username)?.captcha()?))
+    }
+
+    /// Where the gap of the account's pending slider is (pixels from the
+    /// left): what a person sees.
+    pub fn slider_gap(&self, username: &str) -> Option<i64> {
+        Some(slider::gap_of(self.account(username)?.captcha()?))
     }
 
     /// Every password, TOTP seed, session id, pending-login cookie, access

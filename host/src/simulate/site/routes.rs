@@ -19,9 +19,10 @@
 //! carry passwords, cookies and tokens.
 
 use super::rules::{Account, Ms, Verdict};
+use super::slider;
 use super::{
-    BANNED_MARKER, CLIENT_ID, DENIED_MARKER, Flavour, Flight, Grant, Key, PendingLogin, Shared,
-    Step,
+    BANNED_MARKER, CLIENT_ID, CaptchaStyle, DENIED_MARKER, Flavour, Flight, Grant, Key,
+    PendingLogin, Shared, Step,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -40,6 +41,8 @@ use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 const CAPTCHA_PAGE: &str = r#"<html><form id="captcha" action="/captcha" method="post"><img src="/captcha.png" alt="type the letters you see"><input name="answer"></form></html>"#;
+const SLIDER_PAGE: &str = r#"<html><form id="captcha" action="/captcha/slider" method="post"><p class="hint">Drag the piece into the gap</p><img id="slider-bg" src="/captcha.png"><input name="track" type="hidden"></form></html>"#;
+const SMS_ON_REQUEST_PAGE: &str = r#"<html><form action="/login/sms" method="post">Verify it is you: <button formaction="/login/sms/send">send me a code</button>; once we sent a code to your phone, enter it <input name="code"></form></html>"#;
 const TOTP_PAGE: &str = r#"<html><form action="/login/2fa" method="post">Please enter your authenticator code <input name="otp"></form></html>"#;
 const SMS_PAGE: &str = r#"<html><form action="/login/sms" method="post">Verify it is you: we sent a code to your phone <input name="code"></form></html>"#;
 const LOGIN_PAGE: &str = r#"<html><form action="/login" method="post"><input name="username"><input name="password" type="password"></form></html>"#;
@@ -118,7 +121,14 @@ fn route<'a>(s: &'a Shared, parts: &Parts, form: &Form) -> (Answer, Option<Fligh
         (&Method::POST, "/login") => login(s, form),
         (&Method::POST, "/login/2fa") => login_step(s, parts, form, Step::Totp),
         (&Method::POST, "/login/sms") => login_step(s, parts, form, Step::Sms),
-        (&Method::POST, "/captcha") => captcha(s, parts, form),
+        (&Method::POST, "/login/sms/send") => send_sms(s, parts),
+        (&Method::POST, "/captcha") if s.spec.captcha_style == CaptchaStyle::Text => {
+            captcha(s, parts, form)
+        }
+        (&Method::POST, "/captcha/slider") if s.spec.captcha_style == CaptchaStyle::Slider => {
+            captcha(s, parts, form)
+        }
+        (&Method::GET, "/captcha.png") => captcha_image(s, parts),
         (&Method::POST, "/oauth/token") => token(s, parts, form),
         _ => page(404, "<html>not found</html>"),
     };
@@ -127,12 +137,12 @@ fn route<'a>(s: &'a Shared, parts: &Parts, form: &Form) -> (Answer, Option<Fligh
 
 // ------------------------------------------------------------ answers
 
-fn respond(status: u16, headers: &[(header::HeaderName, &str)], body: String) -> Answer {
+fn respond(status: u16, headers: &[(header::HeaderName, &str)], body: impl Into<Bytes>) -> Answer {
     let mut r = Response::builder().status(status);
     for (k, v) in headers {
         r = r.header(k, *v);
     }
-    r.body(Full::new(Bytes::from(body)))
+    r.body(Full::new(body.into()))
         .expect("static status and headers")
 }
 
@@ -180,12 +190,19 @@ fn to_login() -> Answer {
     html(302, &[(header::LOCATION, "/login")], "")
 }
 
-fn verdict(v: Verdict, item: &str) -> Answer {
+fn captcha_page(s: &Shared) -> &'static str {
+    match s.spec.captcha_style {
+        CaptchaStyle::Text => CAPTCHA_PAGE,
+        CaptchaStyle::Slider => SLIDER_PAGE,
+    }
+}
+
+fn verdict(s: &Shared, v: Verdict, item: &str) -> Answer {
     match v {
         Verdict::Ok => page(200, &format!("<html>item {item}</html>")),
         Verdict::Banned => banned(),
         Verdict::Denied => denied(),
-        Verdict::Captcha => page(200, CAPTCHA_PAGE),
+        Verdict::Captcha => page(200, captcha_page(s)),
         Verdict::RateLimited(secs) | Verdict::OverBudget(secs) => html(
             429,
             &[(header::RETRY_AFTER, &secs.to_string())],
@@ -303,7 +320,7 @@ fn crawl<'a>(s: &'a Shared, parts: &Parts, item: &str) -> (Answer, Option<Flight
     }
     let v = a.crawl(&s.spec, now);
     s.note_ban(&mut a);
-    (verdict(v, item), Some(flight))
+    (verdict(s, v, item), Some(flight))
 }
 
 fn home(s: &Shared, parts: &Parts) -> Answer {
@@ -316,7 +333,7 @@ fn home(s: &Shared, parts: &Parts) -> Answer {
         return banned();
     }
     if a.captcha().is_some() {
-        return page(200, CAPTCHA_PAGE);
+        return page(200, captcha_page(s));
     }
     // A logged-in visit renders even during a block: the block is on the
     // crawl pages, and keeping a session alive is what a person does.
@@ -347,7 +364,7 @@ fn login(s: &Shared, form: &Form) -> Answer {
     if let Some(v) = a.gate(&s.spec, now) {
         s.note_ban(&mut a);
         // Banned or Denied: the same 403 pages as a crawl gets.
-        return verdict(v, "");
+        return verdict(s, v, "");
     }
     let mut steps = VecDeque::new();
     if a.captcha().is_some() {
@@ -385,7 +402,7 @@ fn next_step(s: &Shared, a: &mut Account, id: Key, pending: PendingLogin, now: M
             "",
         );
     };
-    if step == Step::Sms {
+    if step == Step::Sms && !s.spec.sms_on_request {
         a.send_sms();
     }
     let cookie = Zeroizing::new(format!("login={}; Path=/; HttpOnly", id.0));
@@ -393,13 +410,14 @@ fn next_step(s: &Shared, a: &mut Account, id: Key, pending: PendingLogin, now: M
     logins.retain(|_, p| p.expires > now);
     logins.insert(id, pending);
     drop(logins);
-    html(200, &[(header::SET_COOKIE, &cookie)], step_page(step))
+    html(200, &[(header::SET_COOKIE, &cookie)], step_page(s, step))
 }
 
-fn step_page(step: Step) -> &'static str {
+fn step_page(s: &Shared, step: Step) -> &'static str {
     match step {
-        Step::Captcha => CAPTCHA_PAGE,
+        Step::Captcha => captcha_page(s),
         Step::Totp => TOTP_PAGE,
+        Step::Sms if s.spec.sms_on_request => SMS_ON_REQUEST_PAGE,
         Step::Sms => SMS_PAGE,
     }
 }
@@ -422,12 +440,13 @@ fn login_step(s: &Shared, parts: &Parts, form: &Form, step: Step) -> Answer {
     if let Some(v) = a.gate(&s.spec, now) {
         s.note_ban(&mut a);
         // Banned or Denied: the same 403 pages as a crawl gets.
-        return verdict(v, "");
+        return verdict(s, v, "");
     }
     let current = *pending.steps.front().expect("a pending login has a step");
+    let mut why = None;
     let right = current == step
         && match step {
-            Step::Captcha => a.solve_captcha(form.get("answer")),
+            Step::Captcha => solve(s, &mut a, form).map_err(|w| why = w).is_ok(),
             Step::Totp => totp_ok(s, i, form.get("otp"), now),
             Step::Sms => a
                 .sms_code()
@@ -436,7 +455,10 @@ fn login_step(s: &Shared, parts: &Parts, form: &Form, step: Step) -> Answer {
     if !right {
         // The same step again, so the code can be given again.
         s.logins.lock().unwrap().insert(id, pending);
-        return page(200, step_page(current));
+        return match current {
+            Step::Captcha => page(200, &refused(s, why)),
+            _ => page(200, step_page(s, current)),
+        };
     }
     pending.steps.pop_front();
     next_step(s, &mut a, id, pending, now)
@@ -468,10 +490,82 @@ fn captcha(s: &Shared, parts: &Parts, form: &Form) -> Answer {
     if a.captcha().is_none() {
         return page(200, "<html>nothing to solve</html>");
     }
-    if a.solve_captcha(form.get("answer")) {
-        page(200, "<html>thank you, go on</html>")
+    match solve(s, &mut a, form) {
+        Ok(()) => page(200, "<html>thank you, go on</html>"),
+        Err(why) => page(200, &refused(s, why)),
+    }
+}
+
+/// The captcha page again, saying why a slider's track was refused.
+fn refused(s: &Shared, why: Option<slider::Rejection>) -> String {
+    match why {
+        Some(r) => captcha_page(s).replace(
+            "</form>",
+            &format!(r#"<p class="error" data-rejected="{r:?}">try again</p></form>"#),
+        ),
+        None => captcha_page(s).to_string(),
+    }
+}
+
+/// Solves the account's pending captcha with the form: the text typed, or
+/// a drag track onto the slider's gap (`Err(Some(why))` when refused).
+fn solve(s: &Shared, a: &mut Account, form: &Form) -> Result<(), Option<slider::Rejection>> {
+    let ok = match s.spec.captcha_style {
+        CaptchaStyle::Text => a.solve_captcha(form.get("answer")),
+        CaptchaStyle::Slider => {
+            let Some(drawn) = a.captcha().cloned() else {
+                return Err(None);
+            };
+            slider::parse_track(form.get("track"))
+                .and_then(|t| slider::check(&t, slider::gap_of(&drawn)))
+                .map_err(Some)?;
+            a.solve_captcha(&drawn)
+        }
+    };
+    if ok { Ok(()) } else { Err(None) }
+}
+
+/// The picture of the captcha pending for the request's login or session.
+fn captcha_image(s: &Shared, parts: &Parts) -> Answer {
+    let now = s.now();
+    let account = match cookie(parts, "login") {
+        Some(id) => s
+            .logins
+            .lock()
+            .unwrap()
+            .get(id)
+            .filter(|p| p.expires > now)
+            .map(|p| p.account),
+        None => grant(s, parts)
+            .filter(|g| g.expires > now)
+            .map(|g| g.account),
+    };
+    let Some(drawn) = account.and_then(|i| lock(s, i).captcha().cloned()) else {
+        return page(404, "<html>no captcha</html>");
+    };
+    respond(
+        200,
+        &[(header::CONTENT_TYPE, "image/x-portable-graymap")],
+        slider::image(&drawn),
+    )
+}
+
+/// Sends the code of a login waiting at its SMS step.
+fn send_sms(s: &Shared, parts: &Parts) -> Answer {
+    let now = s.now();
+    let Some((id, pending)) = take_login(s, parts, now) else {
+        return page(200, "<html>your sign-in expired, please start again</html>");
+    };
+    let at_sms = pending.steps.front() == Some(&Step::Sms);
+    if at_sms {
+        let mut a = lock(s, pending.account);
+        a.send_sms();
+    }
+    s.logins.lock().unwrap().insert(id, pending);
+    if at_sms {
+        page(200, "<html>code sent</html>")
     } else {
-        page(200, CAPTCHA_PAGE)
+        page(409, "<html>no code to send</html>")
     }
 }
 
@@ -538,7 +632,16 @@ mod tests {
         assert!(CAPTCHA_PAGE.contains(CAPTCHA_MARKER));
         assert!(TOTP_PAGE.contains(TOTP_MARKER));
         assert!(SMS_PAGE.contains(SMS_MARKER));
-        for page in [CAPTCHA_PAGE, TOTP_PAGE, SMS_PAGE, LOGIN_PAGE] {
+        assert!(SLIDER_PAGE.contains(CAPTCHA_MARKER));
+        assert!(SMS_ON_REQUEST_PAGE.contains(SMS_MARKER));
+        for page in [
+            CAPTCHA_PAGE,
+            SLIDER_PAGE,
+            TOTP_PAGE,
+            SMS_PAGE,
+            SMS_ON_REQUEST_PAGE,
+            LOGIN_PAGE,
+        ] {
             let markers = [CAPTCHA_MARKER, TOTP_MARKER, SMS_MARKER, BANNED_MARKER];
             assert_eq!(
                 markers.iter().filter(|m| page.contains(*m)).count(),

@@ -250,6 +250,13 @@ impl Account {
         self.captcha = Some(seeded::captcha(&mut r));
     }
 
+    /// A captcha now, unless one is pending.
+    pub(super) fn raise_captcha(&mut self) {
+        if self.captcha.is_none() {
+            self.new_captcha();
+        }
+    }
+
     /// The answer of the pending captcha.
     pub(super) fn captcha(&self) -> Option<&Zeroizing<String>> {
         self.captcha.as_ref()
