@@ -227,6 +227,35 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Verify the store file (every page) and every sealed record in it
+    /// with the keys held; name what is damaged. Exit 1 if anything is.
+    Check {
+        /// Check this file (a backup) instead of the store; it is not changed.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the store to FILE, still encrypted (the
+    /// key file is not in it). Through a running `serve` with CREDPOOL_ADDR
+    /// and an admin token.
+    Backup {
+        /// The backup file to write (must not exist).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a backup in place of the store, once it checks clean with the
+    /// keys held; the store it replaces is kept aside. Stop `serve` first.
+    Restore {
+        /// The backup file (from `credpool backup`).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export one credential with its secrets (plain text; audited).
     Export {
         /// The credential's id.
