@@ -4,7 +4,7 @@
 //! what is damaged. Never a value: records are named by their keys.
 
 use crate::backend::{Backend, BackendError, RedbBackend};
-use crate::crypto::KeyRing;
+use crate::crypto::{CryptoError, KeyRing};
 use crate::layout::{CHECK_PREFIX, CHECK_VALUE};
 use crate::vault::{Opened, open_record};
 use std::path::{Path, PathBuf};
@@ -48,6 +48,15 @@ impl CheckReport {
         }
         if let Some(m) = &self.key_problem {
             out.push(m.clone());
+        }
+        if self.key_problem.is_some() && !self.damaged.is_empty() {
+            // With the wrong keys every record fails: one line, not one each.
+            out.push(format!(
+                "{} records do not open with these keys (first: {})",
+                self.damaged.len(),
+                self.damaged[0].key
+            ));
+            return out;
         }
         for d in &self.damaged {
             out.push(format!(
@@ -141,14 +150,24 @@ fn check_records(
         }
         match keys.open(key.as_bytes(), &sealed) {
             Ok(v) if v.as_slice() == CHECK_VALUE => report.records += 1,
-            _ => report.damaged.push(Damage {
-                key,
-                reason: format!("key {id} of the key file does not open its check record"),
-            }),
+            _ => {
+                report.key_problem = Some(format!(
+                    "wrong key: key {id} of the key file does not open the store's check \
+                     record for key {id}: the store (or backup) was sealed with another key \
+                     of that number; use the key file that was current when it was written"
+                ));
+                report.damaged.push(Damage {
+                    key,
+                    reason: format!("key {id} of the key file does not open it"),
+                });
+            }
         }
     }
     let primary = keys.primary_id();
-    if !report.key_ids.contains(&primary) && (!report.key_ids.is_empty() || has_data(backend)?) {
+    if report.key_problem.is_none()
+        && !report.key_ids.contains(&primary)
+        && (!report.key_ids.is_empty() || has_data(backend)?)
+    {
         report.key_problem = Some(format!(
             "wrong key: the store was sealed under key(s) {:?} and the key file's primary key \
              is {primary} (it holds {held:?}); use the key file that was current when the store \
@@ -156,6 +175,7 @@ fn check_records(
             report.key_ids
         ));
     }
+    let mut missing = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page = backend.scan("", after.as_deref(), 1024)?;
@@ -171,12 +191,26 @@ fn check_records(
                     key,
                     reason: "a record of a kind this build does not know".into(),
                 }),
-                Err(e) => report.damaged.push(Damage {
-                    key,
-                    reason: e.to_string(),
-                }),
+                Err(e) => {
+                    if let CryptoError::UnknownKey(id) = e
+                        && !missing.contains(&id)
+                    {
+                        missing.push(id);
+                    }
+                    report.damaged.push(Damage {
+                        key,
+                        reason: e.to_string(),
+                    })
+                }
             }
         }
+    }
+    if !missing.is_empty() && report.key_problem.is_none() {
+        report.key_problem = Some(format!(
+            "records are sealed under key(s) {missing:?}, which the key file does not hold (it \
+             holds {held:?}): use the key file that was current when the store (or backup) \
+             was written"
+        ));
     }
     Ok(())
 }

@@ -82,6 +82,15 @@ fn damaged(path: &Path, what: &str) -> BackendError {
 fn failed(path: &Path, e: impl Into<redb::Error>) -> BackendError {
     match e.into() {
         redb::Error::Corrupted(m) => damaged(path, &m),
+        // What redb says of a file that is not a database (its header).
+        redb::Error::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            damaged(path, &e.to_string())
+        }
         other => BackendError::Unavailable(format!("{}: {other}", path.display())),
     }
 }

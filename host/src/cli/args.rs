@@ -41,7 +41,7 @@ pub(super) struct Cli {
     pub(super) log_level: String,
     /// A running `credpool serve` to go through (e.g. http://127.0.0.1:8700)
     /// instead of opening the store: acquire, report, release, list, show,
-    /// add, import, stats, challenge, unban, remove and audit.
+    /// add, import, stats, challenge, unban, remove, audit and backup.
     #[arg(long, global = true, env = "CREDPOOL_ADDR", value_name = "URL")]
     pub(super) addr: Option<String>,
     /// The API token for --addr (prefer the environment variable: an

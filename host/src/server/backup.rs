@@ -25,8 +25,14 @@ pub async fn backup(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Re
         ));
     }
     let backend = s.tenants.backend();
+    let tenants: Vec<_> = s.tenants.all();
     let (records, bytes) = blocking(move || {
         let internal = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m);
+        // Counters and leases wait in each pool until its next flush: the
+        // backup is taken after one, so it holds what was acknowledged.
+        for (_, t) in &tenants {
+            t.pool.flush().map_err(ApiError::from)?;
+        }
         let dir = tempfile::tempdir()
             .map_err(|e| internal(format!("cannot make a directory for the backup: {e}")))?;
         let path = dir.path().join(crate::layout::DB_FILE);
