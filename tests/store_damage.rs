@@ -140,72 +140,32 @@ fn flipped_bytes_and_cut_files_give_a_typed_error_or_the_right_data() {
         damages.push((format!("cut to {cut} bytes"), pristine[..cut].to_vec()));
     }
     damages.push(("cut to 0 bytes".into(), Vec::new()));
-    let (mut refused, mut served) = (0, 0);
-    for (damage, bytes) in &damages {
-        // Each command gets the damaged file afresh (opening may repair).
-        let run = |args: &[&str]| {
-            std::fs::write(db(d), bytes).unwrap();
-            credpool(d, args)
-        };
-        let list = answer_or_damage(&format!("{damage}: list"), &run(&["list", "--json"]));
-        if let Some(v) = &list {
-            assert_eq!(listed(v), expected, "{damage}: list");
-        }
-        let show = answer_or_damage(
-            &format!("{damage}: show"),
-            &run(&["show", "a3", "--reveal", "--json"]),
-        );
-        if let Some(v) = &show {
-            assert_eq!(v["username"], "user-a3", "{damage}: show");
-            assert_eq!(
-                v["secrets"]["password"],
-                password_of("a3"),
-                "{damage}: show"
-            );
-        }
-        let acquired = answer_or_damage(
-            &format!("{damage}: acquire"),
-            &run(&["acquire", "jd.com", "--json"]),
-        );
-        if let Some(v) = &acquired {
-            let c = &v["lease"]["credential"];
-            let id = c["id"].as_str().unwrap_or_else(|| panic!("{damage}: {v}"));
-            assert_eq!(c["site"], "jd.com", "{damage}: acquire");
-            assert_eq!(
-                v["lease"]["secrets"]["password"],
-                password_of(id),
-                "{damage}: acquire"
-            );
-        }
-        let check = run(&["check", "--json"]);
-        assert_no_crash(&format!("{damage}: check"), &check);
-        let report: Value = serde_json::from_slice(&check.stdout)
-            .unwrap_or_else(|e| panic!("{damage}: check: not JSON ({e})\n{}", stderr(&check)));
-        let all_answered = list.is_some() && show.is_some() && acquired.is_some();
-        if check.status.success() {
-            assert_eq!(report["ok"], true, "{damage}: {report}");
-            assert!(
-                all_answered,
-                "{damage}: check passed a store a command refused"
-            );
-            served += 1;
-        } else {
-            assert_eq!(check.status.code(), Some(1), "{damage}: {report}");
-            assert_eq!(report["ok"], false, "{damage}: {report}");
-            let problems = report["problems"].as_array().unwrap();
-            assert!(
-                problems
-                    .iter()
-                    .any(|p| p.as_str().unwrap().contains("credpool.redb")),
-                "{damage}: check does not name the damage: {report}"
-            );
-            assert!(
-                !all_answered,
-                "{damage}: check failed a store every command read"
-            );
-            refused += 1;
-        }
-    }
+    // Each worker has a copy of the data directory (key, compiled policy);
+    // the commands wait on the disk more than on the processor.
+    let workers: Vec<tempfile::TempDir> = (0..4).map(|_| copy_data_dir(d)).collect();
+    let outcomes: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .iter()
+            .enumerate()
+            .map(|(w, wd)| {
+                let (damages, expected) = (&damages, &expected);
+                scope.spawn(move || {
+                    damages
+                        .iter()
+                        .skip(w)
+                        .step_by(4)
+                        .map(|(damage, bytes)| one_damage(wd.path(), damage, bytes, expected))
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker"))
+            .collect()
+    });
+    let served = outcomes.iter().filter(|ok| **ok).count();
+    let refused = outcomes.len() - served;
     // Both outcomes happen: damage in pages in use is found, damage in
     // free space is harmless.
     assert!(
@@ -216,6 +176,104 @@ fn flipped_bytes_and_cut_files_give_a_typed_error_or_the_right_data() {
         "{} damaged files: {refused} refused, {served} read correctly",
         damages.len()
     );
+}
+
+/// Runs list, show, acquire and check on `bytes` as `dir`'s store; true
+/// when check passed it (and every command read the right data), false
+/// when check named the damage (and some command refused it).
+fn one_damage(d: &Path, damage: &str, bytes: &[u8], expected: &BTreeMap<String, String>) -> bool {
+    // Each command gets the damaged file afresh (opening may repair).
+    let run = |args: &[&str]| {
+        std::fs::write(db(d), bytes).unwrap();
+        credpool(d, args)
+    };
+    let list = answer_or_damage(&format!("{damage}: list"), &run(&["list", "--json"]));
+    if let Some(v) = &list {
+        assert_eq!(&listed(v), expected, "{damage}: list");
+    }
+    let show = answer_or_damage(
+        &format!("{damage}: show"),
+        &run(&["show", "a3", "--reveal", "--json"]),
+    );
+    if let Some(v) = &show {
+        assert_eq!(v["username"], "user-a3", "{damage}: show");
+        assert_eq!(
+            v["secrets"]["password"],
+            password_of("a3"),
+            "{damage}: show"
+        );
+    }
+    let acquired = answer_or_damage(
+        &format!("{damage}: acquire"),
+        &run(&["acquire", "jd.com", "--json"]),
+    );
+    if let Some(v) = &acquired {
+        let c = &v["lease"]["credential"];
+        let id = c["id"].as_str().unwrap_or_else(|| panic!("{damage}: {v}"));
+        assert_eq!(c["site"], "jd.com", "{damage}: acquire");
+        assert_eq!(
+            v["lease"]["secrets"]["password"],
+            password_of(id),
+            "{damage}: acquire"
+        );
+    }
+    let check = run(&["check", "--json"]);
+    assert_no_crash(&format!("{damage}: check"), &check);
+    let report: Value = serde_json::from_slice(&check.stdout)
+        .unwrap_or_else(|e| panic!("{damage}: check: not JSON ({e})\n{}", stderr(&check)));
+    let all_answered = list.is_some() && show.is_some() && acquired.is_some();
+    if check.status.success() {
+        assert_eq!(report["ok"], true, "{damage}: {report}");
+        assert!(
+            all_answered,
+            "{damage}: check passed a store a command refused"
+        );
+    } else {
+        assert_eq!(check.status.code(), Some(1), "{damage}: {report}");
+        assert_eq!(report["ok"], false, "{damage}: {report}");
+        let problems = report["problems"].as_array().unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.as_str().unwrap().contains("credpool.redb")),
+            "{damage}: check does not name the damage: {report}"
+        );
+        assert!(
+            !all_answered,
+            "{damage}: check failed a store every command read"
+        );
+    }
+    check.status.success()
+}
+
+/// A copy of `dir`'s data directory without its store.
+fn copy_data_dir(dir: &Path) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else if entry.file_name() != "credpool.redb" {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    copy(&dir.join("data"), &out.path().join("data"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let data = out.path().join("data");
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            data.join("credpool.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    out
 }
 
 /// A record whose seal is broken (the storage engine's checks pass):
