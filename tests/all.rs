@@ -34,4 +34,5 @@ mod serve_sites;
 mod serve_tls;
 mod simsite;
 mod simulate;
+mod store_damage;
 mod transfer;

@@ -81,10 +81,14 @@ impl Error {
                 PoolError::IllegalTransition(_) => "illegal_transition",
                 PoolError::InvalidInput(_) => "invalid_input",
                 PoolError::InvalidConfig(_) => "invalid_config",
+                PoolError::Storage(StoreError::Corrupt(_)) => "store_corrupt",
                 PoolError::Storage(_) => "store_unavailable",
                 PoolError::Unsupported(_) => "unsupported",
             },
             Error::Input { .. } => "invalid_input",
+            Error::Store(VaultError::Backend(crate::backend::BackendError::Corrupt(_))) => {
+                "store_corrupt"
+            }
             Error::Store(_) => "store_unavailable",
             Error::Config(_) => "invalid_config",
             Error::Key(_) => "key",

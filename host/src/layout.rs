@@ -28,7 +28,10 @@
 //! [`Binding::Unknown`]: a rewrap cannot move it to a new key.
 //!
 //! Beside the database, a data directory holds the key file [`KEY_FILE`]
-//! and the compiled policy cache [`CACHE_DIR`].
+//! and the compiled policy cache [`CACHE_DIR`]; `credpool restore` leaves
+//! the store it replaced as `credpool.redb.before-restore-<UTC time>` and
+//! stages the backup as `credpool.redb.restoring` while it is checked. A
+//! backup (`credpool backup FILE`) is a database file of this same layout.
 
 /// The database file's name in a data directory.
 pub const DB_FILE: &str = "credpool.redb";

@@ -55,7 +55,9 @@
 
 pub mod audit;
 pub mod backend;
+pub mod backup;
 mod bindings;
+pub mod check;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;

@@ -6,9 +6,10 @@ mod memory;
 mod redb_store;
 
 pub use memory::MemoryBackend;
-pub use redb_store::{IN_USE, RedbBackend};
+pub use redb_store::{DAMAGED_ADVICE, IN_USE, RedbBackend, in_guarded_call};
 
 use std::fmt;
+use std::path::Path;
 
 /// One change in an atomic batch.
 #[derive(Clone)]
@@ -94,6 +95,16 @@ pub trait Backend: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, BackendError>;
+    /// Writes a consistent copy of every committed entry (deferred writes
+    /// made durable first) to a new database file at `dest`, still sealed;
+    /// returns how many entries it holds. Engines without a file of their
+    /// own refuse.
+    fn snapshot_to(&self, dest: &Path) -> Result<u64, BackendError> {
+        let _ = dest;
+        Err(BackendError::Unavailable(
+            "this storage engine cannot write a backup file".into(),
+        ))
+    }
     /// Applies each swap whose key still holds its expected bytes; returns
     /// how many were applied. Engines that can should do it in one durable
     /// transaction; the default swaps one by one.

@@ -7,19 +7,35 @@
 //! transaction: writers that come while a flush runs do not wait for it,
 //! and the next flush takes them all (group commit). Every commit happens
 //! under one lock, in order, so an older value never lands over a newer one.
+//!
+//! A damaged file is an error, never a crash: the open verifies the
+//! checksum of every page of the committed trees (redb's integrity check,
+//! which reports damage where a plain open may panic), and every call into
+//! redb runs under `catch_unwind` (a file damaged after the open may still
+//! reach one of redb's `unreachable!`s): a panic there marks the store
+//! damaged and every later call says so.
 
 use super::{Backend, BackendError, Swap, Write};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new(crate::layout::REDB_TABLE);
 
 pub struct RedbBackend {
     db: Database,
+    path: PathBuf,
+    /// A call into redb panicked: the file is damaged, nothing more is
+    /// read from or written to it.
+    broken: AtomicBool,
+    /// The open found the newest commit damaged and went back to the one
+    /// before it (redb's recovery after a torn write).
+    rolled_back: bool,
     /// Deferred writes not yet committed.
     waiting: Mutex<Waiting>,
     /// How many deferred batches a commit has made durable.
@@ -39,8 +55,52 @@ struct Waiting {
     batches: u64,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> BackendError {
-    BackendError::Unavailable(e.to_string())
+thread_local! {
+    /// Inside a guarded redb call: a panic here is caught and reported as
+    /// damage, so the command's panic hook stays quiet.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is inside a redb call whose panic is caught and
+/// reported as a damaged store (a panic hook need not print it).
+pub fn in_guarded_call() -> bool {
+    GUARDED.with(Cell::get)
+}
+
+/// What to do about a damaged store, said after what is damaged.
+pub const DAMAGED_ADVICE: &str = "`credpool check` says what is damaged; `credpool restore FILE` \
+puts a backup (from `credpool backup`) in its place and keeps the damaged file aside";
+
+fn damaged(path: &Path, what: &str) -> BackendError {
+    BackendError::Corrupt(format!(
+        "{} is damaged ({what}): {DAMAGED_ADVICE}",
+        path.display()
+    ))
+}
+
+/// A redb error: damage found by redb's checks, or the file unusable now.
+fn failed(path: &Path, e: impl Into<redb::Error>) -> BackendError {
+    match e.into() {
+        redb::Error::Corrupted(m) => damaged(path, &m),
+        // What redb says of a file that is not a database (its header).
+        redb::Error::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            damaged(path, &e.to_string())
+        }
+        other => BackendError::Unavailable(format!("{}: {other}", path.display())),
+    }
+}
+
+/// Runs `f`, a call into redb, turning a panic into a damaged-store error.
+fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendError> {
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    result.unwrap_or_else(|_| Err(damaged(path, "reading it failed inside the storage engine")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -52,38 +112,97 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub const IN_USE: &str = "is in use by another credpool process";
 
 impl RedbBackend {
-    /// Opens (or creates) the database file at `path`.
+    /// Opens (or creates) the database file at `path`, verifying every
+    /// page of it first.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
         // Values are sealed, but ids and record kinds are not: keep the file
         // private from the start (redb initialises an empty file).
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
+        let created = {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            options.open(path).is_ok()
+        };
+        // redb makes a new database in an empty file: one that was there
+        // before is a store cut to nothing, not a new one.
+        if !created && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(damaged(
+                path,
+                "it is empty (0 bytes): cut short? If the store was never used, delete the file",
+            ));
         }
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                BackendError::Unavailable(format!("{} {IN_USE}", path.display()))
-            }
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
-                BackendError::Corrupt(m)
-            }
-            other => BackendError::Unavailable(format!("{}: {other}", path.display())),
+        let rolled_back = Arc::new(AtomicBool::new(false));
+        let db = guard(path, || {
+            let seen = rolled_back.clone();
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .set_repair_callback(move |session| {
+                    // redb calls at 0.3 only when the newest commit fails to
+                    // verify and it falls back to the one before.
+                    if (session.progress() - 0.3).abs() < 0.05 {
+                        seen.store(true, Ordering::Relaxed);
+                    }
+                })
+                .create(path)
+                .map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => {
+                        BackendError::Unavailable(format!("{} {IN_USE}", path.display()))
+                    }
+                    other => failed(path, other),
+                })
         })?;
-        let txn = db.begin_write().map_err(unavailable)?;
-        txn.open_table(KV).map_err(unavailable)?;
-        txn.commit().map_err(unavailable)?;
+        let rolled_back = rolled_back.load(Ordering::Relaxed);
+        if rolled_back {
+            tracing::warn!(
+                "{}: the newest commit did not verify and was rolled back to the one before it \
+                 (as after a crash); `credpool check` verifies every record",
+                path.display()
+            );
+        }
+        guard(path, || {
+            let txn = db.begin_write().map_err(|e| failed(path, e))?;
+            txn.open_table(KV).map_err(|e| failed(path, e))?;
+            txn.commit().map_err(|e| failed(path, e))
+        })?;
         Ok(RedbBackend {
             db,
+            path: path.to_path_buf(),
+            broken: AtomicBool::new(false),
+            rolled_back,
             waiting: Mutex::new(Waiting::default()),
             synced: AtomicU64::new(0),
             committing: Mutex::new(()),
             flushes: AtomicU64::new(0),
         })
+    }
+
+    /// Whether the open rolled back a newest commit that did not verify.
+    pub fn rolled_back(&self) -> bool {
+        self.rolled_back
+    }
+
+    /// Runs a call into redb: refused once one panicked, and a panic
+    /// marks the store damaged.
+    fn guarded<T>(&self, f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendError> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(damaged(
+                &self.path,
+                "an earlier read failed inside the storage engine",
+            ));
+        }
+        let result = guard(&self.path, f);
+        if let Err(BackendError::Corrupt(_)) = &result {
+            self.broken.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn failed(&self, e: impl Into<redb::Error>) -> BackendError {
+        failed(&self.path, e)
     }
 
     /// Flushing commits made so far.
@@ -93,11 +212,11 @@ impl RedbBackend {
 
     /// The committed value of `key`, ignoring deferred writes.
     fn get_committed(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(KV).map_err(unavailable)?;
+        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+        let table = txn.open_table(KV).map_err(|e| self.failed(e))?;
         Ok(table
             .get(key)
-            .map_err(unavailable)?
+            .map_err(|e| self.failed(e))?
             .map(|v| v.value().to_vec()))
     }
 
@@ -115,18 +234,18 @@ impl RedbBackend {
         &self,
         entries: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> Result<(), BackendError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
+        let txn = self.db.begin_write().map_err(|e| self.failed(e))?;
         {
-            let mut table = txn.open_table(KV).map_err(unavailable)?;
+            let mut table = txn.open_table(KV).map_err(|e| self.failed(e))?;
             for (key, value) in entries {
                 match value {
                     Some(v) => table.insert(key, v).map(drop),
                     None => table.remove(key).map(drop),
                 }
-                .map_err(unavailable)?;
+                .map_err(|e| self.failed(e))?;
             }
         }
-        txn.commit().map_err(unavailable)?;
+        txn.commit().map_err(|e| self.failed(e))?;
         self.flushes.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -154,18 +273,22 @@ fn entries(
 
 impl Backend for RedbBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        // The waiting writes' lock is not held while the file is read.
-        let waiting = lock(&self.waiting).writes.get(key).cloned();
-        match waiting {
-            Some(v) => Ok(v),
-            None => self.get_committed(key),
-        }
+        self.guarded(|| {
+            // The waiting writes' lock is not held while the file is read.
+            let waiting = lock(&self.waiting).writes.get(key).cloned();
+            match waiting {
+                Some(v) => Ok(v),
+                None => self.get_committed(key),
+            }
+        })
     }
 
     fn apply(&self, writes: &[Write]) -> Result<(), BackendError> {
-        let _one = lock(&self.committing);
-        let mut waiting = lock(&self.waiting);
-        self.commit_all(&mut waiting, writes)
+        self.guarded(|| {
+            let _one = lock(&self.committing);
+            let mut waiting = lock(&self.waiting);
+            self.commit_all(&mut waiting, writes)
+        })
     }
 
     fn apply_deferred(&self, writes: Vec<Write>) -> Result<(), BackendError> {
@@ -181,32 +304,34 @@ impl Backend for RedbBackend {
     }
 
     fn sync(&self) -> Result<(), BackendError> {
-        let target = lock(&self.waiting).batches;
-        if self.synced.load(Ordering::Acquire) >= target {
-            return Ok(());
-        }
-        let _one = lock(&self.committing);
-        if self.synced.load(Ordering::Acquire) >= target {
-            // Another caller's flush took them while this one waited.
-            return Ok(());
-        }
-        // Taken now, with everything deferred while the previous flush ran;
-        // writers go on deferring while this one is written.
-        let (batch, upto) = {
-            let waiting = lock(&self.waiting);
-            (waiting.writes.clone(), waiting.batches)
-        };
-        self.write_durably(entries(&batch))?;
-        // What was written is now read from the file, unless it changed
-        // meanwhile (then the newer value waits for the next flush).
-        let mut waiting = lock(&self.waiting);
-        for (k, v) in batch {
-            if waiting.writes.get(&k) == Some(&v) {
-                waiting.writes.remove(&k);
+        self.guarded(|| {
+            let target = lock(&self.waiting).batches;
+            if self.synced.load(Ordering::Acquire) >= target {
+                return Ok(());
             }
-        }
-        self.synced.fetch_max(upto, Ordering::AcqRel);
-        Ok(())
+            let _one = lock(&self.committing);
+            if self.synced.load(Ordering::Acquire) >= target {
+                // Another caller's flush took them while this one waited.
+                return Ok(());
+            }
+            // Taken now, with everything deferred while the previous flush ran;
+            // writers go on deferring while this one is written.
+            let (batch, upto) = {
+                let waiting = lock(&self.waiting);
+                (waiting.writes.clone(), waiting.batches)
+            };
+            self.write_durably(entries(&batch))?;
+            // What was written is now read from the file, unless it changed
+            // meanwhile (then the newer value waits for the next flush).
+            let mut waiting = lock(&self.waiting);
+            for (k, v) in batch {
+                if waiting.writes.get(&k) == Some(&v) {
+                    waiting.writes.remove(&k);
+                }
+            }
+            self.synced.fetch_max(upto, Ordering::AcqRel);
+            Ok(())
+        })
     }
 
     fn compare_and_swap(
@@ -215,17 +340,19 @@ impl Backend for RedbBackend {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, BackendError> {
-        let _one = lock(&self.committing);
-        let mut waiting = lock(&self.waiting);
-        if self.current(&waiting, key)?.as_deref() != expected {
-            return Ok(false);
-        }
-        let write = match new {
-            Some(v) => Write::Put(key.to_string(), v.to_vec()),
-            None => Write::Delete(key.to_string()),
-        };
-        self.commit_all(&mut waiting, &[write])?;
-        Ok(true)
+        self.guarded(|| {
+            let _one = lock(&self.committing);
+            let mut waiting = lock(&self.waiting);
+            if self.current(&waiting, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            let write = match new {
+                Some(v) => Write::Put(key.to_string(), v.to_vec()),
+                None => Write::Delete(key.to_string()),
+            };
+            self.commit_all(&mut waiting, &[write])?;
+            Ok(true)
+        })
     }
 
     fn compare_and_swap_deferred(
@@ -234,29 +361,67 @@ impl Backend for RedbBackend {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, BackendError> {
-        let mut waiting = lock(&self.waiting);
-        if self.current(&waiting, key)?.as_deref() != expected {
-            return Ok(false);
-        }
-        waiting
-            .writes
-            .insert(key.to_string(), new.map(<[u8]>::to_vec));
-        waiting.batches += 1;
-        Ok(true)
+        self.guarded(|| {
+            let mut waiting = lock(&self.waiting);
+            if self.current(&waiting, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            waiting
+                .writes
+                .insert(key.to_string(), new.map(<[u8]>::to_vec));
+            waiting.batches += 1;
+            Ok(true)
+        })
     }
 
     fn swap_unchanged(&self, swaps: &[Swap]) -> Result<usize, BackendError> {
-        let _one = lock(&self.committing);
-        let mut waiting = lock(&self.waiting);
-        let mut writes = Vec::new();
-        for s in swaps {
-            if self.current(&waiting, &s.key)?.as_deref() == Some(s.expected.as_slice()) {
-                writes.push(Write::Put(s.key.clone(), s.new.clone()));
+        self.guarded(|| {
+            let _one = lock(&self.committing);
+            let mut waiting = lock(&self.waiting);
+            let mut writes = Vec::new();
+            for s in swaps {
+                if self.current(&waiting, &s.key)?.as_deref() == Some(s.expected.as_slice()) {
+                    writes.push(Write::Put(s.key.clone(), s.new.clone()));
+                }
             }
+            let applied = writes.len();
+            self.commit_all(&mut waiting, &writes)?;
+            Ok(applied)
+        })
+    }
+
+    fn snapshot_to(&self, dest: &Path) -> Result<u64, BackendError> {
+        self.sync()?;
+        let cannot = |e: &dyn std::fmt::Display| {
+            BackendError::Unavailable(format!("cannot write {}: {e}", dest.display()))
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
         }
-        let applied = writes.len();
-        self.commit_all(&mut waiting, &writes)?;
-        Ok(applied)
+        options.open(dest).map_err(|e| cannot(&e))?;
+        let copy = Database::create(dest).map_err(|e| cannot(&e))?;
+        let out = copy.begin_write().map_err(|e| cannot(&e))?;
+        let copied = {
+            let mut into = out.open_table(KV).map_err(|e| cannot(&e))?;
+            // One read transaction: the copy is the store at one instant.
+            self.guarded(|| {
+                let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+                let table = txn.open_table(KV).map_err(|e| self.failed(e))?;
+                let mut copied = 0;
+                for item in table.iter().map_err(|e| self.failed(e))? {
+                    let (k, v) = item.map_err(|e| self.failed(e))?;
+                    into.insert(k.value(), v.value()).map_err(|e| cannot(&e))?;
+                    copied += 1;
+                }
+                Ok(copied)
+            })?
+        };
+        out.commit().map_err(|e| cannot(&e))?;
+        Ok(copied)
     }
 
     fn scan(
@@ -265,59 +430,61 @@ impl Backend for RedbBackend {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, BackendError> {
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
-        };
-        // Deferred writes in range, merged over the file's entries in order.
-        let waiting: Vec<(String, Option<Vec<u8>>)> = lock(&self.waiting)
-            .writes
-            .range::<str, _>((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let mut waiting = waiting.into_iter().peekable();
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(KV).map_err(unavailable)?;
-        let mut out = Vec::new();
-        let mut file = table
-            .range::<&str>((start, Bound::Unbounded))
-            .map_err(unavailable)?;
-        let mut next_file = || -> Result<Option<(String, Vec<u8>)>, BackendError> {
-            match file.next() {
-                Some(item) => {
-                    let (k, v) = item.map_err(unavailable)?;
-                    let key = k.value();
-                    Ok(key
-                        .starts_with(prefix)
-                        .then(|| (key.to_string(), v.value().to_vec())))
-                }
-                None => Ok(None),
-            }
-        };
-        let mut from_file = next_file()?;
-        while out.len() < limit {
-            let take_waiting = match (&from_file, waiting.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((fk, _)), Some((wk, _))) => wk <= fk,
+        self.guarded(|| {
+            let start = match after {
+                Some(a) if a >= prefix => Bound::Excluded(a),
+                _ => Bound::Included(prefix),
             };
-            if take_waiting {
-                let (k, v) = waiting.next().expect("peeked");
-                if from_file.as_ref().is_some_and(|(fk, _)| *fk == k) {
-                    // The deferred write replaces the file's entry.
+            // Deferred writes in range, merged over the file's entries in order.
+            let waiting: Vec<(String, Option<Vec<u8>>)> = lock(&self.waiting)
+                .writes
+                .range::<str, _>((start, Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut waiting = waiting.into_iter().peekable();
+            let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
+            let table = txn.open_table(KV).map_err(|e| self.failed(e))?;
+            let mut out = Vec::new();
+            let mut file = table
+                .range::<&str>((start, Bound::Unbounded))
+                .map_err(|e| self.failed(e))?;
+            let mut next_file = || -> Result<Option<(String, Vec<u8>)>, BackendError> {
+                match file.next() {
+                    Some(item) => {
+                        let (k, v) = item.map_err(|e| self.failed(e))?;
+                        let key = k.value();
+                        Ok(key
+                            .starts_with(prefix)
+                            .then(|| (key.to_string(), v.value().to_vec())))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let mut from_file = next_file()?;
+            while out.len() < limit {
+                let take_waiting = match (&from_file, waiting.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => false,
+                    (None, Some(_)) => true,
+                    (Some((fk, _)), Some((wk, _))) => wk <= fk,
+                };
+                if take_waiting {
+                    let (k, v) = waiting.next().expect("peeked");
+                    if from_file.as_ref().is_some_and(|(fk, _)| *fk == k) {
+                        // The deferred write replaces the file's entry.
+                        from_file = next_file()?;
+                    }
+                    if let Some(v) = v {
+                        out.push((k, v));
+                    }
+                } else {
+                    out.push(from_file.take().expect("matched"));
                     from_file = next_file()?;
                 }
-                if let Some(v) = v {
-                    out.push((k, v));
-                }
-            } else {
-                out.push(from_file.take().expect("matched"));
-                from_file = next_file()?;
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 
@@ -331,6 +498,66 @@ mod tests {
 
     fn open(dir: &tempfile::TempDir) -> RedbBackend {
         RedbBackend::open(&dir.path().join("t.redb")).unwrap()
+    }
+
+    #[test]
+    fn a_panic_inside_redb_is_a_damaged_store_from_then_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        db.apply(&put("a", b"1")).unwrap();
+        let caught = db.guarded(|| -> Result<(), BackendError> {
+            assert!(in_guarded_call());
+            panic!("inside redb")
+        });
+        assert!(!in_guarded_call());
+        let Err(BackendError::Corrupt(m)) = caught else {
+            panic!("{caught:?}")
+        };
+        assert!(
+            m.contains("is damaged") && m.contains("credpool check"),
+            "{m}"
+        );
+        // Nothing more is read from or written to it.
+        assert!(matches!(db.get("a"), Err(BackendError::Corrupt(_))));
+        assert!(matches!(
+            db.apply(&put("b", b"2")),
+            Err(BackendError::Corrupt(_))
+        ));
+    }
+
+    /// Pages overwritten under an open store (another program): redb
+    /// reaches an `unreachable!` reading them; the guard makes that a
+    /// damaged-store error, never a panic that escapes.
+    #[test]
+    fn pages_damaged_under_an_open_store_are_an_error_or_the_right_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let db = RedbBackend::open(&path).unwrap();
+            let writes: Vec<Write> = (0..2000)
+                .map(|i| Write::Put(format!("k{i:05}"), vec![i as u8; 64]))
+                .collect();
+            db.apply(&writes).unwrap();
+        }
+        let db = RedbBackend::open(&path).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        std::fs::write(&path, {
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[4096..len].fill(0xff);
+            bytes
+        })
+        .unwrap();
+        let mut damaged = 0;
+        for i in (0..2000).step_by(97) {
+            match db.get(&format!("k{i:05}")) {
+                Ok(v) => assert_eq!(v, Some(vec![i as u8; 64])),
+                Err(BackendError::Corrupt(_)) => damaged += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // The whole file but its header is overwritten: the first read
+        // finds it, and every later one is refused.
+        assert_eq!(damaged, 21);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(super) struct Cli {
     pub(super) log_level: String,
     /// A running `credpool serve` to go through (e.g. http://127.0.0.1:8700)
     /// instead of opening the store: acquire, report, release, list, show,
-    /// add, import, stats, challenge, unban, remove and audit.
+    /// add, import, stats, challenge, unban, remove, audit and backup.
     #[arg(long, global = true, env = "CREDPOOL_ADDR", value_name = "URL")]
     pub(super) addr: Option<String>,
     /// The API token for --addr (prefer the environment variable: an
@@ -223,6 +223,35 @@ pub(super) enum Command {
         /// without it, such a session is skipped and said.
         #[arg(long)]
         replace: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the store file (every page) and every sealed record in it
+    /// with the keys held; name what is damaged. Exit 1 if anything is.
+    Check {
+        /// Check this file (a backup) instead of the store; it is not changed.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the store to FILE, still encrypted (the
+    /// key file is not in it). Through a running `serve` with CREDPOOL_ADDR
+    /// and an admin token.
+    Backup {
+        /// The backup file to write (must not exist).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a backup in place of the store, once it checks clean with the
+    /// keys held; the store it replaces is kept aside. Stop `serve` first.
+    Restore {
+        /// The backup file (from `credpool backup`).
+        file: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

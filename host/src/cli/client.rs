@@ -165,6 +165,22 @@ impl Remote {
         Err(refused)
     }
 
+    /// A GET whose answer is a file: its bytes (a refusal as for
+    /// [`Remote::call`]).
+    pub fn download(&self, segments: &[&str], doing: &str) -> Result<Vec<u8>, Failed> {
+        let (status, retry_after, bytes) = self.send(Method::GET, segments, &[], Body::None)?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let said_code = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        let refused = self.refusal(status, retry_after, &bytes, doing);
+        let code = said_code.unwrap_or_else(|| format!("http_{}", status.as_u16()));
+        super::failure::note(&code, &refused.1);
+        Err(refused)
+    }
+
     /// As [`Remote::call`], but a refusal whose error code is `keep` is
     /// an answer too: its body is returned (an acquire's 404
     /// `unknown_site` carries the acquire answer).

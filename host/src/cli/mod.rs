@@ -8,6 +8,8 @@
 //! - `lifecycle.rs`: `run` (the lifecycle in the foreground), `tick` (one
 //!   tick of it, for cron) and `challenge list|answer|reset`.
 //! - `store.rs`: `rekey`, `import`, `export`, and the panic hook.
+//! - `check.rs`, `backup.rs`: `check` (a damaged store named), `backup` and
+//!   `restore`.
 //! - [`bench`], `simulate.rs`: measurements and simulated crawls.
 //! - `serve.rs`, `token.rs`: `serve` (the pool over HTTP) and its API tokens.
 //! - `client.rs`: with `CREDPOOL_ADDR` set, the pool commands go through a
@@ -17,8 +19,10 @@ mod acquire;
 mod add;
 mod args;
 mod audit;
+mod backup;
 pub mod bench;
 mod bench_http;
+mod check;
 mod client;
 mod failure;
 mod init;
@@ -281,6 +285,9 @@ fn run(cli: Cli) -> Result<(), Failed> {
         Command::Audit { credential, json } => {
             audit::run(&cli.data_dir, credential.as_deref(), *json)
         }
+        Command::Check { file, json } => check::run(&cli, file.as_deref(), *json),
+        Command::Backup { file, json } => backup::run(&cli, file, *json),
+        Command::Restore { file, json } => backup::restore(&cli, file, *json),
         _ => {
             let pool = open_pool(&cli)?;
             run_on_pool(&cli, &pool)
@@ -344,6 +351,7 @@ fn goes_remote(command: &Command) -> bool {
             | Command::Import { .. }
             | Command::Challenge { .. }
             | Command::Audit { .. }
+            | Command::Backup { .. }
     )
 }
 
@@ -427,6 +435,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             ChallengeAction::Reset { id } => lifecycle::reset_remote(r, id),
         },
         Command::Audit { credential, json } => audit::remote(r, credential.as_deref(), *json),
+        Command::Backup { file, json } => backup::remote(r, cli, file, *json),
         _ => unreachable!("goes_remote names only the commands above"),
     }
 }
@@ -548,6 +557,9 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         | Command::Tick { .. }
         | Command::Serve(_)
         | Command::Audit { .. }
+        | Command::Check { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. }
         | Command::Token { .. } => {
             unreachable!("handled before opening a pool")
         }

@@ -329,6 +329,10 @@ impl From<crate::rekey::RekeyError> for Failed {
 /// str`, written in the source) and the location are printed.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        // Caught and reported as a damaged store by the caller.
+        if crate::backend::in_guarded_call() {
+            return;
+        }
         let message = match info.payload().downcast_ref::<&'static str>() {
             Some(m) => *m,
             None => "[message withheld: it may hold data]",

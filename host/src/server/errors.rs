@@ -65,9 +65,7 @@ impl From<crate::Error> for ApiError {
             E::Pool(P::InvalidInput(_)) | E::Input { .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_input")
             }
-            E::Pool(P::Storage(_)) | E::Store(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
-            }
+            E::Pool(P::Storage(_)) | E::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, e.code()),
             E::Pool(P::Unsupported(_)) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             E::Pool(P::InvalidConfig(_)) | E::Config(_) | E::Key(_) | E::Policy(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")

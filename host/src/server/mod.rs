@@ -11,6 +11,7 @@
 mod admin;
 pub mod alerts;
 pub mod auth;
+mod backup;
 mod credentials;
 pub mod errors;
 mod leases;
@@ -110,6 +111,7 @@ fn router(state: Shared) -> Router {
             "/v1/credentials/{id}/reset-challenge",
             post(credentials::reset_challenge),
         )
+        .route("/v1/backup", get(backup::backup))
         .route("/v1/stats", get(admin::stats))
         .route("/v1/alerts", get(admin::alerts))
         .route("/v1/audit", get(admin::audit))

@@ -68,6 +68,14 @@ impl Tenants {
         Ok(tenants)
     }
 
+    /// The one store every tenant's pool is on.
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        match &self.base.storage {
+            Storage::Shared(b) => b.clone(),
+            _ => unreachable!("Tenants::open shares one backend"),
+        }
+    }
+
     /// The configured tenant (its answers come through the spool).
     pub fn default_tenant(&self) -> &str {
         &self.base.tenant
