@@ -169,3 +169,104 @@ fn the_cards_spellings_of_a_kind_and_strategies_are_read() {
         assert_eq!(c.strategy, strategy, "{json}");
     }
 }
+
+/// The fields of the last event named `name`.
+fn last_event(p: &Pool<FakeHost>, name: &str) -> Vec<(String, String)> {
+    p.host
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.1 == name)
+        .unwrap_or_else(|| panic!("no {name} event in {:?}", p.host.events))
+        .2
+        .clone()
+}
+
+fn field<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+}
+
+#[test]
+fn a_block_is_logged_with_its_reason_and_http_status() {
+    let mut p = pool();
+    p.add(new("s1", Kind::Session)).unwrap();
+    let g = p
+        .acquire(&AcquireRequest {
+            site: "jd.com".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .grant
+        .unwrap();
+    p.report(
+        g.lease,
+        Outcome::Failure(Failure {
+            class: FailureClass::Blocked,
+            http_status: Some(403),
+            retry_after_secs: None,
+        }),
+    )
+    .unwrap();
+    let f = last_event(&p, "cred.blocked");
+    assert_eq!(field(&f, "id"), "s1");
+    assert_eq!(field(&f, "to"), "suspended");
+    assert_eq!(field(&f, "reason"), "blocked");
+    assert_eq!(field(&f, "http_status"), "403");
+    // The card's 24 h, with jitter on top.
+    let rest: u64 = field(&f, "cooldown")
+        .strip_suffix('s')
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((86_400..=2 * 86_400).contains(&rest), "{rest}");
+}
+
+const LIFECYCLE: &str = r#"{"lifecycle": {
+    "default": {"method": "none", "can_relogin": false, "health_check_interval": 0},
+    "sites": {"jd.com": {"method": "cookie-visit", "refresh_before_expire": 600, "jitter": 0,
+                         "clock_skew": 0, "health_check_interval": 0, "can_relogin": true}}}}"#;
+
+#[test]
+fn a_session_about_to_expire_and_its_new_expiry_after_refresh_are_logged() {
+    use crate::lifecycle::{Completed, RunOutcome};
+    const H: Millis = 3_600_000;
+    let mut p = Pool::load(
+        FakeHost::new(T0),
+        PolicyConfig::from_json(LIFECYCLE).unwrap(),
+    )
+    .unwrap();
+    p.add(NewCredential {
+        expires_at: Some(T0 + H),
+        cookie_names: vec!["sid".into()],
+        ..new("s1", Kind::Session)
+    })
+    .unwrap();
+    p.tick().unwrap();
+    assert!(p.host.refresh_requests.is_empty(), "not due yet");
+    // 10 minutes before expiry the refresh starts: 600 s left.
+    p.host.now = T0 + H - 600_000;
+    p.tick().unwrap();
+    let f = last_event(&p, "cred.expiring");
+    assert_eq!(field(&f, "id"), "s1");
+    assert_eq!(field(&f, "expires_in"), "600s");
+    assert_eq!(field(&f, "method"), "cookie-visit");
+    let r = p.host.refresh_requests[0].clone();
+    let new_exp = T0 + 25 * H;
+    p.refresh_completed(&Completed {
+        request_id: r.request_id,
+        credential_id: r.credential_id,
+        outcome: RunOutcome::Refreshed(Some(new_exp)),
+    })
+    .unwrap();
+    let f = last_event(&p, "refresh.result");
+    assert_eq!(field(&f, "success"), "true");
+    assert_eq!(
+        field(&f, "new_expires"),
+        crate::words::rfc3339_ms(new_exp).as_str()
+    );
+    assert_eq!(p.get("s1").unwrap().expires_at, Some(new_exp));
+}

@@ -187,6 +187,11 @@ async fn form_login(
             && let Some(solver) = &site.captcha_solver
             && let Some(c) = solve_captcha(site, solver, site_name, id, kind).await
         {
+            tracing::info!(
+                target: "credpool::refresh",
+                "[CRED] challenge handler credential={id} site={site_name} kind={} handler=captcha-solver",
+                crate::names::challenge_kind(kind)
+            );
             c
         } else {
             let mut pending = inner.pending.lock().unwrap();
