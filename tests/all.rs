@@ -9,6 +9,7 @@ mod support;
 
 mod audit;
 mod boundary;
+mod card_data;
 mod cli;
 mod cli_answers;
 mod cli_client;
