@@ -730,3 +730,48 @@ fn the_cards_cred_lines_name_their_fields() {
     );
     assert_nowhere(d, &texts(&[&tick]), &[&password, &seed]);
 }
+
+#[test]
+fn add_through_a_server_keeps_the_cards_fields() {
+    use support::server::{Served, token};
+    let dir = initialised();
+    let d = dir.path();
+    let operator = token(d, "default", "operator", &[]);
+    let server = Served::start_traced(d, &["--listen", "127.0.0.1:0", "--interval-ms", "200"]);
+    let (refresh, storage) = (canary("rt"), canary("ls"));
+    let added = server.run_cli(
+        d,
+        &operator,
+        &[
+            "add",
+            "--site",
+            "jd.com",
+            "--type",
+            "session",
+            "--id",
+            "s1",
+            "--secrets-stdin",
+            "--label",
+            "proxy=p1",
+            "--source-account",
+            "acct-1",
+            "--user-agent",
+            "UA/1",
+            "--json",
+        ],
+        &format!("local_storage.auth={storage}\nrefresh_token={refresh}\n"),
+    );
+    let v: Value = serde_json::from_str(&ok(&added)).unwrap();
+    assert_eq!(v["labels"], serde_json::json!({"proxy": "p1"}));
+    assert_eq!(v["source_account"], "acct-1");
+    assert_eq!(v["user_agent"], "UA/1");
+    assert_eq!(
+        v["local_storage"],
+        serde_json::json!([{"name": "auth", "value": "***"}])
+    );
+    let (_, log) = server.stop();
+    // The local store has what the server stored.
+    let s = show(d, "s1");
+    assert_eq!(s["secret_fields"], serde_json::json!(["refresh-token"]));
+    assert_nowhere(d, &[log, stderr(&added)], &[&refresh, &storage]);
+}
