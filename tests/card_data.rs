@@ -775,3 +775,63 @@ fn add_through_a_server_keeps_the_cards_fields() {
     assert_eq!(s["secret_fields"], serde_json::json!(["refresh-token"]));
     assert_nowhere(d, &[log, stderr(&added)], &[&refresh, &storage]);
 }
+
+#[test]
+fn export_and_import_carry_the_cards_fields() {
+    let dir = initialised();
+    let d = dir.path();
+    let file = d.join("in.json");
+    // The card's spellings: `api_key`-style type names and a
+    // `local_storage` dict, as its dataclasses hold them.
+    std::fs::write(
+        &file,
+        r#"[{"id": "s1", "site": "jd.com", "type": "session", "user_agent": "UA/2",
+             "device_id": "dev-1", "fingerprint": "fp-1", "source_account": "a1",
+             "secrets": {"local_storage": {"auth": "ls-value"}}},
+            {"id": "t1", "site": "jd.com", "type": "token", "token_type": "MAC",
+             "token_scope": ["read"], "secrets": {"access_token": "at", "refresh_token": "rt"}},
+            {"id": "a1", "site": "jd.com", "type": "account", "two_factor": true,
+             "secrets": {"password": "pw"}},
+            {"id": "k1", "site": "jd.com", "type": "api_key", "secrets": {"api_key": "k"}}]"#,
+    )
+    .unwrap();
+    ok(&credpool(
+        d,
+        &["import", file.to_str().unwrap(), "--format", "json"],
+    ));
+    let export = |dir: &Path, id: &str| {
+        ok(&credpool(
+            dir,
+            &["export", id, "--format", "json", "--reveal"],
+        ))
+    };
+    let by_id = |id: &str| -> Value {
+        let v: Value = serde_json::from_str(&export(d, id)).unwrap();
+        v[0].clone()
+    };
+    let s = by_id("s1");
+    assert_eq!(s["user_agent"], "UA/2");
+    assert_eq!(
+        (&s["device_id"], &s["fingerprint"]),
+        (&"dev-1".into(), &"fp-1".into())
+    );
+    assert_eq!(
+        s["secrets"]["local_storage"],
+        serde_json::json!([{"name": "auth", "value": "ls-value"}])
+    );
+    assert_eq!(by_id("t1")["token_type"], "MAC");
+    assert_eq!(by_id("a1")["two_factor"], true);
+    assert_eq!(by_id("k1")["type"], "api-key");
+    // Into a second store and out again: the same document.
+    let other = initialised();
+    for id in ["s1", "t1", "a1", "k1"] {
+        let exported = export(d, id);
+        let again_in = other.path().join(format!("{id}.json"));
+        std::fs::write(&again_in, &exported).unwrap();
+        ok(&credpool(
+            other.path(),
+            &["import", again_in.to_str().unwrap(), "--format", "json"],
+        ));
+        assert_eq!(export(other.path(), id), exported, "{id}");
+    }
+}
