@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
     next_help_heading = "Global options"
 )]
 pub(super) struct Cli {
-    /// Where the encrypted store and key file live.
+    /// Where the encrypted store and key file live (when not given: the
+    /// config file's `[pool] storage_path`, else the default).
     #[arg(
         long,
         global = true,
