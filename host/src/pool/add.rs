@@ -159,9 +159,9 @@ impl Pool {
         {
             return Err(Error::Input {
                 field: "session".into(),
-                reason: "it has no cookie, header or local-storage entry: give at least one \
-                         (the CLI's --cookie NAME=VALUE, --header 'NAME: VALUE' or \
-                         local_storage.NAME=VALUE on --secrets-stdin)"
+                reason: "it has no cookie and no header (nor local-storage entry): give at \
+                         least one (the CLI's --cookie NAME=VALUE, --header 'NAME: VALUE', or \
+                         cookie.NAME=VALUE or local_storage.NAME=VALUE on --secrets-stdin)"
                     .into(),
             });
         }
