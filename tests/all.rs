@@ -10,6 +10,7 @@ mod support;
 mod audit;
 mod boundary;
 mod captcha;
+mod card_data;
 mod cli;
 mod cli_answers;
 mod cli_client;

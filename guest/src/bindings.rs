@@ -500,6 +500,12 @@ fn from_new(n: t::NewCredential) -> m::NewCredential {
         max_concurrent: n.max_concurrent,
         rate_per_minute: n.rate_per_minute,
         labels: n.labels,
+        token_type: n.token_type,
+        local_storage_names: n.local_storage_names,
+        device_id: n.device_id,
+        fingerprint: n.fingerprint,
+        user_agent: n.user_agent,
+        two_factor: n.two_factor,
     }
 }
 
@@ -531,6 +537,12 @@ fn into_meta(c: m::Credential) -> t::CredentialMeta {
         max_concurrent: c.max_concurrent,
         rate_per_minute: c.rate_per_minute,
         labels: c.labels,
+        token_type: c.token_type,
+        local_storage_names: c.local_storage_names,
+        device_id: c.device_id,
+        fingerprint: c.fingerprint,
+        user_agent: c.user_agent,
+        two_factor: c.two_factor,
     }
 }
 
@@ -557,6 +569,8 @@ fn to_view(v: View) -> p::CredentialView {
             tags: i.tags,
             labels: i.labels,
             source_account: i.source_account,
+            token_type: i.token_type,
+            two_factor: i.two_factor,
         }),
         sensitive: v.sensitive.map(|s| p::SensitiveView {
             username: s.username,
@@ -566,6 +580,10 @@ fn to_view(v: View) -> p::CredentialView {
             header_names: s.header_names,
             secret_fields: s.secret_fields.into_iter().map(to_field).collect(),
             token_scope: s.token_scope,
+            local_storage_names: s.local_storage_names,
+            device_id: s.device_id,
+            fingerprint: s.fingerprint,
+            user_agent: s.user_agent,
         }),
     }
 }

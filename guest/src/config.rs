@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// In turn, in the order they were added.
+    #[serde(alias = "round_robin")]
     RoundRobin,
     /// Uniformly at random.
     Random,
@@ -19,7 +20,7 @@ pub enum Strategy {
     #[serde(alias = "health_based", alias = "health-based", alias = "weighted")]
     HealthWeighted,
     /// The one unused for the longest time.
-    #[serde(alias = "lru")]
+    #[serde(alias = "lru", alias = "least_recently_used")]
     LeastRecentlyUsed,
     /// The same credential for the same purpose while it stays usable;
     /// health-weighted for a new purpose.

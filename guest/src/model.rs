@@ -13,6 +13,8 @@ pub enum Kind {
     Account,
     Session,
     Token,
+    /// `api_key` is the card's spelling.
+    #[serde(alias = "api_key")]
     ApiKey,
     Device,
 }
@@ -127,6 +129,22 @@ pub struct Credential {
     /// answered); drives `max_age`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logged_in_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_storage_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub two_factor: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Counters at zero are left out of the stored JSON (fewer bytes to write
@@ -154,6 +172,12 @@ pub struct NewCredential {
     pub max_concurrent: Option<u32>,
     pub rate_per_minute: Option<u32>,
     pub labels: Vec<(String, String)>,
+    pub token_type: Option<String>,
+    pub local_storage_names: Vec<String>,
+    pub device_id: Option<String>,
+    pub fingerprint: Option<String>,
+    pub user_agent: Option<String>,
+    pub two_factor: bool,
 }
 
 /// Why a use failed.

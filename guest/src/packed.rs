@@ -21,6 +21,13 @@ pub struct Extra {
     pub token_scope: Vec<String>,
     pub source_account: Option<String>,
     pub labels: Vec<(String, String)>,
+    pub token_type: Option<String>,
+    pub local_storage_names: Vec<String>,
+    pub device_id: Option<String>,
+    pub fingerprint: Option<String>,
+    pub user_agent: Option<String>,
+    /// A flag: its mask bit alone, no bytes.
+    pub two_factor: bool,
 }
 
 const USERNAME: u16 = 1;
@@ -32,6 +39,12 @@ const SECRETS: u16 = 1 << 5;
 const SCOPE: u16 = 1 << 6;
 const SOURCE: u16 = 1 << 7;
 const LABELS: u16 = 1 << 8;
+const TOKEN_TYPE: u16 = 1 << 9;
+const LOCAL_STORAGE: u16 = 1 << 10;
+const DEVICE_ID: u16 = 1 << 11;
+const FINGERPRINT: u16 = 1 << 12;
+const USER_AGENT: u16 = 1 << 13;
+const TWO_FACTOR: u16 = 1 << 14;
 
 const FIELDS: [SecretField; 7] = [
     SecretField::Password,
@@ -105,6 +118,14 @@ pub fn pack(x: &Extra) -> Option<Box<[u8]>> {
             put_str(&mut out, k);
             put_str(&mut out, v);
         }
+    }
+    put_one(&mut out, &mut mask, TOKEN_TYPE, &x.token_type);
+    put_list(&mut out, &mut mask, LOCAL_STORAGE, &x.local_storage_names);
+    put_one(&mut out, &mut mask, DEVICE_ID, &x.device_id);
+    put_one(&mut out, &mut mask, FINGERPRINT, &x.fingerprint);
+    put_one(&mut out, &mut mask, USER_AGENT, &x.user_agent);
+    if x.two_factor {
+        mask |= TWO_FACTOR;
     }
     out[..2].copy_from_slice(&mask.to_le_bytes());
     Some(out.into_boxed_slice())
@@ -192,10 +213,19 @@ pub fn unpack(b: &[u8]) -> Extra {
         x.source_account = Some(r.str().to_string());
     }
     if has(LABELS) {
-        x.labels = labels(b)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+        let n = r.len();
+        x.labels = (0..n)
+            .map(|_| (r.str().to_string(), r.str().to_string()))
             .collect();
     }
+    x.token_type = one(&mut r, TOKEN_TYPE);
+    if has(LOCAL_STORAGE) {
+        x.local_storage_names = r.strings();
+    }
+    x.device_id = one(&mut r, DEVICE_ID);
+    x.fingerprint = one(&mut r, FINGERPRINT);
+    x.user_agent = one(&mut r, USER_AGENT);
+    x.two_factor = has(TWO_FACTOR);
     x
 }
 
@@ -261,6 +291,12 @@ mod tests {
                 ("purpose".into(), "search".into()),
                 ("proxy".into(), "p1".into()),
             ],
+            token_type: Some("Bearer".into()),
+            local_storage_names: vec!["auth".into(), "cart".into()],
+            device_id: Some("d-1".into()),
+            fingerprint: Some("fp-9".into()),
+            user_agent: Some("Mozilla/5.0 (X11)".into()),
+            two_factor: true,
         };
         let b = pack(&full).unwrap();
         assert_eq!(unpack(&b), full);
@@ -283,5 +319,29 @@ mod tests {
         assert_eq!(b.len(), 7, "a session's names stay small");
         assert_eq!(unpack(&b), cookies);
         assert_eq!(super::labels(&b).count(), 0);
+    }
+
+    #[test]
+    fn the_card_fields_after_labels_leave_labels_readable() {
+        let x = Extra {
+            labels: vec![("purpose".into(), "search".into())],
+            local_storage_names: vec!["token".into()],
+            user_agent: Some("UA".into()),
+            ..Default::default()
+        };
+        let b = pack(&x).unwrap();
+        assert_eq!(unpack(&b), x);
+        assert_eq!(
+            super::labels(&b).collect::<Vec<_>>(),
+            vec![("purpose", "search")]
+        );
+        // A flag alone packs to its mask and nothing else.
+        let flag = Extra {
+            two_factor: true,
+            ..Default::default()
+        };
+        let b = pack(&flag).unwrap();
+        assert_eq!(b.len(), 2);
+        assert!(unpack(&b).two_factor);
     }
 }

@@ -41,6 +41,16 @@ pub struct PoolSection {
     pub call_deadline_ms: u64,
     /// Memory cap of the policy's sandbox, in MiB.
     pub memory_limit_mb: u64,
+    /// The data directory (the card's `storage_path`) when `--data-dir`
+    /// and `CREDPOOL_DATA_DIR` are not given; relative to this file.
+    pub storage_path: Option<std::path::PathBuf>,
+    /// The card's `auto_refresh`: refresh sessions and log in again on
+    /// their own. Off: nothing starts on its own; health checks still run.
+    pub auto_refresh: bool,
+    /// How often a site with a `check_url` and no interval of its own is
+    /// checked (the card's global `health_check_interval`; default 1 h).
+    #[serde(deserialize_with = "crate::lifecycle::sites::de_duration")]
+    pub health_check_interval: Option<std::time::Duration>,
 }
 
 impl Default for PoolSection {
@@ -49,6 +59,9 @@ impl Default for PoolSection {
             tenant: "default".into(),
             call_deadline_ms: 5_000,
             memory_limit_mb: 512,
+            storage_path: None,
+            auto_refresh: true,
+            health_check_interval: None,
         }
     }
 }
@@ -86,6 +99,21 @@ impl ConfigFile {
         }
         if config.pool.memory_limit_mb < 16 {
             return Err("[pool] memory_limit_mb must be at least 16".into());
+        }
+        if config
+            .pool
+            .health_check_interval
+            .is_some_and(|d| d.as_secs() == 0)
+        {
+            return Err("[pool] health_check_interval must be at least 1s".into());
+        }
+        if config
+            .pool
+            .storage_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("[pool] storage_path must not be empty".into());
         }
         for (name, site) in &config.sites {
             site.validate()
@@ -130,7 +158,31 @@ impl ConfigFile {
     /// guest's `lifecycle::LifecycleConfig`); [`Self::policy_config_json`]
     /// merges it into the policy JSON.
     pub fn lifecycle_policy_json(&self) -> serde_json::Value {
-        crate::lifecycle::sites::policy_lifecycle_json(&self.sites)
+        let mut lifecycle = crate::lifecycle::sites::policy_lifecycle_json(&self.sites);
+        // The global interval for sites with a check URL and none of their own.
+        if let Some(every) = self.pool.health_check_interval {
+            for (name, site) in &self.sites {
+                if site.check_url.is_some() && site.health_check_interval.is_none() {
+                    lifecycle["sites"][name]["health_check_interval"] = every.as_secs().into();
+                }
+            }
+        }
+        if !self.pool.auto_refresh {
+            lifecycle["auto_refresh"] = false.into();
+        }
+        lifecycle
+    }
+
+    /// The data directory `storage_path` names, relative to this file's
+    /// directory; none when the file does not set it.
+    pub fn storage_path(&self) -> Option<std::path::PathBuf> {
+        let path = self.pool.storage_path.as_ref()?;
+        let base = self
+            .source
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""));
+        Some(base.join(path))
     }
 
     /// The JSON handed to the policy's `configure`: the `[policy]` table
@@ -231,6 +283,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_cards_pool_keys_reach_the_lifecycle() {
+        let text = "[pool]\nstorage_path = \"creds\"\nauto_refresh = false\n\
+                    health_check_interval = \"15m\"\n\n\
+                    [sites.\"jd.com\"]\nmethod = \"cookie-visit\"\n\
+                    refresh_url = \"http://127.0.0.1:1/home\"\ncheck_url = \"http://127.0.0.1:1/me\"\n\n\
+                    [sites.\"tb.com\"]\nmethod = \"cookie-visit\"\n\
+                    refresh_url = \"http://127.0.0.1:1/home\"\ncheck_url = \"http://127.0.0.1:1/me\"\n\
+                    health_check_interval = \"2h\"\n";
+        let mut c = ConfigFile::parse(text).unwrap();
+        let lc = c.lifecycle_policy_json();
+        assert_eq!(lc["auto_refresh"], false);
+        assert_eq!(lc["sites"]["jd.com"]["health_check_interval"], 900);
+        assert_eq!(
+            lc["sites"]["tb.com"]["health_check_interval"], 7200,
+            "its own wins"
+        );
+        // Relative to the file's directory.
+        c.source = Some("/etc/credpool/credpool.toml".into());
+        assert_eq!(
+            c.storage_path(),
+            Some(std::path::PathBuf::from("/etc/credpool/creds"))
+        );
+        // The card's defaults: on, 1 h, no storage path.
+        let d = ConfigFile::parse("").unwrap();
+        assert!(d.pool.auto_refresh && d.storage_path().is_none());
+        assert!(d.lifecycle_policy_json().get("auto_refresh").is_none());
+        let err = ConfigFile::parse("[pool]\nhealth_check_interval = 0\n").unwrap_err();
+        assert!(err.contains("health_check_interval"), "{err}");
+        let err = ConfigFile::parse("[pool]\nauto_refresh = \"yes\"\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_name_the_key_and_line() {
         let err = ConfigFile::parse("[pool]\ntenant = \"a\"\ntenants = 3\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("tenants"), "{err}");
@@ -324,7 +409,7 @@ mod tests {
         assert_eq!(c.sites.len(), 2);
         assert_eq!(
             c.sites["jd.com"].login.as_ref().unwrap().challenges.len(),
-            2
+            3
         );
         assert!(c.notify.webhook_url.is_some());
     }

@@ -356,7 +356,8 @@ fn random_key() -> Result<Zeroizing<[u8; 32]>, CryptoError> {
 pub enum KeySource {
     /// A key file (created by `credpool init`).
     File(PathBuf),
-    /// Base64 of 32 bytes in `CREDENTIAL_ENCRYPTION_KEY`.
+    /// Base64 (standard or URL-safe, as `Fernet.generate_key()`) of 32 bytes
+    /// in `CREDENTIAL_ENCRYPTION_KEY`.
     Env,
     /// A random key for this process only (tests, demo): data written with
     /// it cannot be read after the process ends.
@@ -446,7 +447,9 @@ pub fn load_keys(source: &KeySource) -> Result<KeyRing, KeyError> {
                 ),
             };
             let key = decode_key(value.trim()).ok_or_else(|| {
-                KeyError(format!("{KEY_ENV} must be the base64 of 32 random bytes"))
+                KeyError(format!(
+                    "{KEY_ENV} must be the base64 (standard or URL-safe) of 32 random bytes"
+                ))
             })?;
             Ok(KeyRing::single(1, &key))
         }
@@ -602,8 +605,21 @@ fn write_key_file_atomic(path: &Path, body: &str) -> Result<(), KeyError> {
     result.map_err(fail)
 }
 
+/// Base64 of 32 bytes, standard or URL-safe (what the card's
+/// `Fernet.generate_key()` makes), padded or not.
 fn decode_key(b64: &str) -> Option<Zeroizing<[u8; 32]>> {
-    let bytes = Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(b64).ok()?);
+    use base64::alphabet;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let standard = GeneralPurpose::new(&alphabet::STANDARD, lenient);
+    let url_safe = GeneralPurpose::new(&alphabet::URL_SAFE, lenient);
+    let bytes = Zeroizing::new(
+        standard
+            .decode(b64)
+            .or_else(|_| url_safe.decode(b64))
+            .ok()?,
+    );
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() != 32 {
         return None;
@@ -615,6 +631,23 @@ fn decode_key(b64: &str) -> Option<Zeroizing<[u8; 32]>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_read_as_standard_or_url_safe_base64() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+        // Bytes whose encodings hold '+' and '/' (standard) or '-' and '_'.
+        let raw: [u8; 32] = std::array::from_fn(|i| if i % 2 == 0 { 0xfb } else { 0xff });
+        for text in [
+            STANDARD.encode(raw),
+            URL_SAFE.encode(raw),
+            URL_SAFE_NO_PAD.encode(raw),
+        ] {
+            assert_eq!(decode_key(&text).as_deref(), Some(&raw), "{text}");
+        }
+        assert!(URL_SAFE.encode(raw).contains(['-', '_']));
+        assert!(decode_key(&URL_SAFE.encode([7u8; 31])).is_none());
+        assert!(decode_key("not base64 at all!").is_none());
+    }
 
     #[test]
     fn round_trip_and_binding_to_identity() {

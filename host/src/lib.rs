@@ -67,6 +67,7 @@ pub mod error;
 pub mod events;
 mod handles;
 mod imports;
+mod jwt;
 pub mod layout;
 pub mod lifecycle;
 pub mod names;

@@ -15,9 +15,17 @@ macro_rules! names {
     };
 }
 
+/// A kind's name, or the card's spelling of one (`api_key`).
+pub fn parse_kind(s: &str) -> Option<CredentialKind> {
+    match s {
+        "api_key" => Some(CredentialKind::ApiKey),
+        _ => parse_kind_name(s),
+    }
+}
+
 names!(
     kind,
-    parse_kind,
+    parse_kind_name,
     CredentialKind,
     [
         Account = "account",

@@ -48,6 +48,11 @@ pub struct Secrets {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[zeroize(skip)]
     pub cookie_attrs: Vec<CookieAttrs>,
+    /// A session's local-storage entries, name and value (the card's
+    /// `local_storage`): values may hold tokens, so they are sealed as
+    /// cookie values are; the policy knows the names only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_storage: Vec<(String, String)>,
 }
 
 /// Where and until when a stored cookie applies: its RFC 6265 attributes,
@@ -118,6 +123,10 @@ impl Secrets {
         self.headers.iter().map(|(n, _)| n.clone()).collect()
     }
 
+    pub fn local_storage_names(&self) -> Vec<String> {
+        self.local_storage.iter().map(|(n, _)| n.clone()).collect()
+    }
+
     /// Every secret value, for leak scanners in tests.
     pub fn values(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
@@ -137,6 +146,7 @@ impl Secrets {
         }
         out.extend(self.cookies.iter().map(|(_, v)| v.as_str()));
         out.extend(self.headers.iter().map(|(_, v)| v.as_str()));
+        out.extend(self.local_storage.iter().map(|(_, v)| v.as_str()));
         out.extend(self.recovery_codes.iter().map(String::as_str));
         out
     }
@@ -188,6 +198,23 @@ impl Secrets {
                 ));
             }
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, _) in &self.local_storage {
+            if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err((
+                    "local_storage".into(),
+                    format!(
+                        "local-storage name {name:?} is empty or holds a space or control character"
+                    ),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err((
+                    "local_storage".into(),
+                    format!("local-storage name {name:?} is given twice"),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -202,6 +229,7 @@ impl fmt::Debug for Secrets {
             .field("fields", &self.fields())
             .field("cookies", &self.cookie_names())
             .field("headers", &self.header_names())
+            .field("local_storage", &self.local_storage_names())
             .field("values", &"[REDACTED]")
             .finish()
     }

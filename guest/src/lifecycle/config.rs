@@ -93,6 +93,9 @@ pub struct LifecycleConfig {
     /// Timing for sites not listed.
     pub default: SiteTiming,
     pub sites: BTreeMap<String, SiteTiming>,
+    /// The card's `auto_refresh`: when off, no refresh or login starts on
+    /// its own (health checks still run); a person or the caller acts.
+    pub auto_refresh: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -101,6 +104,7 @@ impl Default for LifecycleConfig {
             max_in_flight: 16,
             default: SiteTiming::default(),
             sites: BTreeMap::new(),
+            auto_refresh: true,
         }
     }
 }

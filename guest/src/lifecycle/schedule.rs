@@ -15,8 +15,10 @@ impl Lifecycle {
         below: &mut dyn FnMut(u64) -> u64,
     ) -> Option<(Millis, RunMethod)> {
         let t = self.config.timing(&c.site);
-        let relogin = t.can_relogin.then_some(RunMethod::Relogin);
+        let auto = self.config.auto_refresh;
+        let relogin = (auto && t.can_relogin).then_some(RunMethod::Relogin);
         let refresh = match t.method {
+            _ if !auto => None,
             SiteMethod::CookieVisit => Some(RunMethod::CookieVisit),
             SiteMethod::OauthRefresh => Some(RunMethod::OauthRefresh),
             SiteMethod::Relogin => relogin,

@@ -645,3 +645,32 @@ fn code_tickets_have_their_own_timeout_and_others_keep_the_general_one() {
     t.code_ticket_timeout = None;
     assert_eq!(t.ticket_timeout_for(ChallengeKind::SmsCode), 3600);
 }
+
+#[test]
+fn without_auto_refresh_nothing_refreshes_or_logs_in_on_its_own_but_checks_run() {
+    let mut l = lc(SiteMethod::CookieVisit, 8);
+    l.config.auto_refresh = false;
+    l.config
+        .sites
+        .get_mut("jd.com")
+        .unwrap()
+        .health_check_interval = 600;
+    let exp = T0 + 10 * H;
+    // Only the health check is due: no refresh before expiry, no max-age
+    // re-login.
+    assert_eq!(
+        l.due_of(&cred("a", Some(exp)), &mut no_jitter()),
+        Some((T0 + 600_000, RunMethod::HealthCheck))
+    );
+    for status in [LcStatus::Expired, LcStatus::Init] {
+        let c = Tracked {
+            status,
+            ..cred("b", Some(exp))
+        };
+        assert_eq!(l.due_of(&c, &mut no_jitter()), None, "{status:?}");
+    }
+    // The card's default is on.
+    assert!(LifecycleConfig::default().auto_refresh);
+    let parsed = LifecycleConfig::from_json(r#"{"auto_refresh": false}"#).unwrap();
+    assert!(!parsed.auto_refresh);
+}

@@ -118,6 +118,7 @@ impl<H: Host> Pool<H> {
     /// Asks the host to run a refresh; a refusal frees the slot and backs
     /// off. Returns whether it was queued.
     fn start_refresh(&mut self, start: &StartRefresh, now: Millis) -> bool {
+        self.log_expiring(start, now);
         match self.host.start_refresh(start) {
             Ok(()) => {
                 if let Some(si) = self.site_index(&start.site) {
@@ -211,6 +212,38 @@ impl<H: Host> Pool<H> {
         Ok(plan.next_due_at)
     }
 
+    /// The card's `[CRED] 会话即将过期` (session about to expire): a
+    /// refresh or login that starts inside its expiry's lead (the site's
+    /// `refresh_before_expire` with its skew and jitter) says how long the
+    /// session has left.
+    fn log_expiring(&mut self, start: &StartRefresh, now: Millis) {
+        if start.method == lc::RunMethod::HealthCheck || !self.host.enabled(Level::Info) {
+            return;
+        }
+        let Some(&slot) = self.by_id.get(start.credential_id.as_str()) else {
+            return;
+        };
+        let exp = self.rec(slot).expires_at;
+        if exp == NEVER {
+            return;
+        }
+        let t = self.lc.config().timing(&start.site);
+        let secs = |s: u64| (s as Millis).saturating_mul(1000);
+        let reach = secs(t.refresh_before_expire) + secs(t.clock_skew) + secs(t.jitter);
+        if exp - now > reach {
+            return;
+        }
+        self.log(
+            Level::Info,
+            "cred.expiring",
+            &[
+                ("id", start.credential_id.clone()),
+                ("expires_in", format!("{}s", (exp - now).max(0) / 1000)),
+                ("method", kebab(start.method)),
+            ],
+        );
+    }
+
     /// Applies the result of a refresh the policy started; returns the
     /// credential's status after it.
     pub fn refresh_completed(&mut self, done: &Completed) -> Result<Status, PoolError> {
@@ -267,6 +300,27 @@ impl<H: Host> Pool<H> {
         }
         if let Some(t) = d.checked_at {
             self.rec_mut(slot).checked_at = t;
+        }
+        if let lc::RunOutcome::Refreshed(_) = done.outcome {
+            // The card's `[CRED] 刷新结果: {success}, new_expires=`.
+            let exp = self.rec(slot).expires_at;
+            self.log(
+                Level::Info,
+                "refresh.result",
+                &[
+                    ("id", id.clone()),
+                    ("method", method.map(kebab).unwrap_or_default()),
+                    ("success", "true".into()),
+                    (
+                        "new_expires",
+                        if exp == NEVER {
+                            "none".into()
+                        } else {
+                            crate::words::rfc3339_ms(exp)
+                        },
+                    ),
+                ],
+            );
         }
         let status_before = self.rec(slot).m.status;
         // A session never used yet that a health check found logged in is

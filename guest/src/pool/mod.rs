@@ -39,6 +39,8 @@ mod select;
 mod view;
 
 #[cfg(test)]
+mod card_data_tests;
+#[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
 mod pacing_tests;

@@ -346,6 +346,19 @@ impl<H: Host> Pool<H> {
     /// Makes `m` the member's state: durable first when the status changes,
     /// then in memory, counts and indexes.
     pub(super) fn commit(&mut self, slot: u32, m: Standing, now: Millis) -> Result<(), PoolError> {
+        self.commit_because(slot, m, now, None)
+    }
+
+    /// [`Self::commit`] of a reported result: a status change it causes
+    /// is logged with the reason and the HTTP status (the card's
+    /// `[CRED] ... reason=`).
+    pub(super) fn commit_because(
+        &mut self,
+        slot: u32,
+        m: Standing,
+        now: Millis,
+        cause: Option<Failure>,
+    ) -> Result<(), PoolError> {
         let before = self.rec(slot).m;
         let changed = m.status != before.status;
         if changed {
@@ -368,12 +381,31 @@ impl<H: Host> Pool<H> {
         }
         if changed {
             let rec = self.rec(slot);
-            let fields = [
+            let mut fields = vec![
                 ("id", rec.id.to_string()),
                 ("from", before.status.name().to_string()),
                 ("to", m.status.name().to_string()),
                 ("user", rec.username().map(mask).unwrap_or_default()),
             ];
+            if let Some(f) = cause {
+                fields.push(("reason", f.class.name().to_string()));
+                fields.push((
+                    "http_status",
+                    f.http_status.map(|s| s.to_string()).unwrap_or_default(),
+                ));
+                fields.push((
+                    "retry_after",
+                    f.retry_after_secs
+                        .map(|s| format!("{s}s"))
+                        .unwrap_or_default(),
+                ));
+            }
+            if m.cooldown_until != NEVER && m.cooldown_until > now {
+                fields.push((
+                    "cooldown",
+                    format!("{}s", (m.cooldown_until - now + 999) / 1000),
+                ));
+            }
             let level = match m.status {
                 Status::Suspended | Status::Banned => Level::Warn,
                 _ => Level::Info,

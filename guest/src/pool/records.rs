@@ -36,6 +36,54 @@ fn validate_name(field: &str, value: &str) -> Result<String, PoolError> {
     Ok(v.to_string())
 }
 
+/// The card's data fields: a token type only on a token and a token by
+/// RFC 9110's rules (it is sent before the token); names, ids and the user
+/// agent free of control characters (they end up in headers and logs).
+fn validate_card_fields(mut new: NewCredential, kind: Kind) -> Result<NewCredential, PoolError> {
+    if let Some(t) = &new.token_type {
+        if kind != Kind::Token {
+            return Err(PoolError::invalid(
+                "token_type",
+                "only a token has a token type",
+            ));
+        }
+        let t = t.trim();
+        if t.is_empty() || t.len() > 40 || !t.bytes().all(is_token_byte) {
+            return Err(PoolError::invalid(
+                "token_type",
+                "must be a single word such as Bearer, up to 40 characters",
+            ));
+        }
+        new.token_type = Some(t.to_string());
+    }
+    for name in &new.local_storage_names {
+        validate_name("local_storage", name)?;
+    }
+    for (field, value) in [
+        ("device_id", &mut new.device_id),
+        ("fingerprint", &mut new.fingerprint),
+    ] {
+        if let Some(v) = value {
+            *v = validate_name(field, v)?;
+        }
+    }
+    if let Some(ua) = &new.user_agent {
+        let ua = ua.trim();
+        if ua.is_empty() || ua.len() > 1000 || ua.chars().any(char::is_control) {
+            return Err(PoolError::invalid(
+                "user_agent",
+                "must be one line of at most 1000 bytes",
+            ));
+        }
+        new.user_agent = Some(ua.to_string());
+    }
+    Ok(new)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 impl<H: Host> Pool<H> {
     /// Sets the configuration; rebuilds the indexes of sites whose strategy
     /// changed (O(n), at configure time only).
@@ -97,7 +145,8 @@ impl<H: Host> Pool<H> {
         let kind = new
             .kind
             .ok_or_else(|| PoolError::invalid("kind", "missing"))?;
-        let id = match new.id {
+        let mut new = validate_card_fields(new, kind)?;
+        let id = match new.id.take() {
             Some(id) => validate_name("id", &id)?,
             None => self.fresh_id(kind),
         };
@@ -148,6 +197,12 @@ impl<H: Host> Pool<H> {
             rate_limit_streak: 0,
             pace_per_minute: 0,
             logged_in_at: None,
+            token_type: new.token_type,
+            local_storage_names: new.local_storage_names,
+            device_id: new.device_id,
+            fingerprint: new.fingerprint,
+            user_agent: new.user_agent,
+            two_factor: new.two_factor,
         };
         let (ctr, tag) = self.new_place();
         let written = write_cred(&mut self.host, &cred, ctr, tag, true);
@@ -190,6 +245,12 @@ impl<H: Host> Pool<H> {
             token_scope: c.token_scope,
             source_account: c.source_account,
             labels: c.labels,
+            token_type: c.token_type,
+            local_storage_names: c.local_storage_names,
+            device_id: c.device_id,
+            fingerprint: c.fingerprint,
+            user_agent: c.user_agent,
+            two_factor: c.two_factor,
         };
         let site = &mut self.sites[si as usize];
         let rec = Record {

@@ -75,7 +75,11 @@ impl<H: Host> Pool<H> {
         let host = &mut self.host;
         let (m, _) = standing::on_outcome(before, outcome, &self.config, now, || host.next_u64());
         let pace_before = self.adapt_member_pace(slot, outcome);
-        self.commit(slot, m, now)?;
+        let cause = match outcome {
+            Outcome::Failure(f) => Some(f),
+            Outcome::Success => None,
+        };
+        self.commit_because(slot, m, now, cause)?;
 
         // Counters and detectors; alerts go out once per start.
         let ok = outcome == Outcome::Success;

@@ -38,6 +38,8 @@ pub struct InternalView {
     pub tags: Vec<String>,
     pub labels: Vec<(String, String)>,
     pub source_account: Option<String>,
+    pub token_type: Option<String>,
+    pub two_factor: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +51,10 @@ pub struct SensitiveView {
     pub header_names: Vec<String>,
     pub secret_fields: Vec<SecretField>,
     pub token_scope: Vec<String>,
+    pub local_storage_names: Vec<String>,
+    pub device_id: Option<String>,
+    pub fingerprint: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl<H: Host> Pool<H> {
@@ -93,6 +99,12 @@ impl<H: Host> Pool<H> {
             rate_limit_streak: u32::from(m.rate_limit_streak),
             pace_per_minute: r.pace.round() as u32,
             logged_in_at: time(r.logged_in_at),
+            token_type: x.token_type,
+            local_storage_names: x.local_storage_names,
+            device_id: x.device_id,
+            fingerprint: x.fingerprint,
+            user_agent: x.user_agent,
+            two_factor: x.two_factor,
         }
     }
 
@@ -143,6 +155,8 @@ impl<H: Host> Pool<H> {
             tags: c.tags.clone(),
             labels: c.labels.clone(),
             source_account: c.source_account.clone(),
+            token_type: c.token_type.clone(),
+            two_factor: c.two_factor,
         });
         let personal = |v: &Option<String>| {
             v.as_ref().map(|s| {
@@ -161,6 +175,10 @@ impl<H: Host> Pool<H> {
             header_names: c.header_names.clone(),
             secret_fields: c.secret_fields.clone(),
             token_scope: c.token_scope.clone(),
+            local_storage_names: c.local_storage_names.clone(),
+            device_id: c.device_id.clone(),
+            fingerprint: c.fingerprint.clone(),
+            user_agent: c.user_agent.clone(),
         });
         View {
             level,

@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
     next_help_heading = "Global options"
 )]
 pub(super) struct Cli {
-    /// Where the encrypted store and key file live.
+    /// Where the encrypted store and key file live (when not given: the
+    /// config file's `[pool] storage_path`, else the default).
     #[arg(
         long,
         global = true,
@@ -63,7 +64,7 @@ pub(super) enum Command {
     /// Create the data directory and a new encryption key (mode 0600).
     Init,
     /// Add a credential. Secrets come from stdin or flags, never from a URL.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List credentials, masked: secret values are never shown.
     List {
         /// Only credentials of this site.
@@ -73,7 +74,7 @@ pub(super) enum Command {
         #[arg(long, value_parser = values::STATUSES)]
         status: Option<String>,
         /// Only credentials of this type.
-        #[arg(long = "type", value_parser = values::KINDS)]
+        #[arg(long = "type", value_parser = values::kinds())]
         kind: Option<String>,
         /// Only credentials carrying this tag.
         #[arg(long)]
@@ -103,7 +104,7 @@ pub(super) enum Command {
         /// The site to crawl (e.g. jd.com).
         site: String,
         /// Only a credential of this type.
-        #[arg(long = "type", value_parser = values::KINDS)]
+        #[arg(long = "type", value_parser = values::kinds())]
         kind: Option<String>,
         /// What the lease is for (e.g. search, checkout): the sticky
         /// strategy keeps one credential per purpose while it stays usable.
@@ -418,7 +419,7 @@ pub(super) struct AddArgs {
     #[arg(long)]
     pub(super) site: String,
     /// What it is.
-    #[arg(long = "type", value_parser = values::KINDS)]
+    #[arg(long = "type", value_parser = values::kinds())]
     pub(super) kind: String,
     /// Its id (default: a new one is made).
     #[arg(long)]
@@ -459,6 +460,46 @@ pub(super) struct AddArgs {
     /// Uses allowed per minute.
     #[arg(long)]
     pub(super) rate_per_minute: Option<u32>,
+    /// Read a refresh token from standard input.
+    #[arg(long)]
+    pub(super) refresh_token_stdin: bool,
+    /// Read the OAuth client secret from standard input (sent on refresh
+    /// when the site names no `client_secret_env`).
+    #[arg(long)]
+    pub(super) client_secret_stdin: bool,
+    /// Read a TOTP seed (base32) from standard input; turns --two-factor on.
+    #[arg(long)]
+    pub(super) totp_seed_stdin: bool,
+    /// Read several secrets from standard input, one NAME=VALUE a line:
+    /// password, access_token, refresh_token, client_secret, api_key,
+    /// secret_key, totp_seed, recovery_code, cookie.NAME, header.NAME,
+    /// local_storage.NAME.
+    #[arg(long)]
+    pub(super) secrets_stdin: bool,
+    /// A label KEY=VALUE, not secret (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(super) labels: Vec<String>,
+    /// A token's OAuth scope (repeatable, or several separated by spaces).
+    #[arg(long = "scope")]
+    pub(super) scopes: Vec<String>,
+    /// The account this session or token was made from.
+    #[arg(long)]
+    pub(super) source_account: Option<String>,
+    /// A token's type (default Bearer).
+    #[arg(long)]
+    pub(super) token_type: Option<String>,
+    /// A device credential's device id.
+    #[arg(long)]
+    pub(super) device_id: Option<String>,
+    /// The browser or device fingerprint id it is bound to.
+    #[arg(long)]
+    pub(super) fingerprint: Option<String>,
+    /// The user agent to send with it.
+    #[arg(long)]
+    pub(super) user_agent: Option<String>,
+    /// The account has two-factor login on.
+    #[arg(long)]
+    pub(super) two_factor: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub(super) json: bool,

@@ -51,7 +51,6 @@ use crate::error::Error;
 use crate::names;
 use crate::pool::{KEY_FILE, Pool, PoolOptions};
 use args::{AddArgs, ChallengeAction, Cli, Command};
-use clap::Parser;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,7 +91,7 @@ fn parse_lease(id: &str) -> Result<crate::LeaseId, Failed> {
 /// Runs the command line; returns the exit code.
 pub fn main() -> i32 {
     let json = failure::json_requested();
-    let cli = match Cli::try_parse() {
+    let cli = match parse_cli() {
         Ok(c) => c,
         Err(e) if e.use_stderr() && json => {
             failure::report_usage(&e);
@@ -105,6 +104,13 @@ pub fn main() -> i32 {
         }
     };
     install_panic_hook();
+    let cli = match storage_path_from_config(cli) {
+        Ok(c) => c,
+        Err(Failed(code, msg)) => {
+            failure::report(code, &msg, json);
+            return code;
+        }
+    };
     let capture = matches!(cli.command, Command::Demo { .. } | Command::Simulate { .. });
     // A simulated crawl refuses and rests by the thousand: its warnings go
     // to the run's log; the terminal gets errors unless asked for more.
@@ -121,6 +127,26 @@ pub fn main() -> i32 {
             code
         }
     }
+}
+
+/// The command line, and whether `--data-dir` (or its variable) was given.
+fn parse_cli() -> Result<(Cli, bool), clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().try_get_matches()?;
+    let given = !matches!(
+        matches.value_source("data_dir"),
+        None | Some(clap::parser::ValueSource::DefaultValue)
+    );
+    Ok((Cli::from_arg_matches(&matches)?, given))
+}
+
+/// The card's `storage_path` from the configuration file, when neither
+/// `--data-dir` nor `CREDPOOL_DATA_DIR` was given.
+fn storage_path_from_config((mut cli, given): (Cli, bool)) -> Result<Cli, Failed> {
+    if !given && let Some(path) = ConfigFile::load(&cli.config)?.storage_path() {
+        cli.data_dir = path;
+    }
+    Ok(cli)
 }
 
 /// Diagnostics on stderr at `level`; with `capture`, also everything of

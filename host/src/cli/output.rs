@@ -82,6 +82,15 @@ pub fn view_json(v: &CredentialView) -> Value {
         o.insert("max_concurrent".into(), json!(i.max_concurrent));
         o.insert("rate_per_minute".into(), json!(i.rate_per_minute));
         o.insert("tags".into(), json!(i.tags));
+        let labels: serde_json::Map<String, Value> = i
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        o.insert("labels".into(), Value::Object(labels));
+        o.insert("source_account".into(), json!(i.source_account));
+        o.insert("token_type".into(), json!(i.token_type));
+        o.insert("two_factor".into(), json!(i.two_factor));
     }
     if let Some(s) = &v.sensitive {
         let o = out.as_object_mut().expect("object");
@@ -91,6 +100,11 @@ pub fn view_json(v: &CredentialView) -> Value {
         // Names only: the policy never has the values.
         o.insert("cookies".into(), masked_pairs(&s.cookie_names));
         o.insert("headers".into(), masked_pairs(&s.header_names));
+        o.insert("local_storage".into(), masked_pairs(&s.local_storage_names));
+        o.insert("scope".into(), json!(s.token_scope));
+        o.insert("device_id".into(), json!(s.device_id));
+        o.insert("fingerprint".into(), json!(s.fingerprint));
+        o.insert("user_agent".into(), json!(s.user_agent));
         o.insert(
             "secret_fields".into(),
             json!(
@@ -114,6 +128,7 @@ pub fn secrets_json(s: &Secrets) -> Value {
         "password": s.password,
         "cookies": pairs(&s.cookies),
         "headers": pairs(&s.headers),
+        "local_storage": pairs(&s.local_storage),
         "access_token": s.access_token,
         "refresh_token": s.refresh_token,
         "api_key": s.api_key,
@@ -164,6 +179,24 @@ pub fn print_view_values(views: &[Value], as_json: bool) {
             if let Some(t) = v["cooldown_until"].as_str() {
                 details.push(format!("rests until {t}"));
             }
+            if let Some(a) = v["source_account"].as_str() {
+                details.push(format!("from={a}"));
+            }
+            if let Some(t) = v["token_type"].as_str() {
+                details.push(format!("token_type={t}"));
+            }
+            if v["two_factor"].as_bool() == Some(true) {
+                details.push("two-factor".into());
+            }
+            let labels: Vec<String> = v["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, l)| format!("{k}={}", l.as_str().unwrap_or("")))
+                .collect();
+            if !labels.is_empty() {
+                details.push(format!("labels: {}", labels.join(" ")));
+            }
         }
         if v.get("username").is_some() {
             if let Some(u) = v["username"].as_str() {
@@ -177,6 +210,29 @@ pub fn print_view_values(views: &[Value], as_json: bool) {
                 .collect();
             if !cookies.is_empty() {
                 details.push(format!("cookies: {}", cookies.join(" ")));
+            }
+            let storage: Vec<String> = v["local_storage"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{}=***", text(c, "name")))
+                .collect();
+            if !storage.is_empty() {
+                details.push(format!("local_storage: {}", storage.join(" ")));
+            }
+            let scope: Vec<&str> = v["scope"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !scope.is_empty() {
+                details.push(format!("scope={}", scope.join(" ")));
+            }
+            for key in ["device_id", "fingerprint", "user_agent"] {
+                if let Some(x) = v[key].as_str() {
+                    details.push(format!("{key}={x}"));
+                }
             }
         }
         println!(
@@ -236,6 +292,9 @@ fn print_secrets(s: &Value) {
     }
     for h in s["headers"].as_array().into_iter().flatten() {
         println!("header        {}: {}", text(h, "name"), text(h, "value"));
+    }
+    for e in s["local_storage"].as_array().into_iter().flatten() {
+        println!("local_storage {}={}", text(e, "name"), text(e, "value"));
     }
     for (label, key) in [
         ("access_token ", "access_token"),

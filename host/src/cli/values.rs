@@ -15,8 +15,17 @@ pub const STATUSES: [&str; 7] = [
     "expired",
 ];
 
-/// A credential's type (`names::kind`).
-pub const KINDS: [&str; 5] = ["account", "session", "token", "api-key", "device"];
+/// A credential's type (`names::kind`); the card's `api_key` is taken as
+/// `api-key` (`names::parse_kind`).
+pub fn kinds() -> PossibleValuesParser {
+    PossibleValuesParser::new([
+        PossibleValue::new("account"),
+        PossibleValue::new("session"),
+        PossibleValue::new("token"),
+        PossibleValue::new("api-key").alias("api_key"),
+        PossibleValue::new("device"),
+    ])
+}
 
 /// The access levels a view may be asked at, each with what it shows.
 fn levels() -> PossibleValuesParser {

@@ -11,10 +11,26 @@ impl Host for HostState {
 
     fn open_ticket(&mut self, ticket: Ticket) {
         self.record("notify.open-ticket", &ticket);
-        if let Some(r) = &self.refresher {
-            r.ticket_opened(&ticket.id, &ticket.credential_id);
-            r.auto_answer(&ticket);
-        }
+        let handler = match &self.refresher {
+            Some(r) => {
+                r.ticket_opened(&ticket.id, &ticket.credential_id);
+                if r.auto_answer(&ticket) {
+                    "totp"
+                } else {
+                    "person"
+                }
+            }
+            None => "person",
+        };
+        // The card's `[CRED] 处理挑战: {handler}`: who answers it.
+        tracing::info!(
+            target: "credpool::refresh",
+            "[CRED] challenge handler credential={} site={} kind={} ticket={} handler={handler}",
+            ticket.credential_id,
+            ticket.site,
+            crate::names::challenge_kind(ticket.kind),
+            ticket.id
+        );
         self.events.ticket_opened(&ticket);
     }
 

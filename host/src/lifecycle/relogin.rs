@@ -238,7 +238,15 @@ async fn form_login(
                 &mut jar,
             )
             .await;
-            solve_captcha(site, solver, kind, &input).await
+            let solved = solve_captcha(site, solver, kind, &input).await;
+            if solved.is_some() {
+                tracing::info!(
+                    target: "credpool::refresh",
+                    "[CRED] challenge handler credential={id} site={site_name} kind={} handler=captcha-solver",
+                    crate::names::challenge_kind(kind)
+                );
+            }
+            solved
         } else {
             None
         };

@@ -24,6 +24,16 @@ pub struct NewCredential {
     pub max_concurrent: Option<u32>,
     pub rate_per_minute: Option<u32>,
     pub labels: Vec<(String, String)>,
+    /// A token's type (`Bearer` for a token when none is given).
+    pub token_type: Option<String>,
+    /// A device credential's device id.
+    pub device_id: Option<String>,
+    /// The browser or device fingerprint id it is bound to.
+    pub fingerprint: Option<String>,
+    /// The user agent to send with it.
+    pub user_agent: Option<String>,
+    /// Whether the account has two-factor login on (set by a TOTP seed).
+    pub two_factor: bool,
     pub secrets: Secrets,
 }
 
@@ -43,6 +53,11 @@ impl NewCredential {
             max_concurrent: None,
             rate_per_minute: None,
             labels: Vec::new(),
+            token_type: None,
+            device_id: None,
+            fingerprint: None,
+            user_agent: None,
+            two_factor: false,
             secrets: Secrets::default(),
         }
     }
@@ -140,11 +155,13 @@ impl Pool {
         if new.kind == CredentialKind::Session
             && new.secrets.cookies.is_empty()
             && new.secrets.headers.is_empty()
+            && new.secrets.local_storage.is_empty()
         {
             return Err(Error::Input {
                 field: "session".into(),
-                reason: "it has no cookie and no header: give at least one (the CLI's \
-                         --cookie NAME=VALUE or --header 'NAME: VALUE')"
+                reason: "it has no cookie and no header (nor local-storage entry): give at \
+                         least one (the CLI's --cookie NAME=VALUE, --header 'NAME: VALUE', or \
+                         cookie.NAME=VALUE or local_storage.NAME=VALUE on --secrets-stdin)"
                     .into(),
             });
         }
@@ -160,6 +177,7 @@ impl Pool {
         if new.secrets.username.is_none() {
             new.secrets.username = new.username.clone();
         }
+        card_defaults(&mut new);
         let meta_in = types::NewCredential {
             id: new.id.clone(),
             site: new.site.clone(),
@@ -177,6 +195,12 @@ impl Pool {
             max_concurrent: new.max_concurrent,
             rate_per_minute: new.rate_per_minute,
             labels: new.labels.clone(),
+            token_type: new.token_type.clone(),
+            local_storage_names: new.secrets.local_storage_names(),
+            device_id: new.device_id.clone(),
+            fingerprint: new.fingerprint.clone(),
+            user_agent: new.user_agent.clone(),
+            two_factor: new.two_factor,
         };
         self.record("export.add", &meta_in);
         // A bundle under this id with no record is left from an add that
@@ -201,6 +225,23 @@ impl Pool {
                 Err(e)
             }
         }
+    }
+}
+
+/// The card's defaults: a token's type is `Bearer`; an access token that is
+/// a JWT expires at its `exp` claim when no expiry is given; an account
+/// with a TOTP seed has two-factor login on.
+fn card_defaults(new: &mut NewCredential) {
+    if new.kind == CredentialKind::Token && new.token_type.is_none() {
+        new.token_type = Some("Bearer".into());
+    }
+    if new.expires_at.is_none()
+        && let Some(token) = &new.secrets.access_token
+    {
+        new.expires_at = crate::jwt::expiry_ms(token);
+    }
+    if new.secrets.totp_seed.is_some() {
+        new.two_factor = true;
     }
 }
 

@@ -142,6 +142,8 @@ struct SecretsBody {
     #[serde(default)]
     recovery_codes: Vec<String>,
     totp_seed: Option<String>,
+    #[serde(default)]
+    local_storage: Vec<NameValue>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +164,15 @@ pub struct AddBody {
     token_scope: Vec<String>,
     max_concurrent: Option<u32>,
     rate_per_minute: Option<u32>,
+    source_account: Option<String>,
+    #[serde(default)]
+    labels: Vec<NameValue>,
+    token_type: Option<String>,
+    device_id: Option<String>,
+    fingerprint: Option<String>,
+    user_agent: Option<String>,
+    #[serde(default)]
+    two_factor: bool,
     #[serde(default)]
     secrets: SecretsBody,
 }
@@ -183,6 +194,13 @@ impl AddBody {
         new.token_scope = self.token_scope;
         new.max_concurrent = self.max_concurrent;
         new.rate_per_minute = self.rate_per_minute;
+        new.source_account = self.source_account;
+        new.labels = self.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        new.token_type = self.token_type;
+        new.device_id = self.device_id;
+        new.fingerprint = self.fingerprint;
+        new.user_agent = self.user_agent;
+        new.two_factor = self.two_factor;
         if let Some(t) = &self.expires_at {
             let at = chrono::DateTime::parse_from_rfc3339(t).map_err(|_| {
                 ApiError::bad_request(
@@ -202,6 +220,11 @@ impl AddBody {
         new.secrets.secret_key = s.secret_key;
         new.secrets.recovery_codes = s.recovery_codes;
         new.secrets.totp_seed = s.totp_seed;
+        new.secrets.local_storage = s
+            .local_storage
+            .into_iter()
+            .map(|e| (e.name, e.value))
+            .collect();
         if new.secrets.password.is_some() {
             new.secrets.username = self.username;
         }

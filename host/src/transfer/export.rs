@@ -25,6 +25,15 @@ pub fn to_json(view: &CredentialView, secrets: &Secrets) -> Value {
         if !s.token_scope.is_empty() {
             o.insert("token_scope".into(), json!(s.token_scope));
         }
+        for (k, v) in [
+            ("device_id", &s.device_id),
+            ("fingerprint", &s.fingerprint),
+            ("user_agent", &s.user_agent),
+        ] {
+            if let Some(v) = v {
+                o.insert(k.into(), json!(v));
+            }
+        }
     }
     if let Some(i) = &view.internal {
         if let Some(t) = i.expires_at {
@@ -47,6 +56,12 @@ pub fn to_json(view: &CredentialView, secrets: &Secrets) -> Value {
         }
         if let Some(a) = &i.source_account {
             o.insert("source_account".into(), json!(a));
+        }
+        if let Some(t) = &i.token_type {
+            o.insert("token_type".into(), json!(t));
+        }
+        if i.two_factor {
+            o.insert("two_factor".into(), json!(true));
         }
     }
     let mut s = Map::new();
@@ -93,6 +108,14 @@ pub fn to_json(view: &CredentialView, secrets: &Secrets) -> Value {
     }
     if !secrets.recovery_codes.is_empty() {
         s.insert("recovery_codes".into(), json!(secrets.recovery_codes));
+    }
+    if !secrets.local_storage.is_empty() {
+        let entries: Vec<Value> = secrets
+            .local_storage
+            .iter()
+            .map(|(n, v)| json!({"name": n, "value": v}))
+            .collect();
+        s.insert("local_storage".into(), Value::Array(entries));
     }
     o.insert("secrets".into(), Value::Object(s));
     Value::Object(o)

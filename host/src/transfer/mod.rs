@@ -537,6 +537,11 @@ const RECORD_FIELDS: &[&str] = &[
     "token_scope",
     "source_account",
     "labels",
+    "token_type",
+    "device_id",
+    "fingerprint",
+    "user_agent",
+    "two_factor",
     "secrets",
 ];
 const SECRET_FIELDS: &[&str] = &[
@@ -549,6 +554,7 @@ const SECRET_FIELDS: &[&str] = &[
     "secret_key",
     "recovery_codes",
     "totp_seed",
+    "local_storage",
 ];
 
 fn parse_json(text: &str, site: Option<&str>) -> Parsed {
@@ -613,6 +619,11 @@ fn record_from_json(
         .into_iter()
         .map(|(k, v, _)| (k, v))
         .collect();
+    new.token_type = f.opt_str("token_type")?;
+    new.device_id = f.opt_str("device_id")?;
+    new.fingerprint = f.opt_str("fingerprint")?;
+    new.user_agent = f.opt_str("user_agent")?;
+    new.two_factor = f.opt_bool("two_factor")?.unwrap_or(false);
     new.expires_at =
         match o.get("expires_at") {
             None | Some(Value::Null) => None,
@@ -669,6 +680,11 @@ fn record_from_json(
         }
         out.headers = s
             .pairs("headers")?
+            .into_iter()
+            .map(|(n, v, _)| (n, v))
+            .collect();
+        out.local_storage = s
+            .pairs("local_storage")?
             .into_iter()
             .map(|(n, v, _)| (n, v))
             .collect();
