@@ -37,6 +37,7 @@ mod records;
 mod report;
 mod select;
 mod view;
+mod way_back;
 
 #[cfg(test)]
 mod lifecycle_tests;
@@ -44,6 +45,8 @@ mod lifecycle_tests;
 mod pacing_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod way_back_tests;
 
 pub use select::MAX_PREPARED;
 pub use view::{InternalView, SensitiveView, View};
@@ -155,6 +158,8 @@ struct SiteCounters {
     answer_times: AnswerTimes,
     /// The refresh counts changed since they were last written.
     refresh_dirty: bool,
+    /// The acquire and outcome counts changed since they were last written.
+    usage_dirty: bool,
 }
 
 /// One site's members and indexes.

@@ -21,6 +21,8 @@ pub(super) const TICKET_PREFIX: &str = "ticket/";
 /// person lets it go (`reset-challenge`), a restart included.
 const HOLD_PREFIX: &str = "hold/";
 const REFRESH_PREFIX: &str = "refresh/";
+/// A site's acquire and outcome counts (`usage/<site>`).
+const USAGE_PREFIX: &str = "usage/";
 /// A site whose pool ran dry and has not served since (`exhausted/<site>`,
 /// the time it was raised): its pool-exhausted alert is raised once per
 /// episode, across processes.
@@ -39,6 +41,19 @@ struct StoredRefreshCounts {
     by_method: BTreeMap<lc::RunMethod, MethodCounts>,
     #[serde(default)]
     answer_times: AnswerTimes,
+}
+
+/// A site's acquire and outcome counts as stored (`usage/<site>`), so
+/// `stats` and its availability count every process, as the refresh
+/// counts do. Written by `flush` with the counter pages: a crash loses at
+/// most the counts since the last flush.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredUsage {
+    granted: u64,
+    refused: u64,
+    successes: u64,
+    #[serde(default)]
+    failures: BTreeMap<FailureClass, u64>,
 }
 
 pub(super) fn ticket_key(id: &str) -> String {
@@ -131,6 +146,7 @@ impl<H: Host> Pool<H> {
         let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
         let hold_rows = scan_all(&mut host, HOLD_PREFIX)?;
         let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
+        let usage_rows = scan_all(&mut host, USAGE_PREFIX)?;
         let exhausted_rows = scan_all(&mut host, EXHAUSTED_PREFIX)?;
         let pages: FastMap<u32, Vec<u8>> = scan_all(&mut host, counters::PREFIX)?
             .into_iter()
@@ -254,6 +270,17 @@ impl<H: Host> Pool<H> {
                 c.refresh_failed = stored.failed;
                 c.refresh_by_method = stored.by_method;
                 c.answer_times = stored.answer_times;
+            }
+        }
+        for (key, bytes) in usage_rows {
+            let stored: StoredUsage = serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+            if let Some(si) = pool.site_index(&key[USAGE_PREFIX.len()..]) {
+                let c = &mut pool.sites[si as usize].counters;
+                c.granted = stored.granted;
+                c.refused = stored.refused;
+                c.successes = stored.successes;
+                c.failures = stored.failures;
             }
         }
         for (key, bytes) in exhausted_rows {
@@ -459,6 +486,19 @@ impl<H: Host> Pool<H> {
         }
         for site in &mut self.sites {
             let c = &mut site.counters;
+            if c.usage_dirty {
+                let stored = StoredUsage {
+                    granted: c.granted,
+                    refused: c.refused,
+                    successes: c.successes,
+                    failures: c.failures.clone(),
+                };
+                let bytes = serde_json::to_vec(&stored).expect("counts serialise");
+                self.host
+                    .set(&format!("{USAGE_PREFIX}{}", site.name), &bytes, false)?;
+                c.usage_dirty = false;
+                written += 1;
+            }
             if !c.refresh_dirty {
                 continue;
             }

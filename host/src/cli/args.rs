@@ -115,6 +115,10 @@ pub(super) enum Command {
         /// Lease length in seconds.
         #[arg(long)]
         ttl: Option<u64>,
+        /// The most recently logged-in or refreshed match (ties: the most
+        /// time left before expiry), not the strategy's pick.
+        #[arg(long)]
+        prefer_fresh: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

@@ -378,6 +378,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             purpose,
             tags,
             ttl,
+            prefer_fresh,
             json,
         } => acquire::remote(
             r,
@@ -387,6 +388,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
                 purpose: purpose.as_deref(),
                 tags,
                 ttl_secs: *ttl,
+                prefer_fresh: *prefer_fresh,
                 json: *json,
             },
         ),
@@ -480,6 +482,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             purpose,
             tags,
             ttl,
+            prefer_fresh,
             json,
         } => acquire::run(
             pool,
@@ -489,6 +492,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
                 purpose: purpose.as_deref(),
                 tags,
                 ttl_secs: *ttl,
+                prefer_fresh: *prefer_fresh,
                 json: *json,
             },
         ),
