@@ -33,3 +33,4 @@ mod serve_tls;
 mod simsite;
 mod simulate;
 mod transfer;
+mod way_back;

@@ -153,8 +153,9 @@ pub(super) enum Command {
         /// The credential's id.
         id: String,
     },
-    /// Lift a ban, or end a rest (cooling, suspended) early: a person's
-    /// decision; the credential is active again.
+    /// Lift a ban, end a rest (cooling, suspended) early, or put back an
+    /// expired or challenged credential you renewed or solved elsewhere: a
+    /// person's decision; the credential is active again.
     #[command(visible_alias = "resume")]
     Unban {
         /// The credential's id.
