@@ -21,8 +21,9 @@ pub(super) const TICKET_PREFIX: &str = "ticket/";
 /// person lets it go (`reset-challenge`), a restart included.
 const HOLD_PREFIX: &str = "hold/";
 const REFRESH_PREFIX: &str = "refresh/";
-/// A site's acquire and outcome counts (`usage/<site>`).
-const USAGE_PREFIX: &str = "usage/";
+/// Every site's acquire and outcome counts, in one record: keys are plain
+/// on disk and site names are not (values are sealed).
+const USAGE_KEY: &str = "usage";
 /// A site whose pool ran dry and has not served since (`exhausted/<site>`,
 /// the time it was raised): its pool-exhausted alert is raised once per
 /// episode, across processes.
@@ -43,10 +44,10 @@ struct StoredRefreshCounts {
     answer_times: AnswerTimes,
 }
 
-/// A site's acquire and outcome counts as stored (`usage/<site>`), so
-/// `stats` and its availability count every process, as the refresh
-/// counts do. Written by `flush` with the counter pages: a crash loses at
-/// most the counts since the last flush.
+/// A site's acquire and outcome counts as stored (in [`USAGE_KEY`], by
+/// site), so `stats` and its availability count every process, as the
+/// refresh counts do. Written by `flush` with the counter pages: a crash
+/// loses at most the counts since the last flush.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredUsage {
     granted: u64,
@@ -146,7 +147,7 @@ impl<H: Host> Pool<H> {
         let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
         let hold_rows = scan_all(&mut host, HOLD_PREFIX)?;
         let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
-        let usage_rows = scan_all(&mut host, USAGE_PREFIX)?;
+        let usage = host.get(USAGE_KEY)?;
         let exhausted_rows = scan_all(&mut host, EXHAUSTED_PREFIX)?;
         let pages: FastMap<u32, Vec<u8>> = scan_all(&mut host, counters::PREFIX)?
             .into_iter()
@@ -272,10 +273,13 @@ impl<H: Host> Pool<H> {
                 c.answer_times = stored.answer_times;
             }
         }
-        for (key, bytes) in usage_rows {
-            let stored: StoredUsage = serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
-            if let Some(si) = pool.site_index(&key[USAGE_PREFIX.len()..]) {
+        let usage: BTreeMap<String, StoredUsage> = match usage {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{USAGE_KEY}: {e}")))?,
+            None => BTreeMap::new(),
+        };
+        for (site, stored) in usage {
+            if let Some(si) = pool.site_index(&site) {
                 let c = &mut pool.sites[si as usize].counters;
                 c.granted = stored.granted;
                 c.refused = stored.refused;
@@ -484,21 +488,35 @@ impl<H: Host> Pool<H> {
             self.host.delete(&format!("{LEASE_PREFIX}{id}"))?;
             written += 1;
         }
+        if self.sites.iter().any(|s| s.counters.usage_dirty) {
+            let all: BTreeMap<&str, StoredUsage> = self
+                .sites
+                .iter()
+                .filter(|s| {
+                    s.counters.granted + s.counters.refused > 0
+                        || s.counters.successes > 0
+                        || !s.counters.failures.is_empty()
+                })
+                .map(|s| {
+                    let c = &s.counters;
+                    let stored = StoredUsage {
+                        granted: c.granted,
+                        refused: c.refused,
+                        successes: c.successes,
+                        failures: c.failures.clone(),
+                    };
+                    (s.name.as_str(), stored)
+                })
+                .collect();
+            let bytes = serde_json::to_vec(&all).expect("counts serialise");
+            self.host.set(USAGE_KEY, &bytes, false)?;
+            for s in &mut self.sites {
+                s.counters.usage_dirty = false;
+            }
+            written += 1;
+        }
         for site in &mut self.sites {
             let c = &mut site.counters;
-            if c.usage_dirty {
-                let stored = StoredUsage {
-                    granted: c.granted,
-                    refused: c.refused,
-                    successes: c.successes,
-                    failures: c.failures.clone(),
-                };
-                let bytes = serde_json::to_vec(&stored).expect("counts serialise");
-                self.host
-                    .set(&format!("{USAGE_PREFIX}{}", site.name), &bytes, false)?;
-                c.usage_dirty = false;
-                written += 1;
-            }
             if !c.refresh_dirty {
                 continue;
             }

@@ -203,6 +203,9 @@ impl<H: Host> Pool<H> {
             Way::Lifecycle(m) => bump(&mut ways.lifecycle, m, ways.expired),
             _ => bump(&mut ways.person, PersonNeed::Renew, ways.expired),
         }
+        if ways.challenged == 0 {
+            return ways;
+        }
         let challenged_here = |id: &str| {
             self.by_id.get(id).is_some_and(|&s| {
                 let r = self.rec(s);
