@@ -258,3 +258,62 @@ fn prefer_fresh_through_the_library() {
         "the strategy spreads plain requests: {seen:?}"
     );
 }
+
+#[test]
+fn through_a_server_prefer_fresh_is_honoured_and_who_needs_a_person_is_a_metric() {
+    use crate::support::server::{Served, token};
+    use serde_json::json;
+    let dir = initialised();
+    let d = dir.path();
+    let operator = token(d, "default", "operator", &[]);
+    let viewer = token(d, "default", "viewer", &[]);
+    let crawler = token(d, "default", "crawler", &[]);
+    let server = Served::start(d, &["--listen", "127.0.0.1:0", "--interval-ms", "100"]);
+    let mut op = server.client(&operator);
+    let mut view = server.client(&viewer);
+    let mut crawl = server.client(&crawler);
+    for id in ["old", "new"] {
+        let added = op.post(
+            "/v1/credentials",
+            &json!({"site": "jd.com", "type": "session", "id": id,
+                    "secrets": {"cookies": [{"name": "sid", "value": id}]}}),
+        );
+        assert_eq!(added.status, 201, "{}", added.text());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let fresh = json!({"site": "jd.com", "prefer_fresh": true});
+    for _ in 0..3 {
+        let got = crawl.post("/v1/acquire", &fresh).json();
+        assert_eq!(got["lease"]["credential"]["id"], "new", "{got}");
+        assert!(
+            !got["warnings"].to_string().contains("prefer_fresh"),
+            "{got}"
+        );
+        let lease = got["lease"]["id"].as_str().unwrap().to_string();
+        let released = crawl.post(&format!("/v1/leases/{lease}/release"), &json!({}));
+        assert_eq!(released.status, 200, "{}", released.text());
+    }
+    // The freshest expires: no refresh is configured, so a person must act.
+    let got = crawl.post("/v1/acquire", &fresh).json();
+    let lease = got["lease"]["id"].as_str().unwrap().to_string();
+    let r = crawl.post(
+        &format!("/v1/leases/{lease}/report"),
+        &json!({"outcome": "expired"}),
+    );
+    assert_eq!(r.json()["status"], "expired", "{}", r.text());
+    let stats = view.get("/v1/stats?site=jd.com").json();
+    assert_eq!(stats[0]["needs_person_total"], 1, "{stats}");
+    assert_eq!(stats[0]["needs_person"][0]["credential_id"], "new");
+    assert_eq!(stats[0]["granted"], 4, "{stats}");
+    let m = view.get("/metrics").text();
+    assert!(
+        m.lines().any(|l| l.starts_with("credpool_needs_person{")
+            && l.contains("site=\"jd.com\"")
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+    // Then prefer_fresh falls back on the one left.
+    let got = crawl.post("/v1/acquire", &fresh).json();
+    assert_eq!(got["lease"]["credential"]["id"], "old", "{got}");
+    server.stop();
+}

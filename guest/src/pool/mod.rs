@@ -24,6 +24,8 @@
 //! - `persist`: what is stored, when (`commit`, `flush`), in which form;
 //! - `view`: credentials and stats as each access level sees them;
 //! - `lifecycle`: the hooks into [`crate::lifecycle`];
+//! - `way_back`: how each member out of rotation gets back (its rest, the
+//!   site's refresh or login, its ticket, or a person's command);
 //! - `pacing`: the adaptive pace of members and sites ([`crate::pace`]);
 //! - `collections`: the chunked record store and the maps' fast hasher.
 
