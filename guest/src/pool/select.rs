@@ -423,7 +423,7 @@ impl<H: Host> Pool<H> {
                     }
                 }
                 next_free_at = self.next_free_among(&matching, now);
-                let ways = self.ways_of(matching.into_iter());
+                let ways = self.ways_of(matching.into_iter(), now);
                 ways_back = ways.lines(&self.sites[si as usize].name);
             } else {
                 counts = site.by_avail;

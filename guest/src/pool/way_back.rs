@@ -131,8 +131,9 @@ fn bump<K: PartialEq>(v: &mut Vec<(K, u32)>, k: K, n: u32) {
 }
 
 impl<H: Host> Pool<H> {
-    /// The way back of member `slot`; none while it is in rotation.
-    pub(super) fn way_of(&self, slot: u32) -> Option<Way> {
+    /// The way back of member `slot` at `now`; none while it is in
+    /// rotation.
+    pub(super) fn way_of(&self, slot: u32, now: Millis) -> Option<Way> {
         let r = self.rec(slot);
         let id = &*r.id;
         let site = &self.sites[r.site as usize].name;
@@ -143,7 +144,7 @@ impl<H: Host> Pool<H> {
             Status::Challenged => self.challenged_way(id, site),
             Status::Init | Status::Active => {
                 // Past its expiry, expired at the next tick.
-                if r.expires_at != NEVER && r.expires_at <= self.host.now() {
+                if r.expires_at != NEVER && r.expires_at <= now {
                     self.expired_way(site)
                 } else {
                     return None;
@@ -172,11 +173,12 @@ impl<H: Host> Pool<H> {
         }
     }
 
-    /// The ways back of the given members (a filtered refusal's walk).
-    pub(super) fn ways_of(&self, slots: impl Iterator<Item = u32>) -> Ways {
+    /// The ways back of the given members at `now` (a filtered refusal's
+    /// walk).
+    pub(super) fn ways_of(&self, slots: impl Iterator<Item = u32>, now: Millis) -> Ways {
         let mut ways = Ways::default();
         for slot in slots {
-            if let Some(w) = self.way_of(slot) {
+            if let Some(w) = self.way_of(slot, now) {
                 ways.add(self.rec(slot).m.status, &w);
             }
         }
@@ -267,7 +269,8 @@ impl<H: Host> Pool<H> {
                     Status::Banned | Status::Expired | Status::Challenged
                 )
             })
-            .filter_map(|&s| match self.way_of(s)? {
+            // Only these statuses reach a person: `now` is not read.
+            .filter_map(|&s| match self.way_of(s, NEVER)? {
                 Way::Person(p) => {
                     let r = self.rec(s);
                     Some((&*r.id, r.m.status, p))
