@@ -134,11 +134,18 @@ impl<H: Host> Pool<H> {
                 .add(rec.pos as usize, i64::from(weight) - i64::from(rec.weight));
             rec.weight = weight;
         }
-        if let Some(t) = wake
-            && (rec.wake_at == NEVER || t < rec.wake_at)
-        {
-            rec.wake_at = t;
-            site.wakes.push(Reverse((t, slot)));
+        match wake {
+            Some(t) if rec.wake_at == NEVER || t < rec.wake_at => {
+                rec.wake_at = t;
+                site.wakes.push(Reverse((t, slot)));
+            }
+            // Banned or waiting on a refresh: nothing changes by itself, so
+            // a pending wake-up (an old rest's end) is stale, and
+            // `next_free_at` must not name it. (A leased one keeps its
+            // wake-up: its expiry still counts while it is out.)
+            None if matches!(avail, Avail::Banned | Avail::Refreshing) => rec.wake_at = NEVER,
+            None => {}
+            Some(_) => {}
         }
     }
 

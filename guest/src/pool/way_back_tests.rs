@@ -457,3 +457,31 @@ fn prefer_fresh_takes_the_latest_renewed_then_the_most_time_left() {
         Some(UnavailableReason::NoneMatch)
     );
 }
+
+#[test]
+fn an_old_rest_end_is_not_named_once_the_credential_waits_on_a_person() {
+    let mut p = pool_with("{}");
+    add(&mut p, "api.com", "t1", Kind::Token);
+    // Two leases at once (a token is shared): one says slow down, the
+    // other that the token expired.
+    let a = p.acquire(&req("api.com")).unwrap().grant.unwrap();
+    let b = p.acquire(&req("api.com")).unwrap().grant.unwrap();
+    let rest = p
+        .report(a.lease, failure(FailureClass::RateLimited))
+        .unwrap();
+    assert!(rest.cooldown_until.is_some());
+    assert_eq!(
+        p.report(b.lease, failure(FailureClass::Expired))
+            .unwrap()
+            .status,
+        Status::Expired
+    );
+    let r = p.acquire(&req("api.com")).unwrap();
+    assert_eq!(r.next_free_at, None, "the rest's end frees nothing now");
+    assert!(
+        r.alternatives.iter().any(|a| a.contains("need a person")),
+        "{:?}",
+        r.alternatives
+    );
+    p.check_invariants();
+}
