@@ -37,3 +37,4 @@ mod simsite;
 mod simulate;
 mod store_damage;
 mod transfer;
+mod way_back;

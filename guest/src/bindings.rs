@@ -348,6 +348,16 @@ impl p::Guest for Component {
                             detail: a.detail,
                         })
                         .collect(),
+                    needs_person: s
+                        .needs_person
+                        .into_iter()
+                        .map(|n| p::PersonAction {
+                            credential_id: n.credential_id,
+                            status: to_status(n.status),
+                            action: n.action,
+                        })
+                        .collect(),
+                    needs_person_total: s.needs_person_total,
                 }
             })
             .collect())
@@ -699,6 +709,7 @@ fn from_request(request: p::AcquireRequest) -> m::AcquireRequest {
         purpose: request.purpose,
         tags: request.tags,
         lease_ttl_ms: request.lease_ttl_ms,
+        prefer_fresh: request.prefer_fresh,
     }
 }
 

@@ -86,7 +86,10 @@ pub fn transition(from: Status, event: Event) -> Result<Status, Illegal> {
         (S::Banned, E::Unban) => S::Active,
         (S::Banned, E::CooldownEnded | E::Refreshed | E::ChallengeResolved) => return illegal,
         (S::Banned, _) => S::Banned,
-        (S::Init | S::Active | S::Challenged | S::Expired, E::Unban) => return illegal,
+        (S::Init | S::Active, E::Unban) => return illegal,
+        // A person says it works again (they renewed it or solved its
+        // challenge elsewhere): the way back when nothing else brings it.
+        (S::Challenged | S::Expired, E::Unban) => S::Active,
         (_, E::BlockedTooOften) => S::Banned,
 
         // Usable states: observations move them along the card's arrows.
@@ -150,9 +153,9 @@ mod tests {
             (S::Active, [A, C, SU, B, CH, EX, A, X, A, X, X]),
             (S::Cooling, [C, C, SU, B, CH, EX, C, A, C, X, A]),
             (S::Suspended, [SU, SU, SU, B, CH, EX, SU, A, SU, X, A]),
-            (S::Challenged, [CH, CH, SU, B, CH, CH, CH, X, X, A, X]),
+            (S::Challenged, [CH, CH, SU, B, CH, CH, CH, X, X, A, A]),
             (S::Banned, [B, B, B, B, B, B, B, X, X, X, A]),
-            (S::Expired, [EX, EX, SU, B, CH, EX, EX, X, A, X, X]),
+            (S::Expired, [EX, EX, SU, B, CH, EX, EX, X, A, X, A]),
         ]
     };
 
@@ -187,10 +190,10 @@ mod tests {
     }
 
     #[test]
-    fn only_a_ban_or_a_rest_can_be_lifted() {
+    fn only_a_credential_out_of_rotation_can_be_put_back() {
         for from in S::ALL {
             let r = transition(from, E::Unban);
-            let lifted = matches!(from, S::Banned | S::Cooling | S::Suspended);
+            let lifted = !matches!(from, S::Init | S::Active);
             assert_eq!(r.is_ok(), lifted, "{from:?}");
         }
     }

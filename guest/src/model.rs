@@ -322,6 +322,8 @@ pub struct AcquireRequest {
     pub purpose: Option<String>,
     pub tags: Vec<String>,
     pub lease_ttl_ms: Option<u64>,
+    /// The card's `prefer_fresh`: the most recently renewed match.
+    pub prefer_fresh: bool,
 }
 
 /// A lease's id: `seq` finds the lease, the random `nonce` makes the id
@@ -430,6 +432,19 @@ pub struct SiteStats {
     /// members', under its ceiling); none when pacing is fixed.
     pub pace_per_minute: Option<u32>,
     pub anomalies: Vec<Anomaly>,
+    /// Members only a person can bring back, with what to run (capped).
+    pub needs_person: Vec<PersonAction>,
+    /// How many members wait on a person in all.
+    pub needs_person_total: u32,
+}
+
+/// A member out of rotation that only a person can bring back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersonAction {
+    pub credential_id: String,
+    pub status: Status,
+    /// What to do, with the command to run.
+    pub action: String,
 }
 
 /// One method's refresh counts on one site.

@@ -89,6 +89,7 @@ fn request_hash(r: &AcquireRequest) -> u64 {
     r.purpose.hash(&mut h);
     r.tags.hash(&mut h);
     r.lease_ttl_ms.hash(&mut h);
+    r.prefer_fresh.hash(&mut h);
     h.finish()
 }
 
@@ -98,6 +99,7 @@ fn same(a: &AcquireRequest, b: &AcquireRequest) -> bool {
         && a.purpose == b.purpose
         && a.tags == b.tags
         && a.lease_ttl_ms == b.lease_ttl_ms
+        && a.prefer_fresh == b.prefer_fresh
 }
 
 #[derive(Default)]

@@ -13,7 +13,7 @@
 //! | `k/rekey`                   | key id a rewrap in progress moves to, u32 BE | no                                 | durable         |
 //!
 //! Policy keys are the policy's own names, opaque to the host (the
-//! built-in policy uses `cred/`, `lease/`, `ticket/`, `hold/`, `refresh/`
+//! built-in policy uses `cred/`, `lease/`, `ticket/`, `hold/`, `refresh/`, `usage`
 //! and the counter pages `ctr/<page>`); its `store` import reaches only
 //! `t/<tenant>/p/`. Its durable writes reach the disk before the call
 //! returns; its lazy ones (counters, leases) at the next flush.

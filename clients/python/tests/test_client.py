@@ -178,7 +178,11 @@ def test_the_clients_checks_apply_to_report_response(live: Live, op: Client) -> 
         effect = lease.report_response(httpx.Response(200, text="please solve this"))
     assert effect.status == "challenged"
     assert op.get_credential(cid)["status"] == "challenged"
-    assert op.reset_challenge(cid)["status"] != "challenged"
+    # No login is configured for the site: a reset would leave it expired,
+    # so it is refused naming the way back, and unban (once solved) is it.
+    with pytest.raises(InvalidRequest, match="credpool unban"):
+        op.reset_challenge(cid)
+    assert op.unban(cid)["status"] == "active"
 
 
 def test_acquire_waits_out_no_available(op: Client, crawler: Client) -> None:
@@ -263,3 +267,28 @@ def test_every_endpoint(live: Live, op: Client, crawler: Client) -> None:
     op.remove_credential(f"{s}-imported")
     with pytest.raises(NotFound):
         viewer.get_credential(f"{s}-imported")
+
+
+def test_prefer_fresh_leases_the_latest_renewed(op: Client, crawler: Client) -> None:
+    s = site()
+    ids = [f"{s}-old", f"{s}-mid", f"{s}-new"]
+    for cid in ids:
+        op.add_credential(
+            {
+                "site": s,
+                "type": "session",
+                "id": cid,
+                "secrets": {"cookies": [{"name": "sid", "value": cid}]},
+            }
+        )
+        time.sleep(0.02)  # each added a moment after the last
+    for _ in range(5):
+        lease = crawler.acquire(s, prefer_fresh=True)
+        assert lease.credential.id == ids[-1]
+        lease.release()
+    # While the freshest is out, the next freshest.
+    held = crawler.acquire(s, prefer_fresh=True)
+    second = crawler.acquire(s, prefer_fresh=True)
+    assert (held.credential.id, second.credential.id) == (ids[2], ids[1])
+    held.release()
+    second.release()

@@ -141,9 +141,23 @@ impl Lifecycle {
         self.in_flight.get(id).map(|f| f.method)
     }
 
+    /// The ids held out of the schedule.
+    pub fn held_ids(&self) -> impl Iterator<Item = &str> {
+        self.held.iter().map(String::as_str)
+    }
+
     /// Whether `id` is held out of the schedule (see [`Lifecycle::hold`]).
     pub fn is_held(&self, id: &str) -> bool {
         self.held.contains(id)
+    }
+
+    /// When `id`'s last refresh or login by the lifecycle succeeded (in
+    /// memory, this process), if one did.
+    pub fn last_refreshed(&self, id: &str) -> Option<Millis> {
+        self.entries
+            .get(id)
+            .map(|e| e.last_refreshed)
+            .filter(|&t| t != Millis::MIN)
     }
 
     /// Refreshes running now.

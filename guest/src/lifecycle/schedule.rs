@@ -8,13 +8,10 @@ use super::{
 use crate::model::Millis;
 
 impl Lifecycle {
-    /// When and how `c` is next due, before failure backoff.
-    pub fn due_of(
-        &self,
-        c: &Tracked,
-        below: &mut dyn FnMut(u64) -> u64,
-    ) -> Option<(Millis, RunMethod)> {
-        let t = self.config.timing(&c.site);
+    /// The site's configured refresh and whether it can log in again;
+    /// neither when `auto_refresh` is off (nothing starts by itself).
+    fn methods(&self, site: &str) -> (Option<RunMethod>, Option<RunMethod>) {
+        let t = self.config.timing(site);
         let auto = self.config.auto_refresh;
         let relogin = (auto && t.can_relogin).then_some(RunMethod::Relogin);
         let refresh = match t.method {
@@ -24,6 +21,30 @@ impl Lifecycle {
             SiteMethod::Relogin => relogin,
             SiteMethod::None => None,
         };
+        (refresh, relogin)
+    }
+
+    /// What brings an expired credential of `site` back by itself (its
+    /// refresh, else a fresh login); none when the site has neither
+    /// configured, and only a person can.
+    pub fn revival(&self, site: &str) -> Option<RunMethod> {
+        let (refresh, relogin) = self.methods(site);
+        refresh.or(relogin)
+    }
+
+    /// Whether the host can log in to `site` again (a recipe or command).
+    pub fn can_relogin(&self, site: &str) -> bool {
+        self.methods(site).1.is_some()
+    }
+
+    /// When and how `c` is next due, before failure backoff.
+    pub fn due_of(
+        &self,
+        c: &Tracked,
+        below: &mut dyn FnMut(u64) -> u64,
+    ) -> Option<(Millis, RunMethod)> {
+        let t = self.config.timing(&c.site);
+        let (refresh, relogin) = self.methods(&c.site);
         match c.status {
             LcStatus::Init => relogin.map(|m| (c.logged_in_at, m)),
             // `track` makes an expired credential due at once.

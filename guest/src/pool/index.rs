@@ -134,11 +134,18 @@ impl<H: Host> Pool<H> {
                 .add(rec.pos as usize, i64::from(weight) - i64::from(rec.weight));
             rec.weight = weight;
         }
-        if let Some(t) = wake
-            && (rec.wake_at == NEVER || t < rec.wake_at)
-        {
-            rec.wake_at = t;
-            site.wakes.push(Reverse((t, slot)));
+        match wake {
+            Some(t) if rec.wake_at == NEVER || t < rec.wake_at => {
+                rec.wake_at = t;
+                site.wakes.push(Reverse((t, slot)));
+            }
+            // Banned or waiting on a refresh: nothing changes by itself, so
+            // a pending wake-up (an old rest's end) is stale, and
+            // `next_free_at` must not name it. (A leased one keeps its
+            // wake-up: its expiry still counts while it is out.)
+            None if matches!(avail, Avail::Banned | Avail::Refreshing) => rec.wake_at = NEVER,
+            None => {}
+            Some(_) => {}
         }
     }
 
@@ -182,6 +189,31 @@ impl<H: Host> Pool<H> {
             (a, b) => a.or(b),
         };
         next.map(|t| t.max(now))
+    }
+
+    /// The earliest time one of `slots` (members of one site) frees up by
+    /// itself: its rest ends, its next rate token comes, or one of its
+    /// leases ends. None when none will (all out of rotation until a
+    /// refresh, an answer or a person). O(slots + open leases): a
+    /// filtered refusal's walk, not the hot path.
+    pub(super) fn next_free_among(&self, slots: &[u32], now: Millis) -> Option<Millis> {
+        let mut sorted = slots.to_vec();
+        sorted.sort_unstable();
+        let waits = slots.iter().filter_map(|&s| {
+            let r = self.rec(s);
+            match r.avail {
+                Avail::RateLimited | Avail::Cooling | Avail::Suspended => {
+                    availability(r, now, &self.config).1
+                }
+                _ => None,
+            }
+        });
+        let lease_ends = self
+            .leases
+            .values()
+            .filter(|l| sorted.binary_search(&l.slot).is_ok())
+            .map(|l| l.expires_at);
+        waits.chain(lease_ends).min().map(|t| t.max(now))
     }
 
     /// Entries in the lease-end heaps (tests).

@@ -24,6 +24,8 @@
 //! - `persist`: what is stored, when (`commit`, `flush`), in which form;
 //! - `view`: credentials and stats as each access level sees them;
 //! - `lifecycle`: the hooks into [`crate::lifecycle`];
+//! - `way_back`: how each member out of rotation gets back (its rest, the
+//!   site's refresh or login, its ticket, or a person's command);
 //! - `pacing`: the adaptive pace of members and sites ([`crate::pace`]);
 //! - `collections`: the chunked record store and the maps' fast hasher.
 
@@ -37,6 +39,7 @@ mod records;
 mod report;
 mod select;
 mod view;
+mod way_back;
 
 #[cfg(test)]
 mod card_data_tests;
@@ -46,6 +49,8 @@ mod lifecycle_tests;
 mod pacing_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod way_back_tests;
 
 pub use select::MAX_PREPARED;
 pub use view::{InternalView, SensitiveView, View};
@@ -157,6 +162,8 @@ struct SiteCounters {
     answer_times: AnswerTimes,
     /// The refresh counts changed since they were last written.
     refresh_dirty: bool,
+    /// The acquire and outcome counts changed since they were last written.
+    usage_dirty: bool,
 }
 
 /// One site's members and indexes.

@@ -21,6 +21,9 @@ pub(super) const TICKET_PREFIX: &str = "ticket/";
 /// person lets it go (`reset-challenge`), a restart included.
 const HOLD_PREFIX: &str = "hold/";
 const REFRESH_PREFIX: &str = "refresh/";
+/// Every site's acquire and outcome counts, in one record: keys are plain
+/// on disk and site names are not (values are sealed).
+const USAGE_KEY: &str = "usage";
 /// A site whose pool ran dry and has not served since (`exhausted/<site>`,
 /// the time it was raised): its pool-exhausted alert is raised once per
 /// episode, across processes.
@@ -39,6 +42,19 @@ struct StoredRefreshCounts {
     by_method: BTreeMap<lc::RunMethod, MethodCounts>,
     #[serde(default)]
     answer_times: AnswerTimes,
+}
+
+/// A site's acquire and outcome counts as stored (in [`USAGE_KEY`], by
+/// site), so `stats` and its availability count every process, as the
+/// refresh counts do. Written by `flush` with the counter pages: a crash
+/// loses at most the counts since the last flush.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredUsage {
+    granted: u64,
+    refused: u64,
+    successes: u64,
+    #[serde(default)]
+    failures: BTreeMap<FailureClass, u64>,
 }
 
 pub(super) fn ticket_key(id: &str) -> String {
@@ -131,6 +147,7 @@ impl<H: Host> Pool<H> {
         let ticket_rows = scan_all(&mut host, TICKET_PREFIX)?;
         let hold_rows = scan_all(&mut host, HOLD_PREFIX)?;
         let refresh_rows = scan_all(&mut host, REFRESH_PREFIX)?;
+        let usage = host.get(USAGE_KEY)?;
         let exhausted_rows = scan_all(&mut host, EXHAUSTED_PREFIX)?;
         let pages: FastMap<u32, Vec<u8>> = scan_all(&mut host, counters::PREFIX)?
             .into_iter()
@@ -254,6 +271,20 @@ impl<H: Host> Pool<H> {
                 c.refresh_failed = stored.failed;
                 c.refresh_by_method = stored.by_method;
                 c.answer_times = stored.answer_times;
+            }
+        }
+        let usage: BTreeMap<String, StoredUsage> = match usage {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{USAGE_KEY}: {e}")))?,
+            None => BTreeMap::new(),
+        };
+        for (site, stored) in usage {
+            if let Some(si) = pool.site_index(&site) {
+                let c = &mut pool.sites[si as usize].counters;
+                c.granted = stored.granted;
+                c.refused = stored.refused;
+                c.successes = stored.successes;
+                c.failures = stored.failures;
             }
         }
         for (key, bytes) in exhausted_rows {
@@ -487,6 +518,33 @@ impl<H: Host> Pool<H> {
         }
         for id in std::mem::take(&mut self.ended_leases) {
             self.host.delete(&format!("{LEASE_PREFIX}{id}"))?;
+            written += 1;
+        }
+        if self.sites.iter().any(|s| s.counters.usage_dirty) {
+            let all: BTreeMap<&str, StoredUsage> = self
+                .sites
+                .iter()
+                .filter(|s| {
+                    s.counters.granted + s.counters.refused > 0
+                        || s.counters.successes > 0
+                        || !s.counters.failures.is_empty()
+                })
+                .map(|s| {
+                    let c = &s.counters;
+                    let stored = StoredUsage {
+                        granted: c.granted,
+                        refused: c.refused,
+                        successes: c.successes,
+                        failures: c.failures.clone(),
+                    };
+                    (s.name.as_str(), stored)
+                })
+                .collect();
+            let bytes = serde_json::to_vec(&all).expect("counts serialise");
+            self.host.set(USAGE_KEY, &bytes, false)?;
+            for s in &mut self.sites {
+                s.counters.usage_dirty = false;
+            }
             written += 1;
         }
         for site in &mut self.sites {

@@ -107,6 +107,7 @@ impl<H: Host> Pool<H> {
             Outcome::Success => site.counters.successes += 1,
             Outcome::Failure(f) => *site.counters.failures.entry(f.class).or_default() += 1,
         }
+        site.counters.usage_dirty = true;
         let site_rate = site.success.observe(ok, drop, min_seen);
         let (site_fast, site_slow) = site.success.rates();
         let burst = match outcome {
@@ -260,9 +261,36 @@ impl<H: Host> Pool<H> {
         Ok(self.snapshot(slot, &self.rec(slot).m))
     }
 
-    /// Lifts a ban, or ends a rest (cooling, suspended) early: a person's
-    /// decision.
+    /// A person's decision: lifts a ban, ends a rest (cooling, suspended)
+    /// early, or puts back an expired or challenged credential they renewed
+    /// or solved elsewhere (its expiry, if past, is forgotten: it would
+    /// expire it again). Refused while a challenge ticket of it is open:
+    /// that is answered or abandoned.
     pub fn unban(&mut self, id: &str) -> Result<Credential, PoolError> {
+        let slot = self.slot_of(id)?;
+        let status = self.rec(slot).m.status;
+        if status == Status::Challenged
+            && let Some(t) = self
+                .lc
+                .open_tickets()
+                .into_iter()
+                .find(|t| t.credential_id == id)
+        {
+            return Err(PoolError::invalid(
+                "id",
+                format!(
+                    "{id} waits on challenge ticket {}: answer it (`credpool challenge answer {}`)",
+                    t.id, t.id
+                ),
+            ));
+        }
+        let now = self.host.now();
+        if matches!(status, Status::Expired | Status::Challenged) {
+            let r = self.rec_mut(slot);
+            if r.expires_at != NEVER && r.expires_at <= now {
+                r.expires_at = NEVER;
+            }
+        }
         self.command(id, Event::Unban)
     }
 
@@ -278,6 +306,17 @@ impl<H: Host> Pool<H> {
                 from: before.status,
                 event: "reset-challenge".to_string(),
             });
+        }
+        let site = &self.sites[self.rec(slot).site as usize].name;
+        if self.lc.revival(site).is_none() {
+            // Expired, it would wait for a login no one runs.
+            return Err(PoolError::invalid(
+                "id",
+                format!(
+                    "{site} has no refresh or login configured, so a reset would leave {id} \
+                     expired: solve the challenge on the site, then `credpool unban {id}`"
+                ),
+            ));
         }
         let mut m = before;
         m.status = Status::Expired;

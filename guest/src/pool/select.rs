@@ -10,6 +10,7 @@ use crate::machine::Event;
 use crate::mask::mask;
 use crate::model::*;
 use crate::ports::{Host, Level};
+use crate::standing::NEVER;
 use crate::words::{edits_within, kebab, rfc3339_ms, site_key};
 
 /// Random draws tried before a filtered pick falls back to a walk.
@@ -122,6 +123,7 @@ impl<H: Host> Pool<H> {
             site.lru.insert((rec.last_used_at, slot));
         }
         site.counters.granted += 1;
+        site.counters.usage_dirty = true;
         if site.exhausted {
             site.exhausted = false;
             site.unflag(AlertKind::PoolExhausted, None);
@@ -174,6 +176,9 @@ impl<H: Host> Pool<H> {
         }
         let filtered = req.kind.is_some() || !req.tags.is_empty() || site.purpose_bound > 0;
         let strategy = site.strategy;
+        if req.prefer_fresh {
+            return self.pick_freshest(si, req);
+        }
         if strategy == Strategy::Sticky
             && let Some(purpose) = &req.purpose
             && let Some(&slot) = site.sticky.get(purpose)
@@ -213,6 +218,35 @@ impl<H: Host> Pool<H> {
             }
         }
         Some(picked)
+    }
+
+    /// The card's `prefer_fresh`: the ready match last renewed (logged in
+    /// or refreshed; else added), ties to the most time left before its
+    /// expiry (none known counts as the most). A walk of the ready members:
+    /// O(n), where the strategies' picks are O(log n).
+    fn pick_freshest(&self, si: u32, req: &AcquireRequest) -> Option<u32> {
+        let site = &self.sites[si as usize];
+        site.members
+            .iter()
+            .copied()
+            .filter(|&s| {
+                let r = self.rec(s);
+                r.avail == Avail::Ready && matches(r, req)
+            })
+            .max_by_key(|&s| {
+                let r = self.rec(s);
+                let renewed = r
+                    .created_at
+                    .max(r.logged_in_at)
+                    .max(self.lc.last_refreshed(&r.id).unwrap_or(NEVER));
+                let left = if r.expires_at == NEVER {
+                    Millis::MAX
+                } else {
+                    r.expires_at
+                };
+                // Ties on both: the lower slot, so the pick is stable.
+                (renewed, left, std::cmp::Reverse(s))
+            })
     }
 
     fn pick_round_robin(&mut self, si: u32, req: &AcquireRequest, filtered: bool) -> Option<u32> {
@@ -373,21 +407,33 @@ impl<H: Host> Pool<H> {
     fn refuse(&mut self, si: Option<u32>, req: &AcquireRequest, now: Millis) -> AcquireResponse {
         let mut counts = [0u32; AVAIL_COUNT];
         let mut next_free_at = None;
+        let mut ways_back = Vec::new();
         if let Some(si) = si {
             let site = &self.sites[si as usize];
             let filtered = req.kind.is_some() || !req.tags.is_empty() || site.purpose_bound > 0;
             if filtered {
+                // The matches alone: when one of them frees, and how the
+                // ones out of rotation get back.
+                let mut matching = Vec::new();
                 for &slot in &site.members {
                     let r = self.rec(slot);
                     if matches(r, req) {
                         counts[r.avail as usize] += 1;
+                        matching.push(slot);
                     }
                 }
+                next_free_at = self.next_free_among(&matching, now);
+                let ways = self.ways_of(matching.into_iter(), now);
+                ways_back = ways.lines(&self.sites[si as usize].name);
             } else {
                 counts = site.by_avail;
+                next_free_at = self.next_free_at(si as usize, now);
+                let ways = self.site_ways(si as usize);
+                ways_back = ways.lines(&self.sites[si as usize].name);
             }
-            next_free_at = self.next_free_at(si as usize, now);
-            self.sites[si as usize].counters.refused += 1;
+            let c = &mut self.sites[si as usize].counters;
+            c.refused += 1;
+            c.usage_dirty = true;
         }
         let label = [
             "ready",
@@ -454,12 +500,16 @@ impl<H: Host> Pool<H> {
                     req.site, req.site
                 ));
             }
-            UnavailableReason::AllBanned => alternatives
-                .push("add fresh accounts, or review and `credpool unban ID`".to_string()),
+            UnavailableReason::AllBanned => {
+                alternatives.extend(ways_back.iter().cloned());
+                alternatives.push("add fresh accounts".to_string());
+            }
             _ => {
                 if let Some(t) = next_free_at {
                     alternatives.push(format!("retry after {}", rfc3339_ms(t)));
                 }
+                // What brings back the ones out of rotation, or who must.
+                alternatives.extend(ways_back.iter().cloned());
                 if counts[Avail::Leased as usize] > 0 {
                     alternatives.push("release leases you no longer use".to_string());
                 }

@@ -192,14 +192,18 @@ impl<H: Host> Pool<H> {
         }
     }
 
-    /// Per-site state from counters; one site or all. O(sites).
+    /// Per-site state from counters; one site or all. O(sites), plus a walk
+    /// of the sites with banned, expired or challenged members for the
+    /// ones that wait on a person.
     pub fn stats(&self, site: Option<&str>) -> Vec<SiteStats> {
         let mut out: Vec<SiteStats> = self
             .sites
             .iter()
-            .filter(|s| !s.members.is_empty())
-            .filter(|s| site.is_none_or(|name| site_key(name) == s.name))
-            .map(|s| SiteStats {
+            .enumerate()
+            .filter(|(_, s)| !s.members.is_empty())
+            .filter(|(_, s)| site.is_none_or(|name| site_key(name) == s.name))
+            .map(|(si, s)| (s, self.needs_person(si)))
+            .map(|(s, (needs_person, needs_person_total))| SiteStats {
                 site: s.name.clone(),
                 total: s.members.len() as u32,
                 by_status: s.by_status,
@@ -225,6 +229,8 @@ impl<H: Host> Pool<H> {
                 answer_times: s.counters.answer_times,
                 open_tickets: 0,
                 pace_per_minute: self.site_pace(s),
+                needs_person,
+                needs_person_total,
             })
             .collect();
         for t in self.lc.open_tickets() {

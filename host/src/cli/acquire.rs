@@ -15,6 +15,7 @@ pub struct Args<'a> {
     pub purpose: Option<&'a str>,
     pub tags: &'a [String],
     pub ttl_secs: Option<u64>,
+    pub prefer_fresh: bool,
     pub json: bool,
 }
 
@@ -24,6 +25,7 @@ pub fn run(pool: &Pool, a: Args<'_>) -> Result<(), Failed> {
     req.purpose = a.purpose.map(str::to_string);
     req.tags = a.tags.to_vec();
     req.lease_ttl_ms = a.ttl_secs.map(|s| s.saturating_mul(1000));
+    req.prefer_fresh = a.prefer_fresh;
     let got = pool.acquire(&req)?;
     // The lease is slim; the JSON shows the credential's record.
     let view = match (&got.lease, a.json) {
@@ -43,6 +45,7 @@ pub fn remote(r: &Remote, a: Args<'_>) -> Result<(), Failed> {
         "purpose": a.purpose,
         "tags": a.tags,
         "ttl_seconds": a.ttl_secs,
+        "prefer_fresh": a.prefer_fresh,
     });
     let query: &[(&str, &str)] = if a.json {
         &[("level", "sensitive")]

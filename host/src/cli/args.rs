@@ -116,6 +116,10 @@ pub(super) enum Command {
         /// Lease length in seconds.
         #[arg(long)]
         ttl: Option<u64>,
+        /// The most recently logged-in or refreshed match (ties: the most
+        /// time left before expiry), not the strategy's pick.
+        #[arg(long)]
+        prefer_fresh: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -150,8 +154,9 @@ pub(super) enum Command {
         /// The credential's id.
         id: String,
     },
-    /// Lift a ban, or end a rest (cooling, suspended) early: a person's
-    /// decision; the credential is active again.
+    /// Lift a ban, end a rest (cooling, suspended) early, or put back an
+    /// expired or challenged credential you renewed or solved elsewhere: a
+    /// person's decision; the credential is active again.
     #[command(visible_alias = "resume")]
     Unban {
         /// The credential's id.

@@ -414,6 +414,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
             purpose,
             tags,
             ttl,
+            prefer_fresh,
             json,
         } => acquire::remote(
             r,
@@ -423,6 +424,7 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
                 purpose: purpose.as_deref(),
                 tags,
                 ttl_secs: *ttl,
+                prefer_fresh: *prefer_fresh,
                 json: *json,
             },
         ),
@@ -517,6 +519,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             purpose,
             tags,
             ttl,
+            prefer_fresh,
             json,
         } => acquire::run(
             pool,
@@ -526,6 +529,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
                 purpose: purpose.as_deref(),
                 tags,
                 ttl_secs: *ttl,
+                prefer_fresh: *prefer_fresh,
                 json: *json,
             },
         ),

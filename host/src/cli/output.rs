@@ -488,6 +488,8 @@ pub fn stats_json(s: &SiteStats) -> Value {
         "open_leases": s.open_leases,
         "granted": s.granted,
         "refused": s.refused,
+        "availability": availability(s),
+        "availability_target": AVAILABILITY_TARGET,
         "successes": s.successes,
         "failures": failures,
         "refresh": {
@@ -517,7 +519,24 @@ pub fn stats_json(s: &SiteStats) -> Value {
             "detected_at": time(a.detected_at),
             "detail": a.detail,
         })).collect::<Vec<_>>(),
+        "needs_person": s.needs_person.iter().map(|n| json!({
+            "credential_id": n.credential_id,
+            "status": names::status(n.status),
+            "action": n.action,
+        })).collect::<Vec<_>>(),
+        "needs_person_total": s.needs_person_total,
     })
+}
+
+/// The card's SLO for handing out credentials: at least 95% of acquires
+/// answered with one.
+pub const AVAILABILITY_TARGET: f64 = 0.95;
+
+/// Acquires answered with a lease, 0 to 1 (the card's SLO, see
+/// [`AVAILABILITY_TARGET`]); `None` before any acquire.
+fn availability(s: &SiteStats) -> Option<f64> {
+    let asked = s.granted + s.refused;
+    (asked > 0).then(|| s.granted as f64 / asked as f64)
 }
 
 /// Finished refreshes that worked, 0 to 1 (the card's SLO: at least 0.9);
@@ -565,7 +584,7 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
         return;
     }
     println!(
-        "{:<18} {:>5} {:>5} {:>6} {:>7} {:>9} {:>7} {:>7} {:>10} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
+        "{:<18} {:>5} {:>5} {:>6} {:>7} {:>9} {:>7} {:>7} {:>10} {:>7} {:>6} {:>8} {:>8} {:>7} {:>6} {:>9} {:>8} {:>7} {:>14} {:>8}",
         "SITE",
         "TOTAL",
         "INIT",
@@ -580,6 +599,7 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
         "FAILED",
         "GRANTED",
         "REFUSED",
+        "AVAIL",
         "REFRESHES",
         "REFR-OK",
         "TICKETS",
@@ -596,7 +616,7 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
             .sum();
         let r = &s["refresh"];
         println!(
-            "{:<18} {:>5} {:>5} {:>6} {:>7} {:>9} {:>7} {:>7} {:>10} {:>7} {:>6} {:>8} {:>8} {:>7} {:>9} {:>8} {:>7} {:>14} {:>8}",
+            "{:<18} {:>5} {:>5} {:>6} {:>7} {:>9} {:>7} {:>7} {:>10} {:>7} {:>6} {:>8} {:>8} {:>7} {:>6} {:>9} {:>8} {:>7} {:>14} {:>8}",
             text(s, "site"),
             num(s, "total"),
             num(b, "init"),
@@ -611,6 +631,7 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
             failed,
             num(s, "granted"),
             num(s, "refused"),
+            availability_text(s),
             num(r, "attempts"),
             rate_text(r["success_rate"].as_f64()),
             num(s, "open_tickets"),
@@ -629,6 +650,27 @@ pub fn print_stats_values(stats: &[Value], as_json: bool) {
                 rate_text(m["success_rate"].as_f64())
             );
         }
+        let people = s["needs_person"].as_array().map_or(&[][..], Vec::as_slice);
+        if !people.is_empty() {
+            println!("  needs a person: {}", num(s, "needs_person_total"));
+            for n in people {
+                println!(
+                    "    {} ({}): {}",
+                    text(n, "credential_id"),
+                    text(n, "status"),
+                    text(n, "action")
+                );
+            }
+        }
+    }
+}
+
+/// Availability as a percentage, with `!` when under the card's target;
+/// `-` before any acquire.
+fn availability_text(s: &Value) -> String {
+    match s["availability"].as_f64() {
+        Some(a) if a < AVAILABILITY_TARGET => format!("{}!", rate_text(Some(a))),
+        a => rate_text(a),
     }
 }
 

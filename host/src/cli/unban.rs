@@ -1,5 +1,5 @@
-//! `credpool unban` (or `resume`): a person lifts a ban or ends a rest
-//! early.
+//! `credpool unban` (or `resume`): a person lifts a ban, ends a rest
+//! early, or puts back an expired or challenged credential they renewed.
 
 use super::Failed;
 use super::client::{Body, Remote};

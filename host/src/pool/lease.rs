@@ -23,6 +23,7 @@ impl AcquireRequest {
             purpose: None,
             tags: Vec::new(),
             lease_ttl_ms: None,
+            prefer_fresh: false,
         }
     }
 }

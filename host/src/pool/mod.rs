@@ -232,7 +232,9 @@ impl Pool {
         &self.vault
     }
 
-    /// Lifts a ban, or ends a rest (cooling, suspended) early.
+    /// A person's decision: lifts a ban, ends a rest (cooling, suspended)
+    /// early, or puts back an expired or challenged credential renewed or
+    /// solved elsewhere (refused while its challenge ticket is open).
     pub fn unban(&self, id: &str) -> Result<CredentialMeta> {
         self.record("export.unban", id);
         self.call(|p, s| p.credpool_policy_pool().call_unban(s, id))

@@ -134,6 +134,8 @@ impl Pool {
 
     /// A person's decision for a credential left `challenged` after its
     /// ticket closed unanswered: back to `expired`, due for a fresh login.
+    /// Refused on a site with no refresh or login configured (the error
+    /// says to `unban` it once solved).
     pub fn reset_challenge(&self, id: &str) -> Result<CredentialMeta> {
         self.record("export.reset-challenge", id);
         self.call(|p, s| p.credpool_policy_pool().call_reset_challenge(s, id))

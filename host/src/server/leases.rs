@@ -55,6 +55,7 @@ impl AcquireBody {
         };
         req.purpose = self.purpose.clone();
         req.tags = self.tags.clone();
+        req.prefer_fresh = self.prefer_fresh;
         req.lease_ttl_ms = match self.ttl_seconds {
             Some(0) => {
                 return Err(ApiError::bad_request(
@@ -177,15 +178,9 @@ fn acquired_response(
     site: &str,
     got: &Acquired,
     view: Option<&CredentialView>,
-    prefer_fresh: bool,
     extra: Option<serde_json::Value>,
 ) -> Response {
     let mut body = output::acquired_json(got, view);
-    if prefer_fresh && let Some(w) = body["warnings"].as_array_mut() {
-        w.push(json!(
-            "prefer_fresh is not supported by this policy; the usual choice was made"
-        ));
-    }
     if let Some((k, v)) = extra
         .as_ref()
         .and_then(|x| x.as_object())
@@ -236,13 +231,7 @@ pub async fn acquire(
         (Some(l), Some(level)) => pool.view(&l.credential.id, level).ok(),
         _ => None,
     };
-    Ok(acquired_response(
-        &body.site,
-        &got,
-        view.as_ref(),
-        body.prefer_fresh,
-        None,
-    ))
+    Ok(acquired_response(&body.site, &got, view.as_ref(), None))
 }
 
 pub async fn report(
@@ -289,7 +278,6 @@ pub async fn report_and_acquire(
         &body.next.site,
         &got,
         None,
-        body.next.prefer_fresh,
         Some(json!({"report": effect_json(&id, &effect)})),
     ))
 }

@@ -68,6 +68,7 @@ pub struct Metrics {
     outcomes: Family<OutcomeLabels, Gauge>,
     refreshes: Family<RefreshLabels, Gauge>,
     tickets: Family<SiteLabels, Gauge>,
+    needs_person: Family<SiteLabels, Gauge>,
     pace: Family<SiteLabels, Gauge>,
     alerts: Family<TenantLabels, Gauge>,
 }
@@ -94,13 +95,13 @@ impl Metrics {
         let grants = Family::default();
         registry.register(
             "grants",
-            "Leases granted since the pool opened",
+            "Leases granted (stored totals, over every process)",
             grants.clone(),
         );
         let refusals = Family::default();
         registry.register(
             "refusals",
-            "Acquires refused (nothing available) since the pool opened",
+            "Acquires refused (nothing available; stored totals, over every process)",
             refusals.clone(),
         );
         let outcomes = Family::default();
@@ -113,6 +114,12 @@ impl Metrics {
         );
         let tickets = Family::default();
         registry.register("open_tickets", "Open challenge tickets", tickets.clone());
+        let needs_person = Family::default();
+        registry.register(
+            "needs_person",
+            "Credentials out of rotation that only a person can bring back",
+            needs_person.clone(),
+        );
         let pace = Family::default();
         registry.register(
             "pace_per_minute",
@@ -134,6 +141,7 @@ impl Metrics {
             outcomes,
             refreshes,
             tickets,
+            needs_person,
             pace,
             alerts,
         }
@@ -141,7 +149,13 @@ impl Metrics {
 
     /// Reads every tenant's state into the gauges, then encodes all.
     fn render(&self, state: &Shared) -> ApiResult<String> {
-        for f in [&self.grants, &self.refusals, &self.tickets, &self.pace] {
+        for f in [
+            &self.grants,
+            &self.refusals,
+            &self.tickets,
+            &self.needs_person,
+            &self.pace,
+        ] {
             f.clear();
         }
         self.credentials.clear();
@@ -181,6 +195,9 @@ impl Metrics {
                 self.grants.get_or_create(&site).set(s.granted as i64);
                 self.refusals.get_or_create(&site).set(s.refused as i64);
                 self.tickets.get_or_create(&site).set(s.open_tickets as i64);
+                self.needs_person
+                    .get_or_create(&site)
+                    .set(i64::from(s.needs_person_total));
                 if let Some(pace) = s.pace_per_minute {
                     self.pace.get_or_create(&site).set(i64::from(pace));
                 }

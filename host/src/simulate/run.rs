@@ -670,6 +670,9 @@ impl Worker {
                 break;
             }
             if self.issued.fetch_add(1, Ordering::SeqCst) >= self.budget {
+                // Given back: a worker refused at the last request gives
+                // its own back and must find the budget open to retry.
+                self.issued.fetch_sub(1, Ordering::SeqCst);
                 break;
             }
             let si = self.pick_site();
