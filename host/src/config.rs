@@ -41,6 +41,9 @@ pub struct PoolSection {
     pub call_deadline_ms: u64,
     /// Memory cap of the policy's sandbox, in MiB.
     pub memory_limit_mb: u64,
+    /// The store when not the embedded one: `redis://host:6379/0` (or
+    /// `rediss://`); `--store` overrides it.
+    pub store: Option<crate::backend::StoreUrl>,
 }
 
 impl Default for PoolSection {
@@ -49,6 +52,7 @@ impl Default for PoolSection {
             tenant: "default".into(),
             call_deadline_ms: 5_000,
             memory_limit_mb: 512,
+            store: None,
         }
     }
 }

@@ -49,7 +49,7 @@ use crate::config::ConfigFile;
 use crate::crypto::{self, KeySource};
 use crate::error::Error;
 use crate::names;
-use crate::pool::{KEY_FILE, Pool, PoolOptions};
+use crate::pool::{KEY_FILE, Pool, PoolOptions, Storage};
 use args::{AddArgs, ChallengeAction, Cli, Command};
 use clap::Parser;
 use std::io::IsTerminal;
@@ -442,6 +442,12 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
 
 fn pool_options(cli: &Cli, config: &ConfigFile) -> PoolOptions {
     let mut options = PoolOptions::on_disk(&cli.data_dir);
+    if let Some(url) = cli.store.as_ref().or(config.pool.store.as_ref()) {
+        options.storage = Storage::Redis {
+            url: url.clone(),
+            data_dir: cli.data_dir.clone(),
+        };
+    }
     options.key = key_source(cli);
     options.tenant = config.pool.tenant.clone();
     options.policy_config = config.policy_config_json();
