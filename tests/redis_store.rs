@@ -380,3 +380,55 @@ fn no_secret_is_in_redis_in_any_form() {
     // The canary can fail: the plain names the pool does keep are there.
     assert!(blobs.iter().any(|(_, b)| contains(b, b"t/default/p/")));
 }
+
+#[test]
+fn bench_runs_on_an_empty_redis_and_leaves_it_empty() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let figures = json(&on_redis(
+        d,
+        &redis,
+        &[
+            "bench",
+            "--credentials",
+            "20",
+            "--pairs",
+            "400",
+            "--warmup",
+            "40",
+        ],
+        "",
+    ));
+    assert_eq!(figures["pairs"], 400, "{figures}");
+    // Its records are gone (the tenant registry may keep its one name).
+    let left: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|k| k != "credpool:{g}:tenants")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A store that holds records is not the bench's to fill.
+    let data = initialised();
+    ok(&on_redis(
+        data.path(),
+        &redis,
+        &[
+            "add", "--site", "b.test", "--type", "session", "--cookie", "a=b",
+        ],
+        "",
+    ));
+    let out = on_redis(
+        d,
+        &redis,
+        &["bench", "--credentials", "5", "--pairs", "10"],
+        "",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("bench needs an empty Redis database"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -248,6 +248,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
             combined: *combined,
             threads: *threads,
             disk: disk.clone(),
+            store: cli.store.clone(),
             component: cli.component.clone(),
         }),
         Command::Challenge { action } => match action {
