@@ -124,9 +124,33 @@ fn the_cli_round_lives_in_redis_across_process_and_redis_restarts() {
     let shown = ok(&on_redis(d, &redis, &["show", id, "--reveal"], ""));
     assert!(shown.contains(&cookie), "{shown}");
 
-    // The same data directory without --store is the (empty) embedded one.
+    // `check` reads every sealed record in Redis; backups are Redis's own.
+    let checked = ok(&on_redis(d, &redis, &["check"], ""));
+    assert!(checked.contains("redis://127.0.0.1:"), "{checked}");
+    let out = on_redis(
+        d,
+        &redis,
+        &["backup", d.join("b.redb").to_str().unwrap()],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("back Redis up with its own persistence"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The same data directory without --store is the (empty) embedded one;
+    // `store` in credpool.toml is the same as --store.
     let local = json(&credpool(d, &["list", "--json"]));
     assert_eq!(local, json!([]));
+    std::fs::write(
+        d.join("credpool.toml"),
+        format!("[pool]\nstore = \"{}\"\n", redis.url()),
+    )
+    .unwrap();
+    let listed = json(&credpool(d, &["list", "--json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
 }
 
 #[test]

@@ -296,6 +296,14 @@ fn run(cli: Cli) -> Result<(), Failed> {
     }
 }
 
+/// The Redis store `--store` or the configuration names, if any.
+fn store_url(cli: &Cli) -> Result<Option<crate::backend::StoreUrl>, Failed> {
+    if let Some(url) = &cli.store {
+        return Ok(Some(url.clone()));
+    }
+    Ok(ConfigFile::load(&cli.config)?.pool.store)
+}
+
 fn key_source(cli: &Cli) -> KeySource {
     match &cli.key_file {
         Some(path) => KeySource::File(path.clone()),
