@@ -425,6 +425,7 @@ fn bench_runs_on_an_empty_redis_and_leaves_it_empty() {
         "",
     ));
     assert_eq!(figures["pairs"], 400, "{figures}");
+    assert_eq!(figures["store"], "redis", "{figures}");
     // Its records are gone (the tenant registry may keep its one name).
     let left: Vec<String> = redis
         .keys()
@@ -455,4 +456,59 @@ fn bench_runs_on_an_empty_redis_and_leaves_it_empty() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_peer_that_answers_garbage_is_an_error_naming_the_store() {
+    let dir = initialised();
+    let d = dir.path();
+    // Not Redis at all: a listener that answers every line with junk.
+    let junk = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = junk.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in junk.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut s = stream;
+            let mut buf = [0u8; 512];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(b"\x00\xffgarbage}{\r\n?!\r\n").is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let out = run_credpool(d, &["--store", &url, "list"], "", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("Redis store {url}")), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Redis, but a key of ours holds the wrong type.
+    let redis = RedisServer::start();
+    ok(&on_redis(
+        d,
+        &redis,
+        &[
+            "add", "--site", "g.test", "--type", "session", "--cookie", "a=b",
+        ],
+        "",
+    ));
+    assert!(
+        redis
+            .cli(&["DEL", "credpool:{t:default}:kv"])
+            .status
+            .success()
+    );
+    assert!(
+        redis
+            .cli(&["SET", "credpool:{t:default}:kv", "junk"])
+            .status
+            .success()
+    );
+    let out = on_redis(d, &redis, &["list"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("Redis store redis://127.0.0.1:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -63,7 +63,8 @@ pub struct Figures {
     pub calls_per_pair: u32,
     /// Threads sharing the pool for the timed pairs.
     pub threads: usize,
-    /// Where the pool kept its records: memory, or disk (`--disk`).
+    /// Where the pool kept its records: memory, disk (`--disk`) or redis
+    /// (`--store`).
     pub store: &'static str,
     pub pairs_per_sec: f64,
     pub p50_us: f64,
@@ -420,6 +421,8 @@ fn measure_checked(settings: &Settings) -> Result<Figures, Error> {
         threads,
         store: if settings.disk.is_some() {
             "disk"
+        } else if settings.store.is_some() {
+            "redis"
         } else {
             "memory"
         },
