@@ -512,3 +512,90 @@ fn a_peer_that_answers_garbage_is_an_error_naming_the_store() {
     assert!(err.contains("Redis store redis://127.0.0.1:"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn the_redis_backend_agrees_with_the_memory_one_on_every_call() {
+    use credpool::backend::{Backend, MemoryBackend, RedisBackend, StoreUrl, Write};
+    let redis = RedisServer::start();
+    let r = RedisBackend::open(&StoreUrl::new(redis.url())).expect("open");
+    let m = MemoryBackend::new();
+    // Keys of two tenants (one whose name needs escaping, one a prefix of
+    // another), global keys, and a key of neither shape.
+    let keys = [
+        "k/check/1",
+        "k/uses/1",
+        "k/rekey",
+        "t/a/p/cred/1",
+        "t/a/p/cred/2",
+        "t/a/s/1",
+        "t/a-b/p/x",
+        "t/ab/p/y",
+        "t/{odd}/p/z",
+        "t/loose",
+        "x/other",
+    ];
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..300 {
+        let pick = |n: u64| keys[(n % keys.len() as u64) as usize].to_string();
+        let value = |n: u64| format!("v{}", n % 5).into_bytes();
+        match next() % 3 {
+            0 => {
+                let batch: Vec<Write> = (0..1 + next() % 4)
+                    .map(|_| {
+                        let n = next();
+                        if n % 4 == 0 {
+                            Write::Delete(pick(n >> 8))
+                        } else {
+                            Write::Put(pick(n >> 8), value(n >> 16))
+                        }
+                    })
+                    .collect();
+                r.apply(&batch).unwrap();
+                m.apply(&batch).unwrap();
+            }
+            1 => {
+                let (k, n) = (pick(next()), next());
+                let expected = (n % 3 != 0).then(|| value(n >> 4));
+                let new = (n % 5 != 0).then(|| value(n >> 8));
+                assert_eq!(
+                    r.compare_and_swap(&k, expected.as_deref(), new.as_deref())
+                        .unwrap(),
+                    m.compare_and_swap(&k, expected.as_deref(), new.as_deref())
+                        .unwrap(),
+                    "round {round}: swap {k}"
+                );
+            }
+            _ => {
+                let k = pick(next());
+                assert_eq!(
+                    r.get(&k).unwrap(),
+                    m.get(&k).unwrap(),
+                    "round {round}: get {k}"
+                );
+            }
+        }
+        for prefix in ["", "k/", "t/", "t/a", "t/a/", "t/a/p/", "t/{odd}/", "x"] {
+            for after in [
+                None,
+                Some("k/uses/1"),
+                Some("t/a-b/p/x"),
+                Some("t/a/p/cred/1"),
+            ] {
+                for limit in [1, 2, 100] {
+                    assert_eq!(
+                        r.scan(prefix, after, limit).unwrap(),
+                        m.scan(prefix, after, limit).unwrap(),
+                        "round {round}: scan {prefix:?} after {after:?} limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(!m.dump().is_empty());
+}

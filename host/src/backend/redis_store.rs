@@ -194,7 +194,13 @@ impl RedisBackend {
         } else {
             "answered with an error"
         };
-        BackendError::Unavailable(format!("Redis store {} {what}: {e}", self.name))
+        // One line, whatever the client's message holds.
+        let detail = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        BackendError::Unavailable(format!("Redis store {} {what}: {detail}", self.name))
     }
 
     /// The sorted keys of `ns` in `[low, high)` after `after`, up to `limit`.
