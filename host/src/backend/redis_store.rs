@@ -12,6 +12,16 @@
 //! `appendfsync always` an acknowledged write survives a Redis crash;
 //! with `everysec`, up to a second of writes can be lost.
 //!
+//! Fencing to come (issue 15, items 2-3): a leader's batch becomes one
+//! `EVALSHA` of a script with `KEYS` = the tenant's `:kv`, `:ix` and
+//! `:epoch` (one slot, by the hash tag) and `ARGV` = the leader's epoch
+//! then the writes; the script applies them only if `:epoch` still holds
+//! that epoch, else refuses, so Redis itself drops a deposed leader's
+//! writes. The CAS script above is the same shape with one more check.
+//! A pool's flush writes only its own tenant's keys, so each batch fits
+//! one script; only the global `k/` records (key checks, key-use counts)
+//! live in the `{g}` slot.
+//!
 //! The connection is synchronous (the backend trait is) and re-made after
 //! any failure, with short timeouts so a Redis that is down is an error
 //! within seconds, never a hang or a panic. The URL's password is kept
@@ -19,7 +29,7 @@
 
 use super::{Backend, BackendError, Write};
 use crate::layout::redis_keys::{self, Namespace};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,8 +41,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sets `KEYS[1]` field `ARGV[1]` (with its index `KEYS[2]`) to `ARGV[4]`
 /// only if it holds `ARGV[3]` (`ARGV[2]` = "1") or nothing (`"0"`);
-/// `ARGV[5]` = "0" deletes instead. `KEYS[3]`, when given, is the tenant
-/// registry and `ARGV[6]` the tenant's prefix. Returns 1 if applied.
+/// `ARGV[5]` = "0" deletes instead. Returns 1 if applied.
 const CAS_SCRIPT: &str = r#"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[2] == '1' then
@@ -43,7 +52,6 @@ end
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
   redis.call('ZADD', KEYS[2], 0, ARGV[1])
-  if KEYS[3] then redis.call('ZADD', KEYS[3], 0, ARGV[6]) end
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -57,6 +65,10 @@ pub struct RedisBackend {
     /// The URL without its password: the store's name in every message.
     name: String,
     conn: Mutex<Option<redis::Connection>>,
+    /// Tenants known to be in the registry: a tenant is registered once,
+    /// apart from its writes, so every batch and script stays in the
+    /// tenant's own slot.
+    registered: Mutex<HashSet<String>>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -150,6 +162,7 @@ impl RedisBackend {
             client,
             name,
             conn: Mutex::new(None),
+            registered: Mutex::new(HashSet::new()),
         };
         backend.run(|c| redis::cmd("PING").query::<String>(c))?;
         Ok(backend)
@@ -201,6 +214,32 @@ impl RedisBackend {
             .collect::<Vec<_>>()
             .join(" ");
         BackendError::Unavailable(format!("Redis store {} {what}: {detail}", self.name))
+    }
+
+    /// Lists `tenant` in the registry (scans across tenants read it) before
+    /// its first write. A registered tenant with no keys is harmless.
+    fn register(&self, tenant: &str) -> Result<(), BackendError> {
+        let known = |t: &str| {
+            self.registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(t)
+        };
+        if known(tenant) {
+            return Ok(());
+        }
+        self.run(|c| {
+            redis::cmd("ZADD")
+                .arg(redis_keys::TENANTS)
+                .arg(0)
+                .arg(redis_keys::tenant_prefix(tenant))
+                .query::<()>(c)
+        })?;
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string());
+        Ok(())
     }
 
     /// The sorted keys of `ns` in `[low, high)` after `after`, up to `limit`.
@@ -319,11 +358,7 @@ impl Backend for RedisBackend {
             }
         }
         for name in tenants {
-            pipe.cmd("ZADD")
-                .arg(redis_keys::TENANTS)
-                .arg(0)
-                .arg(redis_keys::tenant_prefix(&name))
-                .ignore();
+            self.register(&name)?;
         }
         self.run(|c| pipe.query::<()>(c))
     }
@@ -335,24 +370,16 @@ impl Backend for RedisBackend {
         new: Option<&[u8]>,
     ) -> Result<bool, BackendError> {
         let ns = Namespace::of(key);
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(CAS_SCRIPT);
-        let tenant = match &ns {
-            Namespace::Tenant(name) => Some(redis_keys::tenant_prefix(name)),
-            Namespace::Global => None,
-        };
-        cmd.arg(if tenant.is_some() { 3 } else { 2 })
-            .arg(ns.values())
-            .arg(ns.index());
-        if tenant.is_some() {
-            cmd.arg(redis_keys::TENANTS);
+        if let (Namespace::Tenant(name), Some(_)) = (&ns, new) {
+            self.register(name)?;
         }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CAS_SCRIPT).arg(2).arg(ns.values()).arg(ns.index());
         cmd.arg(key)
             .arg(if expected.is_some() { "1" } else { "0" })
             .arg(expected.unwrap_or_default())
             .arg(new.unwrap_or_default())
-            .arg(if new.is_some() { "1" } else { "0" })
-            .arg(tenant.unwrap_or_default());
+            .arg(if new.is_some() { "1" } else { "0" });
         let applied: i64 = self.run(|c| cmd.query(c))?;
         Ok(applied == 1)
     }
