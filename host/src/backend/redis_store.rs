@@ -183,6 +183,11 @@ impl RedisBackend {
             Ok(v) => Ok(v),
             Err(e) => {
                 *guard = None;
+                // Redis may come back without what it had: register again.
+                self.registered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 Err(self.failed(&e))
             }
         }
