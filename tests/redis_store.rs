@@ -599,3 +599,40 @@ fn the_redis_backend_agrees_with_the_memory_one_on_every_call() {
     }
     assert!(!m.dump().is_empty());
 }
+
+#[test]
+fn rediss_speaks_tls_and_checks_the_servers_certificate() {
+    let tls = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (tls.path().join("redis.crt"), tls.path().join("redis.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let redis = RedisServer::start_tls(&cert, &key);
+    let dir = initialised();
+    let d = dir.path();
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let trusted = [("SSL_CERT_FILE", cert.to_str().unwrap())];
+    let add = [
+        "--store", &url, "add", "--site", "tls.test", "--type", "session", "--cookie", "a=b",
+    ];
+    ok(&run_credpool(d, &add, "", &trusted));
+    let listed = json(&run_credpool(
+        d,
+        &["--store", &url, "list", "--json"],
+        "",
+        &trusted,
+    ));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // A certificate nobody said to trust is refused.
+    let other = tls.path().join("other.crt");
+    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(&other, stranger.cert.pem()).unwrap();
+    let out = run_credpool(
+        d,
+        &["--store", &url, "list"],
+        "",
+        &[("SSL_CERT_FILE", other.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+}

@@ -12,6 +12,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     aof: bool,
+    /// TLS only, with this certificate and key.
+    tls: Option<(PathBuf, PathBuf)>,
     child: Option<Child>,
 }
 
@@ -27,7 +29,16 @@ impl RedisServer {
         Self::start_with(true)
     }
 
+    /// A Redis speaking only TLS (`rediss://`) with `cert` and `key`.
+    pub fn start_tls(cert: &Path, key: &Path) -> RedisServer {
+        Self::start_on(false, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
     fn start_with(aof: bool) -> RedisServer {
+        Self::start_on(aof, None)
+    }
+
+    fn start_on(aof: bool, tls: Option<(PathBuf, PathBuf)>) -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
@@ -36,6 +47,7 @@ impl RedisServer {
             port,
             dir: tempfile::tempdir().expect("temp dir"),
             aof,
+            tls,
             child: None,
         };
         server.restart();
@@ -57,8 +69,19 @@ impl RedisServer {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server is already running");
         let aof = if self.aof { "yes" } else { "no" };
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some((cert, key)) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", aof, "--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -88,13 +111,14 @@ impl RedisServer {
         }
     }
 
-    /// `redis-cli -p PORT --raw ARGS`.
+    /// `redis-cli -p PORT --raw ARGS` (over TLS when it speaks only that).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
-            .args(args)
-            .output()
-            .expect("run redis-cli")
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"]);
+        if let Some((cert, _)) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(cert);
+        }
+        command.args(args).output().expect("run redis-cli")
     }
 
     /// Every key, as `redis-cli --scan` lists them.
