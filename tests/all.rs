@@ -27,6 +27,7 @@ mod lifecycle_e2e;
 mod pace;
 mod policy;
 mod pool;
+mod redis_store;
 mod refresh_lost;
 mod security;
 mod serve;

@@ -118,6 +118,21 @@ pub fn check_file(path: &Path, keys: &KeyRing) -> Result<CheckReport, BackendErr
     }
 }
 
+/// Checks every sealed record of a store that is not a file (Redis),
+/// named `name` in the report (its URL without a password).
+pub fn check_backend(
+    backend: &dyn Backend,
+    name: &str,
+    keys: &KeyRing,
+) -> Result<CheckReport, BackendError> {
+    let mut report = CheckReport {
+        file: name.into(),
+        ..CheckReport::default()
+    };
+    check_records(backend, keys, &mut report)?;
+    Ok(report)
+}
+
 /// The engine's own words from a damaged-store message (without the path
 /// and the advice, which the report gives once).
 fn engine_finding(message: &str) -> String {

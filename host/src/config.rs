@@ -51,6 +51,9 @@ pub struct PoolSection {
     /// checked (the card's global `health_check_interval`; default 1 h).
     #[serde(deserialize_with = "crate::lifecycle::sites::de_duration")]
     pub health_check_interval: Option<std::time::Duration>,
+    /// The store when not the embedded one: `redis://host:6379/0` (or
+    /// `rediss://`); `--store` overrides it.
+    pub store: Option<crate::backend::StoreUrl>,
 }
 
 impl Default for PoolSection {
@@ -62,6 +65,7 @@ impl Default for PoolSection {
             storage_path: None,
             auto_refresh: true,
             health_check_interval: None,
+            store: None,
         }
     }
 }

@@ -32,6 +32,9 @@
 //! the store it replaced as `credpool.redb.before-restore-<UTC time>` and
 //! stages the backup as `credpool.redb.restoring` while it is checked. A
 //! backup (`credpool backup FILE`) is a database file of this same layout.
+//!
+//! In Redis (`--store redis://...`) the same keys and values live in
+//! hashes, one per namespace, beside a sorted index; see [`redis_keys`].
 
 /// The database file's name in a data directory.
 pub const DB_FILE: &str = "credpool.redb";
@@ -146,6 +149,82 @@ pub fn binding(key: &str) -> Binding {
     }
 }
 
+/// The Redis key format. Each logical key above lives in one namespace:
+/// a tenant's (every `t/<tenant>/...` key) or the global one (`k/...`).
+///
+/// | Redis key                     | Type | Holds                                               |
+/// |-------------------------------|------|-----------------------------------------------------|
+/// | `credpool:{t:<tenant>}:kv`    | hash | field: logical key, value: the stored bytes          |
+/// | `credpool:{t:<tenant>}:ix`    | zset | every logical key of the hash, score 0 (byte order)  |
+/// | `credpool:{g}:kv`, `...:ix`   |      | the same for the global keys (`k/check/`, `k/uses/`) |
+/// | `credpool:{g}:tenants`        | zset | `t/<tenant>/` of every tenant ever written           |
+///
+/// The braces are the hash tag: a tenant's keys share a Redis Cluster
+/// slot, so one server-side script can read and write all of them (the
+/// tenant's lock and epoch keys, `credpool:{t:<tenant>}:lock` and `:epoch`,
+/// are meant to sit in the same slot). A tenant name with a character
+/// outside `[A-Za-z0-9._-]` is written in hex as `{t=<hex>}`, so no name
+/// can end the tag early or collide with another.
+pub mod redis_keys {
+    use super::TENANT_PREFIX;
+
+    /// The registry of tenants (for scans across the whole store).
+    pub const TENANTS: &str = "credpool:{g}:tenants";
+
+    /// Which hash a logical key lives in.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Namespace {
+        Tenant(String),
+        Global,
+    }
+
+    impl Namespace {
+        /// The namespace of logical key `key`.
+        pub fn of(key: &str) -> Namespace {
+            key.strip_prefix(TENANT_PREFIX)
+                .and_then(|rest| rest.split_once('/'))
+                .map_or(Namespace::Global, |(name, _)| {
+                    Namespace::Tenant(name.to_string())
+                })
+        }
+
+        /// `credpool:{t:<tenant>}` or `credpool:{g}`.
+        fn base(&self) -> String {
+            match self {
+                Namespace::Global => "credpool:{g}".into(),
+                Namespace::Tenant(name) => format!("credpool:{{{}}}", hash_tag(name)),
+            }
+        }
+
+        /// The hash of the namespace's values.
+        pub fn values(&self) -> String {
+            format!("{}:kv", self.base())
+        }
+
+        /// The sorted index of the namespace's keys.
+        pub fn index(&self) -> String {
+            format!("{}:ix", self.base())
+        }
+    }
+
+    /// `t/<tenant>/`: the start of every logical key of the tenant.
+    pub fn tenant_prefix(name: &str) -> String {
+        format!("{TENANT_PREFIX}{name}/")
+    }
+
+    fn hash_tag(name: &str) -> String {
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if plain && !name.is_empty() {
+            format!("t:{name}")
+        } else {
+            let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("t={hex}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +242,19 @@ mod tests {
         assert_eq!(binding(&answer_aad("a", "tk")), Binding::Unknown);
         assert_eq!(binding("t/a"), Binding::Unknown);
         assert_eq!(binding("x/y"), Binding::Unknown);
+    }
+
+    #[test]
+    fn a_tenants_keys_share_one_hash_tag_and_odd_names_are_hex() {
+        use redis_keys::Namespace;
+        let ns = Namespace::of(&policy_key("acme", "cred/x"));
+        assert_eq!(ns, Namespace::of(&secrets_key("acme", "y")));
+        assert_eq!(ns.values(), "credpool:{t:acme}:kv");
+        assert_eq!(ns.index(), "credpool:{t:acme}:ix");
+        assert_eq!(Namespace::of(&check_key(1)), Namespace::Global);
+        assert_eq!(Namespace::of("t/nosub"), Namespace::Global);
+        let odd = Namespace::of(&policy_key("a}b", "x"));
+        assert_eq!(odd.values(), "credpool:{t=617d62}:kv");
     }
 
     #[test]

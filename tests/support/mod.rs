@@ -4,6 +4,7 @@
 pub mod fixtures;
 pub mod http;
 pub mod loopback;
+pub mod redis;
 pub mod server;
 
 use credpool::events::MemorySink;

@@ -1,12 +1,15 @@
 //! Where bytes live. One small trait, several engines: in memory (tests,
-//! demo) and redb on disk (the embedded default). The host encrypts before
+//! demo), redb on disk (the embedded default) and Redis (shared by
+//! several servers). The host encrypts before
 //! it writes, so a backend only ever sees ciphertext and plain keys.
 
 mod memory;
 mod redb_store;
+mod redis_store;
 
 pub use memory::MemoryBackend;
 pub use redb_store::{DAMAGED_ADVICE, IN_USE, RedbBackend, in_guarded_call};
+pub use redis_store::{RedisBackend, StoreUrl};
 
 use std::fmt;
 use std::path::Path;

@@ -23,6 +23,19 @@ pub(super) struct Cli {
         env = "CREDPOOL_DATA_DIR"
     )]
     pub(super) data_dir: PathBuf,
+    /// Keep the records in Redis instead of DATA_DIR/credpool.redb:
+    /// redis://[user:password@]host:6379/0, or rediss:// for TLS (the key
+    /// file stays in DATA_DIR; Redis sees only ciphertext). A URL with a
+    /// password: prefer the environment variable or `store` in the
+    /// configuration (an argument is visible in the process list).
+    #[arg(
+        long,
+        global = true,
+        env = "CREDPOOL_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(super) store: Option<crate::backend::StoreUrl>,
     /// Configuration file (optional).
     #[arg(
         long,

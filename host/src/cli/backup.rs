@@ -15,8 +15,23 @@ fn store_error(e: BackendError) -> Failed {
     Failed::from(Error::Store(e.into()))
 }
 
+/// Backup files are copies of the embedded store: a Redis store is backed
+/// up by Redis (its RDB snapshot or AOF), still sealed.
+fn not_on_redis(cli: &Cli, what: &str) -> Result<(), Failed> {
+    match super::store_url(cli)? {
+        Some(url) => Err(Failed(
+            EXIT_ERROR,
+            format!(
+                "the store is Redis ({url}): `credpool {what}` works on the embedded store file;                  back Redis up with its own persistence (BGSAVE's RDB file or the AOF: the                  records in it stay sealed) and keep the key file apart"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A backup of the local store (no process may hold it).
 pub fn run(cli: &Cli, file: &Path, json: bool) -> Result<(), Failed> {
+    not_on_redis(cli, "backup")?;
     let path = cli.data_dir.join(DB_FILE);
     if !path.is_file() {
         return Err(Failed(
@@ -111,6 +126,7 @@ fn said(file: &Path, records: u64, bytes: u64, key_file: &Path, json: bool) {
 
 /// Puts a backup in the store's place once it checks clean.
 pub fn restore(cli: &Cli, file: &Path, json: bool) -> Result<(), Failed> {
+    not_on_redis(cli, "restore")?;
     if !cli.data_dir.is_dir() {
         return Err(Failed(
             EXIT_ERROR,

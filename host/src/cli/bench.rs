@@ -9,6 +9,7 @@
 //! workers).
 
 use super::Failed;
+use crate::backend::{Backend, RedisBackend, StoreUrl, Write};
 use crate::bindings::log::Level;
 use crate::bindings::notify::{Alert, Ticket, TicketClosure};
 use crate::error::Error;
@@ -62,7 +63,8 @@ pub struct Figures {
     pub calls_per_pair: u32,
     /// Threads sharing the pool for the timed pairs.
     pub threads: usize,
-    /// Where the pool kept its records: memory, or disk (`--disk`).
+    /// Where the pool kept its records: memory, disk (`--disk`) or redis
+    /// (`--store`).
     pub store: &'static str,
     pub pairs_per_sec: f64,
     pub p50_us: f64,
@@ -98,6 +100,9 @@ pub struct Settings {
     /// The embedded store (redb) in a temporary directory made inside this
     /// one, instead of memory: first uses then include an fsync.
     pub disk: Option<PathBuf>,
+    /// A Redis store (global `--store`) instead of memory; it must hold
+    /// nothing, and what the bench wrote is removed afterwards.
+    pub store: Option<StoreUrl>,
     /// Another policy component instead of the built-in one.
     pub component: Option<PathBuf>,
 }
@@ -113,11 +118,15 @@ impl Settings {
             combined: false,
             threads: 1,
             disk: None,
+            store: None,
             component: None,
         }
     }
 
     fn check(&self) -> Result<(), String> {
+        if self.disk.is_some() && self.store.is_some() {
+            return Err("--disk and --store are two stores: give one".into());
+        }
         if self.credentials == 0 || self.pairs == 0 {
             return Err("--credentials and --pairs must be at least 1".into());
         }
@@ -234,6 +243,47 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// A Redis store the bench has to itself: empty when claimed, emptied of
+/// what the bench wrote when dropped.
+struct RedisScratch {
+    backend: RedisBackend,
+    dir: tempfile::TempDir,
+}
+
+impl RedisScratch {
+    fn claim(url: &StoreUrl) -> Result<RedisScratch, Error> {
+        let backend = RedisBackend::open(url).map_err(|e| Error::Store(e.into()))?;
+        let used = backend
+            .scan("", None, 1)
+            .map_err(|e| Error::Store(e.into()))?;
+        if !used.is_empty() {
+            return Err(Error::Input {
+                field: "store".into(),
+                reason: format!("{url} holds records: bench needs an empty Redis database"),
+            });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("credpool-bench-")
+            .tempdir()
+            .map_err(|e| Error::Input {
+                field: "store".into(),
+                reason: format!("cannot make a temporary directory: {e}"),
+            })?;
+        Ok(RedisScratch { backend, dir })
+    }
+}
+
+impl Drop for RedisScratch {
+    fn drop(&mut self) {
+        while let Ok(page) = self.backend.scan("", None, 1024) {
+            let deletes: Vec<Write> = page.into_iter().map(|(k, _)| Write::Delete(k)).collect();
+            if deletes.is_empty() || self.backend.apply(&deletes).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 fn leased(got: Acquired) -> Result<Lease, Error> {
     got.lease
         .ok_or_else(|| Error::Policy(format!("bench pool refused a lease: {:?}", got.reason)))
@@ -274,6 +324,19 @@ fn measure_checked(settings: &Settings) -> Result<Figures, Error> {
                 })?;
             options.storage = Storage::Disk(dir.path().to_path_buf());
             Some(dir)
+        }
+        None => None,
+    };
+    // The compiled policy's cache, and the store emptied when done (after
+    // the pool, which is dropped first).
+    let _redis = match &settings.store {
+        Some(url) => {
+            let scratch = RedisScratch::claim(url)?;
+            options.storage = Storage::Redis {
+                url: url.clone(),
+                data_dir: scratch.dir.path().to_path_buf(),
+            };
+            Some(scratch)
         }
         None => None,
     };
@@ -358,6 +421,8 @@ fn measure_checked(settings: &Settings) -> Result<Figures, Error> {
         threads,
         store: if settings.disk.is_some() {
             "disk"
+        } else if settings.store.is_some() {
+            "redis"
         } else {
             "memory"
         },

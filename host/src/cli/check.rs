@@ -2,8 +2,8 @@
 //! the keys held; what is damaged named, by record key, never a value.
 
 use super::{Cli, EXIT_ERROR, Failed, key_source};
-use crate::backend::{BackendError, IN_USE};
-use crate::check::{CheckReport, describe};
+use crate::backend::{BackendError, IN_USE, RedisBackend};
+use crate::check::{CheckReport, check_backend, describe};
 use crate::crypto::load_keys;
 use crate::error::Error;
 use crate::layout::DB_FILE;
@@ -14,6 +14,9 @@ pub fn run(cli: &Cli, file: Option<&Path>, json: bool) -> Result<(), Failed> {
     let keys = load_keys(&key_source(cli)).map_err(Error::from)?;
     let report = match file {
         Some(f) => crate::backup::check_copy(f, &keys),
+        None if let Some(url) = super::store_url(cli)? => {
+            RedisBackend::open(&url).and_then(|b| check_backend(&b, &url.to_string(), &keys))
+        }
         None => {
             let path = cli.data_dir.join(DB_FILE);
             if !path.is_file() {

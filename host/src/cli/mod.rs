@@ -49,7 +49,7 @@ use crate::config::ConfigFile;
 use crate::crypto::{self, KeySource};
 use crate::error::Error;
 use crate::names;
-use crate::pool::{KEY_FILE, Pool, PoolOptions};
+use crate::pool::{KEY_FILE, Pool, PoolOptions, Storage};
 use args::{AddArgs, ChallengeAction, Cli, Command};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -274,6 +274,7 @@ fn run(cli: Cli) -> Result<(), Failed> {
             combined: *combined,
             threads: *threads,
             disk: disk.clone(),
+            store: cli.store.clone(),
             component: cli.component.clone(),
         }),
         Command::Challenge { action } => match action {
@@ -319,6 +320,14 @@ fn run(cli: Cli) -> Result<(), Failed> {
             run_on_pool(&cli, &pool)
         }
     }
+}
+
+/// The Redis store `--store` or the configuration names, if any.
+fn store_url(cli: &Cli) -> Result<Option<crate::backend::StoreUrl>, Failed> {
+    if let Some(url) = &cli.store {
+        return Ok(Some(url.clone()));
+    }
+    Ok(ConfigFile::load(&cli.config)?.pool.store)
 }
 
 fn key_source(cli: &Cli) -> KeySource {
@@ -470,6 +479,12 @@ fn run_remote(cli: &Cli, r: &client::Remote) -> Result<(), Failed> {
 
 fn pool_options(cli: &Cli, config: &ConfigFile) -> PoolOptions {
     let mut options = PoolOptions::on_disk(&cli.data_dir);
+    if let Some(url) = cli.store.as_ref().or(config.pool.store.as_ref()) {
+        options.storage = Storage::Redis {
+            url: url.clone(),
+            data_dir: cli.data_dir.clone(),
+        };
+    }
     options.key = key_source(cli);
     options.tenant = config.pool.tenant.clone();
     options.policy_config = config.policy_config_json();

@@ -17,7 +17,7 @@ pub use add::{AddAllError, NewCredential};
 pub use instance::FLUSH_INTERVAL;
 pub use lease::{Acquired, Lease, LeasedCredential};
 
-use crate::backend::{Backend, MemoryBackend, RedbBackend};
+use crate::backend::{Backend, MemoryBackend, RedbBackend, RedisBackend, StoreUrl};
 use crate::bindings::pool::{CredentialView, ListFilter, ReportEffect, SiteStats, TickSummary};
 use crate::bindings::types::{AccessLevel, CredentialMeta, LeaseId, Outcome};
 use crate::clock::ManualClock;
@@ -43,6 +43,9 @@ pub enum Storage {
     Memory,
     /// A backend the caller built (e.g. shared between tenants).
     Shared(Arc<dyn Backend>),
+    /// A Redis server (`--store redis://...`); the key file and the
+    /// compiled policy stay in `data_dir`.
+    Redis { url: StoreUrl, data_dir: PathBuf },
 }
 
 /// How to open a pool.
@@ -136,6 +139,9 @@ impl Pool {
             }
             Storage::Memory => Arc::new(MemoryBackend::new()),
             Storage::Shared(b) => b.clone(),
+            Storage::Redis { url, .. } => {
+                Arc::new(RedisBackend::open(url).map_err(|e| Error::Store(e.into()))?)
+            }
         };
         crate::rekey::verify_key(&*backend, &keys)?;
         keys.set_ledger(Arc::new(crate::rekey::BackendLedger(backend.clone())));
@@ -144,7 +150,9 @@ impl Pool {
             Some(path) => Runtime::from_file(path),
             None => match &options.storage {
                 // Keep the compiled policy beside the data it serves.
-                Storage::Disk(dir) => Runtime::builtin_cached(Some(&dir.join(CACHE_DIR))),
+                Storage::Disk(dir) | Storage::Redis { data_dir: dir, .. } => {
+                    Runtime::builtin_cached(Some(&dir.join(CACHE_DIR)))
+                }
                 _ => Runtime::builtin(),
             },
         }

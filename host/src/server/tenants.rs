@@ -4,7 +4,7 @@
 
 use super::alerts::AlertBook;
 use super::errors::{ApiError, ApiResult};
-use crate::backend::{Backend, RedbBackend};
+use crate::backend::{Backend, RedbBackend, RedisBackend};
 use crate::config::ConfigFile;
 use crate::error::Error;
 use crate::lifecycle::RefresherOptions;
@@ -51,10 +51,15 @@ impl Tenants {
             crate::runtime::Runtime::builtin_cached(Some(&data_dir.join("cache")))
                 .map_err(|e| format!("cannot load the policy: {e:#}"))?;
         }
-        let backend: Arc<dyn Backend> = Arc::new(
-            RedbBackend::open(&data_dir.join(DB_FILE))
-                .map_err(|e| Error::Store(e.into()).to_string())?,
-        );
+        let backend: Arc<dyn Backend> = match &base.storage {
+            Storage::Redis { url, .. } => {
+                Arc::new(RedisBackend::open(url).map_err(|e| Error::Store(e.into()).to_string())?)
+            }
+            _ => Arc::new(
+                RedbBackend::open(&data_dir.join(DB_FILE))
+                    .map_err(|e| Error::Store(e.into()).to_string())?,
+            ),
+        };
         base.storage = Storage::Shared(backend);
         let notifiers = Notifiers::new(&config.notify, Some(data_dir.join(TICKET_BOOK)));
         let tenants = Tenants {
