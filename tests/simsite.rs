@@ -456,7 +456,7 @@ async fn captchas_come_at_their_rate_and_only_the_right_answer_clears_them() {
 }
 
 #[tokio::test]
-async fn the_defence_change_halves_the_rate_and_raises_blocks_after_its_moment() {
+async fn the_defence_change_halves_the_rate_blocks_over_use_and_raises_blocks_after_its_moment() {
     let change = Duration::from_secs(5);
     let r = rig(SiteSpec {
         accounts: 20,
@@ -516,6 +516,13 @@ async fn the_defence_change_halves_the_rate_and_raises_blocks_after_its_moment()
         after.push(r.item(&sid).await);
     }
     assert_eq!((oks(&before), oks(&after)), (4, 2));
+    // Over the new rate the site no longer warns with a 429: it blocks.
+    assert_eq!(after[2].status, 403);
+    assert!(after[2].body.contains("access denied"));
+    assert!(after.iter().all(|g| g.status != 429));
+    let blocks = &r.truth().accounts[0].blocks;
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].cause, BlockCause::OverUse);
 }
 
 // ------------------------------------------------------------ sessions

@@ -104,6 +104,12 @@ struct Record {
     rate_per_minute: u32,
     /// The learned adaptive pace per minute; 0 = none learned yet.
     pace: f32,
+    /// The pace the site last refused, which the learned pace approaches
+    /// and probes around; 0 = none yet (slow start). In memory only: a
+    /// pace restored from the store is taken as the refused one.
+    pace_refused: f32,
+    /// Its successes per minute as achieved lately (in memory only).
+    achieved: crate::pace::Achieved,
     /// Its place in the counter pages, and the tag that marks it its own.
     ctr: u32,
     kind: Kind,

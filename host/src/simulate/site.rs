@@ -93,8 +93,9 @@ pub struct SiteSpec {
     /// Per crawl request: the chance the account must solve a captcha
     /// before going on.
     pub captcha_rate: f64,
-    /// From this moment on, `rate_max` halves and each crawl request blocks
-    /// its account with probability `defence_block_rate`.
+    /// From this moment on, `rate_max` halves, a request over it blocks its
+    /// account (403) instead of a 429, and each crawl request blocks its
+    /// account with probability `defence_block_rate`, whatever the pace.
     pub defence_change_at: Option<Duration>,
     pub defence_block_rate: f64,
     /// OAuth: how long a rotated-out refresh token still works.

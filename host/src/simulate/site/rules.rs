@@ -230,6 +230,12 @@ impl Account {
             (*self.budget.current(now, budget_window) >= spec.budget)
                 .then(|| Verdict::OverBudget(secs_to_window_end(now, budget_window)))
         };
+        // A site that has tightened its defences no longer warns: use over
+        // its new rate blocks the account at once.
+        if changed && matches!(refusal, Some(Verdict::RateLimited(_))) {
+            self.start_block(spec, now, BlockCause::OverUse);
+            return Verdict::Denied;
+        }
         if let Some(v) = refusal {
             let refused = self.refused.current(now, rate_window);
             *refused += 1;

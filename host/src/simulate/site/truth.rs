@@ -22,7 +22,8 @@ pub struct Ban {
 /// Why a block started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockCause {
-    /// Kept using the account while it was answered 429.
+    /// Kept using the account while it was answered 429, or, after the
+    /// defence change, used it over the site's new rate.
     OverUse,
     /// The defence change's random blocks.
     DefenceChange,
