@@ -22,8 +22,7 @@ pub struct Ban {
 /// Why a block started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockCause {
-    /// Kept using the account while it was answered 429, or, after the
-    /// defence change, used it over the site's new rate.
+    /// Kept using the account while it was answered 429.
     OverUse,
     /// The defence change's random blocks.
     DefenceChange,
