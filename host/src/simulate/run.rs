@@ -242,6 +242,15 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    // The policy is compiled before the sites start: their clocks start
+    // with them (the shop's defence change is half-way on that clock), and
+    // a first compile in a process takes seconds in a debug build, which
+    // moved the change to the start of the first run of a `--compare`.
+    match &options.component {
+        Some(path) => crate::runtime::Runtime::from_file(path),
+        None => crate::runtime::Runtime::builtin(),
+    }
+    .context("cannot compile the policy")?;
     let sites_started = Instant::now();
     let sites = runtime.block_on(async {
         let mut sites = Vec::new();
