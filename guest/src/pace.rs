@@ -21,6 +21,8 @@ const BLOCK_TARGET: f32 = 0.5;
 /// A burst of blocks across the site: its ceiling is this share of the pace
 /// the blocked credential had.
 const BURST_CUT: f32 = 0.5;
+/// ...and the pace it returns to is this share of it.
+const BURST_AIM: f32 = 0.75;
 /// Once refused, a success closes this share of `raise` of the gap to the
 /// refused pace (fast while far below it)...
 const APPROACH: f32 = 0.25;
@@ -30,7 +32,6 @@ const PROBE: f32 = 1.0 / 16.0;
 /// The least a success adds once refused, as a share of `raise` of the
 /// pace: what starts the probe at the refused pace.
 const NUDGE: f32 = 1.0 / 256.0;
-
 /// The bounds of adaptive pacing, per minute.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bounds {
@@ -130,29 +131,40 @@ pub fn after_block(l: Learned, achieved: Option<f32>, b: Bounds) -> Learned {
 }
 
 /// A site's ceiling after a burst of blocks, given the pace the credential
-/// whose block completed the burst had before it.
-pub fn burst_ceiling(current: Option<f32>, pace_before: f32, b: Bounds) -> f32 {
+/// whose block completed the burst had before it: cut to half that pace,
+/// and aimed back at three quarters of it. A burst says the site's limit
+/// fell, not by how much; some of its blocks may be ones no pace avoids.
+pub fn burst_ceiling(current: Option<Learned>, pace_before: f32, b: Bounds) -> Learned {
     let cut = b.clamp(pace_before * BURST_CUT);
-    current.map_or(cut, |c| c.min(cut))
+    let aim = b.clamp(pace_before * BURST_AIM);
+    Learned {
+        pace: current.map_or(cut, |c| c.pace.min(cut)),
+        refused: Some(current.and_then(|c| c.refused).map_or(aim, |r| r.min(aim))),
+    }
 }
 
-/// The ceiling after a success on its site: it rises as one credential's
-/// nudge would, spread over the site's `members`, and is lifted (none)
-/// once at the upper bound. Slow: the members probe above it themselves
-/// once they have met it.
-pub fn ceiling_after_success(ceiling: f32, members: usize, b: Bounds) -> Option<f32> {
-    let raised = ceiling + (ceiling * b.raise * NUDGE).max(0.01) / members.max(1) as f32;
-    (raised < b.max).then_some(raised)
+/// The ceiling after a success on its site: it moves as a credential's
+/// pace would after a success (back quickly to its aim, then probing
+/// above it), spread over the site's `members`; lifted (none) once at the
+/// upper bound.
+pub fn ceiling_after_success(ceiling: Learned, members: usize, b: Bounds) -> Option<Learned> {
+    let step = (after_success(ceiling, b).pace - ceiling.pace) / members.max(1) as f32;
+    let raised = ceiling.pace + step;
+    (raised < b.max).then_some(Learned {
+        pace: raised,
+        refused: ceiling.refused,
+    })
 }
 
-/// A credential under its site's ceiling: neither its pace nor the pace it
-/// approaches above it.
+/// A credential under its site's ceiling: its pace no higher, and out of
+/// slow start. The pace it aims at stays, so it follows the ceiling back up
+/// as the ceiling returns.
 pub fn under(l: Learned, ceiling: Option<f32>) -> Learned {
     match ceiling {
         None => l,
         Some(c) => Learned {
             pace: l.pace.min(c),
-            refused: Some(l.refused.map_or(c, |r| r.min(c))),
+            refused: Some(l.refused.unwrap_or(c)),
         },
     }
 }
@@ -355,27 +367,41 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_sets_a_site_ceiling_that_only_falls_and_rises_slowly() {
+    fn a_burst_sets_a_site_ceiling_that_only_falls_and_returns_to_its_aim() {
         let c = burst_ceiling(None, 400.0, B);
-        assert_eq!(c, 200.0);
-        assert_eq!(burst_ceiling(Some(c), 600.0, B), 200.0);
-        assert_eq!(burst_ceiling(Some(c), 100.0, B), 50.0);
-        assert_eq!(effective(300.0, Some(c)), 200.0);
-        assert_eq!(effective(100.0, Some(c)), 100.0);
+        assert_eq!((c.pace, c.refused), (200.0, Some(300.0)));
+        let again = burst_ceiling(Some(c), 600.0, B);
+        assert_eq!((again.pace, again.refused), (200.0, Some(300.0)));
+        let lower = burst_ceiling(Some(c), 100.0, B);
+        assert_eq!((lower.pace, lower.refused), (50.0, Some(75.0)));
+        assert_eq!(effective(300.0, Some(c.pace)), 200.0);
+        assert_eq!(effective(100.0, Some(c.pace)), 100.0);
         assert_eq!(effective(100.0, None), 100.0);
         // A member under it neither runs nor aims above it.
-        let l = under(fresh(300.0), Some(c));
+        let l = under(fresh(300.0), Some(c.pace));
         assert_eq!((l.pace, l.refused), (200.0, Some(200.0)));
         assert_eq!(under(fresh(300.0), None), fresh(300.0));
-        // Ten members: ten successes raise it as one would a credential.
-        let mut ten = Some(c);
+        // Ten members: ten successes move it as one would a credential.
+        let mut ten = c;
         for _ in 0..10 {
-            ten = ceiling_after_success(ten.unwrap(), 10, B);
+            ten = ceiling_after_success(ten, 10, B).unwrap();
         }
         let one = ceiling_after_success(c, 1, B).unwrap();
-        assert!((ten.unwrap() - one).abs() < 0.01, "{ten:?} {one}");
-        assert!(one < c * 1.001, "slowly: {one}");
-        assert_eq!(ceiling_after_success(599.999, 1, B), None);
+        assert!((ten.pace - one.pace).abs() < 0.5, "{ten:?} {one:?}");
+        // Back towards its aim: most of the way in a few hundred successes
+        // of one member, never past it quickly.
+        let mut back = c;
+        let mut steps = 0;
+        while back.pace < 290.0 {
+            back = ceiling_after_success(back, 1, B).unwrap();
+            steps += 1;
+        }
+        assert!((10..400).contains(&steps), "{steps}");
+        let top = Learned {
+            pace: 599.99,
+            refused: Some(600.0),
+        };
+        assert_eq!(ceiling_after_success(top, 1, B), None);
     }
 
     #[test]

@@ -186,8 +186,9 @@ struct Site {
     counters: SiteCounters,
     success: SuccessRate,
     blocks: BlockBurst,
-    /// The adaptive pace no member exceeds, set by a burst of blocks.
-    pace_ceiling: Option<f32>,
+    /// The adaptive pace no member exceeds, set by a burst of blocks, and
+    /// the pace it returns to.
+    pace_ceiling: Option<crate::pace::Learned>,
     anomalies: Vec<Anomaly>,
     exhausted: bool,
 }

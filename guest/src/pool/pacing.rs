@@ -17,7 +17,9 @@ impl<H: Host> Pool<H> {
             return;
         }
         let own = learned(self.rec(slot), &self.config);
-        let ceiling = self.sites[self.rec(slot).site as usize].pace_ceiling;
+        let ceiling = self.sites[self.rec(slot).site as usize]
+            .pace_ceiling
+            .map(|c| c.pace);
         let rec = self.records[slot as usize].as_mut().expect("live slot");
         set(rec, pace::under(own, ceiling));
     }
@@ -82,7 +84,7 @@ impl<H: Host> Pool<H> {
         {
             site.pace_ceiling = pace::ceiling_after_success(c, site.members.len(), b);
         }
-        let after = pace::under(after, site.pace_ceiling);
+        let after = pace::under(after, site.pace_ceiling.map(|c| c.pace));
         set(
             self.records[slot as usize].as_mut().expect("live slot"),
             after,
@@ -123,9 +125,10 @@ impl<H: Host> Pool<H> {
         let b = self.config.pace_bounds();
         let window_s = self.config.block_burst_window_seconds;
         let site = &mut self.sites[si];
-        let ceiling = pace::burst_ceiling(site.pace_ceiling, pace_before, b);
-        let from = site.pace_ceiling.unwrap_or(pace_before);
-        site.pace_ceiling = Some(ceiling);
+        let learned = pace::burst_ceiling(site.pace_ceiling, pace_before, b);
+        let from = site.pace_ceiling.map_or(pace_before, |c| c.pace);
+        site.pace_ceiling = Some(learned);
+        let ceiling = learned.pace;
         let blocks = site.blocks.count();
         let name = site.name.clone();
         let why = format!(
@@ -155,7 +158,7 @@ impl<H: Host> Pool<H> {
             .iter()
             .map(|&slot| {
                 let own = own_pace(self.rec(slot), &self.config);
-                f64::from(pace::effective(own, site.pace_ceiling))
+                f64::from(pace::effective(own, site.pace_ceiling.map(|c| c.pace)))
             })
             .sum();
         Some((sum / site.members.len() as f64).round() as u32)
