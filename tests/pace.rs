@@ -54,7 +54,8 @@ fn the_component_learns_the_pace_and_a_burst_cuts_the_site() {
         pool.add(token(&format!("t{i}"))).unwrap();
     }
     assert_eq!(rate(&pool, "t0"), Some(60), "starts at one use a second");
-    for _ in 0..200 {
+    // Slow start doubles per 4 s of uses: about 40 successes each to 600.
+    for _ in 0..400 {
         use_once(&pool, &clock, Outcome::Success);
     }
     assert_eq!(rate(&pool, "t0"), Some(600));
@@ -62,9 +63,10 @@ fn the_component_learns_the_pace_and_a_burst_cuts_the_site() {
         pool.stats(Some("jd.com")).unwrap()[0].pace_per_minute,
         Some(600)
     );
-    // A 429 asking for 5 s: at most 12 a minute.
+    // A 429 asking for 5 s: the credential rests 5 s and its pace is cut
+    // by 30%.
     use_once(&pool, &clock, failure(FailureClass::RateLimited, Some(5)));
-    assert_eq!(rate(&pool, "t0"), Some(150));
+    assert_eq!(rate(&pool, "t0"), Some(420));
     for _ in 0..3 {
         clock.advance(Duration::from_secs(1));
         let lease = pool

@@ -456,7 +456,8 @@ async fn captchas_come_at_their_rate_and_only_the_right_answer_clears_them() {
 }
 
 #[tokio::test]
-async fn the_defence_change_halves_the_rate_and_raises_blocks_after_its_moment() {
+async fn the_defence_change_halves_the_rate_remembers_429s_longer_and_raises_blocks_after_its_moment()
+ {
     let change = Duration::from_secs(5);
     let r = rig(SiteSpec {
         accounts: 20,
@@ -497,25 +498,49 @@ async fn the_defence_change_halves_the_rate_and_raises_blocks_after_its_moment()
     );
     assert_eq!(t.defence_change_at, Some(change));
 
-    // The rate limit halves at the change.
+    // The rate limit halves at the change, and the site remembers an
+    // account's 429s for its defence memory instead of one window: one 429
+    // a second for four seconds was tolerated before the change and blocks
+    // after it.
     let r = rig(SiteSpec {
         rate_max: 4,
+        block_after_429: 3,
         defence_change_at: Some(change),
+        defence_memory: Duration::from_secs(10),
         ..calm()
     })
     .await;
     let sid = r.login(0).await;
-    let oks = |gots: &[Got]| gots.iter().filter(|g| g.status == 200).count();
-    let mut before = Vec::new();
-    for _ in 0..6 {
-        before.push(r.item(&sid).await);
+    let statuses = |gots: Vec<Got>| gots.iter().map(|g| g.status).collect::<Vec<_>>();
+    for w in 0..4u32 {
+        r.at(SEC * w);
+        let mut gots = Vec::new();
+        for _ in 0..5 {
+            gots.push(r.item(&sid).await);
+        }
+        assert_eq!(
+            statuses(gots),
+            [200, 200, 200, 200, 429],
+            "before, second {w}"
+        );
     }
-    r.at(change);
-    let mut after = Vec::new();
-    for _ in 0..6 {
-        after.push(r.item(&sid).await);
+    assert!(r.truth().accounts[0].blocks.is_empty());
+    for w in 0..4u32 {
+        r.at(change + SEC * w);
+        let mut gots = Vec::new();
+        for _ in 0..3 {
+            gots.push(r.item(&sid).await);
+        }
+        let expected = if w < 3 {
+            [200, 200, 429]
+        } else {
+            [200, 200, 403]
+        };
+        assert_eq!(statuses(gots), expected, "after, second {w}");
     }
-    assert_eq!((oks(&before), oks(&after)), (4, 2));
+    let blocks = &r.truth().accounts[0].blocks;
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].cause, BlockCause::OverUse);
 }
 
 // ------------------------------------------------------------ sessions

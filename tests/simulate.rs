@@ -88,8 +88,9 @@ fn compare_runs_the_naive_baseline_every_strategy_and_fixed_rates_on_the_same_si
             "credpool least-recently-used",
             "credpool sticky",
             "credpool fixed 60/min",
-            "credpool fixed 180/min",
+            "credpool fixed 240/min",
             "credpool fixed 300/min",
+            "credpool fixed 360/min",
             "credpool fixed 480/min",
             "credpool fixed 900/min"
         ]
@@ -98,6 +99,12 @@ fn compare_runs_the_naive_baseline_every_strategy_and_fixed_rates_on_the_same_si
         assert_eq!(r["requests"], 300, "{r}");
         // The pace figures count the answers the workers saw.
         assert_eq!(r["pace"]["ok"], r["answers"]["ok"], "{r}");
+        // Over-use blocks (the site's record) are among the blocks seen.
+        assert!(
+            r["pace"]["over_use_after_change"].as_u64().unwrap()
+                <= r["pace"]["blocked_after_change"].as_u64().unwrap(),
+            "{r}"
+        );
         assert_eq!(r["leaks"]["found_in"], serde_json::json!([]), "{r}");
     }
 }

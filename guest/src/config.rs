@@ -75,8 +75,10 @@ pub struct PolicyConfig {
     pub min_rate_per_minute: u32,
     /// The fastest adaptive pace, per minute.
     pub max_rate_per_minute: u32,
-    /// The share of its pace a success adds (0 to 1; a sixteenth by
-    /// default). Larger finds a fast site sooner and overshoots more.
+    /// How fast the pace grows (0 to 1; a sixteenth by default): in slow
+    /// start it doubles per `1 / (4 pace_raise)` seconds of uses, and once
+    /// refused a success closes a share of the gap to the refused pace
+    /// scaled by it. Larger finds a fast site sooner and overshoots more.
     pub pace_raise: f32,
     /// Health under which a credential is flagged.
     pub low_health_threshold: u8,

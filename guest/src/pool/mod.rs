@@ -111,6 +111,12 @@ struct Record {
     rate_per_minute: u32,
     /// The learned adaptive pace per minute; 0 = none learned yet.
     pace: f32,
+    /// The pace the site last refused, which the learned pace approaches
+    /// and probes around; 0 = none yet (slow start). In memory only: a
+    /// pace restored from the store is taken as the refused one.
+    pace_refused: f32,
+    /// Its successes per minute as achieved lately (in memory only).
+    achieved: crate::pace::Achieved,
     /// Its place in the counter pages, and the tag that marks it its own.
     ctr: u32,
     kind: Kind,
@@ -189,8 +195,9 @@ struct Site {
     counters: SiteCounters,
     success: SuccessRate,
     blocks: BlockBurst,
-    /// The adaptive pace no member exceeds, set by a burst of blocks.
-    pace_ceiling: Option<f32>,
+    /// The adaptive pace no member exceeds, set by a burst of blocks, and
+    /// the pace it returns to.
+    pace_ceiling: Option<crate::pace::Learned>,
     anomalies: Vec<Anomaly>,
     exhausted: bool,
 }

@@ -280,6 +280,8 @@ impl<H: Host> Pool<H> {
             max_concurrent: c.max_concurrent.unwrap_or(0),
             rate_per_minute: c.rate_per_minute.unwrap_or(0),
             pace: c.pace_per_minute as f32,
+            pace_refused: c.pace_per_minute as f32,
+            achieved: Default::default(),
             kind: c.kind,
             // Counted as banned until `refresh` places it.
             avail: Avail::Banned,

@@ -74,7 +74,8 @@ impl<H: Host> Pool<H> {
         let before = self.rec(slot).m;
         let host = &mut self.host;
         let (m, _) = standing::on_outcome(before, outcome, &self.config, now, || host.next_u64());
-        let pace_before = self.adapt_member_pace(slot, outcome);
+        let resting = before.cooldown_until != NEVER && before.cooldown_until > now;
+        let pace_before = self.adapt_member_pace(slot, outcome, resting, now);
         let cause = match outcome {
             Outcome::Failure(f) => Some(f),
             Outcome::Success => None,

@@ -17,7 +17,7 @@ const STRATEGIES: [&str; 4] = ["round-robin", "random", "least-recently-used", "
 /// The fixed rates per account per minute `--compare` runs beside the
 /// adaptive pace: from too slow to too fast for the simulated sites, so
 /// the best fixed rate in hindsight is among them.
-const FIXED_RATES: [u32; 5] = [60, 180, 300, 480, 900];
+const FIXED_RATES: [u32; 6] = [60, 240, 300, 360, 480, 900];
 
 pub struct Args {
     pub accounts: usize,

@@ -91,6 +91,9 @@ pub struct Observations {
     pub alerts: Vec<(String, u64)>,
     /// When the site changed its defences, if it did in the run.
     pub defence_change_ms: Option<u64>,
+    /// When each block the site started for over-use began (the site's
+    /// own record: over its rate, not its random blocks), since the start.
+    pub over_use_blocks_ms: Vec<u64>,
     pub accounts: usize,
     /// Accounts the site banned for good during the run, and how many of
     /// those it banned for abuse (used while blocked).
@@ -196,11 +199,30 @@ pub struct PaceFigures {
     pub accounts_blocked_after_change: u64,
     /// Blocks in the last quarter of the run: whether blocks stopped.
     pub blocked_last_quarter: u64,
+    /// Of the blocks after the change, those the site started for use over
+    /// its rate (the rest are its random blocks, which no pace avoids), by
+    /// the site's own record; and those in the last quarter.
+    pub over_use_after_change: u64,
+    pub over_use_last_quarter: u64,
 }
 
-/// The pace figures of a run's requests.
-pub fn pace_figures(requests: &[RequestSeen], change_ms: Option<u64>, end_ms: u64) -> PaceFigures {
+/// The pace figures of a run's requests and the site's over-use blocks.
+pub fn pace_figures(
+    requests: &[RequestSeen],
+    over_use_ms: &[u64],
+    change_ms: Option<u64>,
+    end_ms: u64,
+) -> PaceFigures {
     let mut f = PaceFigures::default();
+    let last_quarter = end_ms - end_ms / 4;
+    for &at in over_use_ms {
+        if change_ms.is_some_and(|c| at >= c) {
+            f.over_use_after_change += 1;
+        }
+        if at >= last_quarter {
+            f.over_use_last_quarter += 1;
+        }
+    }
     let mut after = std::collections::BTreeSet::new();
     for r in requests {
         match r.answer {
@@ -212,7 +234,7 @@ pub fn pace_figures(requests: &[RequestSeen], change_ms: Option<u64>, end_ms: u6
                     f.blocked_after_change += 1;
                     after.insert(r.credential.as_str());
                 }
-                if r.at_ms >= end_ms - end_ms / 4 {
+                if r.at_ms >= last_quarter {
                     f.blocked_last_quarter += 1;
                 }
             }
@@ -409,7 +431,12 @@ pub fn report(
         pool: obs.pool.clone(),
         leaks,
         slo,
-        pace: pace_figures(&obs.requests, obs.defence_change_ms, obs.duration_ms),
+        pace: pace_figures(
+            &obs.requests,
+            &obs.over_use_blocks_ms,
+            obs.defence_change_ms,
+            obs.duration_ms,
+        ),
     }
 }
 
@@ -580,8 +607,17 @@ pub fn render_pace_comparison(reports: &[Report]) -> String {
         .filter(|r| r.policy.starts_with("credpool fixed"))
         .max_by_key(|r| r.pace.ok);
     let mut out = format!(
-        "{:<30} {:>8} {:>9} {:>6} {:>8} {:>12} {:>14} {:>11}\n",
-        "pace", "ok", "vs best", "429s", "blocks", "after change", "accts blocked", "last 1/4"
+        "{:<30} {:>8} {:>9} {:>6} {:>8} {:>12} {:>14} {:>11} {:>17} {:>18}\n",
+        "pace",
+        "ok",
+        "vs best",
+        "429s",
+        "blocks",
+        "after change",
+        "accts blocked",
+        "last 1/4",
+        "over-use after",
+        "over-use last 1/4"
     );
     for r in reports {
         let mut name = r.policy.clone();
@@ -593,7 +629,7 @@ pub fn render_pace_comparison(reports: &[Report]) -> String {
             .map(|b| format!("{:.1}%", r.pace.ok as f64 * 100.0 / b.pace.ok as f64))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<30} {:>8} {:>9} {:>6} {:>8} {:>12} {:>14} {:>11}\n",
+            "{:<30} {:>8} {:>9} {:>6} {:>8} {:>12} {:>14} {:>11} {:>17} {:>18}\n",
             name,
             r.pace.ok,
             vs,
@@ -601,7 +637,9 @@ pub fn render_pace_comparison(reports: &[Report]) -> String {
             r.pace.blocked,
             r.pace.blocked_after_change,
             r.pace.accounts_blocked_after_change,
-            r.pace.blocked_last_quarter
+            r.pace.blocked_last_quarter,
+            r.pace.over_use_after_change,
+            r.pace.over_use_last_quarter
         ));
     }
     out
@@ -714,6 +752,7 @@ mod tests {
                 ("block-burst".into(), 45_000),
             ],
             defence_change_ms: Some(30_000),
+            over_use_blocks_ms: vec![1_000, 1_600],
             accounts: 4,
             site_banned: 1,
             site_banned_for_abuse: 1,
@@ -748,6 +787,12 @@ mod tests {
         // 2 lost (1 banned + 1 retired) in 10 requests.
         assert_eq!(r.burnt.lost_per_10k_requests, 2000.0);
         assert_eq!(r.burnt.site_banned_per_10k_requests, 1000.0);
+        // No change within the 2 s: only the later over-use block is in
+        // the last quarter.
+        assert_eq!(
+            (r.pace.over_use_after_change, r.pace.over_use_last_quarter),
+            (0, 1)
+        );
         assert!(r.slo.no_leak);
         let table = render(&r);
         assert!(table.contains("95.0% (19 of 20 acquires) ok"), "{table}");

@@ -9,7 +9,7 @@
 use super::report::{
     AcquireSeen, Answer, DetectionRule, Observations, PoolEvents, RefreshSeen, Report, RequestSeen,
 };
-use super::site::{BanCause, SimSite, SiteSpec};
+use super::site::{BanCause, BlockCause, SimSite, SiteSpec};
 use crate::bindings::log::Level;
 use crate::bindings::notify::ChallengeKind;
 use crate::bindings::notify::{Alert, Ticket, TicketClosure};
@@ -103,8 +103,8 @@ pub fn scenario_policy() -> toml::Table {
     set("adaptive", true.into());
     set("min_rate_per_minute", 6.into());
     set("max_rate_per_minute", 3000.into());
-    // The run compresses a site's day into seconds: the pace rises a
-    // quarter per success where a real crawl would take a sixteenth.
+    // The run compresses a site's day into seconds: slow start doubles the
+    // pace per second of uses where a real crawl would take four.
     set("pace_raise", 0.25.into());
     set("rate_burst", 2.into());
     set("lease_ttl_seconds", 30.into());
@@ -242,6 +242,15 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    // The policy is compiled before the sites start: their clocks start
+    // with them (the shop's defence change is half-way on that clock), and
+    // a first compile in a process takes seconds in a debug build, which
+    // moved the change to the start of the first run of a `--compare`.
+    match &options.component {
+        Some(path) => crate::runtime::Runtime::from_file(path),
+        None => crate::runtime::Runtime::builtin(),
+    }
+    .context("cannot compile the policy")?;
     let sites_started = Instant::now();
     let sites = runtime.block_on(async {
         let mut sites = Vec::new();
@@ -393,6 +402,12 @@ pub fn run(
             let at = since(sites_started + at);
             obs.defence_change_ms = Some(obs.defence_change_ms.map_or(at, |t: u64| t.min(at)));
         }
+        let over_use = truth.accounts.iter().flat_map(|a| &a.blocks);
+        obs.over_use_blocks_ms.extend(
+            over_use
+                .filter(|b| b.cause == BlockCause::OverUse)
+                .map(|b| since(sites_started + b.start)),
+        );
         secrets.extend(site.issued_secrets());
     }
     drop(pool);

@@ -107,10 +107,13 @@ pub struct SiteSpec {
     /// Per crawl request: the chance the account must solve a captcha
     /// before going on.
     pub captcha_rate: f64,
-    /// From this moment on, `rate_max` halves and each crawl request blocks
-    /// its account with probability `defence_block_rate`.
+    /// From this moment on, `rate_max` halves, the 429s that lead to a block
+    /// are counted over `defence_memory` instead of one rate window, and
+    /// each crawl request blocks its account with probability
+    /// `defence_block_rate`, whatever the pace.
     pub defence_change_at: Option<Duration>,
     pub defence_block_rate: f64,
+    pub defence_memory: Duration,
     /// OAuth: how long a rotated-out refresh token still works.
     pub refresh_grace: Duration,
     pub captcha_style: CaptchaStyle,
@@ -138,6 +141,7 @@ impl Default for SiteSpec {
             budget: 300,
             budget_window: Duration::from_secs(30),
             block_after_429: 3,
+            defence_memory: Duration::from_secs(10),
             block_for: (Duration::from_secs(5), Duration::from_secs(15)),
             ban_after_abuse: 2,
             ban_share: 0.02,

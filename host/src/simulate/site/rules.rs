@@ -231,7 +231,15 @@ impl Account {
                 .then(|| Verdict::OverBudget(secs_to_window_end(now, budget_window)))
         };
         if let Some(v) = refusal {
-            let refused = self.refused.current(now, rate_window);
+            // A site that has tightened its defences remembers an
+            // account's 429s longer: one that keeps coming back over the
+            // new rate is blocked, whatever its rests.
+            let memory = if changed {
+                ms(spec.defence_memory)
+            } else {
+                rate_window
+            };
+            let refused = self.refused.current(now, memory);
             *refused += 1;
             if *refused > spec.block_after_429 {
                 self.start_block(spec, now, BlockCause::OverUse);
