@@ -16,11 +16,14 @@
 //! # Layout
 //! The public API:
 //! - [`pool`]: [`Pool`], its options and answers.
-//! - [`backend`]: the storage trait and its engines (memory, redb).
+//! - [`backend`]: the storage trait and its engines (memory, redb, Redis).
 //! - [`layout`]: every stored key and how it is sealed: the on-disk format.
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
 //! - [`rekey`]: key rotation, rewrap, and the count of encryptions per key.
+//! - [`check`]: verifies a store file and every sealed record (`credpool check`).
+//! - [`backup`]: a consistent, still sealed copy of a store, and its restore.
+//! - [`audit`]: the append-only record of who revealed or exported what.
 //! - [`transfer`]: import and export (our JSON, cookies.txt, cookie JSON).
 //! - [`secrets`]: the secret bundle that never crosses into the policy.
 //! - [`events`]: where logs, alerts and tickets go.
@@ -41,6 +44,8 @@
 //! - `imports`: one file per imported interface (`store`, `refresh`,
 //!   `notify`, `log`), each a small `impl Host for HostState`.
 //! - `private_fs`: files and directories only the owner can read (0600/0700).
+//! - `jwt`: the expiry (`exp`) of an access token that is a JWT, read, not
+//!   verified.
 //! - `bindings`: the generated WIT bindings, isolated; the contract's data
 //!   types are re-exported at the crate root.
 //!
