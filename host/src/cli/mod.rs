@@ -37,6 +37,7 @@ mod serve_sites;
 mod show;
 mod simulate;
 mod stats;
+mod stats_output;
 mod store;
 mod token;
 mod unban;
