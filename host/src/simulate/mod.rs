@@ -8,6 +8,7 @@
 //! - [`scenario`]: the default sites of a run and the demo.
 //! - [`run`]: one run: the pool, its lifecycle, the simulated person, the
 //!   crawler workers, and what they saw.
+//! - `worker`: a crawler worker: acquire, one real request, report.
 //! - [`report`]: the SLOs and operator figures, computed from what was seen.
 //! - [`leaks`]: the search of the run's files for the accounts' secrets.
 //! - [`log`]: the run's log file, which the leak search reads.
@@ -18,5 +19,6 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod site;
+mod worker;
 
 pub use log::{CaptureWriter, capture_log};
