@@ -144,8 +144,7 @@ impl<H: Host> Pool<H> {
             // `next_free_at` must not name it. (A leased one keeps its
             // wake-up: its expiry still counts while it is out.)
             None if matches!(avail, Avail::Banned | Avail::Refreshing) => rec.wake_at = NEVER,
-            None => {}
-            Some(_) => {}
+            _ => {}
         }
     }
 

@@ -64,8 +64,6 @@ impl PersonNeed {
 /// Members out of rotation, grouped by their way back.
 #[derive(Debug, Default)]
 pub(super) struct Ways {
-    pub expired: u32,
-    pub challenged: u32,
     pub ticket: u32,
     /// By method the lifecycle will run.
     pub lifecycle: Vec<(RunMethod, u32)>,
@@ -74,12 +72,7 @@ pub(super) struct Ways {
 }
 
 impl Ways {
-    fn add(&mut self, status: Status, way: &Way) {
-        match status {
-            Status::Expired => self.expired += 1,
-            Status::Challenged => self.challenged += 1,
-            _ => {}
-        }
+    fn add(&mut self, way: &Way) {
         match way {
             Way::Rest => {}
             Way::Ticket => self.ticket += 1,
@@ -179,7 +172,7 @@ impl<H: Host> Pool<H> {
         let mut ways = Ways::default();
         for slot in slots {
             if let Some(w) = self.way_of(slot, now) {
-                ways.add(self.rec(slot).m.status, &w);
+                ways.add(&w);
             }
         }
         ways
@@ -191,21 +184,18 @@ impl<H: Host> Pool<H> {
         let site = &self.sites[si];
         let name = site.name.as_str();
         let b = site.by_status;
-        let mut ways = Ways {
-            expired: b[Status::Expired as usize],
-            challenged: b[Status::Challenged as usize],
-            ..Ways::default()
-        };
+        let (expired, challenged) = (b[Status::Expired as usize], b[Status::Challenged as usize]);
+        let mut ways = Ways::default();
         bump(
             &mut ways.person,
             PersonNeed::Ban,
             b[Status::Banned as usize],
         );
         match self.expired_way(name) {
-            Way::Lifecycle(m) => bump(&mut ways.lifecycle, m, ways.expired),
-            _ => bump(&mut ways.person, PersonNeed::Renew, ways.expired),
+            Way::Lifecycle(m) => bump(&mut ways.lifecycle, m, expired),
+            _ => bump(&mut ways.person, PersonNeed::Renew, expired),
         }
-        if ways.challenged == 0 {
+        if challenged == 0 {
             return ways;
         }
         let challenged_here = |id: &str| {
@@ -224,7 +214,7 @@ impl<H: Host> Pool<H> {
         with_ticket.sort();
         with_ticket.dedup();
         ways.ticket = with_ticket.len() as u32;
-        let rest = ways.challenged.saturating_sub(ways.ticket);
+        let rest = challenged.saturating_sub(ways.ticket);
         if !self.lc.can_relogin(name) {
             bump(&mut ways.person, PersonNeed::Solve, rest);
         } else {
