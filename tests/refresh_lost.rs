@@ -436,6 +436,33 @@ fn without_a_grace_window_the_loss_is_told_not_hidden() {
     }
 }
 
+/// A grant the host could not send (its client secret's variable unset)
+/// lost no answer: it is a plain failure, said as no loss, and nothing waits
+/// on a prompt retry.
+#[test]
+fn a_grant_never_sent_is_not_a_lost_answer() {
+    let clock = ManualClock::at(T0);
+    let rt0 = canary("rt");
+    let c = clock.clone();
+    let (server, ep) = endpoint(move || c.now_ms(), &rt0, Duration::ZERO, Lose::Drop, 0);
+    let toml = site_toml_with(
+        &server,
+        "client_secret_env = \"CREDPOOL_TEST_NEVER_SET_7F3A\"\n",
+    );
+    let rig = Rig::with(&clock, &toml, "never-sent", &rt0);
+    rig.run(STEP, Duration::from_secs(5), || false);
+    assert!(rig.refresher.runs() > 0, "the refresh was tried");
+    assert!(ep.lock().unwrap().answers().is_empty(), "nothing was sent");
+    assert_eq!(rig.refresher.unsettled_lost_answers(), 0);
+    assert!(
+        !rig.cred_lines()
+            .iter()
+            .any(|l| l.contains("refresh answer lost")),
+        "{:?}",
+        rig.cred_lines()
+    );
+}
+
 #[test]
 fn a_late_answer_does_not_overwrite_a_newer_token() {
     logs();

@@ -205,17 +205,8 @@ impl Vault {
         secrets: &Secrets,
         expected: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>, VaultError> {
-        let stored = self.seal_secrets(site, id, secrets)?;
         // Flushed with the record the add writes next (one sync for both).
-        let swapped = self.backend.compare_and_swap_deferred(
-            &self.secrets_key(id),
-            expected,
-            Some(&stored),
-        )?;
-        if swapped {
-            self.forget(id);
-        }
-        Ok(swapped.then_some(stored))
+        self.swap_secrets(site, id, secrets, expected, false)
     }
 
     /// Stores a credential's secrets durably only if the stored bundle is
@@ -228,14 +219,34 @@ impl Vault {
         secrets: &Secrets,
         expected: &[u8],
     ) -> Result<bool, VaultError> {
+        Ok(self
+            .swap_secrets(site, id, secrets, Some(expected), true)?
+            .is_some())
+    }
+
+    /// Seals `secrets` and writes them if the stored bundle is `expected`;
+    /// the bytes written, or None when another writer got there first.
+    fn swap_secrets(
+        &self,
+        site: &str,
+        id: &str,
+        secrets: &Secrets,
+        expected: Option<&[u8]>,
+        durable: bool,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
         let stored = self.seal_secrets(site, id, secrets)?;
-        let swapped =
+        let key = self.secrets_key(id);
+        let swapped = if durable {
             self.backend
-                .compare_and_swap(&self.secrets_key(id), Some(expected), Some(&stored))?;
+                .compare_and_swap(&key, expected, Some(&stored))?
+        } else {
+            self.backend
+                .compare_and_swap_deferred(&key, expected, Some(&stored))?
+        };
         if swapped {
             self.forget(id);
         }
-        Ok(swapped)
+        Ok(swapped.then_some(stored))
     }
 
     /// Deletes a secret bundle only if it still holds `expected`.
@@ -251,19 +262,36 @@ impl Vault {
 
     /// Reads a credential's secrets.
     pub fn get_secrets(&self, site: &str, id: &str) -> Result<Option<Secrets>, VaultError> {
+        Ok(self.get_secrets_versioned(site, id)?.map(|(s, _)| s))
+    }
+
+    /// Reads a credential's secrets with the stored bytes they were opened
+    /// from, for a later [`Self::replace_secrets_if`]: one read, so the two
+    /// always agree.
+    pub fn get_secrets_versioned(
+        &self,
+        site: &str,
+        id: &str,
+    ) -> Result<Option<(Secrets, Vec<u8>)>, VaultError> {
         let key = self.secrets_key(id);
         let Some(stored) = self.backend.get(&key)? else {
             return Ok(None);
         };
+        let secrets = self.open_secrets(&key, site, &stored)?;
+        Ok(Some((secrets, stored)))
+    }
+
+    /// Opens the stored bundle `stored` of `key`, which must be `site`'s.
+    fn open_secrets(&self, key: &str, site: &str, stored: &[u8]) -> Result<Secrets, VaultError> {
         let crypto = |error| VaultError::Crypto {
-            key: key.clone(),
+            key: key.to_string(),
             error,
         };
         let (sealed_site, sealed) =
-            open_envelope(&stored).ok_or_else(|| crypto(CryptoError::Malformed))?;
+            open_envelope(stored).ok_or_else(|| crypto(CryptoError::Malformed))?;
         let stored_site = self
             .keys
-            .open(site_aad(&key).as_bytes(), sealed_site)
+            .open(site_aad(key).as_bytes(), sealed_site)
             .map_err(crypto)?;
         // The bundle is bound to the site it was stored for; it must also be
         // the one the caller asked for, by the site's one name (a bundle
@@ -277,11 +305,11 @@ impl Vault {
         }
         let plain = self
             .keys
-            .open(secrets_aad(&key, stored_site).as_bytes(), sealed)
+            .open(secrets_aad(key, stored_site).as_bytes(), sealed)
             .map_err(crypto)?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(|_| VaultError::Format { key })
+        serde_json::from_slice(&plain).map_err(|_| VaultError::Format {
+            key: key.to_string(),
+        })
     }
 
     pub fn delete_secrets(&self, id: &str) -> Result<(), VaultError> {

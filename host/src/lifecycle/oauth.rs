@@ -84,35 +84,6 @@ fn is_invalid_grant(a: &Answer) -> bool {
         && serde_json::from_str::<ErrorAnswer>(&a.body).is_ok_and(|e| e.error == "invalid_grant")
 }
 
-/// A credential's secrets with the stored bytes they were read from (for
-/// a compare-and-swap), read twice-over so the two agree.
-fn read_versioned(
-    inner: &Inner,
-    site_name: &str,
-    id: &str,
-) -> Result<Option<(Secrets, Vec<u8>)>, RefreshFailure> {
-    for _ in 0..3 {
-        let before = inner
-            .vault
-            .secrets_raw(id)
-            .map_err(|_| RefreshFailure::Other)?;
-        let secrets = inner
-            .vault
-            .get_secrets(site_name, id)
-            .map_err(|_| RefreshFailure::Other)?;
-        let after = inner
-            .vault
-            .secrets_raw(id)
-            .map_err(|_| RefreshFailure::Other)?;
-        match (secrets, before, after) {
-            (None, _, _) => return Ok(None),
-            (Some(s), Some(b), Some(a)) if a == b => return Ok(Some((s, a))),
-            _ => continue,
-        }
-    }
-    Err(RefreshFailure::Other)
-}
-
 /// Runs the grant for credential `id` and stores what it got.
 ///
 /// No answer, a 5xx, or an answer that cannot be used or kept may hide a
@@ -131,10 +102,10 @@ pub(crate) async fn refresh(
         inner.answer_lost(site_name, id, why);
         RefreshOutcome::Failed((f, s))
     };
-    let secrets = match read_versioned(inner, site_name, id) {
-        Ok(Some((s, _))) => s,
+    let secrets = match inner.vault.get_secrets(site_name, id) {
+        Ok(Some(s)) => s,
         Ok(None) => return failed(RefreshFailure::Misconfigured, None),
-        Err(f) => return failed(f, None),
+        Err(_) => return failed(RefreshFailure::Other, None),
     };
     let Some(current) = secrets.refresh_token.clone().map(Zeroizing::new) else {
         return failed(RefreshFailure::InvalidGrant, None);
@@ -142,10 +113,18 @@ pub(crate) async fn refresh(
     let stored = secrets.secret_key.clone().map(Zeroizing::new);
     let now = inner.now_ms();
     let mut used = current.clone();
+    // Only a request that went out can have lost its answer; a grant the
+    // host could not even send (no token URL, no client secret) is not.
+    let unanswered = |f: RefreshFailure| match f {
+        RefreshFailure::Network | RefreshFailure::Timeout => {
+            lost(crate::names::refresh_failure(f), f, None)
+        }
+        _ => failed(f, None),
+    };
     let mut answer = match grant(inner, site, &current, stored.as_deref().map(|s| s.as_str())).await
     {
         Ok(a) => a,
-        Err(f) => return lost(crate::names::refresh_failure(f), f, None),
+        Err(f) => return unanswered(f),
     };
     if is_invalid_grant(&answer)
         && let (Some(prev), Some(until)) = (
@@ -158,7 +137,7 @@ pub(crate) async fn refresh(
         used = Zeroizing::new(prev.clone());
         answer = match grant(inner, site, &used, stored.as_deref().map(|s| s.as_str())).await {
             Ok(a) => a,
-            Err(f) => return lost(crate::names::refresh_failure(f), f, None),
+            Err(f) => return unanswered(f),
         };
     }
     if is_invalid_grant(&answer) {
@@ -223,7 +202,7 @@ fn keep(
     site: &SiteConfig,
 ) -> Result<bool, ()> {
     for _ in 0..3 {
-        let Ok(Some((mut fresh, raw))) = read_versioned(inner, site_name, id) else {
+        let Ok(Some((mut fresh, raw))) = inner.vault.get_secrets_versioned(site_name, id) else {
             return Err(());
         };
         if fresh.refresh_token.as_deref() != Some(current) {
