@@ -21,7 +21,8 @@ pub fn expiry_ms(token: &str) -> Option<i64> {
     }
     let header: serde_json::Value = serde_json::from_slice(&decode(header)?).ok()?;
     header.get("alg")?.as_str()?;
-    // The claims may hold personal data: wiped once read.
+    // The claims may hold personal data: their raw bytes are wiped once
+    // read (the parsed values are not).
     let claims = decode(payload)?;
     let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
     let exp = claims.as_object()?.get("exp")?.as_f64()?;

@@ -84,12 +84,12 @@ pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(not a redis:// URL)".into();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    // The last `@` ends the user-info, whatever the password holds (a
+    // `/` of a base64 password included); the host and path follow it.
+    match rest.rsplit_once('@') {
+        Some((userinfo, host_and_path)) => {
             let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
+            format!("{scheme}://{user}:***@{host_and_path}")
         }
         None => url.to_string(),
     }
@@ -427,5 +427,26 @@ impl Backend for RedisBackend {
         found.sort_by(|a, b| a.0.cmp(&b.0));
         found.truncate(limit);
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn the_password_is_hidden_whatever_it_holds() {
+        for (url, shown) in [
+            ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://u:s3cret@h:6379/0", "redis://u:***@h:6379/0"),
+            // A base64 password with `/` and `@` in it.
+            (
+                "rediss://u:ab/c@d+s3cret=@h:6380/1",
+                "rediss://u:***@h:6380/1",
+            ),
+            ("redis://h:6379/0", "redis://h:6379/0"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
     }
 }

@@ -227,8 +227,20 @@ fn read_secret_lines(new: &mut NewCredential, text: &str) -> Result<(), Failed> 
             .find(|(k, _)| *k == head)
             .map(|(_, f)| *f)
             .ok_or_else(|| {
+                // Echoed only when it looks like a field name: a secret
+                // piped in by mistake splits at its first `=` (base64
+                // padding), and the part before it is most of the secret.
+                let shown = if name.len() <= 24
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+                {
+                    format!(" {name:?}")
+                } else {
+                    String::new()
+                };
                 usage(format!(
-                    "--secrets-stdin line {n}: unknown name {name:?} (expected one of {})",
+                    "--secrets-stdin line {n}: unknown name{shown} (expected one of {})",
                     line_names()
                 ))
             })?;
@@ -344,4 +356,25 @@ fn read_stdin_secret() -> Result<Zeroizing<String>, Failed> {
         return Err(usage("standard input was empty; pipe the secret in"));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_line_name_is_echoed_only_when_it_looks_like_a_name() {
+        let mut new = NewCredential::new("jd.com", crate::CredentialKind::Token);
+        let Err(Failed(_, msg)) = read_secret_lines(&mut new, "bogus=1\n") else {
+            panic!("an unknown name is refused");
+        };
+        assert!(msg.contains("unknown name \"bogus\""), "{msg}");
+        // A base64 token piped in by mistake splits at its padding.
+        let token = "QUJDREVGR0hJSktMTU5PUA==";
+        let Err(Failed(_, msg)) = read_secret_lines(&mut new, &format!("{token}\n")) else {
+            panic!("a bare token is refused");
+        };
+        assert!(msg.contains("line 1: unknown name (expected"), "{msg}");
+        assert!(!msg.contains("QUJDREVGR0hJSktMTU5PUA"), "{msg}");
+    }
 }

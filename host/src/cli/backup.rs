@@ -22,7 +22,9 @@ fn not_on_redis(cli: &Cli, what: &str) -> Result<(), Failed> {
         Some(url) => Err(Failed(
             EXIT_ERROR,
             format!(
-                "the store is Redis ({url}): `credpool {what}` works on the embedded store file;                  back Redis up with its own persistence (BGSAVE's RDB file or the AOF: the                  records in it stay sealed) and keep the key file apart"
+                "the store is Redis ({url}): `credpool {what}` works on the embedded store file; \
+                 back Redis up with its own persistence (BGSAVE's RDB file or the AOF: the \
+                 records in it stay sealed) and keep the key file apart"
             ),
         )),
         None => Ok(()),

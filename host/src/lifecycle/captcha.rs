@@ -20,8 +20,9 @@ const MAX_INSTRUCTION: usize = 500;
 /// Points a click captcha answer may have.
 const MAX_POINTS: usize = 20;
 
-/// A captcha's answer, by kind.
-#[derive(Debug, PartialEq)]
+/// A captcha's answer, by kind. Its Debug hides a text (a code or a
+/// captcha's answer is a secret).
+#[derive(PartialEq)]
 pub(crate) enum Solution {
     /// An image captcha's text, or any other challenge's code.
     Text(Zeroizing<String>),
@@ -29,6 +30,16 @@ pub(crate) enum Solution {
     Distance(f64),
     /// A click captcha's points, in image pixels, in order.
     Points(Vec<(f64, f64)>),
+}
+
+impl std::fmt::Debug for Solution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Solution::Text(_) => f.write_str("Text(***)"),
+            Solution::Distance(d) => f.debug_tuple("Distance").field(d).finish(),
+            Solution::Points(p) => f.debug_tuple("Points").field(p).finish(),
+        }
+    }
 }
 
 /// The page that showed the challenge: its URL and body.
