@@ -113,15 +113,7 @@ async fn post(
 ) -> Result<Answer, RefreshOutcome> {
     let url = reqwest::Url::parse(url).map_err(|_| failed(RefreshFailure::Misconfigured, None))?;
     let now = inner.now_ms();
-    let mut req = inner.client.post(url.clone()).form(form);
-    if let Some(c) = jar.header_for(
-        url.host_str().unwrap_or_default(),
-        url.path(),
-        url.scheme() == "https",
-        now,
-    ) {
-        req = req.header(reqwest::header::COOKIE, c);
-    }
+    let req = with_cookies(inner.client.post(url.clone()).form(form), jar, &url, now);
     let a = http::send(req, site.request_timeout())
         .await
         .map_err(|f| failed(f, None))?;
@@ -138,18 +130,28 @@ pub(super) async fn get(
     jar: &mut Jar,
 ) -> Option<http::Fetched> {
     let now = inner.now_ms();
-    let mut req = inner.client.get(url.clone());
-    if let Some(c) = jar.header_for(
+    let req = with_cookies(inner.client.get(url.clone()), jar, url, now);
+    let f = http::fetch(req, site.request_timeout()).await.ok()?;
+    merge(jar, &f.set_cookies, url, now);
+    Some(f)
+}
+
+/// `req` with the login's cookies for `url`, if it has any.
+fn with_cookies(
+    req: reqwest::RequestBuilder,
+    jar: &Jar,
+    url: &reqwest::Url,
+    now: i64,
+) -> reqwest::RequestBuilder {
+    match jar.header_for(
         url.host_str().unwrap_or_default(),
         url.path(),
         url.scheme() == "https",
         now,
     ) {
-        req = req.header(reqwest::header::COOKIE, c);
+        Some(c) => req.header(reqwest::header::COOKIE, c),
+        None => req,
     }
-    let f = http::fetch(req, site.request_timeout()).await.ok()?;
-    merge(jar, &f.set_cookies, url, now);
-    Some(f)
 }
 
 fn is_captcha(k: ChallengeKind) -> bool {

@@ -335,16 +335,14 @@ impl SiteConfig {
                         c.kind
                     ));
                 }
-                for (key, url) in [
-                    ("login.challenges.send_url", &c.send_url),
-                    ("login.challenges.image_url", &c.image_url),
-                ] {
-                    // A relative image URL is resolved against the page.
-                    if let Some(url) = url
-                        && (key.ends_with("send_url") || url.contains("://"))
-                    {
-                        check_url(key, url, self.allow_insecure_http)?;
-                    }
+                if let Some(url) = &c.send_url {
+                    check_url("login.challenges.send_url", url, self.allow_insecure_http)?;
+                }
+                // A relative image URL is resolved against the page.
+                if let Some(url) = &c.image_url
+                    && url.contains("://")
+                {
+                    check_url("login.challenges.image_url", url, self.allow_insecure_http)?;
                 }
                 if c.image_url.is_some() && c.image_after.is_some() {
                     return Err(
