@@ -86,6 +86,7 @@ fn reveal_and_export_are_recorded_at_the_default_level_without_secrets() {
         &["audit", "--credential", "s2", "--json"],
     ));
     assert_eq!(only["records"].as_array().unwrap().len(), 1, "{only}");
+    assert_eq!(only["records"][0]["credential"], "s2", "{only}");
 
     let table = ok(&credpool(dir.path(), &["audit"]));
     let rows: Vec<&str> = table.lines().skip(1).collect();

@@ -386,6 +386,18 @@ fn a_fernet_key_in_the_environment_opens_the_store_and_another_does_not() {
     // Another process with the same key reads it back.
     let list = run_credpool(d, &["list", "--json"], "", &env);
     assert_eq!(json(&list)[0]["id"], "a1");
+    let shown = json(&run_credpool(
+        d,
+        &["show", "a1", "--reveal", "--json"],
+        "",
+        &env,
+    ));
+    let shown = if shown.is_array() {
+        shown[0].clone()
+    } else {
+        shown
+    };
+    assert_eq!(shown["secrets"]["password"], password.as_str());
     // Another key is refused, the store untouched.
     let other = base64::engine::general_purpose::URL_SAFE.encode([9u8; 32]);
     let wrong = run_credpool(
@@ -395,6 +407,15 @@ fn a_fernet_key_in_the_environment_opens_the_store_and_another_does_not() {
         &[("CREDENTIAL_ENCRYPTION_KEY", other.as_str())],
     );
     assert_ne!(wrong.status.code(), Some(0), "{}", stderr(&wrong));
+    // Under --json the refusal is the answer on stdout.
+    let said: Value = serde_json::from_slice(&wrong.stdout).expect("the refusal as JSON");
+    assert_eq!(said["error"]["code"], "key", "{said}");
+    assert!(
+        said["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("wrong key")),
+        "{said}"
+    );
     assert!(!String::from_utf8_lossy(&wrong.stdout).contains(&password));
     // Not base64 of 32 bytes: said, and the variable named.
     let bad = run_credpool(
@@ -773,6 +794,9 @@ fn add_through_a_server_keeps_the_cards_fields() {
     // The local store has what the server stored.
     let s = show(d, "s1");
     assert_eq!(s["secret_fields"], serde_json::json!(["refresh-token"]));
+    assert_eq!(s["labels"], serde_json::json!({"proxy": "p1"}));
+    assert_eq!(s["source_account"], "acct-1");
+    assert_eq!(s["user_agent"], "UA/1");
     assert_nowhere(d, &[log, stderr(&added)], &[&refresh, &storage]);
 }
 
@@ -811,6 +835,8 @@ fn export_and_import_carry_the_cards_fields() {
     };
     let s = by_id("s1");
     assert_eq!(s["user_agent"], "UA/2");
+    assert_eq!(s["source_account"], "a1");
+    assert_eq!(by_id("t1")["token_scope"], serde_json::json!(["read"]));
     assert_eq!(
         (&s["device_id"], &s["fingerprint"]),
         (&"dev-1".into(), &"fp-1".into())

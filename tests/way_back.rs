@@ -164,7 +164,9 @@ fn next_free_at_is_that_of_the_requested_kind() {
     // The sessions' next is the lease's end, within minutes.
     let sessions = refused(d, &["--type", "session"]);
     let next = sessions["next_free_at"].as_str().expect("a time");
-    assert!((0..=301).contains(&(at(next) - now)), "{next}");
+    // The 300 s lease taken above, not "now" (a minute's slack for a busy
+    // machine between the lease and this clock read).
+    assert!((240..=301).contains(&(at(next) - now)), "{next}");
 }
 
 #[test]

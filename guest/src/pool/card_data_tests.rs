@@ -63,8 +63,12 @@ fn the_card_fields_survive_a_reload_and_show_by_level() {
     let p = Pool::load(p.host, PolicyConfig::default()).unwrap();
     let t = p.get("t1").unwrap();
     assert_eq!(t.token_type.as_deref(), Some("DPoP"), "trimmed, kept");
+    assert_eq!(t.token_scope, vec!["read".to_string()]);
+    assert_eq!(t.source_account.as_deref(), Some("acct-1"));
     let s = p.get("s1").unwrap();
     assert_eq!(s.local_storage_names, vec!["auth_state".to_string()]);
+    assert_eq!(s.cookie_names, vec!["sid".to_string()]);
+    assert_eq!(s.user_agent.as_deref(), Some("Mozilla/5.0 (X11; Linux)"));
     let d = p.get("d1").unwrap();
     assert_eq!(
         (
