@@ -295,8 +295,7 @@ impl RedisBackend {
 
     /// The tenants' namespaces that may hold keys starting with `prefix`.
     fn tenants_under(&self, prefix: &str) -> Result<Vec<String>, BackendError> {
-        // A tenant's prefix `t/NAME/` either starts with `prefix` or is
-        // a prefix of it (then it is the one tenant `prefix` names).
+        // The tenants whose prefix `t/NAME/` starts with `prefix`.
         let low = lex_min(prefix.as_bytes());
         let high = [b"(".as_slice(), &upper_bound(prefix.as_bytes())].concat();
         let mut found: Vec<String> = self.run(|c| {
@@ -306,12 +305,8 @@ impl RedisBackend {
                 .arg(high)
                 .query(c)
         })?;
-        if let Namespace::Tenant(name) = Namespace::of(prefix) {
-            let own = redis_keys::tenant_prefix(&name);
-            if prefix.starts_with(&own) && !found.contains(&own) {
-                found.push(own);
-            }
-        }
+        // (A prefix inside one tenant never gets here: `scan` reads that
+        // tenant's index alone.)
         found.sort();
         Ok(found)
     }
@@ -401,10 +396,7 @@ impl Backend for RedisBackend {
         let low = prefix.as_bytes();
         let high = upper_bound(low);
         // Within one tenant: that tenant's index alone.
-        if let Namespace::Tenant(name) = Namespace::of(prefix)
-            && prefix.starts_with(&redis_keys::tenant_prefix(&name))
-        {
-            let ns = Namespace::Tenant(name);
+        if let ns @ Namespace::Tenant(_) = Namespace::of(prefix) {
             let keys = self.range(&ns, low, &high, after, limit)?;
             return self.values(&ns, keys);
         }

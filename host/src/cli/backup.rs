@@ -43,14 +43,11 @@ pub fn run(cli: &Cli, file: &Path, json: bool) -> Result<(), Failed> {
     }
     backup::refuse_existing(file).map_err(store_error)?;
     let backend = RedbBackend::open(&path).map_err(|e| match e {
-        BackendError::Unavailable(m) if m.contains(IN_USE) => Failed(
-            EXIT_ERROR,
-            format!(
-                "{m} (a `credpool serve`?): take the backup through it: set \
+        BackendError::Unavailable(m) if m.contains(IN_USE) => super::in_use_failure(format!(
+            "{m} (a `credpool serve`?): take the backup through it: set \
                  CREDPOOL_ADDR=http://ADDR (its --listen address) and CREDPOOL_TOKEN=<an admin \
                  token of its tenant>, then run `credpool backup FILE` again"
-            ),
-        ),
+        )),
         other => store_error(other),
     })?;
     let report = backup::write_backup(&backend, file).map_err(store_error)?;

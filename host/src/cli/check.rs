@@ -32,14 +32,11 @@ pub fn run(cli: &Cli, file: Option<&Path>, json: bool) -> Result<(), Failed> {
         }
     }
     .map_err(|e| match e {
-        BackendError::Unavailable(m) if m.contains(IN_USE) => Failed(
-            EXIT_ERROR,
-            format!(
-                "{m} (a `credpool serve`, or `credpool run`?): check needs the file itself; \
+        BackendError::Unavailable(m) if m.contains(IN_USE) => super::in_use_failure(format!(
+            "{m} (a `credpool serve`, or `credpool run`?): check needs the file itself; \
                  stop that process, or take a backup through it (`credpool backup FILE` with \
                  CREDPOOL_ADDR and an admin CREDPOOL_TOKEN) and run `credpool check --file FILE`"
-            ),
-        ),
+        )),
         other => Failed::from(Error::Store(other.into())),
     })?;
     print(&report, json);

@@ -365,6 +365,12 @@ fn store_in_use(e: Error, can_go_remote: bool) -> Failed {
              stop that process first"
         )
     };
+    in_use_failure(said)
+}
+
+/// A refusal because another process holds the store, with the code
+/// `store_in_use` under `--json` whichever command met it.
+fn in_use_failure(said: String) -> Failed {
     failure::note("store_in_use", &said);
     Failed(EXIT_ERROR, said)
 }

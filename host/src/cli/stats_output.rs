@@ -4,7 +4,6 @@
 
 use super::output::{num, text, time};
 use crate::SiteStats;
-use crate::bindings::pool::MethodRefreshStats;
 use crate::names;
 use serde_json::{Value, json};
 
@@ -25,7 +24,7 @@ pub fn stats_json(s: &SiteStats) -> Value {
         "open_leases": s.open_leases,
         "granted": s.granted,
         "refused": s.refused,
-        "availability": availability(s),
+        "availability": share(s.granted, s.refused),
         "availability_target": AVAILABILITY_TARGET,
         "successes": s.successes,
         "failures": failures,
@@ -34,13 +33,13 @@ pub fn stats_json(s: &SiteStats) -> Value {
             "succeeded": s.refresh.succeeded,
             "failed": s.refresh.failed,
             "in_flight": s.refresh.in_flight,
-            "success_rate": refresh_success_rate(s),
+            "success_rate": share(s.refresh.succeeded, s.refresh.failed),
             "by_method": s.refresh_by_method.iter().map(|m| json!({
                 "method": names::refresh_method(m.method),
                 "attempts": m.attempts,
                 "succeeded": m.succeeded,
                 "failed": m.failed,
-                "success_rate": method_success_rate(m),
+                "success_rate": share(m.succeeded, m.failed),
             })).collect::<Vec<_>>(),
         },
         "open_tickets": s.open_tickets,
@@ -69,24 +68,12 @@ pub fn stats_json(s: &SiteStats) -> Value {
 /// answered with one.
 pub const AVAILABILITY_TARGET: f64 = 0.95;
 
-/// Acquires answered with a lease, 0 to 1 (the card's SLO, see
-/// [`AVAILABILITY_TARGET`]); `None` before any acquire.
-fn availability(s: &SiteStats) -> Option<f64> {
-    let asked = s.granted + s.refused;
-    (asked > 0).then(|| s.granted as f64 / asked as f64)
-}
-
-/// Finished refreshes that worked, 0 to 1 (the card's SLO: at least 0.9);
-/// `None` before any finished.
-fn refresh_success_rate(s: &SiteStats) -> Option<f64> {
-    let done = s.refresh.succeeded + s.refresh.failed;
-    (done > 0).then(|| s.refresh.succeeded as f64 / done as f64)
-}
-
-/// One method's finished refreshes that worked, 0 to 1; `None` before any.
-fn method_success_rate(m: &MethodRefreshStats) -> Option<f64> {
-    let done = m.succeeded + m.failed;
-    (done > 0).then(|| m.succeeded as f64 / done as f64)
+/// The share of `good` among `good + bad`, 0 to 1; `None` before any.
+/// Availability is granted against refused acquires (the card's SLO, see
+/// [`AVAILABILITY_TARGET`]); refresh success, succeeded against failed.
+fn share(good: u64, bad: u64) -> Option<f64> {
+    let all = good + bad;
+    (all > 0).then(|| good as f64 / all as f64)
 }
 
 fn rate_text(r: Option<f64>) -> String {
