@@ -147,6 +147,7 @@ fn each_level_shows_what_its_help_says() {
     assert!(public.get("use_count").is_none() && public.get("username").is_none());
     let internal = at("internal");
     assert_eq!(internal["tags"][0], "vip");
+    assert_eq!(internal["use_count"], 0, "the counters: {internal}");
     assert!(internal.get("username").is_none());
     let sensitive = at("sensitive");
     assert_eq!(sensitive["username"], "***name");

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default)]
 pub struct CheckReport {
     pub file: PathBuf,
-    pub bytes: u64,
+    /// The file's size; none for a store that is not a file (Redis),
+    /// whose pages are not checked.
+    pub bytes: Option<u64>,
     /// The file did not open: what the storage engine found wrong.
     pub file_damage: Option<String>,
     /// The newest commit did not verify and the one before it was used.
@@ -91,9 +93,9 @@ pub fn describe(key: &str) -> String {
 pub fn check_file(path: &Path, keys: &KeyRing) -> Result<CheckReport, BackendError> {
     let mut report = CheckReport {
         file: path.to_path_buf(),
-        bytes: std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
+        bytes: Some(std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
             BackendError::Unavailable(format!("cannot read {}: {e}", path.display()))
-        })?,
+        })?),
         ..CheckReport::default()
     };
     let backend = match RedbBackend::open(path) {

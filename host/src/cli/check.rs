@@ -82,19 +82,21 @@ fn print(report: &CheckReport, json: bool) {
         return;
     }
     if report.ok() {
+        let pages = match report.bytes {
+            Some(n) => format!(" ({n} bytes): every page verifies and"),
+            None => ":".to_string(),
+        };
         println!(
-            "{} ({} bytes): every page verifies and all {} records open with key(s) {:?}",
+            "{}{pages} all {} records open with key(s) {:?}",
             report.file.display(),
-            report.bytes,
             report.records,
             report.key_ids
         );
     } else {
-        println!(
-            "{} ({} bytes): DAMAGED",
-            report.file.display(),
-            report.bytes
-        );
+        match report.bytes {
+            Some(n) => println!("{} ({n} bytes): DAMAGED", report.file.display()),
+            None => println!("{}: DAMAGED", report.file.display()),
+        }
         for p in report.problems() {
             println!("  {p}");
         }
