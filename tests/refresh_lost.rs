@@ -24,11 +24,11 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::T0;
 use support::fixtures::assert_no_leak;
 use support::loopback::*;
 
 const SITE: &str = "127.0.0.1";
-const T0: i64 = 1_767_225_600_000;
 
 /// How the endpoint loses an answer after committing the rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -279,15 +279,11 @@ pub fn export(
             s
         }
     });
-    let format_name = if format == Format::Json {
-        "json"
-    } else {
-        "cookies-txt"
-    };
-    trail.record("export", &view, Some(format_name))?;
+    trail.record("export", &view, Some(format.name()))?;
     tracing::warn!(
         target: "credpool::audit",
-        "[AUDIT] secrets exported credential={id} format={format_name}"
+        "[AUDIT] secrets exported credential={id} format={}",
+        format.name()
     );
     match output {
         Some(path) => write_private(path, &text)

@@ -394,11 +394,7 @@ pub async fn export(
     let (view, secrets) = blocking(move || Ok(pool.reveal(&id)?)).await?;
     let record = AuditRecord::now("export", &view.id, &view.site, &who.tenant)
         .over_http(&who.token_id)
-        .with_format(if format == Format::Json {
-            "json"
-        } else {
-            "cookies-txt"
-        });
+        .with_format(format.name());
     audit(&s, record).await?;
     tracing::warn!(target: "credpool::audit", "[AUDIT] secrets exported over HTTP credential={} token={} tenant={}", view.id, who.token_id, who.tenant);
     Ok(match format {

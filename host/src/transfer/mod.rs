@@ -41,6 +41,15 @@ impl Format {
             _ => None,
         }
     }
+
+    /// The name [`Format::parse`] takes first (as the audit trail records it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::CookiesTxt => "cookies-txt",
+            Format::CookieJson => "cookie-json",
+        }
+    }
 }
 
 /// A bad line or record: where, and what is wrong (never a value).
