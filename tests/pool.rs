@@ -337,7 +337,7 @@ fn a_tenant_sees_only_its_own_records() {
 #[test]
 fn a_trapped_instance_is_replaced_with_fresh_handles() {
     let mut options = PoolOptions::in_memory();
-    options.memory_limit = 24 << 20;
+    options.limits.memory_bytes = 24 << 20;
     let pool = Pool::open(options).unwrap();
     for id in ["s1", "s2"] {
         pool.add(session("jd.com", id, &[("sid", &format!("v-{id}"))]))

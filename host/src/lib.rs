@@ -30,6 +30,7 @@
 //! - [`lifecycle`]: refreshes, re-logins, challenges, TOTP, notifiers and
 //!   health checks: the HTTP the policy asks for, with the secrets it never sees.
 //! - [`config`]: the `credpool.toml` file.
+//! - [`limits`]: what one tenant's policy sandbox may use.
 //! - [`clock`]: a hand-moved wall clock for tests and simulations.
 //! - [`names`]: stable names of the contract's enums for CLI and JSON.
 //! - [`error`]: the crate's error.
@@ -74,6 +75,7 @@ mod handles;
 mod imports;
 mod jwt;
 pub mod layout;
+pub mod limits;
 pub mod lifecycle;
 pub mod names;
 pub mod pool;

@@ -496,8 +496,8 @@ fn pool_options(cli: &Cli, config: &ConfigFile) -> PoolOptions {
     options.tenant = config.pool.tenant.clone();
     options.policy_config = config.policy_config_json();
     options.component = cli.component.clone();
-    options.memory_limit = (config.pool.memory_limit_mb as usize) << 20;
-    options.call_deadline = Duration::from_millis(config.pool.call_deadline_ms);
+    options.limits.memory_bytes = (config.pool.memory_limit_mb as usize) << 20;
+    options.limits.call_deadline = Duration::from_millis(config.pool.call_deadline_ms);
     options
 }
 

@@ -218,8 +218,8 @@ fn load_accounts(cli: &Cli, config: &ConfigFile, sites: &[SimSite]) -> Result<()
     options.tenant = config.pool.tenant.clone();
     options.policy_config = config.policy_config_json();
     options.component = cli.component.clone();
-    options.memory_limit = (config.pool.memory_limit_mb as usize) << 20;
-    options.call_deadline = Duration::from_millis(config.pool.call_deadline_ms);
+    options.limits.memory_bytes = (config.pool.memory_limit_mb as usize) << 20;
+    options.limits.call_deadline = Duration::from_millis(config.pool.call_deadline_ms);
     let pool = Pool::open(options).map_err(|e| {
         let msg = e.to_string();
         if msg.contains(crate::backend::IN_USE) {

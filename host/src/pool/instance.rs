@@ -49,7 +49,7 @@ impl Pool {
             vault.clone(),
             options.events.clone(),
             wasi.build(),
-            options.memory_limit,
+            options.limits.memory_bytes,
             options.recorder.clone(),
         );
         let (mut store, policy) = runtime.instantiate(state).map_err(|e| {
@@ -57,7 +57,7 @@ impl Pool {
         })?;
         // Loading every record may take longer than an ordinary call.
         store.set_epoch_deadline(deadline_ticks(
-            options.call_deadline.max(Duration::from_secs(120)),
+            options.limits.call_deadline.max(Duration::from_secs(120)),
         ));
         let configured = policy
             .credpool_policy_pool()
@@ -102,7 +102,7 @@ impl Pool {
         }
         let inst = &mut *guard;
         inst.store
-            .set_epoch_deadline(deadline_ticks(self.options.call_deadline));
+            .set_epoch_deadline(deadline_ticks(self.options.limits.call_deadline));
         let result = f(&inst.policy, &mut inst.store);
         let result = match result {
             Ok(r) => r,

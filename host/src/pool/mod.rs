@@ -32,7 +32,6 @@ use crate::vault::Vault;
 use instance::Instance;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 /// Where the records live.
 #[derive(Clone)]
@@ -61,8 +60,8 @@ pub struct PoolOptions {
     /// A wall clock the test or simulation controls, instead of the system's.
     pub clock: Option<ManualClock>,
     pub events: Arc<dyn EventSink>,
-    pub memory_limit: usize,
-    pub call_deadline: Duration,
+    /// What the policy's sandbox may use (memory, CPU time per call, ...).
+    pub limits: crate::limits::SandboxLimits,
     /// Record every value crossing the boundary (tests).
     pub recorder: Option<Recorder>,
     /// Rotate the primary key after this many encryptions with it
@@ -90,8 +89,7 @@ impl PoolOptions {
             component: None,
             clock: None,
             events: Arc::new(TracingSink),
-            memory_limit: 512 << 20,
-            call_deadline: Duration::from_secs(5),
+            limits: Default::default(),
             recorder: None,
             rotate_after: crate::crypto::ROTATE_AFTER,
         }
