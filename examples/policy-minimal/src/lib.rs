@@ -20,8 +20,8 @@
 //! What it leaves out, to stay short: refresh, challenges and tickets
 //! (`unsupported`, none open), rate limits, health beyond rested or not,
 //! names and personal data (views stop at `internal`). Open leases and the
-//! acquire/refusal counters live in memory: after the host restarts the
-//! instance, a report of an older lease is `lease-not-found`.
+//! acquire/refusal counters live in memory (they restart from zero with
+//! the instance); records, open leases and the rotation's place are stored.
 //!
 //! Layout: `records` (what is stored, and how), `views` (what the host
 //! reads back), this file (the decisions).
@@ -43,7 +43,7 @@ use exports::credpool::policy::pool::{
     AcquireRequest, AcquireResponse, AcquireStatus, ChallengeResolution, CredentialView, Guest,
     ListFilter, RefreshResult, ReportEffect, SiteStats, TickSummary, Ticket, UnavailableReason,
 };
-use records::Record;
+use records::{OpenLease, Record};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -66,13 +66,6 @@ impl Default for Config {
             lease_seconds: 300,
         }
     }
-}
-
-/// A lease out now.
-struct OpenLease {
-    nonce: u64,
-    id: String,
-    expires_at: Timestamp,
 }
 
 /// Everything the instance holds. One instance serves one tenant, one call
@@ -138,15 +131,34 @@ impl State {
     }
 
     /// Frees leases past their end; returns how many.
-    fn lapse_leases(&mut self, now: Timestamp) -> u32 {
-        let before = self.leases.len();
-        self.leases.retain(|_, l| l.expires_at > now);
-        (before - self.leases.len()) as u32
+    fn lapse_leases(&mut self, now: Timestamp) -> Result<u32, PoolError> {
+        let lapsed: Vec<u64> = self
+            .leases
+            .values()
+            .filter(|l| l.expires_at <= now)
+            .map(|l| l.seq)
+            .collect();
+        for seq in &lapsed {
+            records::end_lease(*seq)?;
+            self.leases.remove(seq);
+        }
+        Ok(lapsed.len() as u32)
+    }
+
+    /// Ends the open lease `lease`, if it is one.
+    fn end(&mut self, lease: LeaseId) -> Result<OpenLease, PoolError> {
+        match self.leases.get(&lease.seq) {
+            Some(open) if open.nonce == lease.nonce => {
+                records::end_lease(lease.seq)?;
+                Ok(self.leases.remove(&lease.seq).expect("found"))
+            }
+            _ => Err(PoolError::LeaseNotFound(lease_name(lease))),
+        }
     }
 
     fn acquire(&mut self, request: &AcquireRequest) -> Result<AcquireResponse, PoolError> {
         let now = now();
-        self.lapse_leases(now);
+        self.lapse_leases(now)?;
         let on_site: Vec<&Record> = self
             .records
             .values()
@@ -199,14 +211,14 @@ impl State {
             views::health(record, now),
         );
         self.cursors.insert(request.site.clone(), id.clone());
-        self.leases.insert(
-            lease_id.seq,
-            OpenLease {
-                nonce: lease_id.nonce,
-                id: id.clone(),
-                expires_at: now + ttl,
-            },
-        );
+        let open = OpenLease {
+            seq: lease_id.seq,
+            nonce: lease_id.nonce,
+            id: id.clone(),
+            expires_at: now + ttl,
+        };
+        records::save_lease(&open)?;
+        self.leases.insert(lease_id.seq, open);
         let lease = Lease {
             id: lease_id,
             credential: self.handle(&id),
@@ -284,13 +296,8 @@ impl State {
 
     fn report(&mut self, lease: LeaseId, outcome: Outcome) -> Result<ReportEffect, PoolError> {
         let now = now();
-        self.lapse_leases(now);
-        let open = match self.leases.get(&lease.seq) {
-            Some(open) if open.nonce == lease.nonce => {
-                self.leases.remove(&lease.seq).expect("found")
-            }
-            _ => return Err(PoolError::LeaseNotFound(lease_name(lease))),
-        };
+        self.lapse_leases(now)?;
+        let open = self.end(lease)?;
         let rest_ms = self.config.rest_seconds as Timestamp * 1000;
         let record = self
             .records
@@ -331,6 +338,12 @@ fn on_site_empty(records: &BTreeMap<String, Record>, site: &str) -> bool {
     !records.values().any(|r| r.site == site)
 }
 
+fn corrupt(key: &str, e: serde_json::Error) -> PoolError {
+    PoolError::Storage(credpool::policy::types::StoreError::Corrupt(format!(
+        "{key}: {e}"
+    )))
+}
+
 fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     // wasi:random; a failure leaves zeros, which only makes nonces guessable
@@ -355,11 +368,7 @@ impl Guest for Minimal {
         };
         let mut loaded = BTreeMap::new();
         for (key, value) in records::load_all(records::CRED_PREFIX)? {
-            let record: Record = serde_json::from_slice(&value).map_err(|e| {
-                PoolError::Storage(credpool::policy::types::StoreError::Corrupt(format!(
-                    "{key}: {e}"
-                )))
-            })?;
+            let record: Record = serde_json::from_slice(&value).map_err(|e| corrupt(&key, e))?;
             loaded.insert(record.id.clone(), record);
         }
         let mut cursors = HashMap::new();
@@ -367,10 +376,18 @@ impl Guest for Minimal {
             let site = key.trim_start_matches(records::CURSOR_PREFIX).to_string();
             cursors.insert(site, String::from_utf8_lossy(&value).into_owned());
         }
+        let mut leases = HashMap::new();
+        for (key, value) in records::load_all(records::LEASE_PREFIX)? {
+            let lease: OpenLease = serde_json::from_slice(&value).map_err(|e| corrupt(&key, e))?;
+            leases.insert(lease.seq, lease);
+        }
         with_state(|s| {
             s.config = config;
             s.records = loaded;
             s.cursors = cursors;
+            // Nonces keep ids unique; sequence numbers just go on upwards.
+            s.next_seq = leases.keys().max().map_or(0, |m| m + 1);
+            s.leases = leases;
         });
         Ok(())
     }
@@ -413,7 +430,16 @@ impl Guest for Minimal {
             if s.records.remove(&id).is_none() {
                 return Err(PoolError::CredentialNotFound(id));
             }
-            s.leases.retain(|_, l| l.id != id);
+            let ended: Vec<u64> = s
+                .leases
+                .values()
+                .filter(|l| l.id == id)
+                .map(|l| l.seq)
+                .collect();
+            for seq in ended {
+                records::end_lease(seq)?;
+                s.leases.remove(&seq);
+            }
             records::forget(&id)
         })
     }
@@ -450,13 +476,7 @@ impl Guest for Minimal {
     }
 
     fn release(lease: LeaseId) -> Result<(), PoolError> {
-        with_state(|s| match s.leases.get(&lease.seq) {
-            Some(open) if open.nonce == lease.nonce => {
-                s.leases.remove(&lease.seq);
-                Ok(())
-            }
-            _ => Err(PoolError::LeaseNotFound(lease_name(lease))),
-        })
+        with_state(|s| s.end(lease).map(|_| ()))
     }
 
     fn report_and_acquire(
@@ -532,7 +552,7 @@ impl Guest for Minimal {
     fn tick() -> Result<TickSummary, PoolError> {
         let now = now();
         with_state(|s| {
-            let leases_expired = s.lapse_leases(now);
+            let leases_expired = s.lapse_leases(now)?;
             let mut cooldowns_ended = 0;
             for record in s.records.values_mut() {
                 if record.rest_until.is_some_and(|until| until <= now) {

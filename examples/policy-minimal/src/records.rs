@@ -12,6 +12,8 @@ use std::fmt::Debug;
 pub const CRED_PREFIX: &str = "cred/";
 /// Store key prefix of each site's last handed-out credential id.
 pub const CURSOR_PREFIX: &str = "cursor/";
+/// Store key prefix of open leases (by sequence number, in hex).
+pub const LEASE_PREFIX: &str = "lease/";
 
 /// One credential, as this policy keeps it: no secret value ever reaches a
 /// policy, and this one keeps no names or personal data either.
@@ -48,6 +50,16 @@ impl Record {
     }
 }
 
+/// A lease out now. Stored, so a lease granted by one host process can be
+/// reported to the next (the CLI runs one process per command).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OpenLease {
+    pub seq: u64,
+    pub nonce: u64,
+    pub id: String,
+    pub expires_at: Timestamp,
+}
+
 const ALL_KINDS: [CredentialKind; 5] = [
     CredentialKind::Account,
     CredentialKind::Session,
@@ -82,6 +94,19 @@ pub fn forget(id: &str) -> Result<(), PoolError> {
 /// where it stopped after the host restarts.
 pub fn save_cursor(site: &str, id: &str) -> Result<(), PoolError> {
     store::set(&format!("{CURSOR_PREFIX}{site}"), id.as_bytes()).map_err(PoolError::Storage)
+}
+
+/// Writes an open lease durably.
+pub fn save_lease(lease: &OpenLease) -> Result<(), PoolError> {
+    let bytes = serde_json::to_vec(lease).expect("a lease always serialises");
+    store::set(&format!("{LEASE_PREFIX}{:016x}", lease.seq), &bytes).map_err(PoolError::Storage)
+}
+
+/// Deletes an ended lease.
+pub fn end_lease(seq: u64) -> Result<(), PoolError> {
+    store::delete(&format!("{LEASE_PREFIX}{seq:016x}"))
+        .map(|_| ())
+        .map_err(PoolError::Storage)
 }
 
 /// Every stored value under `prefix`, page by page.
