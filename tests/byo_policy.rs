@@ -188,7 +188,7 @@ fn no_secret_value_crosses_into_the_example_policy() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("store.set") && l.contains("cred/a"))
+            .any(|l| l.starts_with("store.set") && l.contains("minimal/cred/a"))
     );
     // ...and the policy never saw a secret value, in any encoding.
     let leaked: Vec<&String> = secrets
@@ -254,4 +254,8 @@ fn the_cli_runs_the_example_policy_with_component() {
     // s1 rests: after s3 the rotation goes on with s2.
     let got = json(&run(&["acquire", "shop.example", "--json"]));
     assert_eq!(got["lease"]["credential"]["id"], "s2", "{got}");
+    // Its records are its own: the built-in policy opens the same data
+    // without reading them as its own.
+    let builtin = json(&credpool(dir.path(), &["list", "--json"]));
+    assert_eq!(builtin, serde_json::json!([]), "{builtin}");
 }

@@ -1,7 +1,9 @@
 //! What this policy remembers of a credential, and how it keeps it in the
-//! host's `store` import (one JSON value per credential, one per site's
-//! round-robin cursor). The host seals and scopes what is stored; the
-//! policy only sees its own tenant's keys.
+//! host's `store` import (one JSON value per credential, per open lease and
+//! per site's round-robin cursor). The host seals and scopes what is
+//! stored; the policy only sees its own tenant's keys. Its keys start with
+//! `minimal/`: another policy's records (the built-in one uses `cred/`) in
+//! the same tenant are never read as this one's.
 
 use crate::credpool::policy::store;
 use crate::credpool::policy::types::{CredentialKind, PoolError, Status, Timestamp};
@@ -9,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 
 /// Store key prefix of credential records.
-pub const CRED_PREFIX: &str = "cred/";
+pub const CRED_PREFIX: &str = "minimal/cred/";
 /// Store key prefix of each site's last handed-out credential id.
-pub const CURSOR_PREFIX: &str = "cursor/";
+pub const CURSOR_PREFIX: &str = "minimal/cursor/";
 /// Store key prefix of open leases (by sequence number, in hex).
-pub const LEASE_PREFIX: &str = "lease/";
+pub const LEASE_PREFIX: &str = "minimal/lease/";
 
 /// One credential, as this policy keeps it: no secret value ever reaches a
 /// policy, and this one keeps no names or personal data either.
