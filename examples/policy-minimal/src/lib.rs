@@ -19,9 +19,10 @@
 //!
 //! What it leaves out, to stay short: refresh, challenges and tickets
 //! (`unsupported`, none open), rate limits, health beyond rested or not,
-//! names and personal data (views stop at `internal`). Open leases and the
-//! acquire/refusal counters live in memory (they restart from zero with
-//! the instance); records, open leases and the rotation's place are stored.
+//! names and personal data (views stop at `internal`). The acquire and
+//! refusal counters of `stats` live in memory (they restart from zero with
+//! the instance); records, open leases and the rotation's place are stored
+//! under `minimal/` keys.
 //!
 //! Layout: `records` (what is stored, and how), `views` (what the host
 //! reads back), this file (the decisions).
