@@ -9,6 +9,7 @@ mod support;
 
 mod audit;
 mod boundary;
+mod byo_policy;
 mod captcha;
 mod card_data;
 mod cli;
@@ -22,6 +23,7 @@ mod clients_node;
 mod clients_python;
 mod crash;
 mod hardening;
+mod jco_host;
 mod lifecycle;
 mod lifecycle_e2e;
 mod pace;

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod byo;
 pub mod fixtures;
 pub mod http;
 pub mod loopback;
