@@ -357,6 +357,20 @@ fn store_keys_that_leave_the_prefix_are_refused() {
 }
 
 #[test]
+fn the_built_in_policy_refuses_an_id_that_would_be_a_dot_segment() {
+    let s = open("none", limits());
+    for id in [".", ".."] {
+        let err = s
+            .neighbour
+            .add(session(NEIGHBOUR_SITE, id, &[("sid", "x")]))
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_input", "{id}: {err}");
+        assert!(err.to_string().contains("id"), "{err}");
+    }
+    assert_contained(s);
+}
+
+#[test]
 fn a_million_keys_stop_at_the_key_quota() {
     let mut l = limits();
     l.store_keys = 5_000;
