@@ -23,6 +23,7 @@ mod clients_node;
 mod clients_python;
 mod crash;
 mod hardening;
+mod hostile;
 mod jco_host;
 mod lifecycle;
 mod lifecycle_e2e;

@@ -347,14 +347,14 @@ fn a_trapped_instance_is_replaced_with_fresh_handles() {
     let first = pool.acquire(&site).unwrap().lease.unwrap();
     pool.report(first.id, Outcome::Success).unwrap();
     // A request the sandbox cannot hold (past its memory limit) traps the
-    // instance: the call fails and names the policy.
+    // instance: the call fails and names the limit.
     let huge = AcquireRequest {
         tags: vec!["x".repeat(32 << 20)],
         ..AcquireRequest::site("jd.com")
     };
     match pool.acquire(&huge) {
-        Err(Error::Policy(m)) => assert!(m.contains("wasm trap"), "{m}"),
-        other => panic!("expected a trap, got {other:?}"),
+        Err(Error::Limit { limit, .. }) => assert_eq!(limit, "memory_bytes"),
+        other => panic!("expected the memory limit, got {other:?}"),
     }
     // The next calls run on a new instance, which prepares its requests and
     // names its credential handles anew: each lease still carries its own

@@ -461,6 +461,7 @@ fn store_err(e: t::StoreError) -> m::StoreError {
         t::StoreError::Corrupt(s) => m::StoreError::Corrupt(s),
         t::StoreError::TooLarge => m::StoreError::TooLarge,
         t::StoreError::QuotaExceeded => m::StoreError::QuotaExceeded,
+        t::StoreError::InvalidKey(s) => m::StoreError::InvalidKey(s),
     }
 }
 
@@ -487,6 +488,7 @@ fn pool_err(e: m::PoolError) -> t::PoolError {
             m::StoreError::Corrupt(s) => t::StoreError::Corrupt(s),
             m::StoreError::TooLarge => t::StoreError::TooLarge,
             m::StoreError::QuotaExceeded => t::StoreError::QuotaExceeded,
+            m::StoreError::InvalidKey(s) => t::StoreError::InvalidKey(s),
         }),
         m::PoolError::Unsupported(s) => t::PoolError::Unsupported(s),
     }

@@ -254,6 +254,7 @@ pub enum StoreError {
     Corrupt(String),
     TooLarge,
     QuotaExceeded,
+    InvalidKey(String),
 }
 
 /// A named pool error.

@@ -18,8 +18,16 @@ pub enum Error {
     Config(String),
     /// An input field is wrong (checked by the host, before the policy).
     Input { field: String, reason: String },
-    /// The policy component trapped or hit a sandbox limit.
+    /// The policy component trapped (for a reason no limit names).
     Policy(String),
+    /// The policy ran into one of its sandbox's limits, or answered what
+    /// the host refuses to act on; the call changed nothing it had not
+    /// already made durable, and the instance is replaced. `limit` is the
+    /// field of [`crate::limits::SandboxLimits`] (`memory_bytes`,
+    /// `call_deadline`, `calls_per_second`, `store_keys`, `store_bytes`,
+    /// `value_bytes`) or one of the host's fixed bounds (`stack`,
+    /// `store_key`, `policy_answer`); see [`crate::limits`].
+    Limit { limit: &'static str, detail: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,6 +41,9 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "{m}"),
             Error::Input { field, reason } => write!(f, "invalid {field}: {reason}"),
             Error::Policy(m) => write!(f, "policy component failed: {m}"),
+            Error::Limit { limit, detail } => {
+                write!(f, "policy stopped at its sandbox limit {limit}: {detail}")
+            }
         }
     }
 }
@@ -63,6 +74,7 @@ fn fmt_pool_error(e: &PoolError, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             StoreError::Corrupt(m) => write!(f, "store corrupt: {m}"),
             StoreError::TooLarge => write!(f, "record too large for the store"),
             StoreError::QuotaExceeded => write!(f, "tenant store quota exceeded"),
+            StoreError::InvalidKey(m) => write!(f, "store key refused: {m}"),
         },
         PoolError::Unsupported(op) => write!(f, "this policy does not support {op}"),
     }
@@ -93,6 +105,7 @@ impl Error {
             Error::Config(_) => "invalid_config",
             Error::Key(_) => "key",
             Error::Policy(_) => "policy_failed",
+            Error::Limit { .. } => "policy_limit",
         }
     }
 }

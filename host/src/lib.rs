@@ -15,7 +15,8 @@
 //!
 //! # Layout
 //! The public API:
-//! - [`pool`]: [`Pool`], its options and answers.
+//! - [`pool`]: [`Pool`], its options and answers (the policy's answers are
+//!   checked in `pool/answers.rs` before the host acts on them).
 //! - [`backend`]: the storage trait and its engines (memory, redb, Redis).
 //! - [`layout`]: every stored key and how it is sealed: the on-disk format.
 //! - [`vault`]: a tenant's encrypted slice of a backend.
@@ -30,7 +31,8 @@
 //! - [`lifecycle`]: refreshes, re-logins, challenges, TOTP, notifiers and
 //!   health checks: the HTTP the policy asks for, with the secrets it never sees.
 //! - [`config`]: the `credpool.toml` file.
-//! - [`limits`]: what one tenant's policy sandbox may use.
+//! - [`limits`]: what one tenant's policy sandbox may use, and what a call
+//!   that runs into a limit fails with ([`Error::Limit`]).
 //! - [`clock`]: a hand-moved wall clock for tests and simulations.
 //! - [`names`]: stable names of the contract's enums for CLI and JSON.
 //! - [`error`]: the crate's error.

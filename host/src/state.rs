@@ -4,6 +4,7 @@
 
 use crate::backend::{BackendError, Write};
 use crate::events::EventSink;
+use crate::limits::{LimitHit, Meters, SandboxLimits, StoreUsage};
 use crate::vault::{Vault, VaultError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,15 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: Limits,
+    /// The tenant's limits beyond memory (store, events, calls).
+    pub(crate) sandbox: SandboxLimits,
+    /// What the policy's records take in the store now.
+    pub(crate) usage: StoreUsage,
+    /// The per-minute windows of log and notify, and what was dropped.
+    pub(crate) meters: Meters,
+    /// The first limit the current call ran into: the call fails with it
+    /// whatever the policy answers (it may swallow the store's error).
+    pub(crate) hit: Option<LimitHit>,
     pub(crate) vault: Arc<Vault>,
     /// Lazy writes of the current call: backend key -> sealed value or delete.
     pub(crate) lazy: BTreeMap<String, Option<Vec<u8>>>,
@@ -36,11 +46,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(
+    pub(crate) fn new(
         vault: Arc<Vault>,
         events: Arc<dyn EventSink>,
         wasi: WasiCtx,
-        memory_limit: usize,
+        sandbox: &SandboxLimits,
+        meters: Meters,
         recorder: Option<Recorder>,
     ) -> Self {
         HostState {
@@ -48,11 +59,16 @@ impl HostState {
             table: ResourceTable::new(),
             limits: Limits {
                 inner: StoreLimitsBuilder::new()
-                    .memory_size(memory_limit)
+                    .memory_size(sandbox.memory_bytes)
                     .instances(4)
                     .build(),
                 memory_bytes: 0,
+                refused: false,
             },
+            sandbox: sandbox.clone(),
+            usage: StoreUsage::default(),
+            meters,
+            hit: None,
             vault,
             lazy: BTreeMap::new(),
             events,
@@ -69,6 +85,52 @@ impl HostState {
         if let Some(r) = &self.recorder {
             r.lock().unwrap().push(format!("{what} {value:?}"));
         }
+    }
+
+    /// Records the first limit the current call ran into.
+    pub(crate) fn hit(&mut self, hit: LimitHit) {
+        self.hit.get_or_insert(hit);
+    }
+
+    /// Whether one more `log` (`notify`: false) event fits this minute's
+    /// cap; past it the event is dropped, counted, and the first drop of
+    /// the window logged once.
+    pub(crate) fn admit_event(&mut self, log: bool) -> bool {
+        use std::sync::atomic::Ordering;
+        const MINUTE: u64 = 60_000 / crate::runtime::EPOCH_TICK.as_millis() as u64;
+        let now = crate::runtime::ticks();
+        let m = &mut self.meters;
+        let (window, cap, dropped, warned, limit) = if log {
+            (
+                &mut m.log,
+                self.sandbox.log_per_minute,
+                &m.counters.log_dropped,
+                &mut m.log_warned,
+                "log_per_minute",
+            )
+        } else {
+            (
+                &mut m.notify,
+                self.sandbox.notify_per_minute,
+                &m.counters.notify_dropped,
+                &mut m.notify_warned,
+                "notify_per_minute",
+            )
+        };
+        if window.admit(now, MINUTE, cap) {
+            return true;
+        }
+        dropped.fetch_add(1, Ordering::Relaxed);
+        if *warned != Some(window.start()) {
+            *warned = Some(window.start());
+            tracing::warn!(
+                target: "credpool::sandbox",
+                "tenant {}: the policy passed its sandbox limit {limit} ({cap}); \
+                 its events are dropped (and counted) until the minute is out",
+                self.vault.tenant()
+            );
+        }
+        false
     }
 
     /// Commits the lazy writes made during a call in one batch.
@@ -104,6 +166,9 @@ pub(crate) struct Limits {
     inner: StoreLimits,
     /// Bytes of linear memory across the instance's memories.
     pub(crate) memory_bytes: usize,
+    /// A growth was refused at the cap since the call began: a trap that
+    /// follows is the memory limit's.
+    pub(crate) refused: bool,
 }
 
 impl ResourceLimiter for Limits {
@@ -116,6 +181,8 @@ impl ResourceLimiter for Limits {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if allowed {
             self.memory_bytes += desired.saturating_sub(current);
+        } else {
+            self.refused = true;
         }
         Ok(allowed)
     }

@@ -33,6 +33,11 @@ fn validate_name(field: &str, value: &str) -> Result<String, PoolError> {
             "must not contain spaces, control characters or '/'",
         ));
     }
+    // A name is part of a store key, where the host refuses a `.` or
+    // `..` segment.
+    if v == "." || v == ".." {
+        return Err(PoolError::invalid(field, "must not be `.` or `..`"));
+    }
     Ok(v.to_string())
 }
 

@@ -1,4 +1,5 @@
-//! `log`: the policy's structured events, handed to the event sink.
+//! `log`: the policy's structured events, handed to the event sink; past
+//! the tenant's `log_per_minute` they are dropped and counted.
 
 use crate::bindings::log::{Host, Level};
 use crate::state::HostState;
@@ -10,6 +11,9 @@ impl Host for HostState {
 
     fn event(&mut self, level: Level, name: String, fields: Vec<(String, String)>) {
         self.record("log.event", (&name, &fields));
+        if !self.admit_event(true) {
+            return;
+        }
         self.events.log(level, &name, &fields);
     }
 }

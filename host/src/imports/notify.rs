@@ -1,4 +1,5 @@
-//! `notify`: alerts and challenge tickets, handed to the event sink.
+//! `notify`: alerts and challenge tickets, handed to the event sink; past
+//! the tenant's `notify_per_minute` they are dropped and counted.
 
 use crate::bindings::notify::{Alert, Host, Ticket, TicketClosure};
 use crate::state::HostState;
@@ -6,11 +7,17 @@ use crate::state::HostState;
 impl Host for HostState {
     fn raise(&mut self, alert: Alert) {
         self.record("notify.raise", &alert);
+        if !self.admit_event(false) {
+            return;
+        }
         self.events.alert(&alert);
     }
 
     fn open_ticket(&mut self, ticket: Ticket) {
         self.record("notify.open-ticket", &ticket);
+        if !self.admit_event(false) {
+            return;
+        }
         let handler = match &self.refresher {
             Some(r) => {
                 r.ticket_opened(&ticket.id, &ticket.credential_id);
@@ -36,6 +43,9 @@ impl Host for HostState {
 
     fn close_ticket(&mut self, id: String, closure: TicketClosure) {
         self.record("notify.close-ticket", (&id, closure));
+        if !self.admit_event(false) {
+            return;
+        }
         self.events.ticket_closed(&id, closure);
     }
 }

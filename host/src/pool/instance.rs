@@ -1,22 +1,30 @@
-//! The policy instance behind a pool: made (and remade after a trap), each
-//! call run under its deadline with its writes committed, counters flushed
-//! when due, and what was written flushed to disk.
+//! The policy instance behind a pool: made (and remade after a trap or a
+//! limit), each call run under its deadline and the tenant's calls per
+//! second with its writes committed, counters flushed when due, and what
+//! was written flushed to disk. A call that ran into a sandbox limit fails
+//! with [`Error::Limit`] naming it: its lazy writes are dropped and the
+//! instance is replaced (its memory may hold what the store does not).
 
 use super::{Pool, PoolOptions};
 use crate::bindings::Policy;
 use crate::bindings::types::PoolError;
 use crate::error::{Error, Result};
+use crate::limits::{LimitCounters, LimitHit, Meters};
 use crate::runtime::{EPOCH_TICK, Runtime};
 use crate::state::HostState;
 use crate::vault::Vault;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use wasmtime::Store;
+use wasmtime::{Store, Trap};
 
 /// Counters and health are written at most this long after they change.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 const FLUSH_TICKS: u64 = (FLUSH_INTERVAL.as_millis() / EPOCH_TICK.as_millis()) as u64;
+
+/// The window of `calls_per_second`, in ticks.
+const SECOND_TICKS: u64 = (1_000 / EPOCH_TICK.as_millis()) as u64;
 
 pub(super) struct Instance {
     pub(super) store: Store<HostState>,
@@ -40,6 +48,7 @@ impl Pool {
         runtime: &Runtime,
         vault: &Arc<Vault>,
         options: &PoolOptions,
+        meters: Meters,
     ) -> Result<Instance> {
         let mut wasi = wasmtime_wasi::WasiCtx::builder();
         if let Some(clock) = &options.clock {
@@ -49,12 +58,17 @@ impl Pool {
             vault.clone(),
             options.events.clone(),
             wasi.build(),
-            options.limits.memory_bytes,
+            &options.limits,
+            meters,
             options.recorder.clone(),
         );
         let (mut store, policy) = runtime.instantiate(state).map_err(|e| {
             Error::Policy(format!("cannot instantiate {}: {e:#}", runtime.source()))
         })?;
+        store
+            .data_mut()
+            .count_usage()
+            .map_err(|e| Error::Store(e.into()))?;
         // Loading every record may take longer than an ordinary call.
         store.set_epoch_deadline(deadline_ticks(
             options.limits.call_deadline.max(Duration::from_secs(120)),
@@ -62,7 +76,10 @@ impl Pool {
         let configured = policy
             .credpool_policy_pool()
             .call_configure(&mut store, &options.policy_config)
-            .map_err(|e| Error::Policy(format!("{e:#}")))?;
+            .map_err(|e| failure(store.data_mut(), e))?;
+        if let Some(hit) = store.data_mut().hit.take() {
+            return Err(limit_error(store.data_mut(), hit));
+        }
         store.data_mut().commit_lazy().map_err(Error::Store)?;
         configured?;
         // Loading may write (a stale hold dropped): flushed here, once per
@@ -96,20 +113,36 @@ impl Pool {
         f: impl FnOnce(&Policy, &mut Store<HostState>) -> wasmtime::Result<Result<R, PoolError>>,
     ) -> Result<R> {
         let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        self.admit_call(&mut guard)?;
         if guard.poisoned {
-            *guard = Self::instantiate(&self.runtime, &self.vault, &self.options)?;
+            let meters = guard.store.data().meters.clone();
+            *guard = Self::instantiate(&self.runtime, &self.vault, &self.options, meters)?;
             guard.store.data_mut().refresher = self.refresher.get().cloned();
         }
         let inst = &mut *guard;
         inst.store
             .set_epoch_deadline(deadline_ticks(self.options.limits.call_deadline));
+        let state = inst.store.data_mut();
+        state.limits.refused = false;
+        state.hit = None;
         let result = f(&inst.policy, &mut inst.store);
-        let result = match result {
+        let state = inst.store.data_mut();
+        let mut hit = state.hit.take();
+        if let Ok(Err(e)) = &result {
+            hit = hit.or_else(|| super::answers::error_problem(e));
+        }
+        let outcome = match (result, hit) {
+            (Ok(r), None) => Ok(r),
+            (_, Some(hit)) => Err(limit_error(state, hit)),
+            (Err(trap), None) => Err(failure(state, trap)),
+        };
+        let result = match outcome {
             Ok(r) => r,
-            Err(trap) => {
+            Err(e) => {
+                // The instance's memory may hold what the store does not.
                 inst.poisoned = true;
                 inst.store.data_mut().lazy.clear();
-                return Err(Error::Policy(format!("{trap:#}")));
+                return Err(e);
             }
         };
         inst.store.data_mut().commit_lazy()?;
@@ -140,16 +173,50 @@ impl Pool {
     }
 
     fn flush_instance(inst: &mut Instance) -> Result<u32> {
-        let written = inst
+        let result = inst
             .policy
             .credpool_policy_pool()
-            .call_flush(&mut inst.store)
-            .map_err(|e| {
-                inst.poisoned = true;
-                Error::Policy(format!("{e:#}"))
-            })?;
+            .call_flush(&mut inst.store);
+        let state = inst.store.data_mut();
+        let outcome = match (result, state.hit.take()) {
+            (Ok(r), None) => Ok(r),
+            (_, Some(hit)) => Err(limit_error(state, hit)),
+            (Err(trap), None) => Err(failure(state, trap)),
+        };
+        let written = outcome.inspect_err(|_| {
+            inst.poisoned = true;
+            inst.store.data_mut().lazy.clear();
+        })?;
         inst.store.data_mut().commit_lazy()?;
         Ok(written?)
+    }
+
+    /// Counts the call against the tenant's `calls_per_second`, refusing
+    /// it past the cap (before the policy runs).
+    fn admit_call(&self, inst: &mut Instance) -> Result<()> {
+        let cap = self.options.limits.calls_per_second;
+        let meters = &mut inst.store.data_mut().meters;
+        if meters
+            .calls
+            .admit(crate::runtime::ticks(), SECOND_TICKS, cap)
+        {
+            return Ok(());
+        }
+        meters
+            .counters
+            .calls_refused
+            .fetch_add(1, Ordering::Relaxed);
+        Err(Error::Limit {
+            limit: "calls_per_second",
+            detail: format!("more than {cap} calls into the policy in one second"),
+        })
+    }
+
+    /// What the tenant's sandbox has refused so far (events dropped, calls
+    /// refused, calls failed at a limit).
+    pub fn limit_counters(&self) -> Arc<LimitCounters> {
+        let guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
+        guard.store.data().meters.counters.clone()
     }
 
     /// Makes every write so far durable.
@@ -192,6 +259,44 @@ impl Pool {
             Err(e) => tracing::error!("the encryption key is due for rotation: {e}"),
         }
     }
+}
+
+/// The error of a call that ran into `hit`, counted.
+fn limit_error(state: &mut HostState, hit: LimitHit) -> Error {
+    state
+        .meters
+        .counters
+        .limits_hit
+        .fetch_add(1, Ordering::Relaxed);
+    hit.into()
+}
+
+/// The error of a call that trapped: the limit that stopped it when one
+/// did (the deadline, the stack, a memory growth refused at the cap just
+/// before), else the trap itself.
+fn failure(state: &mut HostState, trap: wasmtime::Error) -> Error {
+    let hit = match trap.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => LimitHit::new(
+            "call_deadline",
+            format!(
+                "the call ran past its {} ms deadline and was stopped",
+                state.sandbox.call_deadline.as_millis()
+            ),
+        ),
+        Some(Trap::StackOverflow) => LimitHit::new(
+            "stack",
+            "the call overflowed the sandbox's stack (wasmtime's 512 KiB)",
+        ),
+        _ if state.limits.refused => LimitHit::new(
+            "memory_bytes",
+            format!(
+                "the policy's memory reached its cap of {} bytes and it stopped",
+                state.sandbox.memory_bytes
+            ),
+        ),
+        _ => return Error::Policy(format!("{trap:#}")),
+    };
+    limit_error(state, hit)
 }
 
 fn deadline_ticks(d: Duration) -> u64 {

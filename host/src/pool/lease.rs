@@ -225,15 +225,22 @@ impl Pool {
         })
     }
 
-    /// A credential's secrets from the vault's cache (none stored is an
-    /// empty bundle), kept beside its handle for the next lease. Outside
-    /// the policy's lock: a first use may decrypt.
+    /// A credential's secrets from the vault's cache, kept beside its handle
+    /// for the next lease. Outside the policy's lock: a first use may
+    /// decrypt. Every credential is added with its bundle (an empty one if
+    /// it has no secret), so a grant of an id with none names a credential
+    /// this tenant does not hold: one that never existed or another
+    /// tenant's (the vault reads only this tenant's records).
     fn fetch_secrets(&self, site: &str, handle: u32, id: &str) -> Result<Arc<Secrets>> {
         let written = self.vault.secrets_written();
-        let secrets = self
-            .vault
-            .cached_secrets(site, id)?
-            .unwrap_or_else(|| Arc::new(Secrets::default()));
+        let Some(secrets) = self.vault.cached_secrets(site, id)? else {
+            return Err(Error::Limit {
+                limit: "policy_answer",
+                detail: format!(
+                    "the policy granted credential {id}, which this tenant does not hold"
+                ),
+            });
+        };
         let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         guard
             .store
@@ -276,6 +283,11 @@ fn resolve_grant(
         Ok(resp) => resp,
         Err(e) => return Ok(Err(e)),
     };
+    // A refused answer: the call fails with the limit recorded here.
+    if let Some(hit) = super::answers::acquire_problem(&resp) {
+        store.data_mut().hit(hit);
+        return Ok(Ok((resp, None)));
+    }
     let Some(handle) = resp.lease.as_ref().map(|l| l.credential) else {
         return Ok(Ok((resp, None)));
     };
@@ -291,6 +303,10 @@ fn resolve_grant(
         // a trap, so the instance is replaced.
         wasmtime::bail!("the policy granted credential handle {handle} and cannot name it");
     };
+    if let Some(hit) = super::answers::id_problem(&id) {
+        store.data_mut().hit(hit);
+        return Ok(Ok((resp, None)));
+    }
     let id = SmolStr::from(id);
     store.data_mut().handles.learn(handle, id.clone());
     Ok(Ok((resp, Some(Granted { id, secrets: None }))))

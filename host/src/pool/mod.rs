@@ -3,10 +3,12 @@
 //! cheap; a `Pool` is `Send + Sync` and serialises calls internally.
 //!
 //! This file is the pool's options and its plain calls; `instance` runs
-//! the policy instance (instantiate, call, flush, poison), `add` adds
+//! the policy instance (instantiate, call, flush, poison, limits), `answers`
+//! checks what the policy answers before the host acts on it, `add` adds
 //! credentials, `lease` hands them out, `refresh` joins the lifecycle.
 
 mod add;
+mod answers;
 mod instance;
 mod lease;
 mod refresh;
@@ -156,7 +158,7 @@ impl Pool {
         }
         .map_err(|e| Error::Policy(format!("{e:#}")))?;
         let vault = Arc::new(Vault::new(backend, keys, &options.tenant));
-        let instance = Self::instantiate(&runtime, &vault, &options)?;
+        let instance = Self::instantiate(&runtime, &vault, &options, Default::default())?;
         Ok(Pool {
             runtime,
             vault,
@@ -201,7 +203,15 @@ impl Pool {
     /// One credential at an access level (secrets are never in a view; use
     /// [`Pool::reveal`]).
     pub fn view(&self, id: &str, level: AccessLevel) -> Result<CredentialView> {
-        self.call(|p, s| p.credpool_policy_pool().call_view(s, id, level))
+        self.call(|p, s| {
+            let view = p.credpool_policy_pool().call_view(&mut *s, id, level)?;
+            if let Ok(v) = &view
+                && let Some(hit) = answers::views_problem(std::slice::from_ref(v), level, None)
+            {
+                s.data_mut().hit(hit);
+            }
+            Ok(view)
+        })
     }
 
     /// A credential's secrets, for an explicit reveal by a person.
@@ -214,7 +224,15 @@ impl Pool {
 
     /// Credentials matching a filter at an access level.
     pub fn list(&self, filter: &ListFilter, level: AccessLevel) -> Result<Vec<CredentialView>> {
-        self.call(|p, s| p.credpool_policy_pool().call_list(s, filter, level))
+        self.call(|p, s| {
+            let views = p.credpool_policy_pool().call_list(&mut *s, filter, level)?;
+            if let Ok(v) = &views
+                && let Some(hit) = answers::views_problem(v, level, filter.limit)
+            {
+                s.data_mut().hit(hit);
+            }
+            Ok(views)
+        })
     }
 
     /// Per-site state; one site or all.

@@ -70,11 +70,29 @@ impl From<crate::Error> for ApiError {
             E::Pool(P::InvalidConfig(_)) | E::Config(_) | E::Key(_) | E::Policy(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
+            E::Limit { limit, .. } => (limit_status(limit), "policy_limit"),
         };
         if status.is_server_error() {
             tracing::error!(target: "credpool::serve", "request failed: {e}");
         }
-        ApiError::new(status, code, e.to_string())
+        let mut err = ApiError::new(status, code, e.to_string());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // The window of `calls_per_second` is one second.
+            err.retry_after = Some(1);
+        }
+        err
+    }
+}
+
+/// The status of a policy that hit a sandbox limit: too many calls is the
+/// caller's to slow down (429), a full store is 507, and the rest (a policy
+/// that looped, grew or answered nonsense) is the server's side (500). The
+/// message names the limit.
+fn limit_status(limit: &str) -> StatusCode {
+    match limit {
+        "calls_per_second" => StatusCode::TOO_MANY_REQUESTS,
+        "store_keys" | "store_bytes" | "value_bytes" => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -155,5 +173,33 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| Q(q.0))
             .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    fn answer(limit: &'static str) -> ApiError {
+        ApiError::from(crate::Error::Limit {
+            limit,
+            detail: "detail".into(),
+        })
+    }
+
+    #[test]
+    fn a_sandbox_limit_is_policy_limit_with_a_status_that_fits_it() {
+        for (limit, status) in [
+            ("calls_per_second", StatusCode::TOO_MANY_REQUESTS),
+            ("store_keys", StatusCode::INSUFFICIENT_STORAGE),
+            ("value_bytes", StatusCode::INSUFFICIENT_STORAGE),
+            ("call_deadline", StatusCode::INTERNAL_SERVER_ERROR),
+            ("policy_answer", StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            let e = answer(limit);
+            assert_eq!((e.status, e.code), (status, "policy_limit"), "{limit}");
+            assert!(e.message.contains(limit), "{}", e.message);
+        }
+        assert_eq!(answer("calls_per_second").retry_after, Some(1));
     }
 }
