@@ -21,6 +21,8 @@
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
 //! - [`rekey`]: key rotation, rewrap, and the count of encryptions per key.
+//! - [`tenant_keys`]: a data key per tenant, wrapped by the server key
+//!   (envelope encryption): rotation per tenant, crypto-shredding on removal.
 //! - [`check`]: verifies a store file and every sealed record (`credpool check`).
 //! - [`backup`]: a consistent, still sealed copy of a store, and its restore.
 //! - [`audit`]: the append-only record of who revealed or exported what.
@@ -75,8 +77,8 @@ mod handles;
 mod imports;
 mod jwt;
 pub mod layout;
-pub mod limits;
 pub mod lifecycle;
+pub mod limits;
 pub mod names;
 pub mod pool;
 mod private_fs;
@@ -90,6 +92,7 @@ pub mod server;
 #[cfg(feature = "simulate")]
 pub mod simulate;
 mod state;
+pub mod tenant_keys;
 pub mod transfer;
 pub mod vault;
 
