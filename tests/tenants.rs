@@ -8,7 +8,7 @@
 
 use crate::support::byo::minimal_policy_wasm;
 use crate::support::fixtures::encodings;
-use crate::support::http::{Answer, Client};
+use crate::support::http::Answer;
 use crate::support::server::{Served, token};
 use crate::support::{canary, credpool, initialised, json, ok};
 use credpool::backend::{Backend, MemoryBackend, RedbBackend, Write};
@@ -139,7 +139,7 @@ fn two_tenants_with_their_own_components_reach_only_their_own_and_leave_no_trace
     for (method, path) in [
         ("GET", "/v1/credentials/b1"),
         ("GET", "/v1/credentials/b1/reveal"),
-        ("GET", "/v1/credentials/b1/export"),
+        ("GET", "/v1/credentials/b1/export?format=json"),
         ("POST", "/v1/credentials/b1/unban"),
         ("POST", "/v1/credentials/b1/reset-challenge"),
         ("DELETE", "/v1/credentials/b1"),
@@ -153,8 +153,8 @@ fn two_tenants_with_their_own_components_reach_only_their_own_and_leave_no_trace
         cb
     );
     // Nothing of B's sites is A's to acquire.
-    let got = expect(&ac.post("/v1/acquire", &json!({"site": "b.test"})), 200);
-    assert_ne!(got["status"], "success", "{got}");
+    let got = expect(&ac.post("/v1/acquire", &json!({"site": "b.test"})), 404);
+    assert_eq!(got["reason"], "unknown-site", "{got}");
     // B's lease: A can neither report nor release it; B still can.
     let leased = expect(&bc.post("/v1/acquire", &json!({"site": "b.test"})), 200);
     let lease = leased["lease"]["id"].as_str().expect("a lease").to_string();
@@ -391,7 +391,8 @@ fn removing_a_tenant_destroys_its_data_key_so_copies_of_its_records_stay_sealed(
         }
     }
     let out = credpool(d, &["check", "--json"]);
-    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check's JSON");
     assert_eq!(report["ok"], false, "{report}");
     let damaged = report["damaged"].as_array().unwrap();
     assert_eq!(damaged.len(), copy.len(), "{report}");
@@ -437,6 +438,7 @@ fn a_store_from_before_data_keys_keeps_opening_and_a_rekey_moves_it_under_one() 
     credpool::crypto::create_key_file(&key_file).unwrap();
     let server = Arc::new(load_keys(&KeySource::File(key_file.clone())).unwrap());
     let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    rekey::verify_key(&*backend, &server).unwrap();
     // Written as before data keys: sealed with the server key itself.
     let legacy = Vault::new(backend.clone(), server.clone(), "old");
     let mut secrets = Secrets::default();
