@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(binding(&uses_key(3)), Binding::Plain);
         assert_eq!(binding(MARKER_KEY), Binding::Plain);
         let dk = data_key_record("a");
-        assert_eq!(binding(&dk), Binding::Sealed(dk.into_bytes()));
+        assert_eq!(binding(&dk), Binding::Sealed(dk.clone().into_bytes()));
         assert_eq!(binding(&tenant_uses_key("a", 7)), Binding::Plain);
         assert_eq!(tenant_of(&policy_key("a", "x")), Some("a"));
         assert_eq!(tenant_of(&dk), None);

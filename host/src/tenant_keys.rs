@@ -35,7 +35,7 @@ fn encode(keys: &RawKeys) -> Zeroizing<Vec<u8>> {
 }
 
 fn decode(plain: &[u8]) -> Option<RawKeys> {
-    if plain.is_empty() || plain.len() % ENTRY != 0 {
+    if plain.is_empty() || !plain.len().is_multiple_of(ENTRY) {
         return None;
     }
     plain
