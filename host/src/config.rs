@@ -143,7 +143,7 @@ impl ConfigFile {
                     .policy_lines
                     .insert(key.clone(), policy_key_line(text, "[policy]", key));
             }
-            policy_durations(policy, &config.policy_lines, "[policy]")?;
+            policy_durations(policy, &config.policy_lines, "policy")?;
         }
         for (name, tenant) in &mut config.tenants {
             tenant.validate(name, text)?;
