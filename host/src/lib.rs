@@ -31,7 +31,8 @@
 //! - [`events`]: where logs, alerts and tickets go.
 //! - [`lifecycle`]: refreshes, re-logins, challenges, TOTP, notifiers and
 //!   health checks: the HTTP the policy asks for, with the secrets it never sees.
-//! - [`config`]: the `credpool.toml` file.
+//! - [`config`]: the `credpool.toml` file (its `[tenants.NAME]` tables in
+//!   `config::tenants`).
 //! - [`limits`]: what one tenant's policy sandbox may use.
 //! - [`clock`]: a hand-moved wall clock for tests and simulations.
 //! - [`names`]: stable names of the contract's enums for CLI and JSON.

@@ -2,7 +2,8 @@
 //! (recorded as requests pass), and the pool's state read from each
 //! tenant's policy at scrape time: credentials by site and status, grants
 //! and refusals, outcomes by class, refreshes by method and result, open
-//! tickets, active alerts. Labels are names, never a secret.
+//! tickets, active alerts. Labels are names, never a secret. A token sees
+//! its own tenant's series; a token of the server's own tenant, every tenant's.
 
 use super::Shared;
 use super::auth::Need;
