@@ -40,5 +40,6 @@ mod serve_tls;
 mod simsite;
 mod simulate;
 mod store_damage;
+mod tenants;
 mod transfer;
 mod way_back;

@@ -8,6 +8,7 @@ use credpool::backend::{Backend, MemoryBackend, RedbBackend};
 use credpool::crypto::{KeySource, create_key_file, load_keys};
 use credpool::pool::{DB_FILE, Storage};
 use credpool::rekey::{self, RekeyOptions};
+use credpool::tenant_keys;
 use credpool::vault::VaultError;
 use credpool::{AcquireRequest, CredentialKind, Error, NewCredential, Pool, PoolOptions};
 use std::process::{Command, Output};
@@ -277,7 +278,7 @@ fn rekey_moves_every_record_to_the_new_key_and_retires_the_old() {
 }
 
 #[test]
-fn the_key_rotates_by_itself_after_its_encryption_budget() {
+fn the_data_key_rotates_by_itself_after_its_encryption_budget() {
     let dir = tempfile::tempdir().unwrap();
     create_key_file(&dir.path().join("credpool.key")).unwrap();
     let mut options = PoolOptions::on_disk(dir.path());
@@ -293,24 +294,43 @@ fn the_key_rotates_by_itself_after_its_encryption_budget() {
     }
     drop(pool);
     let ring = load_keys(&KeySource::File(dir.path().join("credpool.key"))).unwrap();
-    assert!(ring.primary_id() >= 2, "no rotation: {ring:?}");
-    let backend = RedbBackend::open(&dir.path().join(DB_FILE)).unwrap();
+    // The tenant's data key seals its records, so it is the one that wears
+    // and rotates; the server key only wraps data keys.
+    assert_eq!(ring.primary_id(), 1);
+    let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&dir.path().join(DB_FILE)).unwrap());
+    let first = credpool::crypto::DATA_KEY_BASE + 1;
     // Encryptions were counted durably, in blocks.
-    assert!(rekey::uses(&backend, 1).unwrap() >= 3000);
-    let audit = rekey::audit(&backend, &ring).unwrap();
+    let used = backend
+        .get(&credpool::layout::tenant_uses_key("default", first))
+        .unwrap()
+        .map(|v| u64::from_be_bytes(v.as_slice().try_into().unwrap()))
+        .unwrap_or(0);
+    assert!(used >= 3000, "{used} encryptions counted");
+    let (keys, _) = tenant_keys::read(&*backend, &ring, "default")
+        .unwrap()
+        .unwrap();
+    assert!(keys.len() >= 2, "no rotation of the data key");
+    let audit = rekey::audit(&*backend, &ring).unwrap();
     assert!(audit.unreadable.is_empty());
-    assert!(audit.by_key.len() >= 2, "{audit:?}");
-    // A rekey then moves the rest and retires the old key.
-    let report = rekey::run(
-        &backend,
-        &ring,
-        &KeySource::File(dir.path().join("credpool.key")),
-        &RekeyOptions::default(),
-    )
-    .unwrap();
-    assert!(report.resumed, "the automatic rotation left its marker");
-    assert_eq!(report.audit.by_key.len(), 1);
-    assert_eq!(ring.ids(), vec![report.primary]);
+    assert!(audit.by_data_key["default"].len() >= 2, "{audit:?}");
+    // A rekey of the tenant moves the rest and destroys the old data keys.
+    let data = tenant_keys::open_or_create(&backend, &ring, "default").unwrap();
+    let report =
+        tenant_keys::rekey_tenant(&*backend, &ring, &data, "default", &RekeyOptions::default())
+            .unwrap();
+    assert!(
+        report.unreadable.is_empty() && !report.retired.is_empty(),
+        "{report:?}"
+    );
+    let audit = rekey::audit(&*backend, &ring).unwrap();
+    assert_eq!(
+        audit.by_data_key["default"]
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![report.primary]
+    );
+    assert_eq!(data.ids(), vec![report.primary]);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use crate::backend::{Backend, BackendError, RedbBackend};
 use crate::crypto::{CryptoError, KeyRing};
 use crate::layout::{CHECK_PREFIX, CHECK_VALUE};
-use crate::vault::{Opened, open_record};
+use crate::vault::Opened;
 use std::path::{Path, PathBuf};
 
 /// What a check found.
@@ -193,6 +193,7 @@ fn check_records(
         ));
     }
     let mut missing = Vec::new();
+    let mut rings = crate::tenant_keys::StoreRings::new(keys);
     let mut after: Option<String> = None;
     loop {
         let page = backend.scan("", after.as_deref(), 1024)?;
@@ -202,12 +203,22 @@ fn check_records(
             if key.starts_with(CHECK_PREFIX) {
                 continue;
             }
-            match open_record(keys, &key, &value) {
+            match rings.open_record(backend, &key, &value).map(|r| r.opened) {
                 Ok(Opened::Sealed(_) | Opened::Plain) => report.records += 1,
                 Ok(Opened::Unknown) => report.damaged.push(Damage {
                     key,
                     reason: "a record of a kind this build does not know".into(),
                 }),
+                // A tenant's data key that is gone: the tenant was removed
+                // (crypto-shredded), not a key file to look for.
+                Err(CryptoError::UnknownKey(id)) if id >= crate::crypto::DATA_KEY_BASE => {
+                    report.damaged.push(Damage {
+                        key,
+                        reason: "sealed with a tenant's data key that is not in the store \
+                                 (destroyed when the tenant was removed)"
+                            .into(),
+                    })
+                }
                 Err(e) => {
                     if let CryptoError::UnknownKey(id) = e
                         && !missing.contains(&id)

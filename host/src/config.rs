@@ -8,6 +8,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod tenants;
+
 /// The whole configuration file. Unknown keys are errors.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,12 +25,20 @@ pub struct ConfigFile {
     /// Alert and ticket delivery: `[notify]`.
     #[serde(default)]
     pub notify: NotifySection,
+    /// The tenants of a server, each its own component, policy, limits and
+    /// sites: `[tenants.NAME]` (see [`tenants`]).
+    #[serde(default)]
+    pub tenants: BTreeMap<String, tenants::TenantSection>,
     /// Where this was read from, and the line of each `[policy]` key: the
     /// policy's refusal of a key is said at the file's line.
     #[serde(skip)]
     source: Option<std::path::PathBuf>,
     #[serde(skip)]
     policy_lines: BTreeMap<String, usize>,
+    /// The policy table's header as written (`[policy]` unless this is a
+    /// tenant's part, see [`ConfigFile::for_tenant`]).
+    #[serde(skip)]
+    policy_header: Option<String>,
 }
 
 /// Host settings.
@@ -131,11 +141,65 @@ impl ConfigFile {
             for key in policy.keys() {
                 config
                     .policy_lines
-                    .insert(key.clone(), policy_key_line(text, key));
+                    .insert(key.clone(), policy_key_line(text, "[policy]", key));
             }
-            policy_durations(policy, &config.policy_lines)?;
+            policy_durations(policy, &config.policy_lines, "policy")?;
+        }
+        for (name, tenant) in &mut config.tenants {
+            tenant.validate(name, text)?;
+            if let Some(policy) = &mut tenant.policy {
+                let header = tenants::policy_header(text, name);
+                let lines = policy_lines(text, &header, policy);
+                policy_durations(policy, &lines, &header[1..header.len() - 1])?;
+            }
         }
         Ok(config)
+    }
+
+    /// The configuration `tenant`'s pool runs with: a tenant with a
+    /// `[tenants.NAME]` table gets its own policy and sites (and none of
+    /// the top-level ones); any other tenant, this file as it is.
+    pub fn for_tenant(&self, tenant: &str) -> ConfigFile {
+        let mut out = self.clone();
+        out.tenants.clear();
+        let Some(section) = self.tenants.get(tenant) else {
+            return out;
+        };
+        let text = self
+            .source
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let header = tenants::policy_header(&text, tenant);
+        out.policy_lines = match &section.policy {
+            Some(p) => policy_lines(&text, &header, p),
+            None => BTreeMap::new(),
+        };
+        out.policy_header = Some(header);
+        out.policy = section.policy.clone();
+        out.sites = section.sites.clone();
+        out
+    }
+
+    /// `tenant`'s sandbox limits: `base` (from `[pool]`) with its
+    /// `[tenants.NAME.limits]` in place.
+    pub fn tenant_limits(
+        &self,
+        tenant: &str,
+        base: crate::limits::SandboxLimits,
+    ) -> crate::limits::SandboxLimits {
+        match self.tenants.get(tenant) {
+            Some(t) => t.limits.apply(base),
+            None => base,
+        }
+    }
+
+    /// `tenant`'s own component file, relative to this file; none: the
+    /// server's (built-in, or `--component`).
+    pub fn tenant_component(&self, tenant: &str) -> Option<std::path::PathBuf> {
+        self.tenants
+            .get(tenant)?
+            .component_path(self.source.as_deref())
     }
 
     /// A policy refusal of a `[policy]` key, said at the key's line of the
@@ -152,8 +216,9 @@ impl ConfigFile {
             .source
             .as_ref()
             .map_or_else(|| "credpool.toml".to_string(), |p| p.display().to_string());
+        let header = self.policy_header.as_deref().unwrap_or("[policy]");
         Error::Config(format!(
-            "{file}: line {line}: [policy] {}: {}",
+            "{file}: line {line}: {header} {}: {}",
             x.field, x.reason
         ))
     }
@@ -236,6 +301,7 @@ fn table_line(text: &str, site: &str) -> usize {
 fn policy_durations(
     policy: &mut toml::Table,
     lines: &BTreeMap<String, usize>,
+    table: &str,
 ) -> Result<(), String> {
     for (key, value) in policy.iter_mut() {
         let Some(text) = value.as_str().filter(|_| key.ends_with("_seconds")) else {
@@ -243,13 +309,13 @@ fn policy_durations(
         };
         let d = crate::lifecycle::sites::parse_duration(text).map_err(|e| {
             format!(
-                "line {}: [policy] {key}: {e}",
+                "line {}: [{table}] {key}: {e}",
                 lines.get(key).copied().unwrap_or(1)
             )
         })?;
         if d.subsec_millis() != 0 {
             return Err(format!(
-                "line {}: [policy] {key}: {text:?} is not a whole number of seconds",
+                "line {}: [{table}] {key}: {text:?} is not a whole number of seconds",
                 lines.get(key).copied().unwrap_or(1)
             ));
         }
@@ -258,10 +324,18 @@ fn policy_durations(
     Ok(())
 }
 
-/// The line of `key = ...` in the `[policy]` table (its header's line when
-/// not found: the key came in a dotted or inline form).
-fn policy_key_line(text: &str, key: &str) -> usize {
-    let header = header_line(text, "[policy]");
+/// The line of each key of a policy table under `header`.
+fn policy_lines(text: &str, header: &str, policy: &toml::Table) -> BTreeMap<String, usize> {
+    policy
+        .keys()
+        .map(|k| (k.clone(), policy_key_line(text, header, k)))
+        .collect()
+}
+
+/// The line of `key = ...` in the policy table under `header` (its
+/// header's line when not found: the key came in a dotted or inline form).
+fn policy_key_line(text: &str, header: &str, key: &str) -> usize {
+    let header = header_line(text, header);
     text.lines()
         .enumerate()
         .skip(header)

@@ -291,6 +291,68 @@ impl KeyRing {
     }
 }
 
+/// Tenants' data keys have ids from here up; the server's keys (the key
+/// file's) stay below, so a sealed value's header says which ring opens it.
+pub const DATA_KEY_BASE: u32 = 0x8000_0000;
+
+impl KeyRing {
+    /// A ring of raw keys (a tenant's unwrapped data keys); the highest id
+    /// encrypts.
+    pub fn from_raw(keys: &[(u32, Zeroizing<[u8; 32]>)]) -> Option<Self> {
+        let primary = keys.iter().map(|(id, _)| *id).max()?;
+        let keys = keys
+            .iter()
+            .map(|(id, key)| DataKey {
+                id: *id,
+                cipher: Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key"),
+            })
+            .collect();
+        Some(Self::from_keys(keys, primary))
+    }
+}
+
+/// What one tenant's records are sealed and opened with: its data keys,
+/// and (to open records written before it had one) the server's keys. The
+/// key id in a sealed value's header picks the ring ([`DATA_KEY_BASE`]).
+#[derive(Clone, Copy)]
+pub struct Sealer<'a> {
+    /// Seals, and opens values under a data key id.
+    pub data: &'a KeyRing,
+    /// Opens values under a server key id; none: `data` opens everything.
+    pub legacy: Option<&'a KeyRing>,
+}
+
+impl<'a> Sealer<'a> {
+    /// One ring for everything (the server's own records).
+    pub fn single(ring: &'a KeyRing) -> Self {
+        Sealer {
+            data: ring,
+            legacy: None,
+        }
+    }
+
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.data.seal(aad, plain)
+    }
+
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        match (self.legacy, sealed_key_id(sealed)) {
+            (Some(legacy), Some(id)) if id < DATA_KEY_BASE => legacy.open(aad, sealed),
+            _ => self.data.open(aad, sealed),
+        }
+    }
+
+    /// The key new seals use.
+    pub fn primary_id(&self) -> u32 {
+        self.data.primary_id()
+    }
+}
+
+/// Generates a random 256-bit key (a tenant's new data key).
+pub fn new_random_key() -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    random_key()
+}
+
 /// Seals with one raw key, outside a ring (the check record of a key that
 /// is not in use yet).
 pub fn seal_with_raw(
@@ -507,6 +569,9 @@ fn load_key_file(path: &Path) -> Result<KeyRing, KeyError> {
         };
         let (id, b64) = line.split_once(':').ok_or_else(bad)?;
         let id: u32 = id.trim().parse().map_err(|_| bad())?;
+        if id >= DATA_KEY_BASE {
+            return Err(bad());
+        }
         let key = decode_key(b64.trim()).ok_or_else(bad)?;
         keys.push(DataKey {
             id,

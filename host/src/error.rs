@@ -137,6 +137,10 @@ impl From<RekeyError> for Error {
             RekeyError::Key(k) => Error::Key(k),
             RekeyError::Backend(b) => Error::Store(b.into()),
             RekeyError::Crypto(c) => Error::Store(VaultError::Seal(c)),
+            RekeyError::DataKey { tenant, error } => Error::Store(VaultError::Crypto {
+                key: crate::layout::data_key_record(&tenant),
+                error,
+            }),
         }
     }
 }

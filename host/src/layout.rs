@@ -11,6 +11,8 @@
 //! | `k/check/<key id>`          | [`CHECK_VALUE`], proof key `key id` is right | yes, by that key only (the key)    | durable         |
 //! | `k/uses/<key id>`           | encryptions reserved with the key, u64 BE    | no                                 | durable (CAS)   |
 //! | `k/rekey`                   | key id a rewrap in progress moves to, u32 BE | no                                 | durable         |
+//! | `k/dk/<tenant>`             | the tenant's data keys, wrapped (see below)  | yes, by the server key (the key)   | durable         |
+//! | `k/uses/t/<tenant>/<id>`    | encryptions reserved with a data key, u64 BE | no                                 | durable (CAS)   |
 //!
 //! Policy keys are the policy's own names, opaque to the host (the
 //! built-in policy uses `cred/`, `lease/`, `ticket/`, `hold/`, `refresh/`, `usage`
@@ -22,6 +24,16 @@
 //! the site is sealed alone (AAD [`site_aad`]) so a rewrap can rebuild the
 //! bundle's AAD ([`secrets_aad`]: key, site) without asking the policy,
 //! and the site is never plain on disk.
+//!
+//! Envelope encryption: a tenant's records (`t/<tenant>/...`) are sealed
+//! with its own random data keys (ids from [`crate::crypto::DATA_KEY_BASE`]
+//! up), and the data keys are kept in `k/dk/<tenant>` as `[id: u32 BE][key:
+//! 32 bytes]` entries (the highest id seals), sealed whole with the
+//! server's key. Deleting that one record (`credpool tenant remove`) leaves
+//! every record of the tenant unreadable, copies included. A record sealed
+//! with a server key id (written before its tenant had a data key) still
+//! opens with the server's key, until a rekey moves it; see
+//! [`crate::tenant_keys`].
 //!
 //! Sealed values are AES-256-GCM with the key id in front (see
 //! [`crate::crypto`]). A record that fits none of these shapes is
@@ -53,6 +65,8 @@ pub const CHECK_PREFIX: &str = "k/check/";
 pub const USES_PREFIX: &str = "k/uses/";
 /// `k/rekey`: the id of the key a rewrap in progress moves records to.
 pub const MARKER_KEY: &str = "k/rekey";
+/// `k/dk/<tenant>`: a tenant's data keys, sealed with the server key.
+pub const DATA_KEY_PREFIX: &str = "k/dk/";
 /// The plain text of a check record.
 pub const CHECK_VALUE: &[u8] = b"credpool key check v1";
 
@@ -75,6 +89,23 @@ pub fn check_key(id: u32) -> String {
 /// The count of encryptions with key `id`.
 pub fn uses_key(id: u32) -> String {
     format!("{USES_PREFIX}{id}")
+}
+
+/// The record of a tenant's wrapped data keys.
+pub fn data_key_record(tenant: &str) -> String {
+    format!("{DATA_KEY_PREFIX}{tenant}")
+}
+
+/// The count of encryptions with a tenant's data key `id`.
+pub fn tenant_uses_key(tenant: &str, id: u32) -> String {
+    format!("{USES_PREFIX}t/{tenant}/{id}")
+}
+
+/// The tenant a backend key belongs to (`t/<tenant>/...`), if any.
+pub fn tenant_of(key: &str) -> Option<&str> {
+    key.strip_prefix(TENANT_PREFIX)?
+        .split_once('/')
+        .map(|(t, _)| t)
 }
 
 /// The AAD of a sealed answer to a challenge ticket. Not a backend key (the
@@ -131,7 +162,7 @@ pub fn binding(key: &str) -> Binding {
     if key == MARKER_KEY || key.starts_with(USES_PREFIX) {
         return Binding::Plain;
     }
-    if key.starts_with(CHECK_PREFIX) {
+    if key.starts_with(CHECK_PREFIX) || key.starts_with(DATA_KEY_PREFIX) {
         return Binding::Sealed(key.as_bytes().to_vec());
     }
     let Some(rest) = key.strip_prefix(TENANT_PREFIX) else {
@@ -239,6 +270,11 @@ mod tests {
         assert_eq!(binding(&check), Binding::Sealed(check.into_bytes()));
         assert_eq!(binding(&uses_key(3)), Binding::Plain);
         assert_eq!(binding(MARKER_KEY), Binding::Plain);
+        let dk = data_key_record("a");
+        assert_eq!(binding(&dk), Binding::Sealed(dk.clone().into_bytes()));
+        assert_eq!(binding(&tenant_uses_key("a", 7)), Binding::Plain);
+        assert_eq!(tenant_of(&policy_key("a", "x")), Some("a"));
+        assert_eq!(tenant_of(&dk), None);
         assert_eq!(binding(&answer_aad("a", "tk")), Binding::Unknown);
         assert_eq!(binding("t/a"), Binding::Unknown);
         assert_eq!(binding("x/y"), Binding::Unknown);

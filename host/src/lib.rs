@@ -22,6 +22,8 @@
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
 //! - [`rekey`]: key rotation, rewrap, and the count of encryptions per key.
+//! - [`tenant_keys`]: a data key per tenant, wrapped by the server key
+//!   (envelope encryption): rotation per tenant, crypto-shredding on removal.
 //! - [`check`]: verifies a store file and every sealed record (`credpool check`).
 //! - [`backup`]: a consistent, still sealed copy of a store, and its restore.
 //! - [`audit`]: the append-only record of who revealed or exported what.
@@ -30,7 +32,8 @@
 //! - [`events`]: where logs, alerts and tickets go.
 //! - [`lifecycle`]: refreshes, re-logins, challenges, TOTP, notifiers and
 //!   health checks: the HTTP the policy asks for, with the secrets it never sees.
-//! - [`config`]: the `credpool.toml` file.
+//! - [`config`]: the `credpool.toml` file (its `[tenants.NAME]` tables in
+//!   `config::tenants`).
 //! - [`limits`]: what one tenant's policy sandbox may use, and what a call
 //!   that runs into a limit fails with ([`Error::Limit`]).
 //! - [`clock`]: a hand-moved wall clock for tests and simulations.
@@ -92,6 +95,7 @@ pub mod server;
 #[cfg(feature = "simulate")]
 pub mod simulate;
 mod state;
+pub mod tenant_keys;
 pub mod transfer;
 pub mod vault;
 

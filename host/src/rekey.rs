@@ -14,11 +14,22 @@
 //!    which are in the file; rekey again sees the marker and continues.)
 //! 4. Every record is checked; if all are under N, old keys leave the key
 //!    file (atomically) and their bookkeeping is deleted. Then the marker.
+//!
+//! Tenants' records are sealed with their own data keys, which the server
+//! key wraps (see [`crate::tenant_keys`]). A rekey also gives each tenant a
+//! new data key (step 3 seals its records with it; a tenant without one
+//! gets its first, which migrates a store written before data keys) and
+//! destroys the old data keys at step 4. A resumed rekey moves records to
+//! the data keys already there, without adding more.
 
 use crate::backend::{Backend, BackendError, Swap, Write};
 use crate::crypto::{self, CryptoError, KeyError, KeyRing, KeySource, UsageLedger};
-use crate::layout::{CHECK_PREFIX, CHECK_VALUE, MARKER_KEY, TENANT_PREFIX, check_key, uses_key};
-use crate::vault::{Opened, open_record, reseal_record};
+use crate::layout::{
+    self, CHECK_PREFIX, CHECK_VALUE, DATA_KEY_PREFIX, MARKER_KEY, TENANT_PREFIX, check_key,
+    uses_key,
+};
+use crate::tenant_keys::{self, ByDataKey, StoreRings};
+use crate::vault::{Opened, reseal_record};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,9 +40,15 @@ pub struct BackendLedger(pub Arc<dyn Backend>);
 
 impl UsageLedger for BackendLedger {
     fn reserve(&self, key_id: u32, count: u64) -> Result<u64, String> {
-        let key = uses_key(key_id);
+        reserve_at(&*self.0, &uses_key(key_id), count)
+    }
+}
+
+/// Durably adds `count` to the counter at `key`; returns the total before.
+pub fn reserve_at(backend: &dyn Backend, key: &str, count: u64) -> Result<u64, String> {
+    {
         loop {
-            let current = self.0.get(&key).map_err(|e| e.to_string())?;
+            let current = backend.get(key).map_err(|e| e.to_string())?;
             let used = match &current {
                 Some(v) => u64::from_be_bytes(
                     v.as_slice()
@@ -41,9 +58,8 @@ impl UsageLedger for BackendLedger {
                 None => 0,
             };
             let next = used.saturating_add(count).to_be_bytes();
-            if self
-                .0
-                .compare_and_swap(&key, current.as_deref(), Some(&next))
+            if backend
+                .compare_and_swap(key, current.as_deref(), Some(&next))
                 .map_err(|e| e.to_string())?
             {
                 return Ok(used);
@@ -68,6 +84,11 @@ pub enum RekeyError {
     Key(KeyError),
     Backend(BackendError),
     Crypto(CryptoError),
+    /// A tenant's wrapped data keys do not open with the server key.
+    DataKey {
+        tenant: String,
+        error: CryptoError,
+    },
 }
 
 impl std::fmt::Display for RekeyError {
@@ -77,6 +98,10 @@ impl std::fmt::Display for RekeyError {
             RekeyError::Key(e) => write!(f, "{e}"),
             RekeyError::Backend(e) => write!(f, "{e}"),
             RekeyError::Crypto(e) => write!(f, "{e}"),
+            RekeyError::DataKey { tenant, error } => write!(
+                f,
+                "the data key of tenant {tenant} does not open with the server key: {error}"
+            ),
         }
     }
 }
@@ -143,8 +168,14 @@ pub struct RekeyReport {
 /// Every record of a store, by the key that seals it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Audit {
-    /// Sealed records that opened, by key id.
+    /// Sealed records that opened, by the server key they depend on: the
+    /// one that seals them, or for a record under its tenant's data key,
+    /// the one that wraps that data key.
     pub by_key: BTreeMap<u32, usize>,
+    /// Tenants' records under data keys, by tenant and data key id.
+    pub by_data_key: ByDataKey,
+    /// Wrapped data key records (one per tenant), by the server key.
+    pub data_keys: BTreeMap<u32, usize>,
     /// Plain bookkeeping records.
     pub plain: usize,
     /// Key check records (one per key, each sealed with its own key).
@@ -164,6 +195,12 @@ impl Audit {
 /// Opens every sealed record of the store (and drops the plain text at
 /// once): the proof that everything is readable with the keys held.
 pub fn audit(backend: &dyn Backend, ring: &KeyRing) -> Result<Audit, BackendError> {
+    audit_with(backend, &mut StoreRings::new(ring))
+}
+
+/// [`audit`] with the rings given (a running pool's among them).
+pub fn audit_with(backend: &dyn Backend, rings: &mut StoreRings) -> Result<Audit, BackendError> {
+    rings.refresh_wraps(backend);
     let mut out = Audit::default();
     let mut after: Option<String> = None;
     loop {
@@ -176,15 +213,31 @@ pub fn audit(backend: &dyn Backend, ring: &KeyRing) -> Result<Audit, BackendErro
                 out.checks += 1;
                 continue;
             }
-            match open_record(ring, key, value) {
-                Ok(Opened::Plain) => out.plain += 1,
-                Ok(Opened::Unknown) => out.unknown.push(key.clone()),
-                Ok(Opened::Sealed(ids)) => {
-                    // A record counts under the oldest key it still needs.
-                    let id = ids.into_iter().min().expect("one part at least");
-                    *out.by_key.entry(id).or_default() += 1;
+            let opened = match rings.open_record(backend, key, value) {
+                Ok(opened) => opened,
+                Err(_) => {
+                    out.unreadable.push(key.clone());
+                    continue;
                 }
-                Err(_) => out.unreadable.push(key.clone()),
+            };
+            match (&opened.opened, opened.protecting()) {
+                (Opened::Plain, _) => out.plain += 1,
+                (Opened::Unknown, _) => out.unknown.push(key.clone()),
+                (Opened::Sealed(_), Some((server, _))) if key.starts_with(DATA_KEY_PREFIX) => {
+                    *out.data_keys.entry(server).or_default() += 1;
+                }
+                // A record counts under the oldest key it still needs.
+                (Opened::Sealed(_), Some((server, data))) => {
+                    *out.by_key.entry(server).or_default() += 1;
+                    if let (Some(data), Some((tenant, _))) = (data, &opened.tenant) {
+                        *out.by_data_key
+                            .entry(tenant.clone())
+                            .or_default()
+                            .entry(data)
+                            .or_default() += 1;
+                    }
+                }
+                (Opened::Sealed(_), None) => out.unreadable.push(key.clone()),
             }
         }
     }
@@ -267,6 +320,18 @@ pub fn run(
     source: &KeySource,
     options: &RekeyOptions,
 ) -> Result<RekeyReport, RekeyError> {
+    run_with(backend, StoreRings::new(ring), source, options)
+}
+
+/// [`run`] with the rings given (a running pool's data keys among them, so
+/// it learns its tenant's new data key).
+pub fn run_with(
+    backend: &dyn Backend,
+    mut rings: StoreRings,
+    source: &KeySource,
+    options: &RekeyOptions,
+) -> Result<RekeyReport, RekeyError> {
+    let ring = rings.server;
     let started = Instant::now();
     if matches!(source, KeySource::Env) {
         return Err(RekeyError::NotRotatable(ENV_NOT_ROTATABLE.into()));
@@ -281,17 +346,44 @@ pub fn run(
     report.primary = primary;
     let mut after: Option<String> = None;
     let mut batches = 0;
+    let mut seen_tenants = std::collections::HashSet::new();
     loop {
         let page = backend.scan("", after.as_deref(), options.batch.max(1))?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         let mut swaps = Vec::new();
+        let mut seals: BTreeMap<String, u64> = BTreeMap::new();
         for (key, value) in page {
             if key.starts_with(CHECK_PREFIX) {
                 continue;
             }
+            let resealed = match layout::tenant_of(&key) {
+                None => reseal_record(crypto::Sealer::single(ring), &key, &value),
+                Some(tenant) => {
+                    if seen_tenants.insert(tenant.to_string()) {
+                        tenant_keys::prepare_for_rekey(
+                            backend,
+                            &mut rings,
+                            tenant,
+                            !report.resumed,
+                        )?;
+                    }
+                    let Ok(Some(loaded)) = rings.tenant(backend, tenant) else {
+                        continue;
+                    };
+                    *seals.entry(tenant.to_string()).or_default() += 2;
+                    reseal_record(
+                        crypto::Sealer {
+                            data: &loaded.ring,
+                            legacy: Some(ring),
+                        },
+                        &key,
+                        &value,
+                    )
+                }
+            };
             // A record that does not open is left as it is; the audit names it.
-            let Ok(Some(new)) = reseal_record(ring, &key, &value) else {
+            let Ok(Some(new)) = resealed else {
                 continue;
             };
             swaps.push(Swap {
@@ -305,18 +397,32 @@ pub fn run(
             report.rewrapped += applied;
             report.changed_meanwhile += swaps.len() - applied;
         }
+        // Encryptions with the tenants' data keys, counted as pools count
+        // them (an over-count at most).
+        for (tenant, n) in seals {
+            if let Ok(Some(loaded)) = rings.tenant(backend, &tenant) {
+                let key = layout::tenant_uses_key(&tenant, loaded.ring.primary_id());
+                reserve_at(backend, &key, n)
+                    .map_err(|e| RekeyError::Crypto(CryptoError::Ledger(e)))?;
+            }
+        }
         batches += 1;
         if options.stop_after_batches.is_some_and(|n| batches >= n) {
-            report.audit = audit(backend, ring)?;
+            report.audit = audit_with(backend, &mut rings)?;
             report.elapsed = started.elapsed();
             return Ok(report);
         }
     }
-    report.audit = audit(backend, ring)?;
+    report.audit = audit_with(backend, &mut rings)?;
     let all_primary = report.audit.unreadable.is_empty()
         && report.audit.unknown.is_empty()
-        && report.audit.by_key.keys().all(|id| *id == primary);
+        && report.audit.by_key.keys().all(|id| *id == primary)
+        && report.audit.data_keys.keys().all(|id| *id == primary)
+        && report.audit.by_data_key.values().all(|ids| ids.len() == 1);
     if options.retire && all_primary {
+        for tenant in report.audit.by_data_key.keys() {
+            tenant_keys::retire_for_rekey(backend, &mut rings, tenant)?;
+        }
         if let KeySource::File(path) = source {
             crypto::retain_keys(path, &[primary])?;
         }

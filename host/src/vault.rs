@@ -4,7 +4,7 @@
 //! reaches only the first.
 
 use crate::backend::{Backend, BackendError, Write};
-use crate::crypto::{CryptoError, KeyRing};
+use crate::crypto::{CryptoError, KeyRing, Sealer};
 use crate::layout::{self, Binding, open_envelope, secrets_aad, secrets_envelope, site_aad};
 use crate::secrets::Secrets;
 use std::collections::HashMap;
@@ -53,7 +53,11 @@ impl From<BackendError> for VaultError {
 /// One tenant's encrypted slice of a backend.
 pub struct Vault {
     backend: Arc<dyn Backend>,
+    /// The tenant's data keys: they seal every record of the tenant.
     keys: Arc<KeyRing>,
+    /// The server's keys: they wrap the data keys, and open records
+    /// written before the tenant had a data key.
+    server: Arc<KeyRing>,
     tenant: String,
     /// Decrypted bundles by credential id, for leases: reading and
     /// decrypting a bundle on every acquire cost more than the policy's
@@ -67,10 +71,24 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// A vault whose records are sealed with `keys` itself (no data key:
+    /// answers sealed in files, tests).
     pub fn new(backend: Arc<dyn Backend>, keys: Arc<KeyRing>, tenant: &str) -> Self {
+        Self::with_data_keys(backend, keys.clone(), keys, tenant)
+    }
+
+    /// A tenant's vault: records sealed with its data keys `data`, which
+    /// `server` wraps (see [`crate::tenant_keys::open_or_create`]).
+    pub fn with_data_keys(
+        backend: Arc<dyn Backend>,
+        data: Arc<KeyRing>,
+        server: Arc<KeyRing>,
+        tenant: &str,
+    ) -> Self {
         Vault {
             backend,
-            keys,
+            keys: data,
+            server,
             tenant: tenant.to_string(),
             cache: Mutex::new(HashMap::new()),
             written: AtomicU64::new(0),
@@ -81,8 +99,23 @@ impl Vault {
         &self.backend
     }
 
+    /// The tenant's data keys.
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.keys
+    }
+
+    /// The server's keys (they wrap the data keys).
+    pub fn server_keys(&self) -> &Arc<KeyRing> {
+        &self.server
+    }
+
+    /// Seals with the data keys; opens with them or, for a record written
+    /// before the tenant had one, with the server's keys.
+    pub fn sealer(&self) -> Sealer<'_> {
+        Sealer {
+            data: &self.keys,
+            legacy: (!Arc::ptr_eq(&self.keys, &self.server)).then_some(&*self.server),
+        }
     }
 
     pub fn tenant(&self) -> &str {
@@ -112,7 +145,7 @@ impl Vault {
 
     /// Decrypts a value read from its backend key.
     pub fn open(&self, full_key: &str, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
-        self.keys
+        self.sealer()
             .open(full_key.as_bytes(), sealed)
             .map(|v| v.to_vec())
             .map_err(|error| VaultError::Crypto {
@@ -290,7 +323,7 @@ impl Vault {
         let (sealed_site, sealed) =
             open_envelope(stored).ok_or_else(|| crypto(CryptoError::Malformed))?;
         let stored_site = self
-            .keys
+            .sealer()
             .open(site_aad(key).as_bytes(), sealed_site)
             .map_err(crypto)?;
         // The bundle is bound to the site it was stored for; it must also be
@@ -304,7 +337,7 @@ impl Vault {
             return Err(crypto(CryptoError::Tampered));
         }
         let plain = self
-            .keys
+            .sealer()
             .open(secrets_aad(key, stored_site).as_bytes(), sealed)
             .map_err(crypto)?;
         serde_json::from_slice(&plain).map_err(|_| VaultError::Format {
@@ -330,7 +363,7 @@ pub enum Opened {
 
 /// Opens every sealed part of a stored record (the plain text is dropped
 /// at once): proof that it is readable and which keys it needs.
-pub fn open_record(ring: &KeyRing, key: &str, value: &[u8]) -> Result<Opened, CryptoError> {
+pub fn open_record(ring: Sealer<'_>, key: &str, value: &[u8]) -> Result<Opened, CryptoError> {
     match layout::binding(key) {
         Binding::Plain => Ok(Opened::Plain),
         Binding::Unknown => Ok(Opened::Unknown),
@@ -357,7 +390,7 @@ pub fn open_record(ring: &KeyRing, key: &str, value: &[u8]) -> Result<Opened, Cr
 /// The record sealed again with the primary key, or None when it already
 /// is (or is not a sealed record).
 pub fn reseal_record(
-    ring: &KeyRing,
+    ring: Sealer<'_>,
     key: &str,
     value: &[u8],
 ) -> Result<Option<Vec<u8>>, CryptoError> {

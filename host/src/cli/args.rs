@@ -218,6 +218,10 @@ pub(super) enum Command {
         /// Keep old keys in the key file (decrypt-only).
         #[arg(long)]
         keep_old: bool,
+        /// Rotate only this tenant's data key (its records sealed again,
+        /// the old data key destroyed); the key file is not touched.
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -403,6 +407,11 @@ pub(super) enum Command {
     Token {
         #[command(subcommand)]
         action: token::TokenAction,
+    },
+    /// A tenant's data in the store: `remove` (crypto-shredding).
+    Tenant {
+        #[command(subcommand)]
+        action: tenant::TenantAction,
     },
 }
 

@@ -12,6 +12,7 @@
 //!   `restore`.
 //! - [`bench`], `simulate.rs`: measurements and simulated crawls.
 //! - `serve.rs`, `token.rs`: `serve` (the pool over HTTP) and its API tokens.
+//! - `tenant.rs`: `tenant remove` and `rekey --tenant`: one tenant's data key.
 //! - `client.rs`: with `CREDPOOL_ADDR` set, the pool commands go through a
 //!   running `serve` instead of opening the store (as Vault's `VAULT_ADDR`).
 
@@ -39,6 +40,7 @@ mod simulate;
 mod stats;
 mod stats_output;
 mod store;
+mod tenant;
 mod token;
 mod unban;
 mod values;
@@ -310,6 +312,13 @@ fn run(cli: Cli) -> Result<(), Failed> {
         }
         Command::Serve(args) => serve::run(&cli, args),
         Command::Token { action } => token::run(&cli.data_dir, action),
+        Command::Tenant { action } => tenant::run(&cli, action),
+        Command::Rekey {
+            tenant: Some(name),
+            batch,
+            json,
+            ..
+        } => tenant::rekey(&cli, name, *batch, *json),
         Command::Audit { credential, json } => {
             audit::run(&cli.data_dir, credential.as_deref(), *json)
         }
@@ -577,6 +586,7 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
             batch,
             keep_old,
             json,
+            ..
         } => store::rekey(pool, *batch, *keep_old, *json),
         Command::Import {
             file,
@@ -612,7 +622,8 @@ fn run_on_pool(cli: &Cli, pool: &Pool) -> Result<(), Failed> {
         | Command::Check { .. }
         | Command::Backup { .. }
         | Command::Restore { .. }
-        | Command::Token { .. } => {
+        | Command::Token { .. }
+        | Command::Tenant { .. } => {
             unreachable!("handled before opening a pool")
         }
     }

@@ -251,12 +251,20 @@ impl Pool {
         if !keys.take_rotation_due() {
             return;
         }
-        match crate::rekey::rotate_primary(&**self.vault.backend(), keys, &self.options.key) {
+        // The data key seals the tenant's records: it is the one that wears.
+        match crate::tenant_keys::rotate(
+            &**self.vault.backend(),
+            self.vault.server_keys(),
+            keys,
+            self.vault.tenant(),
+        ) {
             Ok(id) => tracing::warn!(
-                "key {id} is now the primary key (the old one neared its safe number of \
-                 encryptions); run `credpool rekey` to re-encrypt old records and retire it"
+                "data key {id} is now the tenant's primary key (the old one neared its safe \
+                 number of encryptions); run `credpool rekey --tenant {}` to re-encrypt old \
+                 records and retire it",
+                self.vault.tenant()
             ),
-            Err(e) => tracing::error!("the encryption key is due for rotation: {e}"),
+            Err(e) => tracing::error!("the tenant's data key is due for rotation: {e}"),
         }
     }
 }

@@ -157,7 +157,16 @@ impl Pool {
             },
         }
         .map_err(|e| Error::Policy(format!("{e:#}")))?;
-        let vault = Arc::new(Vault::new(backend, keys, &options.tenant));
+        // The tenant's records are sealed with its own data keys, which the
+        // server key wraps (made on the tenant's first open).
+        let data_keys = crate::tenant_keys::open_or_create(&backend, &keys, &options.tenant)?;
+        data_keys.set_rotate_after(options.rotate_after);
+        let vault = Arc::new(Vault::with_data_keys(
+            backend,
+            data_keys,
+            keys,
+            &options.tenant,
+        ));
         let instance = Self::instantiate(&runtime, &vault, &options, Default::default())?;
         Ok(Pool {
             runtime,
@@ -267,18 +276,43 @@ impl Pool {
     /// Rotates the key (a new primary) and re-encrypts every record with it,
     /// in batches, while the pool stays usable; see [`crate::rekey`].
     pub fn rekey(&self, options: &crate::rekey::RekeyOptions) -> Result<crate::rekey::RekeyReport> {
-        Ok(crate::rekey::run(
+        Ok(crate::rekey::run_with(
             &**self.vault.backend(),
-            self.vault.keys(),
+            self.store_rings(),
             &self.options.key,
             options,
         )?)
     }
 
+    /// Rotates this tenant's data key only: a new one, the tenant's records
+    /// sealed again with it, the old one destroyed; see
+    /// [`crate::tenant_keys::rekey_tenant`].
+    pub fn rekey_tenant(
+        &self,
+        options: &crate::rekey::RekeyOptions,
+    ) -> Result<crate::tenant_keys::TenantRekeyReport> {
+        Ok(crate::tenant_keys::rekey_tenant(
+            &**self.vault.backend(),
+            self.vault.server_keys(),
+            self.vault.keys(),
+            self.tenant(),
+            options,
+        )?)
+    }
+
+    /// The rings of the whole store, this tenant's being the live one.
+    fn store_rings(&self) -> crate::tenant_keys::StoreRings<'_> {
+        crate::tenant_keys::StoreRings::new(self.vault.server_keys()).with_live(
+            self.tenant(),
+            self.vault.keys().clone(),
+            0,
+        )
+    }
+
     /// Opens every record of the store: which key seals how many, and any
     /// that fail.
     pub fn audit(&self) -> Result<crate::rekey::Audit> {
-        crate::rekey::audit(&**self.vault.backend(), self.vault.keys())
+        crate::rekey::audit_with(&**self.vault.backend(), &mut self.store_rings())
             .map_err(|e| Error::Store(e.into()))
     }
 

@@ -2,7 +2,8 @@
 //! (recorded as requests pass), and the pool's state read from each
 //! tenant's policy at scrape time: credentials by site and status, grants
 //! and refusals, outcomes by class, refreshes by method and result, open
-//! tickets, active alerts. Labels are names, never a secret.
+//! tickets, active alerts. Labels are names, never a secret. A token sees
+//! its own tenant's series; a token of the server's own tenant, every tenant's.
 
 use super::Shared;
 use super::auth::Need;
@@ -71,6 +72,8 @@ pub struct Metrics {
     needs_person: Family<SiteLabels, Gauge>,
     pace: Family<SiteLabels, Gauge>,
     alerts: Family<TenantLabels, Gauge>,
+    /// One scrape at a time: each fills the shared families for its caller.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -144,11 +147,14 @@ impl Metrics {
             needs_person,
             pace,
             alerts,
+            rendering: std::sync::Mutex::new(()),
         }
     }
 
-    /// Reads every tenant's state into the gauges, then encodes all.
-    fn render(&self, state: &Shared) -> ApiResult<String> {
+    /// Reads the state of every tenant (`only`: of that one) into the
+    /// gauges, then encodes all.
+    fn render(&self, state: &Shared, only: Option<&str>) -> ApiResult<String> {
+        let _one = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         for f in [
             &self.grants,
             &self.refusals,
@@ -164,6 +170,9 @@ impl Metrics {
         self.alerts.clear();
         let now = chrono::Utc::now().timestamp_millis();
         for (tenant, t) in state.tenants.all() {
+            if only.is_some_and(|o| o != tenant) {
+                continue;
+            }
             self.alerts
                 .get_or_create(&TenantLabels {
                     tenant: tenant.clone(),
@@ -241,8 +250,11 @@ impl Metrics {
 }
 
 pub async fn scrape(State(s): State<Shared>, headers: HeaderMap) -> ApiResult<Response> {
-    s.tokens.authorize(&headers, Need::View)?;
-    let text = s.metrics.render(&s)?;
+    let who = s.tokens.authorize(&headers, Need::View)?;
+    // A tenant's token sees its own tenant's series; the server's own
+    // tenant (the platform's operators) sees every tenant's.
+    let only = (who.tenant != s.tenants.default_tenant()).then_some(who.tenant.as_str());
+    let text = s.metrics.render(&s, only)?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -5,7 +5,8 @@
 //! token picks the tenant.
 //!
 //! Routes are in one file per area: `leases`, `credentials`, `admin`
-//! (stats, alerts, tickets, tokens), `metrics`; `auth` checks tokens and
+//! (stats, alerts, tickets, tokens), `tenant_admin` (a tenant's data key
+//! rotation and removal), `metrics`; `auth` checks tokens and
 //! rate-limits them; `tls` serves HTTPS.
 
 mod admin;
@@ -17,6 +18,7 @@ pub mod errors;
 mod leases;
 mod lifecycle;
 mod metrics;
+mod tenant_admin;
 mod tenants;
 pub mod tls;
 
@@ -122,6 +124,8 @@ fn router(state: Shared) -> Router {
             "/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),
         )
+        .route("/v1/tenant", axum::routing::delete(tenant_admin::remove))
+        .route("/v1/tenant/rekey", post(tenant_admin::rekey))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

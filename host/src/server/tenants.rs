@@ -1,6 +1,9 @@
 //! One [`Pool`] per tenant, on one shared backend: each with its own
 //! sandboxed policy instance, lock and key prefix. A tenant named by a
 //! token created while the server runs is opened on its first request.
+//! A tenant with a `[tenants.NAME]` table runs its own component (SHA-256
+//! checked), `[policy]`, limits and sites; every configured tenant is
+//! opened at start, so a bad one stops the server before it listens.
 
 use super::alerts::AlertBook;
 use super::errors::{ApiError, ApiResult};
@@ -10,7 +13,7 @@ use crate::error::Error;
 use crate::lifecycle::RefresherOptions;
 use crate::lifecycle::notifiers::Notifiers;
 use crate::pool::{DB_FILE, Pool, PoolOptions, Storage};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -31,6 +34,8 @@ pub struct Tenants {
     pub answer_dir: PathBuf,
     notifiers: Arc<Notifiers>,
     open: RwLock<HashMap<String, Tenant>>,
+    /// Tenants removed while the server runs: refused until it restarts.
+    removed: RwLock<HashSet<String>>,
 }
 
 impl Tenants {
@@ -68,8 +73,14 @@ impl Tenants {
             answer_dir: data_dir.join(ANSWER_DIR),
             notifiers,
             open: RwLock::new(HashMap::new()),
+            removed: RwLock::new(HashSet::new()),
         };
         tenants.get(&base.tenant).map_err(|e| e.message)?;
+        for name in config.tenants.keys() {
+            tenants
+                .get(name)
+                .map_err(|e| format!("tenant {name}: {}", e.message))?;
+        }
         Ok(tenants)
     }
 
@@ -100,13 +111,31 @@ impl Tenants {
         if let Some(t) = open.get(tenant) {
             return Ok(t.clone());
         }
+        if self.is_removed(tenant) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::GONE,
+                "tenant_removed",
+                format!("tenant {tenant} was removed"),
+            ));
+        }
         let alerts = AlertBook::new(self.notifiers.clone());
         let mut options = self.base.clone();
         options.tenant = tenant.to_string();
         options.events = alerts.clone();
-        let pool =
-            Arc::new(Pool::open(options).map_err(|e| ApiError::from(self.config.locate(e)))?);
-        let mut ro = RefresherOptions::new(self.config.sites.clone());
+        let config = self.config.for_tenant(tenant);
+        if let Some(section) = self.config.tenants.get(tenant) {
+            options.policy_config = config.policy_config_json();
+            options.limits = self.config.tenant_limits(tenant, self.base.limits.clone());
+            if let Some(path) = self.config.tenant_component(tenant) {
+                if let Some(hash) = &section.component_sha256 {
+                    crate::config::tenants::check_sha256(tenant, &path, hash)
+                        .map_err(|m| ApiError::from(Error::Policy(m)))?;
+                }
+                options.component = Some(path);
+            }
+        }
+        let pool = Arc::new(Pool::open(options).map_err(|e| ApiError::from(config.locate(e)))?);
+        let mut ro = RefresherOptions::new(config.sites.clone());
         if tenant == self.base.tenant {
             ro.answer_dir = Some(self.answer_dir.clone());
         }
@@ -118,6 +147,51 @@ impl Tenants {
         let t = Tenant { pool, alerts };
         open.insert(tenant.to_string(), t.clone());
         Ok(t)
+    }
+
+    fn is_removed(&self, tenant: &str) -> bool {
+        self.removed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tenant)
+    }
+
+    /// Removes a tenant: refused from now on, its pool closed, then its
+    /// data key destroyed and its records deleted
+    /// ([`crate::tenant_keys::remove`]). The server's own tenant stays.
+    pub fn remove(&self, tenant: &str) -> ApiResult<crate::tenant_keys::RemoveReport> {
+        if tenant == self.base.tenant {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                format!(
+                    "tenant {tenant} is the server's own ([pool] tenant); it cannot be removed while the server runs"
+                ),
+            ));
+        }
+        self.removed
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string());
+        let open = self
+            .open
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
+        if let Some(t) = open {
+            if let Some(r) = t.pool.refresher() {
+                r.shutdown(Duration::from_secs(10));
+            }
+            // Calls already in flight finish before the records go; the
+            // pool is never dropped (its drop would write counters back).
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while Arc::strong_count(&t.pool) > 1 && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::mem::forget(t.pool);
+        }
+        let report = crate::tenant_keys::remove(&*self.backend(), tenant)
+            .map_err(|e| ApiError::from(Error::from(e)))?;
+        Ok(report)
     }
 
     pub fn all(&self) -> Vec<(String, Tenant)> {
