@@ -55,7 +55,8 @@
 //! - `cli` → `cli`: the `credpool` command, `bench` among its commands
 //!   (brings `server` and `simulate`).
 //! - `server` → `server`: `credpool serve`, the pool over HTTP for a crawl
-//!   fleet: routes, tokens, metrics.
+//!   fleet: routes, tokens, metrics, and the operator's console (HTML pages
+//!   at `/`: the pool at a glance, credentials, alerts, the challenge inbox).
 //! - `simulate` → `simulate`: `credpool simulate`: a hostile site on loopback
 //!   to try a policy against before real accounts meet it.
 
@@ -75,8 +76,8 @@ mod handles;
 mod imports;
 mod jwt;
 pub mod layout;
-pub mod limits;
 pub mod lifecycle;
+pub mod limits;
 pub mod names;
 pub mod pool;
 mod private_fs;

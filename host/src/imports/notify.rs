@@ -36,6 +36,9 @@ impl Host for HostState {
 
     fn close_ticket(&mut self, id: String, closure: TicketClosure) {
         self.record("notify.close-ticket", (&id, closure));
+        if let Some(r) = &self.refresher {
+            r.ticket_ended(&id);
+        }
         self.events.ticket_closed(&id, closure);
     }
 }

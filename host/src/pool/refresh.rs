@@ -31,6 +31,7 @@ impl Pool {
         // Two-factor tickets opened before a restart: the host answers
         // those it holds a TOTP seed for, as if they had just opened.
         for ticket in self.tickets()? {
+            r.ticket_opened(&ticket.id, &ticket.credential_id);
             r.auto_answer(&ticket);
         }
         Ok(r)

@@ -6,12 +6,15 @@
 //!
 //! Routes are in one file per area: `leases`, `credentials`, `admin`
 //! (stats, alerts, tickets, tokens), `metrics`; `auth` checks tokens and
-//! rate-limits them; `tls` serves HTTPS.
+//! rate-limits them; `tls` serves HTTPS; `console` is the operator's
+//! console (HTML pages at `/`, signed in with a token, its own session
+//! cookie and CSRF tokens; it calls the pool as the API does).
 
 mod admin;
 pub mod alerts;
 pub mod auth;
 mod backup;
+mod console;
 mod credentials;
 pub mod errors;
 mod leases;
@@ -122,6 +125,7 @@ fn router(state: Shared) -> Router {
             "/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),
         )
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
