@@ -157,37 +157,49 @@ fn a_value_with_markup_shows_as_text() {
         &served,
         &operator,
         &json!({"site": "plain.test", "type": "account", "id": "evil-1", "username": evil,
-                "tags": ["<b>bold</b>"], "secrets": {"password": "pw"}}),
+                "tags": ["<b>bold"], "labels": [{"name": "note", "value": evil}],
+                "user_agent": evil, "secrets": {"password": "pw"}}),
     );
     let mut p = Person::new(&served);
     p.sign_in(&operator);
-    for path in ["/console/sites/plain.test", "/console/credentials/evil-1"] {
-        let page = p.get(path);
-        assert_eq!(page.status, 200, "{path}: {}", page.body);
-        assert!(
-            page.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
-            "{path} does not show the username as text:\n{}",
-            page.body
-        );
+    // The list shows the username as the policy masks it (its last
+    // characters), as text; the credential's page shows the whole value
+    // where the view has it whole (its label and user agent).
+    let list = p.get("/console/sites/plain.test");
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(
+        list.body.contains(r#"<td class="user">***(1)&gt;</td>"#),
+        "the username is not shown as text:\n{}",
+        list.body
+    );
+    let one = p.get("/console/credentials/evil-1");
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert!(
+        one.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "the value is not shown as text:\n{}",
+        one.body
+    );
+    for (path, page) in [("list", &list), ("credential", &one)] {
         assert!(!page.body.contains("<img src=x"), "{path} has the markup");
+        assert!(!page.body.contains("(1)>"), "{path} has the markup");
         assert!(
-            !page.body.contains("<b>bold</b>"),
+            !page.body.contains("<b>bold"),
             "{path} has the tag's markup"
         );
+        assert!(page.body.contains("&lt;b&gt;bold"), "{path} lost the tag");
     }
 }
 
 /// A banned session credential: acquired by a crawler, reported blocked
 /// (the policy bans at the first block here).
-fn banned_credential(served: &Served, d: &Path, operator: &str) -> String {
+fn banned_credential(served: &Served, crawler: &str, operator: &str) -> String {
     add(
         served,
         operator,
         &json!({"site": "plain.test", "type": "session", "id": "s-1",
                 "secrets": {"cookies": [{"name": "sid", "value": "c1"}]}}),
     );
-    let crawler = token(d, "default", "crawler", &[]);
-    let mut c = served.client(&crawler);
+    let mut c = served.client(crawler);
     let got = c.post("/v1/acquire", &json!({"site": "plain.test"})).json();
     let lease = got["lease"]["id"].as_str().expect("a lease").to_string();
     let eff = c
@@ -214,8 +226,9 @@ fn forms_without_the_sessions_csrf_token_are_refused_and_a_viewer_cannot_act() {
     std::fs::write(d.join("credpool.toml"), "[policy]\nban_after_blocks = 1\n").unwrap();
     let operator = token(d, "default", "operator", &[]);
     let viewer = token(d, "default", "viewer", &[]);
+    let crawler = token(d, "default", "crawler", &[]);
     let served = serve(d);
-    let id = banned_credential(&served, d, &operator);
+    let id = banned_credential(&served, &crawler, &operator);
     let mut api = served.client(&operator);
     let unban = format!("/console/credentials/{id}/unban");
 
@@ -318,6 +331,8 @@ fn no_page_shows_a_secret_every_page_has_the_headers_and_sign_out_ends_the_sessi
     let d = dir.path();
     std::fs::write(d.join("credpool.toml"), "").unwrap();
     let admin = token(d, "default", "admin", &[]);
+    let viewer = token(d, "default", "viewer", &[]);
+    let crawler = token(d, "default", "crawler", &[]);
     let served = serve(d);
     let secrets = [
         canary("pw"),
@@ -411,7 +426,6 @@ fn no_page_shows_a_secret_every_page_has_the_headers_and_sign_out_ends_the_sessi
     assert_eq!(again.location(), "/console/sign-in");
     assert_eq!(p.get("/console/status?ids=a-1").status, 401);
     // A crawler's token does not sign in.
-    let crawler = token(d, "default", "crawler", &[]);
     let mut c = Person::new(&served);
     let form = c.get("/console/sign-in");
     let r = c.post(
@@ -424,7 +438,6 @@ fn no_page_shows_a_secret_every_page_has_the_headers_and_sign_out_ends_the_sessi
     assert_eq!(r.status, 403, "{}", r.body);
     // A revoked token's session ends.
     let mut q = Person::new(&served);
-    let viewer = token(d, "default", "viewer", &[]);
     q.sign_in(&viewer);
     assert_eq!(q.get("/").status, 200);
     let id = served.client(&admin).get("/v1/tokens").json();
@@ -606,11 +619,14 @@ impl Browser {
     fn wait_for(&self, secs: u64, reload: bool, what: &str, cond: impl Fn(&Browser) -> bool) {
         let until = Instant::now() + Duration::from_secs(secs);
         while !cond(self) {
-            assert!(
-                Instant::now() < until,
-                "timed out waiting for {what} on {}",
-                self.url()
-            );
+            if Instant::now() > until {
+                let text = self.call(
+                    "POST",
+                    "/execute/sync",
+                    Some(json!({"script": "return document.body.innerText", "args": []})),
+                );
+                panic!("timed out waiting for {what} on {}:\n{text}", self.url());
+            }
             std::thread::sleep(Duration::from_millis(250));
             if reload {
                 self.call("POST", "/refresh", Some(json!({})));
@@ -682,7 +698,9 @@ fn in_a_real_browser_an_operator_answers_the_captcha_and_the_credential_comes_ba
     assert!(b.url().ends_with("/console/sign-in"), "{}", b.url());
     b.type_in(&b.find("#token"), &operator);
     b.click(&b.find("#sign-in"));
-    assert!(b.url().ends_with('/'), "{}", b.url());
+    b.wait_for(20, false, "the overview after signing in", |b| {
+        b.url().ends_with('/')
+    });
 
     // The overview of the simulated site, once the logins have run: two
     // active, one held at the captcha.
@@ -759,7 +777,9 @@ fn in_a_real_browser_an_operator_answers_the_captcha_and_the_credential_comes_ba
 
     // The credential's page: its status comes back to active without a
     // reload (the page's script polls).
-    assert!(b.url().contains("answered="), "{}", b.url());
+    b.wait_for(20, false, "the credential's page after answering", |b| {
+        b.url().contains("answered=")
+    });
     let notice = b.find("#answered");
     b.wait_for(60, false, "the credential to come back", |b| {
         b.text(&b.find(&status_cell)) == "active"

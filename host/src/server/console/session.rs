@@ -257,6 +257,10 @@ pub async fn sign_in(
         return sign_in_form(StatusCode::UNAUTHORIZED, Some("that is not an API token"));
     };
     bearer.insert(header::AUTHORIZATION, value);
+    // A token made by `credpool token create` while the server runs.
+    if let Err(m) = s.tokens.reload() {
+        tracing::error!(target: "credpool::serve", "console: {m}");
+    }
     let who = match s.tokens.authorize(&bearer, Need::View) {
         Ok(p) => p,
         Err(e) => return sign_in_form(e.status, Some(&e.message)),
