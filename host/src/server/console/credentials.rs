@@ -80,7 +80,7 @@ pub async fn site(
 ) -> Response {
     let who = match signed_in(&s, &c, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let nonempty = |o: &Option<String>| o.as_deref().filter(|v| !v.is_empty()).map(str::to_string);
     let (status, kind, tag) = (nonempty(&q.status), nonempty(&q.kind), nonempty(&q.tag));
@@ -224,7 +224,7 @@ pub async fn credential(
 ) -> Response {
     let who = match signed_in(&s, &c, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let t = match s.tenants.get(&who.tenant) {
         Ok(t) => t,
@@ -295,7 +295,7 @@ pub async fn confirm_remove(
 ) -> Response {
     let who = match signed_in(&s, &c, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !who.may_act() {
         return html::error_page(
@@ -346,7 +346,7 @@ async fn act(
     };
     let who = match checked_form(&s, &c, &headers, &form) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if !who.may_act() {
         return html::error_page(

@@ -9,7 +9,7 @@ use super::Console;
 use super::credentials::live_status;
 use super::form::Form;
 use super::html::{self, csrf_field, escape, url_part};
-use super::session::{Who, checked_form, signed_in};
+use super::session::{Refused, Who, checked_form, signed_in};
 use crate::names;
 use crate::server::errors::ApiError;
 use crate::server::{Shared, blocking};
@@ -44,11 +44,11 @@ fn operators_only(who: &Who) -> Option<Response> {
     })
 }
 
-fn pool_of(s: &Shared, who: &Who) -> Result<Arc<crate::Pool>, Response> {
+fn pool_of(s: &Shared, who: &Who) -> Result<Arc<crate::Pool>, Refused> {
     s.tenants
         .get(&who.tenant)
         .map(|t| t.pool)
-        .map_err(|e| html::error_page(e.status, Some(who), &e.message))
+        .map_err(|e| Box::new(html::error_page(e.status, Some(who), &e.message)))
 }
 
 /// Seconds as `4m 05s`.
@@ -68,14 +68,14 @@ pub async fn inbox(
 ) -> Response {
     let who = match signed_in(&s, &c, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(r) = operators_only(&who) {
         return r;
     }
     let pool = match pool_of(&s, &who) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let tickets = match pool.tickets() {
         Ok(t) => t,
@@ -145,14 +145,14 @@ pub async fn image(
 ) -> Response {
     let who = match signed_in(&s, &c, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(r) = operators_only(&who) {
         return r;
     }
     let pool = match pool_of(&s, &who) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let not_found =
         || (StatusCode::NOT_FOUND, "no open ticket with a captcha image").into_response();
@@ -216,7 +216,7 @@ pub async fn answer(
     };
     let who = match checked_form(&s, &c, &headers, &form) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(r) = operators_only(&who) {
         return r;
@@ -227,7 +227,7 @@ pub async fn answer(
     }
     let pool = match pool_of(&s, &who) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(credential) = pool
         .tickets()

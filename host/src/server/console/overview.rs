@@ -59,7 +59,7 @@ pub async fn overview(
 ) -> Response {
     let who = match signed_in(&s, &c, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let t = match s.tenants.get(&who.tenant) {
         Ok(t) => t,
@@ -171,7 +171,7 @@ pub async fn alerts(
 ) -> Response {
     let who = match signed_in(&s, &c, &headers) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let t = match s.tenants.get(&who.tenant) {
         Ok(t) => t,

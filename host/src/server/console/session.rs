@@ -160,8 +160,11 @@ fn set_cookie(name: &str, value: &str, secure: bool, max_age: Duration) -> Heade
 
 /// The signed-in person, or the response to send instead (to the sign-in
 /// page; the session ended if its token was revoked or expired).
-pub fn signed_in(s: &Shared, c: &Console, headers: &HeaderMap) -> Result<Who, Response> {
-    let to_sign_in = || Redirect::to("/console/sign-in").into_response();
+/// What a page sends instead of itself (boxed: a response is large).
+pub type Refused = Box<Response>;
+
+pub fn signed_in(s: &Shared, c: &Console, headers: &HeaderMap) -> Result<Who, Refused> {
+    let to_sign_in = || Box::new(Redirect::to("/console/sign-in").into_response());
     let id = cookie(headers, COOKIE).ok_or_else(to_sign_in)?;
     let who = c.sessions.find(id).ok_or_else(to_sign_in)?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -185,14 +188,14 @@ pub fn checked_form(
     c: &Console,
     headers: &HeaderMap,
     form: &Form,
-) -> Result<Who, Response> {
+) -> Result<Who, Refused> {
     let who = signed_in(s, c, headers)?;
     if !csrf::matches(&who.csrf, form.get("csrf")) {
-        return Err(html::error_page(
+        return Err(Box::new(html::error_page(
             StatusCode::FORBIDDEN,
             Some(&who),
             "the form's CSRF token is missing or wrong: reload the page and try again",
-        ));
+        )));
     }
     Ok(who)
 }
@@ -295,7 +298,7 @@ pub async fn sign_out(
     };
     let who = match checked_form(&s, &c, &headers, &form) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     c.sessions.end(&who);
     let mut r = Redirect::to("/console/sign-in").into_response();
