@@ -69,9 +69,13 @@ struct Person {
 
 impl Person {
     fn new(served: &Served) -> Person {
+        Self::with(served, reqwest::Client::builder())
+    }
+
+    fn with(served: &Served, client: reqwest::ClientBuilder) -> Person {
         Person {
             rt: runtime(),
-            http: reqwest::Client::builder()
+            http: client
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
@@ -123,7 +127,12 @@ impl Person {
     }
 
     fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let req = self.http.post(format!("{}{path}", self.base)).form(fields);
+        // A browser says where a POST comes from (the scheme too).
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("origin", &self.base)
+            .form(fields);
         self.send(req)
     }
 
@@ -458,6 +467,45 @@ fn no_page_shows_a_secret_every_page_has_the_headers_and_sign_out_ends_the_sessi
         200
     );
     assert_eq!(q.get("/").status, 303, "a revoked token's session lives on");
+}
+
+#[test]
+fn over_https_the_session_cookie_is_secure() {
+    let dir = initialised();
+    let d = dir.path();
+    std::fs::write(d.join("credpool.toml"), "").unwrap();
+    let operator = token(d, "default", "operator", &[]);
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (d.join("server.crt"), d.join("server.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let served = Served::start(
+        d,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(served.scheme, "https");
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap())
+        .https_only(true);
+    let mut p = Person::with(&served, client);
+    let signed = p.sign_in(&operator);
+    let cookie = signed
+        .header("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("credpool_console="))
+        .expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+    assert_eq!(p.get("/").status, 200);
 }
 
 /// A WebDriver session on a `chromedriver` this test started; both end on
