@@ -21,6 +21,7 @@ mod cli_json;
 mod cli_truth;
 mod clients_node;
 mod clients_python;
+mod console;
 mod crash;
 mod hardening;
 mod hostile;

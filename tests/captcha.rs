@@ -177,7 +177,7 @@ fn an_image_captcha_solver_gets_the_picture_and_its_text_logs_in() {
         "{}",
         s.input["image_url"]
     );
-    assert_eq!(s.input["image_type"], "image/x-portable-graymap");
+    assert_eq!(s.input["image_type"], "image/png");
     // The picture is in no log line; its size is.
     let b64 = s.input["image_base64"].as_str().unwrap();
     let text = logs();

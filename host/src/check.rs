@@ -80,6 +80,8 @@ pub fn describe(key: &str) -> String {
     let (tenant, rest) = rest.split_once('/').unwrap_or((rest, ""));
     if let Some(id) = rest.strip_prefix("s/") {
         format!("the secrets of credential {id}, tenant {tenant}")
+    } else if let Some(id) = rest.strip_prefix("c/") {
+        format!("the captcha image of credential {id}'s login, tenant {tenant}")
     } else if let Some(id) = rest.strip_prefix("p/cred/") {
         format!("credential {id}, tenant {tenant}")
     } else {

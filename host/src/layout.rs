@@ -8,6 +8,7 @@
 //! |-----------------------------|----------------------------------------------|------------------------------------|-----------------|
 //! | `t/<tenant>/p/<policy key>` | one record of the tenant's policy            | yes (the key itself)               | by the policy   |
 //! | `t/<tenant>/s/<id>`         | credential `id`'s secret bundle, an envelope | yes, in two parts (see below)      | durable on add  |
+//! | `t/<tenant>/c/<id>`         | what credential `id`'s stopped login met: captcha image, question (JSON) | yes (the key itself) | when a login stops at a captcha; deleted when its ticket closes |
 //! | `k/check/<key id>`          | [`CHECK_VALUE`], proof key `key id` is right | yes, by that key only (the key)    | durable         |
 //! | `k/uses/<key id>`           | encryptions reserved with the key, u64 BE    | no                                 | durable (CAS)   |
 //! | `k/rekey`                   | key id a rewrap in progress moves to, u32 BE | no                                 | durable         |
@@ -79,6 +80,14 @@ pub fn policy_key(tenant: &str, key: &str) -> String {
 /// The backend key of credential `id`'s secret bundle.
 pub fn secrets_key(tenant: &str, id: &str) -> String {
     format!("{TENANT_PREFIX}{tenant}/s/{id}")
+}
+
+/// The backend key of what credential `id`'s stopped login met (the
+/// captcha image as the site served it, the question asked): shown to the
+/// person who answers its ticket (the operator's console), deleted when
+/// the ticket closes. JSON: `media_type`, `image_base64`, `question`.
+pub fn captcha_key(tenant: &str, id: &str) -> String {
+    format!("{TENANT_PREFIX}{tenant}/c/{id}")
 }
 
 /// The check record of key `id`.
@@ -171,7 +180,7 @@ pub fn binding(key: &str) -> Binding {
     let Some((_tenant, rest)) = rest.split_once('/') else {
         return Binding::Unknown;
     };
-    if rest.starts_with("p/") {
+    if rest.starts_with("p/") || rest.starts_with("c/") {
         Binding::Sealed(key.as_bytes().to_vec())
     } else if rest.starts_with("s/") {
         Binding::Secrets
@@ -266,6 +275,9 @@ mod tests {
         assert_eq!(policy, "t/a/p/cred/x");
         assert_eq!(binding(&policy), Binding::Sealed(policy.into_bytes()));
         assert_eq!(binding(&secrets_key("a", "x")), Binding::Secrets);
+        let captcha = captcha_key("a", "x");
+        assert_eq!(captcha, "t/a/c/x");
+        assert_eq!(binding(&captcha), Binding::Sealed(captcha.into_bytes()));
         let check = check_key(3);
         assert_eq!(binding(&check), Binding::Sealed(check.into_bytes()));
         assert_eq!(binding(&uses_key(3)), Binding::Plain);

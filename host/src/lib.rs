@@ -60,7 +60,8 @@
 //! - `cli` → `cli`: the `credpool` command, `bench` among its commands
 //!   (brings `server` and `simulate`).
 //! - `server` → `server`: `credpool serve`, the pool over HTTP for a crawl
-//!   fleet: routes, tokens, metrics.
+//!   fleet: routes, tokens, metrics, and the operator's console (HTML pages
+//!   at `/`: the pool at a glance, credentials, alerts, the challenge inbox).
 //! - `simulate` → `simulate`: `credpool simulate`: a hostile site on loopback
 //!   to try a policy against before real accounts meet it.
 

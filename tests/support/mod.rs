@@ -7,6 +7,7 @@ pub mod http;
 pub mod loopback;
 pub mod redis;
 pub mod server;
+pub mod webdriver;
 
 use credpool::events::MemorySink;
 use credpool::{CredentialKind, ManualClock, NewCredential, Pool, PoolOptions};

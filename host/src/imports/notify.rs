@@ -43,6 +43,11 @@ impl Host for HostState {
 
     fn close_ticket(&mut self, id: String, closure: TicketClosure) {
         self.record("notify.close-ticket", (&id, closure));
+        // The host's own bookkeeping (the ticket's sealed captcha image) ends
+        // with the ticket even when a flood drops the event itself.
+        if let Some(r) = &self.refresher {
+            r.ticket_ended(&id);
+        }
         if !self.admit_event(false) {
             return;
         }

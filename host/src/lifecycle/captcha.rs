@@ -11,7 +11,9 @@
 use super::Inner;
 use super::cookies::Jar;
 use super::sites::{ChallengeRule, SiteConfig, TrackFormat};
+use crate::backend::Write;
 use crate::bindings::refresh::ChallengeKind;
+use crate::vault::{Vault, VaultError};
 use base64::Engine as _;
 use zeroize::Zeroizing;
 
@@ -211,30 +213,37 @@ fn locate(rule: &ChallengeRule, page: Option<&Page>) -> Option<ImageAt> {
     matches!(url.scheme(), "http" | "https").then_some(ImageAt::Url(url))
 }
 
-/// What the solver program reads on stdin: the site, the credential, the
-/// kind, and (when the recipe locates them) the image and the instruction.
-/// The image is fetched with the login's cookies. `who`: the site's name
-/// and the credential's id.
-pub(crate) async fn solver_input(
+/// A captcha image as the site served it.
+pub(crate) struct Image {
+    pub bytes: Vec<u8>,
+    pub media_type: Option<String>,
+    /// Where it was fetched from (none for a `data:` URI).
+    pub url: Option<reqwest::Url>,
+}
+
+/// The captcha image the recipe locates, fetched with the login's cookies
+/// (once per challenge page: a site may draw a new one on every fetch).
+/// `who`: the site's name and the credential's id.
+pub(crate) async fn fetch_image(
     inner: &Inner,
     site: &SiteConfig,
     (site_name, id): (&str, &str),
-    kind: ChallengeKind,
     rule: &ChallengeRule,
     page: Option<&Page>,
     jar: &mut Jar,
-) -> serde_json::Value {
-    let mut input = serde_json::json!({
-        "site": site_name,
-        "credential_id": id,
-        "kind": crate::names::challenge_kind(kind),
-    });
-    let image = match locate(rule, page) {
-        Some(ImageAt::Inline { bytes, mime }) => Some((bytes, Some(mime), None)),
-        Some(ImageAt::Url(url)) => match super::relogin::get(inner, site, &url, jar).await {
-            Some(f) if f.status < 400 && !f.bytes.is_empty() => {
-                Some((f.bytes, f.content_type, Some(url)))
-            }
+) -> Option<Image> {
+    match locate(rule, page)? {
+        ImageAt::Inline { bytes, mime } => Some(Image {
+            bytes,
+            media_type: Some(mime),
+            url: None,
+        }),
+        ImageAt::Url(url) => match super::relogin::get(inner, site, &url, jar).await {
+            Some(f) if f.status < 400 && !f.bytes.is_empty() => Some(Image {
+                bytes: f.bytes,
+                media_type: f.content_type,
+                url: Some(url),
+            }),
             _ => {
                 tracing::warn!(
                     target: "credpool::refresh",
@@ -243,22 +252,38 @@ pub(crate) async fn solver_input(
                 None
             }
         },
-        None => None,
-    };
-    if let Some((bytes, mime, url)) = image {
+    }
+}
+
+/// What the solver program reads on stdin: the site, the credential, the
+/// kind, and (when the recipe locates them) the image and the instruction.
+/// `who`: the site's name and the credential's id.
+pub(crate) fn solver_input(
+    (site_name, id): (&str, &str),
+    kind: ChallengeKind,
+    rule: &ChallengeRule,
+    page: Option<&Page>,
+    image: Option<&Image>,
+) -> serde_json::Value {
+    let mut input = serde_json::json!({
+        "site": site_name,
+        "credential_id": id,
+        "kind": crate::names::challenge_kind(kind),
+    });
+    if let Some(image) = image {
         tracing::info!(
             target: "credpool::refresh",
             "[CRED] captcha for the solver credential={id} site={site_name} kind={} image_bytes={}",
             crate::names::challenge_kind(kind),
-            bytes.len()
+            image.bytes.len()
         );
         input["image_base64"] = base64::engine::general_purpose::STANDARD
-            .encode(&bytes)
+            .encode(&image.bytes)
             .into();
-        if let Some(m) = mime {
-            input["image_type"] = m.into();
+        if let Some(m) = &image.media_type {
+            input["image_type"] = m.as_str().into();
         }
-        if let Some(u) = url {
+        if let Some(u) = &image.url {
             input["image_url"] = u.as_str().into();
         }
     }
@@ -272,6 +297,123 @@ pub(crate) async fn solver_input(
         input["instruction"] = text.into();
     }
     input
+}
+
+/// The largest image kept for a ticket (bytes): a captcha is small; a
+/// page that serves more is not stored whole in the pool.
+pub const MAX_KEPT_IMAGE: usize = 512 * 1024;
+
+/// What a stopped login met, kept for the person who answers its ticket:
+/// the captcha image as the site served it, the question the page asked.
+/// Not a secret (the answer is), but sealed like every stored value.
+#[derive(Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChallengeContext {
+    pub media_type: Option<String>,
+    #[serde(with = "base64_bytes", default)]
+    pub image: Option<Vec<u8>>,
+    pub question: Option<String>,
+}
+
+impl std::fmt::Debug for ChallengeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeContext")
+            .field("media_type", &self.media_type)
+            .field("image_bytes", &self.image.as_ref().map(Vec::len))
+            .field("question", &self.question)
+            .finish()
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&base64::engine::general_purpose::STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+    }
+}
+
+/// The question the challenge page asks (the recipe's `instruction_after`).
+pub(crate) fn question(rule: &ChallengeRule, page: Option<&Page>) -> Option<String> {
+    instruction(
+        &page?.body,
+        rule.instruction_after.as_deref()?,
+        rule.instruction_until.as_deref().unwrap_or("<"),
+    )
+}
+
+/// Keeps what credential `id`'s stopped login met, sealed with the
+/// tenant's key (see [`crate::layout::captcha_key`]), for the person who
+/// answers its ticket. Failing to keep it only costs the picture.
+pub(crate) fn keep_context(
+    vault: &Vault,
+    id: &str,
+    image: Option<&Image>,
+    question: Option<String>,
+) {
+    let image = image.filter(|i| {
+        let fits = i.bytes.len() <= MAX_KEPT_IMAGE;
+        if !fits {
+            tracing::warn!(
+                target: "credpool::refresh",
+                "[CRED] captcha image not kept credential={id}: {} bytes, more than {MAX_KEPT_IMAGE}",
+                i.bytes.len()
+            );
+        }
+        fits
+    });
+    if image.is_none() && question.is_none() {
+        return;
+    }
+    let context = ChallengeContext {
+        media_type: image.and_then(|i| i.media_type.clone()),
+        image: image.map(|i| i.bytes.clone()),
+        question,
+    };
+    let key = crate::layout::captcha_key(vault.tenant(), id);
+    let value = serde_json::to_vec(&context).expect("strings and bytes serialise");
+    let kept = vault
+        .seal(&key, &value)
+        .and_then(|sealed| Ok(vault.backend().apply(&[Write::Put(key, sealed)])?));
+    if let Err(e) = kept {
+        tracing::warn!(target: "credpool::refresh", "[CRED] challenge context not kept credential={id}: {e}");
+    }
+}
+
+/// What credential `id`'s stopped login met, if it was kept.
+pub(crate) fn kept_context(
+    vault: &Vault,
+    id: &str,
+) -> Result<Option<ChallengeContext>, VaultError> {
+    let key = crate::layout::captcha_key(vault.tenant(), id);
+    let Some(value) = vault.get(&key)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&value)
+        .map(Some)
+        .map_err(|_| VaultError::Format { key })
+}
+
+/// Drops what was kept for credential `id`'s stopped login (its ticket
+/// closed).
+pub(crate) fn drop_context(vault: &Vault, id: &str) {
+    let key = crate::layout::captcha_key(vault.tenant(), id);
+    if let Err(e) = vault.backend().apply(&[Write::Delete(key)]) {
+        tracing::warn!(target: "credpool::refresh", "[CRED] challenge context of credential={id} not deleted: {e}");
+    }
 }
 
 #[cfg(test)]

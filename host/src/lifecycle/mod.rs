@@ -22,6 +22,7 @@
 
 pub mod answers;
 mod captcha;
+pub use captcha::ChallengeContext;
 pub mod command;
 pub mod cookies;
 pub mod http;
@@ -85,6 +86,9 @@ pub(crate) struct Inner {
     /// Tickets closed unanswered: a resumed login with one fails as
     /// `challenge-timed-out`.
     pub(crate) closed_tickets: Mutex<HashSet<String>>,
+    /// Open ticket -> its credential, so closing it deletes the captcha
+    /// image kept for it.
+    ticket_credentials: Mutex<HashMap<String, String>>,
     /// Two-factor tickets the host answers itself from the account's TOTP
     /// seed: (ticket, site, credential), answered on the next delivery.
     totp_tickets: Mutex<Vec<(String, String, String)>>,
@@ -230,6 +234,7 @@ impl Refresher {
                 answers,
                 pending: Mutex::new(HashMap::new()),
                 closed_tickets: Mutex::new(HashSet::new()),
+                ticket_credentials: Mutex::new(HashMap::new()),
                 totp_tickets: Mutex::new(Vec::new()),
                 lost_answers: Mutex::new(HashMap::new()),
                 max_in_flight: options.max_in_flight.max(1),
@@ -392,6 +397,11 @@ impl Refresher {
     /// The policy opened `ticket_id` for `credential_id`'s stopped login:
     /// link them so closing the ticket drops the login's context.
     pub fn ticket_opened(&self, ticket_id: &str, credential_id: &str) {
+        self.inner
+            .ticket_credentials
+            .lock()
+            .unwrap()
+            .insert(ticket_id.to_string(), credential_id.to_string());
         if let Some(p) = self.inner.pending.lock().unwrap().get_mut(credential_id) {
             p.ticket_id = Some(ticket_id.to_string());
         }
@@ -460,6 +470,29 @@ impl Refresher {
                 .unwrap()
                 .insert(ticket_id.to_string());
         }
+    }
+
+    /// A ticket the policy closed, however (answered, timed out,
+    /// cancelled): what was kept for it (the captcha image) is deleted.
+    pub fn ticket_ended(&self, ticket_id: &str) {
+        let credential = self
+            .inner
+            .ticket_credentials
+            .lock()
+            .unwrap()
+            .remove(ticket_id);
+        if let Some(id) = credential {
+            captcha::drop_context(&self.inner.vault, &id);
+        }
+    }
+
+    /// What credential `credential_id`'s stopped login met (the captcha
+    /// image as the site served it, the question), while its ticket is open.
+    pub fn challenge_context(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<ChallengeContext>, crate::vault::VaultError> {
+        captcha::kept_context(&self.inner.vault, credential_id)
     }
 
     /// The site settings.

@@ -216,6 +216,8 @@ async fn form_login(
     };
     // Up to three challenge steps (e.g. captcha, then SMS).
     let mut solver_tries = 0;
+    // The captcha image of the current page, fetched once for it.
+    let mut image: Option<captcha::Image> = None;
     for _ in 0..4 {
         let rule: &ChallengeRule = &recipe.challenges[rule_ix];
         let kind = crate::names::parse_challenge_kind(&rule.kind).expect("validated at load");
@@ -230,16 +232,19 @@ async fn form_login(
             && solver_tries < MAX_SOLVER_TRIES
         {
             solver_tries += 1;
-            let input = captcha::solver_input(
-                inner,
-                site,
-                (site_name, id),
-                kind,
-                rule,
-                page.as_ref(),
-                &mut jar,
-            )
-            .await;
+            if image.is_none() {
+                image = captcha::fetch_image(
+                    inner,
+                    site,
+                    (site_name, id),
+                    rule,
+                    page.as_ref(),
+                    &mut jar,
+                )
+                .await;
+            }
+            let input =
+                captcha::solver_input((site_name, id), kind, rule, page.as_ref(), image.as_ref());
             let solved = solve_captcha(site, solver, kind, &input).await;
             if solved.is_some() {
                 tracing::info!(
@@ -261,6 +266,26 @@ async fn form_login(
                     Err(o) => return o,
                 }
             }
+            // A person answers from the picture the site showed and the
+            // question it asked: kept, sealed, with the ticket that follows.
+            if is_captcha(kind) && image.is_none() {
+                image = captcha::fetch_image(
+                    inner,
+                    site,
+                    (site_name, id),
+                    rule,
+                    page.as_ref(),
+                    &mut jar,
+                )
+                .await;
+            }
+            let image = image.as_ref().filter(|_| is_captcha(kind));
+            captcha::keep_context(
+                &inner.vault,
+                id,
+                image,
+                captcha::question(rule, page.as_ref()),
+            );
             let mut pending = inner.pending.lock().unwrap();
             pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
             pending.insert(
@@ -296,6 +321,7 @@ async fn form_login(
             Some(r) => {
                 rule_ix = r;
                 page = page_of(&rule.submit_url, last);
+                image = None;
             }
             None => return failed(RefreshFailure::Rejected, Some(last.status)),
         }

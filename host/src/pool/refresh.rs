@@ -28,9 +28,11 @@ impl Pool {
             let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
             guard.store.data_mut().refresher = Some(r.clone());
         }
-        // Two-factor tickets opened before a restart: the host answers
-        // those it holds a TOTP seed for, as if they had just opened.
+        // Tickets opened before a restart: linked to their credentials (so
+        // closing one deletes what its login kept), and the two-factor ones
+        // the host holds a TOTP seed for answered, as if they had just opened.
         for ticket in self.tickets()? {
+            r.ticket_opened(&ticket.id, &ticket.credential_id);
             r.auto_answer(&ticket);
         }
         Ok(r)

@@ -7,12 +7,15 @@
 //! Routes are in one file per area: `leases`, `credentials`, `admin`
 //! (stats, alerts, tickets, tokens), `tenant_admin` (a tenant's data key
 //! rotation and removal), `metrics`; `auth` checks tokens and
-//! rate-limits them; `tls` serves HTTPS.
+//! rate-limits them; `tls` serves HTTPS; `console` is the operator's
+//! console (HTML pages at `/`, signed in with a token, its own session
+//! cookie and CSRF tokens; it calls the pool as the API does).
 
 mod admin;
 pub mod alerts;
 pub mod auth;
 mod backup;
+mod console;
 mod credentials;
 pub mod errors;
 mod leases;
@@ -126,6 +129,7 @@ fn router(state: Shared) -> Router {
         )
         .route("/v1/tenant", axum::routing::delete(tenant_admin::remove))
         .route("/v1/tenant/rekey", post(tenant_admin::rekey))
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

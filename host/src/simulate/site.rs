@@ -22,6 +22,7 @@
 //! defences of one account in `rules`.
 
 mod clock;
+mod png;
 mod routes;
 mod rules;
 mod seeded;
@@ -725,6 +726,18 @@ client_auth = "body"
     /// serves it.
     pub fn captcha_image(&self, username: &str) -> Option<Vec<u8>> {
         Some(slider::image(self.account(username)?.captcha()?))
+    }
+
+    /// The test hook of a person's eyes: the text in a captcha picture
+    /// this site served (`/captcha.png`), whichever account it is pending
+    /// for; `None` for a picture of no pending captcha. A test that sees
+    /// only the picture (in a browser, say) reads its answer here.
+    pub fn answer_of_image(&self, image: &[u8]) -> Option<Zeroizing<String>> {
+        self.shared.accounts.iter().find_map(|a| {
+            let a = a.lock().unwrap();
+            let drawn = a.captcha()?;
+            (slider::image(drawn) == image).then(|| drawn.clone())
+        })
     }
 
     /// Where the gap of the account's pending slider is (pixels from the

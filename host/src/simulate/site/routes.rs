@@ -545,7 +545,7 @@ fn captcha_image(s: &Shared, parts: &Parts) -> Answer {
     };
     respond(
         200,
-        &[(header::CONTENT_TYPE, "image/x-portable-graymap")],
+        &[(header::CONTENT_TYPE, slider::IMAGE_TYPE)],
         slider::image(&drawn),
     )
 }

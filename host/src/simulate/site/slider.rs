@@ -46,15 +46,17 @@ pub fn gap_of(captcha: &str) -> i64 {
     40 + (h % 181) as i64
 }
 
-/// The captcha's picture: a 140x48 greyscale PGM of seeded noise (the site
-/// does not draw letters; a test's solver compares bytes).
+/// The captcha picture's media type.
+pub const IMAGE_TYPE: &str = "image/png";
+
+/// The captcha's picture: a 140x48 greyscale PNG of seeded noise (the site
+/// does not draw letters; a test's solver, or the site's test hook
+/// [`crate::simulate::site::SimSite::answer_of_image`], compares bytes).
 pub fn image(captcha: &str) -> Vec<u8> {
     let (w, h) = (140usize, 48usize);
-    let mut out = format!("P5\n{w} {h}\n255\n").into_bytes();
     let seed = gap_of(captcha) as u64 ^ (captcha.len() as u64) << 32;
     let mut r = seeded::rng(seed, 0, seeded::Stream::Captcha, u64::MAX);
-    out.extend(seeded::bytes(&mut r, w * h).iter());
-    out
+    super::png::grey(w as u32, h as u32, &seeded::bytes(&mut r, w * h))
 }
 
 /// Reads a submitted track, `[[x, y, t_ms], …]`.
@@ -215,6 +217,6 @@ mod tests {
         assert!((40..=220).contains(&gap_of("K7P2Q")));
         assert_eq!(image("K7P2Q"), image("K7P2Q"));
         assert_ne!(image("K7P2Q"), image("K7P2R"));
-        assert!(image("K7P2Q").starts_with(b"P5\n140 48\n255\n"));
+        assert!(image("K7P2Q").starts_with(b"\x89PNG\r\n\x1a\n"));
     }
 }
