@@ -229,7 +229,9 @@ fn a_paused_leader_answers_nothing_and_redis_refuses_its_late_write() {
     // the lock are B's.
     let kv = redis.cli(&["HKEYS", "credpool:{t:default}:kv"]);
     let fields = String::from_utf8_lossy(&kv.stdout).to_string();
-    assert!(fields.contains("early"), "{fields}");
+    assert!(fields.contains("t/default/p/cred/early"), "{fields}");
+    // Neither its secrets nor its record: every write of the add came
+    // after the pause, with A's old epoch.
     assert!(!fields.contains("late-write"), "{fields}");
     let epoch = redis.cli(&["GET", "credpool:{t:default}:epoch"]);
     let epoch: u64 = String::from_utf8_lossy(&epoch.stdout)

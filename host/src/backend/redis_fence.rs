@@ -267,8 +267,8 @@ impl FencedBackend {
     }
 
     /// Debug builds only: `CREDPOOL_DEBUG_WRITE_DELAY=MS:TEXT` holds a
-    /// batch with a key containing TEXT for MS before it is sent, so a
-    /// test can pause the process in the middle of a write.
+    /// batch or swap with a key containing TEXT for MS before it is sent,
+    /// so a test can pause the process in the middle of a write.
     #[cfg(debug_assertions)]
     fn debug_delay(&self, writes: &[Write]) {
         let Ok(spec) = std::env::var("CREDPOOL_DEBUG_WRITE_DELAY") else {
@@ -358,6 +358,8 @@ impl Backend for FencedBackend {
         if !self.ours(key) {
             return self.redis.compare_and_swap(key, expected, new);
         }
+        #[cfg(debug_assertions)]
+        self.debug_delay(&[Write::Delete(key.to_string())]);
         self.redis.register(&self.tenant)?;
         let epoch = self.epoch.to_string();
         let flag = |b: bool| if b { b"1".as_slice() } else { b"0".as_slice() };
