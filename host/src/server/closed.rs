@@ -32,11 +32,15 @@ impl Closing {
     }
 }
 
+/// A lease by tenant and id.
 type Key = (String, String);
+
+/// The answers kept, each with when, and their order of arrival.
+type Recent = (HashMap<Key, (Instant, Value)>, VecDeque<Key>);
 
 #[derive(Default)]
 pub struct ClosedBook {
-    recent: Mutex<(HashMap<Key, (Instant, Value)>, VecDeque<Key>)>,
+    recent: Mutex<Recent>,
 }
 
 impl ClosedBook {
