@@ -26,6 +26,7 @@ mod crash;
 mod hardening;
 mod hostile;
 mod jco_host;
+mod leadership;
 mod lifecycle;
 mod lifecycle_e2e;
 mod pace;

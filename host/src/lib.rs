@@ -17,7 +17,9 @@
 //! The public API:
 //! - [`pool`]: [`Pool`], its options and answers (the policy's answers are
 //!   checked in `pool/answers.rs` before the host acts on them).
-//! - [`backend`]: the storage trait and its engines (memory, redb, Redis).
+//! - [`backend`]: the storage trait and its engines (memory, redb, Redis),
+//!   and Redis fencing (`redis_fence`: one leader per tenant, a deposed
+//!   leader's writes refused by Redis).
 //! - [`layout`]: every stored key and how it is sealed: the on-disk format.
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.

@@ -36,6 +36,9 @@ pub struct Tenants {
     open: RwLock<HashMap<String, Tenant>>,
     /// Tenants removed while the server runs: refused until it restarts.
     removed: RwLock<HashSet<String>>,
+    /// Several servers over Redis: which tenants this one leads (their
+    /// pools live there, not in `open`).
+    pub lead: Option<Arc<super::leadership::Leadership>>,
 }
 
 impl Tenants {
@@ -44,6 +47,7 @@ impl Tenants {
         data_dir: &Path,
         config: &ConfigFile,
         mut base: PoolOptions,
+        lead: Option<Arc<super::leadership::Leadership>>,
     ) -> Result<Tenants, String> {
         if !data_dir.is_dir() {
             return Err(format!(
@@ -56,8 +60,9 @@ impl Tenants {
             crate::runtime::Runtime::builtin_cached(Some(&data_dir.join("cache")))
                 .map_err(|e| format!("cannot load the policy: {e:#}"))?;
         }
-        let backend: Arc<dyn Backend> = match &base.storage {
-            Storage::Redis { url, .. } => {
+        let backend: Arc<dyn Backend> = match (&base.storage, &lead) {
+            (_, Some(lead)) => lead.data(),
+            (Storage::Redis { url, .. }, None) => {
                 Arc::new(RedisBackend::open(url).map_err(|e| Error::Store(e.into()).to_string())?)
             }
             _ => Arc::new(
@@ -74,12 +79,23 @@ impl Tenants {
             notifiers,
             open: RwLock::new(HashMap::new()),
             removed: RwLock::new(HashSet::new()),
+            lead,
         };
-        tenants.get(&base.tenant).map_err(|e| e.message)?;
-        for name in config.tenants.keys() {
-            tenants
-                .get(name)
-                .map_err(|e| format!("tenant {name}: {}", e.message))?;
+        // Every configured tenant is opened (or, with several servers,
+        // joined for election) now, so a bad one stops the server before
+        // it listens.
+        let names: Vec<String> = std::iter::once(base.tenant.clone())
+            .chain(config.tenants.keys().filter(|n| **n != base.tenant).cloned())
+            .collect();
+        for name in names {
+            match &tenants.lead {
+                Some(lead) => lead.join(&name),
+                None => {
+                    tenants
+                        .get(&name)
+                        .map_err(|e| format!("tenant {name}: {}", e.message))?;
+                }
+            }
         }
         Ok(tenants)
     }
@@ -97,8 +113,19 @@ impl Tenants {
         &self.base.tenant
     }
 
-    /// A tenant's pool, opened on first use.
+    /// A tenant's pool, opened on first use (with several servers: only
+    /// while this one leads it).
     pub fn get(&self, tenant: &str) -> ApiResult<Tenant> {
+        if self.is_removed(tenant) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::GONE,
+                "tenant_removed",
+                format!("tenant {tenant} was removed"),
+            ));
+        }
+        if let Some(lead) = &self.lead {
+            return lead.here(tenant);
+        }
         if let Some(t) = self
             .open
             .read()
@@ -111,13 +138,14 @@ impl Tenants {
         if let Some(t) = open.get(tenant) {
             return Ok(t.clone());
         }
-        if self.is_removed(tenant) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::GONE,
-                "tenant_removed",
-                format!("tenant {tenant} was removed"),
-            ));
-        }
+        let t = self.open_pool(tenant, None)?;
+        open.insert(tenant.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// Opens `tenant`'s pool (on `backend` instead of the shared one when
+    /// given: a leader's fenced writes), not kept here.
+    pub fn open_pool(&self, tenant: &str, backend: Option<Arc<dyn Backend>>) -> ApiResult<Tenant> {
         let alerts = AlertBook::new(self.notifiers.clone());
         let mut options = self.base.clone();
         options.tenant = tenant.to_string();
@@ -134,6 +162,10 @@ impl Tenants {
                 options.component = Some(path);
             }
         }
+        if let Some(b) = backend {
+            options.storage = Storage::Shared(b);
+            options.durable_leases = true;
+        }
         let pool = Arc::new(Pool::open(options).map_err(|e| ApiError::from(config.locate(e)))?);
         let mut ro = RefresherOptions::new(config.sites.clone());
         if tenant == self.base.tenant {
@@ -144,9 +176,7 @@ impl Tenants {
             self.notifiers.attach(refresher);
         }
         tracing::info!(target: "credpool::serve", "tenant {tenant} opened");
-        let t = Tenant { pool, alerts };
-        open.insert(tenant.to_string(), t.clone());
-        Ok(t)
+        Ok(Tenant { pool, alerts })
     }
 
     fn is_removed(&self, tenant: &str) -> bool {
@@ -195,6 +225,9 @@ impl Tenants {
     }
 
     pub fn all(&self) -> Vec<(String, Tenant)> {
+        if let Some(lead) = &self.lead {
+            return lead.led();
+        }
         self.open
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -222,6 +255,9 @@ impl Tenants {
             }
         }
         self.notifiers.close(Duration::from_secs(10));
+        if let Some(lead) = &self.lead {
+            lead.stop();
+        }
         written
     }
 }
