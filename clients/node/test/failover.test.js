@@ -1,0 +1,155 @@
+// Several servers: a call moves on from a server that is down, hangs up or
+// has no leader, and acquire is not sent twice when it may have arrived.
+// The live server is real; the broken peers are a closed port, a socket
+// that reads the request and hangs up, and an HTTP peer answering 503
+// `no_leader` (what a standby says while no server leads the tenant).
+
+import test, { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { ApiError, ConnectionError, Credpool } from '../src/index.js';
+import { startServer } from './support/server.js';
+
+let server;
+let operator;
+let viewer;
+let n = 0;
+
+before(async () => {
+  server = await startServer();
+  operator = new Credpool({ addr: server.addr, token: server.tokens.operator });
+  viewer = new Credpool({ addr: server.addr, token: server.tokens.viewer });
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+/** A new site with one session credential. */
+async function oneSession() {
+  const site = `fo${process.pid}x${n++}.example`;
+  await operator.addCredential({
+    site,
+    type: 'session',
+    id: `${site}-s0`,
+    maxConcurrent: 1,
+    secrets: { cookies: [{ name: 'sid', value: 'v0' }] },
+  });
+  return site;
+}
+
+async function openLeases(site) {
+  const [s] = await viewer.stats({ site });
+  return s.open_leases;
+}
+
+/** A loopback port nothing listens on. */
+async function deadAddr() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = /** @type {net.AddressInfo} */ (srv.address());
+  await new Promise((r) => srv.close(r));
+  return `http://127.0.0.1:${port}`;
+}
+
+/** Reads each request's first line, then hangs up without an answer. */
+async function hangUpPeer() {
+  const requests = [];
+  const srv = net.createServer((sock) => {
+    sock.once('data', (d) => {
+      requests.push(d.toString('latin1').split('\r\n', 1)[0]);
+      sock.destroy();
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = /** @type {net.AddressInfo} */ (srv.address());
+  return { addr: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => srv.close(r)) };
+}
+
+/** Answers everything 503 no_leader with Retry-After: 1. */
+async function noLeaderPeer() {
+  const requests = [];
+  const srv = http.createServer((req, res) => {
+    requests.push(`${req.method} ${req.url}`);
+    req.resume();
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' });
+    res.end(JSON.stringify({ error: { code: 'no_leader', message: 'no server leads the tenant' } }));
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (srv.address());
+  return { addr: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => srv.close(r)) };
+}
+
+test('the first server dead, the second alive: every call goes through', async () => {
+  const site = await oneSession();
+  const dead = await deadAddr();
+  const pool = new Credpool({ addr: `${dead}, ${server.addr}`, token: server.tokens.crawler });
+  // Acquire too: a refused connection carried nothing.
+  const lease = await pool.acquire({ site });
+  assert.equal(lease.cookieHeader, 'sid=v0');
+  const effect = await lease.report('success');
+  assert.equal(effect.status, 'active');
+  assert.ok(pool.addr.startsWith(server.addr), pool.addr);
+  const list = new Credpool({ addr: [dead, server.addr], token: server.tokens.viewer });
+  assert.equal((await list.stats({ site }))[0].site, site);
+});
+
+test('every server dead: a ConnectionError after the failover deadline', async () => {
+  const pool = new Credpool({ addr: [await deadAddr(), await deadAddr()], token: 'cpt_unused', failoverDeadlineMs: 500 });
+  const started = Date.now();
+  await assert.rejects(pool.stats(), (e) => e instanceof ConnectionError && /ECONNREFUSED/.test(e.message) && !e.message.includes('cpt_unused'));
+  const took = Date.now() - started;
+  assert.ok(took >= 500 && took < 20_000, `${took} ms`);
+});
+
+test('an acquire that may have arrived is not sent again; report, release and reads are', async () => {
+  const site = await oneSession();
+  const peer = await hangUpPeer();
+  try {
+    const pool = new Credpool({ addr: [peer.addr, server.addr], token: server.tokens.crawler });
+    await assert.rejects(pool.acquire({ site }), ConnectionError);
+    assert.deepEqual(peer.requests, ['POST /v1/acquire HTTP/1.1']);
+    assert.equal(await openLeases(site), 0, 'the live server never saw the acquire');
+    // The next call starts on the other server.
+    const first = await pool.acquire({ site });
+    assert.equal(await openLeases(site), 1);
+
+    const again = new Credpool({ addr: [peer.addr, server.addr], token: server.tokens.crawler });
+    const effect = await again.report(first.id, { outcome: 'success' });
+    assert.equal(effect.status, 'active');
+    assert.match(peer.requests.at(-1), new RegExp(`^POST /v1/leases/${first.id}/report `));
+    assert.equal(await openLeases(site), 0);
+
+    const second = await pool.acquire({ site });
+    const third = new Credpool({ addr: [peer.addr, server.addr], token: server.tokens.crawler });
+    await third.release(second.id);
+    assert.match(peer.requests.at(-1), new RegExp(`^POST /v1/leases/${second.id}/release `));
+    assert.equal(await openLeases(site), 0);
+
+    const reader = new Credpool({ addr: [peer.addr, server.addr], token: server.tokens.viewer });
+    assert.equal((await reader.listCredentials({ site }))[0].id, `${site}-s0`);
+    assert.match(peer.requests.at(-1), /^GET \/v1\/credentials/);
+  } finally {
+    await peer.close();
+  }
+});
+
+test('503 no_leader: asked again on the next server after its Retry-After', async () => {
+  const site = await oneSession();
+  const peer = await noLeaderPeer();
+  try {
+    const pool = new Credpool({ addr: [peer.addr, server.addr], token: server.tokens.crawler });
+    const started = Date.now();
+    // The server said it did nothing: even acquire is asked again.
+    const lease = await pool.acquire({ site });
+    assert.deepEqual(peer.requests, ['POST /v1/acquire']);
+    assert.ok(Date.now() - started >= 1000, 'Retry-After: 1 was honoured');
+    await lease.report('success');
+
+    const alone = new Credpool({ addr: peer.addr, token: server.tokens.viewer, failoverDeadlineMs: 300 });
+    await assert.rejects(alone.stats(), (e) => e instanceof ApiError && e.code === 'no_leader' && e.retryAfter === 1);
+  } finally {
+    await peer.close();
+  }
+});

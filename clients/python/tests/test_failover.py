@@ -1,0 +1,209 @@
+"""Several servers: a call moves on from a server that is down, hangs up or
+has no leader, and acquire is not sent twice when it may have arrived.
+
+The live server is real; the broken peers are a closed port, a socket that
+reads the request and hangs up, and an HTTP peer answering 503
+``no_leader`` (what a standby says while no server leads the tenant)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import Live
+from test_client import add_session, site
+
+from credpool import AsyncClient, Client, ConnectionFailed, ServerError
+
+
+def dead_addr() -> str:
+    """A loopback port nothing listens on (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class HangUp:
+    """Accepts, reads the request, closes without an answer: the request
+    reached a server, which may have acted on it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.addr = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    head = conn.recv(65536).decode("latin-1")
+                except OSError:
+                    continue
+                if head:
+                    self.requests.append(head.split("\r\n", 1)[0])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class NoLeader:
+    """An HTTP peer answering every request 503 ``no_leader``."""
+
+    def __init__(self, retry_after: str = "1") -> None:
+        requests: list[str] = []
+        self.requests = requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                requests.append(f"{self.command} {self.path}")
+                n = int(self.headers.get("content-length") or 0)
+                self.rfile.read(n)
+                body = json.dumps(
+                    {"error": {"code": "no_leader", "message": "no server leads the tenant"}}
+                ).encode()
+                self.send_response(503)
+                self.send_header("content-type", "application/json")
+                self.send_header("retry-after", retry_after)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.addr = f"http://127.0.0.1:{self.http.server_address[1]}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.fixture
+def hang_up() -> Iterator[HangUp]:
+    peer = HangUp()
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
+def no_leader() -> Iterator[NoLeader]:
+    peer = NoLeader()
+    yield peer
+    peer.close()
+
+
+def test_first_server_dead_second_alive(live: Live) -> None:
+    s = site()
+    add_session(Client(live.addr, live.operator), s)
+    dead = dead_addr()
+    with Client(f"{dead}, {live.addr}", live.crawler) as pool:
+        # Acquire too: a refused connection carried nothing.
+        with pool.lease(s) as lease:
+            assert lease.cookies == {"sid": "v0"}
+            effect = lease.report("success")
+        assert effect.status == "active"
+        # The server that answered is the one later calls start on.
+        assert pool.addr.startswith(live.addr), pool.addr
+    with Client([dead, live.addr], live.viewer) as viewer:
+        assert viewer.stats(s)[0]["site"] == s
+
+
+def test_every_server_dead_fails_after_the_deadline() -> None:
+    servers = [dead_addr(), dead_addr()]
+    started = time.monotonic()
+    with (
+        Client(servers, "cpt_unused", failover_deadline=0.5) as pool,
+        pytest.raises(ConnectionFailed) as err,
+    ):
+        pool.stats()
+    took = time.monotonic() - started
+    # It went on trying for the deadline (and not for ever).
+    assert 0.5 <= took < 20, took
+    assert "ConnectError" in str(err.value)
+    assert "cpt_unused" not in str(err.value)
+
+
+def test_acquire_that_may_have_arrived_is_not_sent_again(live: Live, hang_up: HangUp) -> None:
+    s = site()
+    add_session(Client(live.addr, live.operator), s)
+    with Client([hang_up.addr, live.addr], live.crawler) as pool:
+        with pytest.raises(ConnectionFailed):
+            pool.acquire(s)
+        assert hang_up.requests == ["POST /v1/acquire HTTP/1.1"]
+        # The live server never saw it: its one credential is still free.
+        viewer = Client(live.addr, live.viewer)
+        assert viewer.stats(s)[0]["open_leases"] == 0
+        # The next call starts on the other server.
+        lease = pool.acquire(s)
+        assert viewer.stats(s)[0]["open_leases"] == 1
+    # A report is sent again: the server answers a repeat the same way.
+    with Client([hang_up.addr, live.addr], live.crawler) as pool:
+        effect = pool.report(lease.id, "success")
+        assert effect.status == "active"
+        assert hang_up.requests[-1].startswith(f"POST /v1/leases/{lease.id}/report ")
+        assert viewer.stats(s)[0]["open_leases"] == 0
+    # And every read.
+    with Client([hang_up.addr, live.addr], live.viewer) as reader:
+        assert reader.list_credentials(site=s)[0]["id"] == f"{s}-s0"
+        assert hang_up.requests[-1].startswith("GET /v1/credentials")
+
+
+def test_no_leader_is_asked_again_elsewhere_after_retry_after(
+    live: Live, no_leader: NoLeader
+) -> None:
+    s = site()
+    add_session(Client(live.addr, live.operator), s)
+    with Client([no_leader.addr, live.addr], live.crawler) as pool:
+        started = time.monotonic()
+        # The server said it did nothing: even acquire is asked again.
+        lease = pool.acquire(s)
+        assert no_leader.requests == ["POST /v1/acquire"]
+        # Retry-After: 1 was honoured before the next attempt.
+        assert time.monotonic() - started >= 1.0
+        lease.report("success")
+    with Client([no_leader.addr], live.crawler, failover_deadline=0.3) as pool:
+        with pytest.raises(ServerError) as err:
+            pool.stats()
+        assert err.value.code == "no_leader"
+        assert err.value.retry_after == 1
+
+
+def test_async_client_moves_on_too(live: Live, hang_up: HangUp) -> None:
+    s = site()
+    add_session(Client(live.addr, live.operator), s)
+
+    async def main() -> None:
+        pool = AsyncClient([dead_addr(), live.addr], live.crawler)
+        async with pool, pool.lease(s) as lease:
+            assert lease.cookies == {"sid": "v0"}
+            await lease.report("success")
+        async with AsyncClient([hang_up.addr, live.addr], live.crawler) as pool:
+            with pytest.raises(ConnectionFailed):
+                await pool.acquire(s)
+            assert hang_up.requests[-1] == "POST /v1/acquire HTTP/1.1"
+            lease = await pool.acquire(s)
+        async with AsyncClient([hang_up.addr, live.addr], live.crawler) as pool:
+            await pool.release(lease.id)
+            assert hang_up.requests[-1].startswith(f"POST /v1/leases/{lease.id}/release ")
+
+    asyncio.run(main())
+    assert Client(live.addr, live.viewer).stats(s)[0]["open_leases"] == 0
