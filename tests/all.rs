@@ -23,6 +23,7 @@ mod clients_node;
 mod clients_python;
 mod crash;
 mod hardening;
+mod leadership;
 mod lifecycle;
 mod lifecycle_e2e;
 mod pace;

@@ -89,6 +89,9 @@ impl Error {
             Error::Store(VaultError::Backend(crate::backend::BackendError::Corrupt(_))) => {
                 "store_corrupt"
             }
+            Error::Store(VaultError::Backend(crate::backend::BackendError::Fenced(_))) => {
+                "not_leader"
+            }
             Error::Store(_) => "store_unavailable",
             Error::Config(_) => "invalid_config",
             Error::Key(_) => "key",

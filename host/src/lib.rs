@@ -16,7 +16,9 @@
 //! # Layout
 //! The public API:
 //! - [`pool`]: [`Pool`], its options and answers.
-//! - [`backend`]: the storage trait and its engines (memory, redb, Redis).
+//! - [`backend`]: the storage trait and its engines (memory, redb, Redis),
+//!   and Redis fencing (`redis_fence`: one leader per tenant, a deposed
+//!   leader's writes refused by Redis).
 //! - [`layout`]: every stored key and how it is sealed: the on-disk format.
 //! - [`vault`]: a tenant's encrypted slice of a backend.
 //! - [`crypto`]: AES-256-GCM sealing, key files and key rings.
@@ -75,8 +77,8 @@ mod handles;
 mod imports;
 mod jwt;
 pub mod layout;
-pub mod limits;
 pub mod lifecycle;
+pub mod limits;
 pub mod names;
 pub mod pool;
 mod private_fs;

@@ -39,6 +39,21 @@ impl Served {
 
     /// As [`Served::start`]; `Err` with its stderr if it exited instead.
     pub fn try_start(dir: &Path, args: &[&str], log_level: Option<&str>) -> Result<Served, String> {
+        Self::try_start_env(dir, args, log_level, &[])
+    }
+
+    /// As [`Served::start`] with `env` set for the server.
+    pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+        Self::try_start_env(dir, args, None, env)
+            .unwrap_or_else(|log| panic!("serve did not start:\n{log}"))
+    }
+
+    fn try_start_env(
+        dir: &Path,
+        args: &[&str],
+        log_level: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<Served, String> {
         let mut command = Command::new(credpool_bin());
         command
             .arg("--data-dir")
@@ -58,6 +73,7 @@ impl Served {
         if let Some(level) = log_level {
             command.env("CREDPOOL_LOG", level);
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().expect("start credpool serve");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
@@ -148,6 +164,13 @@ impl Served {
             assert!(Instant::now() < until, "the server did not stop");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` and returns at once (SIGSTOP, SIGCONT).
+    pub fn send(&self, signal: rustix::process::Signal) {
+        let child = self.child.as_ref().expect("running");
+        let pid = rustix::process::Pid::from_child(child);
+        rustix::process::kill_process(pid, signal).expect("signal the server");
     }
 
     /// SIGTERM, then its exit status and whole stderr.

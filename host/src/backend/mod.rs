@@ -5,14 +5,22 @@
 
 mod memory;
 mod redb_store;
+mod redis_fence;
 mod redis_store;
 
 pub use memory::MemoryBackend;
 pub use redb_store::{DAMAGED_ADVICE, IN_USE, RedbBackend, in_guarded_call};
+pub use redis_fence::{FencedBackend, Holder};
 pub use redis_store::{RedisBackend, StoreUrl};
+
+/// Leadership of a tenant over Redis: its lock, taken, renewed, let go.
+pub mod fence {
+    pub use super::redis_fence::{epoch_key, lock_key, release, take};
+}
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 /// One change in an atomic batch.
 #[derive(Clone)]
@@ -37,6 +45,9 @@ pub enum BackendError {
     Unavailable(String),
     /// Stored bytes failed the engine's own integrity checks.
     Corrupt(String),
+    /// A write refused because this server no longer leads the tenant
+    /// (Redis holds a newer epoch or another server's lock).
+    Fenced(String),
 }
 
 impl fmt::Display for BackendError {
@@ -44,6 +55,7 @@ impl fmt::Display for BackendError {
         match self {
             BackendError::Unavailable(m) => write!(f, "store unavailable: {m}"),
             BackendError::Corrupt(m) => write!(f, "store corrupt: {m}"),
+            BackendError::Fenced(m) => write!(f, "not the leader: {m}"),
         }
     }
 }
@@ -107,6 +119,18 @@ pub trait Backend: Send + Sync {
         Err(BackendError::Unavailable(
             "this storage engine cannot write a backup file".into(),
         ))
+    }
+    /// Keeps `value` under `name` for `ttl`, outside the sorted records
+    /// (answers of closed leases, for a repeat); `false` when the engine
+    /// keeps no such values (the caller remembers in memory only).
+    fn put_expiring(&self, name: &str, value: &[u8], ttl: Duration) -> Result<bool, BackendError> {
+        let _ = (name, value, ttl);
+        Ok(false)
+    }
+    /// What [`Backend::put_expiring`] left under `name`, if not expired.
+    fn get_expiring(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let _ = name;
+        Ok(None)
     }
     /// Applies each swap whose key still holds its expected bytes; returns
     /// how many were applied. Engines that can should do it in one durable

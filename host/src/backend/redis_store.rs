@@ -12,15 +12,10 @@
 //! `appendfsync always` an acknowledged write survives a Redis crash;
 //! with `everysec`, up to a second of writes can be lost.
 //!
-//! Fencing to come (issue 15, items 2-3): a leader's batch becomes one
-//! `EVALSHA` of a script with `KEYS` = the tenant's `:kv`, `:ix` and
-//! `:epoch` (one slot, by the hash tag) and `ARGV` = the leader's epoch
-//! then the writes; the script applies them only if `:epoch` still holds
-//! that epoch, else refuses, so Redis itself drops a deposed leader's
-//! writes. The CAS script above is the same shape with one more check.
-//! A pool's flush writes only its own tenant's keys, so each batch fits
-//! one script; only the global `k/` records (key checks, key-use counts)
-//! live in the `{g}` slot.
+//! Fencing (issue 15): with several servers, a tenant's leader writes
+//! through [`super::redis_fence::FencedBackend`], whose batches are one
+//! `EVALSHA` each that Redis applies only while the leader's epoch and
+//! lock are current.
 //!
 //! The connection is synchronous (the backend trait is) and re-made after
 //! any failure, with short timeouts so a Redis that is down is an error
@@ -170,27 +165,37 @@ impl RedisBackend {
 
     /// Runs `f` on the connection, connecting first if needed; a failure
     /// drops the connection so the next call starts afresh.
-    fn run<T>(
+    pub(super) fn run<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, BackendError> {
+        self.run_raw(f)?.map_err(|e| self.failed(&e))
+    }
+
+    /// [`RedisBackend::run`] handing back Redis's own error (the caller
+    /// tells a `NOSCRIPT` from a failure); only a failed connection is a
+    /// [`BackendError`] here.
+    pub(super) fn run_raw<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<redis::RedisResult<T>, BackendError> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             *guard = Some(self.connect()?);
         }
         let conn = guard.as_mut().expect("connected above");
-        match f(conn) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                *guard = None;
-                // Redis may come back without what it had: register again.
-                self.registered
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
-                Err(self.failed(&e))
-            }
+        let result = f(conn);
+        if let Err(e) = &result
+            && e.code() != Some("NOSCRIPT")
+        {
+            *guard = None;
+            // Redis may come back without what it had: register again.
+            self.registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
         }
+        Ok(result)
     }
 
     fn connect(&self) -> Result<redis::Connection, BackendError> {
@@ -204,7 +209,7 @@ impl RedisBackend {
         Ok(conn)
     }
 
-    fn failed(&self, e: &redis::RedisError) -> BackendError {
+    pub(super) fn failed(&self, e: &redis::RedisError) -> BackendError {
         let what = if e.is_timeout() {
             "did not answer in time"
         } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() {
@@ -223,7 +228,7 @@ impl RedisBackend {
 
     /// Lists `tenant` in the registry (scans across tenants read it) before
     /// its first write. A registered tenant with no keys is harmless.
-    fn register(&self, tenant: &str) -> Result<(), BackendError> {
+    pub(super) fn register(&self, tenant: &str) -> Result<(), BackendError> {
         let known = |t: &str| {
             self.registered
                 .lock()

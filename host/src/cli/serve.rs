@@ -43,6 +43,29 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body: usize,
+    /// Several servers over one Redis (--store redis://...): this server's
+    /// URL as the other servers reach it. Turns on one leader per tenant
+    /// (a fenced lock in Redis), forwarding to the leader, and leases
+    /// stored in Redis before they are handed out.
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// How long a tenant's leadership lock lives unless renewed (renewed
+    /// every third of it): a dead leader is replaced within about twice
+    /// this.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = lock_ttl)]
+    lock_ttl: Duration,
+}
+
+/// A lock TTL: `5s`, `1500ms`; at least 300 ms, so a renewal every third
+/// of it has time to answer.
+fn lock_ttl(s: &str) -> Result<Duration, String> {
+    let d = crate::lifecycle::sites::parse_duration(s)?;
+    if d < Duration::from_millis(300) {
+        return Err(format!(
+            "{s:?} is too short for a lock TTL (at least 300ms)"
+        ));
+    }
+    Ok(d)
 }
 
 pub fn run(cli: &Cli, args: &ServeArgs) -> Result<(), Failed> {
@@ -54,6 +77,13 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<(), Failed> {
     })?;
     let config = ConfigFile::load(&cli.config)?;
     let pool = pool_options(cli, &config);
+    if let Some(url) = &args.advertise
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(usage(format!(
+            "--advertise {url:?} is not a URL like http://10.0.0.5:8700"
+        )));
+    }
     serve(ServeOptions {
         listen,
         data_dir: cli.data_dir.clone(),
@@ -73,6 +103,8 @@ pub fn run(cli: &Cli, args: &ServeArgs) -> Result<(), Failed> {
             .rate_burst
             .unwrap_or_else(|| args.rate_limit.saturating_mul(2)),
         max_body: args.max_body.max(1024),
+        advertise: args.advertise.clone(),
+        lock_ttl: args.lock_ttl,
     })
     .map_err(|m| Failed(EXIT_ERROR, m))
 }

@@ -13,6 +13,7 @@ fn store_error(e: VaultError) -> StoreError {
     match e {
         VaultError::Backend(BackendError::Unavailable(m)) => StoreError::Unavailable(m),
         VaultError::Backend(BackendError::Corrupt(m)) => StoreError::Corrupt(m),
+        VaultError::Backend(BackendError::Fenced(m)) => StoreError::Unavailable(m),
         // Names the record and what failed, never its content.
         other => StoreError::Corrupt(other.to_string()),
     }

@@ -112,7 +112,10 @@ impl Pool {
                 return Err(Error::Policy(format!("{trap:#}")));
             }
         };
-        inst.store.data_mut().commit_lazy()?;
+        if let Err(e) = inst.store.data_mut().commit_lazy() {
+            inst.poisoned = true;
+            return Err(e.into());
+        }
         self.maybe_rotate();
         let now = crate::runtime::ticks();
         if now.saturating_sub(inst.last_flush) >= FLUSH_TICKS {
@@ -148,7 +151,12 @@ impl Pool {
                 inst.poisoned = true;
                 Error::Policy(format!("{e:#}"))
             })?;
-        inst.store.data_mut().commit_lazy()?;
+        if let Err(e) = inst.store.data_mut().commit_lazy() {
+            // The policy's memory is ahead of the store (a write refused
+            // or lost): it reloads from the store on the next call.
+            inst.poisoned = true;
+            return Err(e.into());
+        }
         Ok(written?)
     }
 
@@ -167,8 +175,25 @@ impl Pool {
 
     /// Writes counters and lease changes now.
     pub fn flush(&self) -> Result<u32> {
+        self.flush_checked(false)
+    }
+
+    /// [`Pool::flush`]; with `strict`, an instance that must reload (a
+    /// write failed since the caller's call) is an error, not "nothing to
+    /// write": the caller's change may not be stored.
+    pub(super) fn flush_checked(&self, strict: bool) -> Result<u32> {
         let mut guard = self.instance.lock().unwrap_or_else(|p| p.into_inner());
         if guard.poisoned {
+            if strict {
+                return Err(Error::Store(
+                    crate::backend::BackendError::Unavailable(
+                        "a write to the store failed; the pool reloads from the store and this \
+                     change may not be stored"
+                            .into(),
+                    )
+                    .into(),
+                ));
+            }
             return Ok(0);
         }
         guard.last_flush = crate::runtime::ticks();

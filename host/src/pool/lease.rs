@@ -140,6 +140,15 @@ impl Pool {
             };
             Ok(resolve_grant(p, s, resp)?.map(|(resp, grant)| (resp, (site, grant))))
         })?;
+        if resp.lease.is_some()
+            && let Err(e) = self.lease_durable()
+        {
+            // Not stored, so not handed out: the lease is given back.
+            if let Some(l) = &resp.lease {
+                let _ = self.release(l.id);
+            }
+            return Err(e);
+        }
         self.acquired(resp, grant)
     }
 
@@ -177,6 +186,12 @@ impl Pool {
                 Err(e) => Err(e),
             })
         })?;
+        if let Err(e) = self.lease_durable() {
+            if let Some(l) = &resp.lease {
+                let _ = self.release(l.id);
+            }
+            return Err(e);
+        }
         Ok((effect, self.acquired(resp, grant)?))
     }
 

@@ -67,6 +67,11 @@ pub struct PoolOptions {
     /// Rotate the primary key after this many encryptions with it
     /// (default [`crate::crypto::ROTATE_AFTER`]; tests lower it).
     pub rotate_after: u64,
+    /// Make lease changes and reports durable before the call returns
+    /// (several servers over Redis: a new leader must know every lease
+    /// that is out). Off, they are flushed with the counters, within
+    /// [`FLUSH_INTERVAL`]. Concurrent callers share one flush.
+    pub durable_leases: bool,
 }
 
 impl PoolOptions {
@@ -92,6 +97,7 @@ impl PoolOptions {
             limits: Default::default(),
             recorder: None,
             rotate_after: crate::crypto::ROTATE_AFTER,
+            durable_leases: false,
         }
     }
 }
@@ -189,13 +195,27 @@ impl Pool {
     /// Reports how a use went; ends the lease.
     pub fn report(&self, lease: LeaseId, outcome: Outcome) -> Result<ReportEffect> {
         self.record("export.report", (lease, outcome));
-        self.call(|p, s| p.credpool_policy_pool().call_report(s, lease, outcome))
+        let effect = self.call(|p, s| p.credpool_policy_pool().call_report(s, lease, outcome))?;
+        self.lease_durable()?;
+        Ok(effect)
     }
 
     /// Ends a lease without a result.
     pub fn release(&self, lease: LeaseId) -> Result<()> {
         self.record("export.release", lease);
-        self.call(|p, s| p.credpool_policy_pool().call_release(s, lease))
+        self.call(|p, s| p.credpool_policy_pool().call_release(s, lease))?;
+        self.lease_durable()
+    }
+
+    /// With [`PoolOptions::durable_leases`], writes the lease changes
+    /// made so far (and the counters) before the answer is returned. A
+    /// caller whose change an earlier caller's flush already carried
+    /// writes nothing more.
+    pub(crate) fn lease_durable(&self) -> Result<()> {
+        if self.options.durable_leases {
+            self.flush_checked(true)?;
+        }
+        Ok(())
     }
 
     /// One credential at an access level (secrets are never in a view; use

@@ -20,7 +20,8 @@ pub async fn healthz() -> Response {
 
 /// Ready when the store is open and every tenant's policy is loaded.
 pub async fn readyz(State(s): State<Shared>) -> Response {
-    if s.ready.load(Ordering::SeqCst) && !s.tenants.all().is_empty() {
+    // A standby leads nothing and is ready all the same: it forwards.
+    if s.ready.load(Ordering::SeqCst) && (s.tenants.lead.is_some() || !s.tenants.all().is_empty()) {
         Json(json!({"status": "ready", "tenants": s.tenants.all().len()})).into_response()
     } else {
         ApiError::new(

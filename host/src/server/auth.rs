@@ -283,6 +283,27 @@ impl TokenBook {
     }
 
     /// The caller, if the request's bearer token is valid and allowed `need`.
+    /// The tenant of the token `headers` present, if known and live (no
+    /// role check, no rate limit: where a request goes, not whether it
+    /// may).
+    pub fn tenant_of(&self, headers: &HeaderMap) -> Option<String> {
+        let presented = headers
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .trim();
+        let hash = hash_hex(presented);
+        let r = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let mut found = None;
+        for rec in &r.2 {
+            if bool::from(rec.sha256.as_bytes().ct_eq(hash.as_bytes())) {
+                found = Some(rec.tenant.clone());
+            }
+        }
+        found
+    }
+
     pub fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Principal, ApiError> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
         let presented = headers

@@ -4,6 +4,7 @@
 
 use super::Shared;
 use super::auth::Need;
+use super::closed::Closing;
 use super::errors::{ApiError, ApiResult, Q, read_json};
 use crate::cli::output::{self, effect_json};
 use crate::names;
@@ -245,8 +246,12 @@ pub async fn report(
     let body: ReportBody = read_json(body, s.max_body).await?;
     let outcome = body.outcome()?;
     let pool = s.tenants.get(&who.tenant)?.pool;
-    let effect = pool.report(lease, outcome)?;
-    Ok(Json(effect_json(&id, &effect)).into_response())
+    let answer = match pool.report(lease, outcome) {
+        Ok(effect) => effect_json(&id, &effect),
+        Err(e) => return repeated(&s, &pool, &id, Closing::Report, e),
+    };
+    s.closed.keep(&pool, &id, Closing::Report, &answer);
+    Ok(Json(answer).into_response())
 }
 
 pub async fn release(
@@ -257,8 +262,29 @@ pub async fn release(
     let who = s.tokens.authorize(&headers, Need::Crawl)?;
     let lease = lease_id(&id)?;
     let pool = s.tenants.get(&who.tenant)?.pool;
-    pool.release(lease)?;
-    Ok(Json(json!({"lease": id, "released": true})).into_response())
+    if let Err(e) = pool.release(lease) {
+        return repeated(&s, &pool, &id, Closing::Release, e);
+    }
+    let answer = json!({"lease": id, "released": true});
+    s.closed.keep(&pool, &id, Closing::Release, &answer);
+    Ok(Json(answer).into_response())
+}
+
+/// A lease not found that was closed before: the first answer again,
+/// with `"repeat": true`; any other failure as it is.
+fn repeated(
+    s: &Shared,
+    pool: &crate::Pool,
+    id: &str,
+    how: Closing,
+    e: crate::Error,
+) -> ApiResult<Response> {
+    if matches!(e, crate::Error::Pool(crate::PoolError::LeaseNotFound(_)))
+        && let Some(answer) = s.closed.find(pool, id, how)
+    {
+        return Ok(Json(answer).into_response());
+    }
+    Err(e.into())
 }
 
 pub async fn report_and_acquire(

@@ -7,13 +7,21 @@
 //! Routes are in one file per area: `leases`, `credentials`, `admin`
 //! (stats, alerts, tickets, tokens), `metrics`; `auth` checks tokens and
 //! rate-limits them; `tls` serves HTTPS.
+//!
+//! Several servers over one Redis (`--advertise`): `leadership` elects one
+//! server per tenant with a fenced lock, `forward` sends a request to the
+//! tenant's leader, `closed` keeps the answers of closed leases so a
+//! repeated report or release gets the same answer.
 
 mod admin;
 pub mod alerts;
 pub mod auth;
 mod backup;
+mod closed;
 mod credentials;
 pub mod errors;
+mod forward;
+pub mod leadership;
 mod leases;
 mod lifecycle;
 mod metrics;
@@ -55,6 +63,11 @@ pub struct ServeOptions {
     pub rate_burst: u32,
     /// Largest request body, bytes.
     pub max_body: usize,
+    /// Several servers over one Redis: this server's URL as the others
+    /// reach it (turns on leadership, fencing and forwarding).
+    pub advertise: Option<String>,
+    /// The leadership lock's TTL.
+    pub lock_ttl: Duration,
 }
 
 /// What every handler shares.
@@ -66,6 +79,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub max_body: usize,
     pub ready: AtomicBool,
+    /// Answers of closed leases, for a repeated report or release.
+    pub closed: closed::ClosedBook,
 }
 
 pub type Shared = Arc<AppState>;
@@ -88,6 +103,7 @@ fn router(state: Shared) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/v1/health", get(leadership::health))
         .route("/v1/acquire", post(leases::acquire))
         .route("/v1/leases/{id}/report", post(leases::report))
         .route("/v1/leases/{id}/release", post(leases::release))
@@ -126,6 +142,10 @@ fn router(state: Shared) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::route,
         ))
         .with_state(state)
 }
@@ -173,12 +193,23 @@ async fn run(
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let tokens = TokenBook::open(&options.data_dir, options.rate_limit, options.rate_burst)?;
+    let lead = tokio::task::block_in_place(|| leadership_of(&options))?;
     let tenants = tokio::task::block_in_place(|| {
-        Tenants::open(&options.data_dir, &options.config, options.pool.clone())
+        Tenants::open(
+            &options.data_dir,
+            &options.config,
+            options.pool.clone(),
+            lead.clone(),
+        )
     })?;
     for t in tokens.tenants() {
-        let tenants = &tenants;
-        tokio::task::block_in_place(|| tenants.get(&t)).map_err(|e| e.message)?;
+        match &lead {
+            Some(lead) => lead.join(&t),
+            None => {
+                let tenants = &tenants;
+                tokio::task::block_in_place(|| tenants.get(&t)).map_err(|e| e.message)?;
+            }
+        }
     }
     let state = Arc::new(AppState {
         tokens,
@@ -187,7 +218,11 @@ async fn run(
         metrics: metrics::Metrics::new(),
         max_body: options.max_body,
         ready: AtomicBool::new(true),
+        closed: closed::ClosedBook::default(),
     });
+    if let Some(lead) = &lead {
+        lead.start(&state);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = lifecycle::start(state.clone(), stop.clone(), options.interval);
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -220,6 +255,27 @@ async fn run(
     let written = tokio::task::block_in_place(|| state.tenants.close());
     eprintln!("credpool: stopped; {written} records flushed");
     Ok(())
+}
+
+/// With `--advertise` over a Redis store: this server's leadership.
+fn leadership_of(options: &ServeOptions) -> Result<Option<Arc<leadership::Leadership>>, String> {
+    let Some(node) = &options.advertise else {
+        return Ok(None);
+    };
+    let crate::pool::Storage::Redis { url, .. } = &options.pool.storage else {
+        return Err(
+            "--advertise is for several servers over one Redis: give --store redis://...".into(),
+        );
+    };
+    let data = crate::backend::RedisBackend::open(url)
+        .map_err(|e| crate::error::Error::Store(e.into()).to_string())?;
+    let lead = leadership::Leadership::new(
+        node.trim_end_matches('/').to_string(),
+        options.lock_ttl,
+        url,
+        Arc::new(data),
+    )?;
+    Ok(Some(Arc::new(lead)))
 }
 
 async fn shutdown_signal() {

@@ -31,6 +31,9 @@ pub struct Tenants {
     pub answer_dir: PathBuf,
     notifiers: Arc<Notifiers>,
     open: RwLock<HashMap<String, Tenant>>,
+    /// Several servers over Redis: which tenants this one leads (their
+    /// pools live there, not in `open`).
+    pub lead: Option<Arc<super::leadership::Leadership>>,
 }
 
 impl Tenants {
@@ -39,6 +42,7 @@ impl Tenants {
         data_dir: &Path,
         config: &ConfigFile,
         mut base: PoolOptions,
+        lead: Option<Arc<super::leadership::Leadership>>,
     ) -> Result<Tenants, String> {
         if !data_dir.is_dir() {
             return Err(format!(
@@ -51,8 +55,9 @@ impl Tenants {
             crate::runtime::Runtime::builtin_cached(Some(&data_dir.join("cache")))
                 .map_err(|e| format!("cannot load the policy: {e:#}"))?;
         }
-        let backend: Arc<dyn Backend> = match &base.storage {
-            Storage::Redis { url, .. } => {
+        let backend: Arc<dyn Backend> = match (&base.storage, &lead) {
+            (_, Some(lead)) => lead.data(),
+            (Storage::Redis { url, .. }, None) => {
                 Arc::new(RedisBackend::open(url).map_err(|e| Error::Store(e.into()).to_string())?)
             }
             _ => Arc::new(
@@ -68,8 +73,14 @@ impl Tenants {
             answer_dir: data_dir.join(ANSWER_DIR),
             notifiers,
             open: RwLock::new(HashMap::new()),
+            lead,
         };
-        tenants.get(&base.tenant).map_err(|e| e.message)?;
+        match &tenants.lead {
+            Some(lead) => lead.join(&base.tenant),
+            None => {
+                tenants.get(&base.tenant).map_err(|e| e.message)?;
+            }
+        }
         Ok(tenants)
     }
 
@@ -86,8 +97,12 @@ impl Tenants {
         &self.base.tenant
     }
 
-    /// A tenant's pool, opened on first use.
+    /// A tenant's pool, opened on first use (with several servers: only
+    /// while this one leads it).
     pub fn get(&self, tenant: &str) -> ApiResult<Tenant> {
+        if let Some(lead) = &self.lead {
+            return lead.here(tenant);
+        }
         if let Some(t) = self
             .open
             .read()
@@ -100,10 +115,22 @@ impl Tenants {
         if let Some(t) = open.get(tenant) {
             return Ok(t.clone());
         }
+        let t = self.open_pool(tenant, None)?;
+        open.insert(tenant.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// Opens `tenant`'s pool (on `backend` instead of the shared one when
+    /// given: a leader's fenced writes), not kept here.
+    pub fn open_pool(&self, tenant: &str, backend: Option<Arc<dyn Backend>>) -> ApiResult<Tenant> {
         let alerts = AlertBook::new(self.notifiers.clone());
         let mut options = self.base.clone();
         options.tenant = tenant.to_string();
         options.events = alerts.clone();
+        if let Some(b) = backend {
+            options.storage = Storage::Shared(b);
+            options.durable_leases = true;
+        }
         let pool =
             Arc::new(Pool::open(options).map_err(|e| ApiError::from(self.config.locate(e)))?);
         let mut ro = RefresherOptions::new(self.config.sites.clone());
@@ -115,12 +142,13 @@ impl Tenants {
             self.notifiers.attach(refresher);
         }
         tracing::info!(target: "credpool::serve", "tenant {tenant} opened");
-        let t = Tenant { pool, alerts };
-        open.insert(tenant.to_string(), t.clone());
-        Ok(t)
+        Ok(Tenant { pool, alerts })
     }
 
     pub fn all(&self) -> Vec<(String, Tenant)> {
+        if let Some(lead) = &self.lead {
+            return lead.led();
+        }
         self.open
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -148,6 +176,9 @@ impl Tenants {
             }
         }
         self.notifiers.close(Duration::from_secs(10));
+        if let Some(lead) = &self.lead {
+            lead.stop();
+        }
         written
     }
 }
