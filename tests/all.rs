@@ -22,6 +22,7 @@ mod clients_cli;
 mod clients_node;
 mod clients_python;
 mod crash;
+mod failover;
 mod hardening;
 mod leadership;
 mod lifecycle;

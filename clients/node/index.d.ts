@@ -78,7 +78,7 @@ export interface CredpoolOptions {
   /**
    * How long (ms) one call goes on trying the next server while servers are
    * down or without a leader; default 30000. Acquire is sent again only when
-   * no server can have received it, or one said it did nothing.
+   * no server can have received it (connection refused).
    */
   failoverDeadlineMs?: number;
   /** Answer checks; default `defaultChecks` (captcha pages, logouts). */

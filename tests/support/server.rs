@@ -137,11 +137,6 @@ impl Served {
         )
     }
 
-    /// The process id, to pause it (SIGSTOP) and resume it.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

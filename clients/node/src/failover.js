@@ -11,14 +11,14 @@
 // may have received it: report and release (the server answers a repeat
 // with the same effect) and every read. Acquire takes a lease, so it is
 // sent again only when nothing reached a server (connection refused, no
-// connection in time) or the server said it did nothing (`no_leader` /
-// `not_leader`): a connection broken after the request went out may have
-// left a lease behind, and the error is thrown instead.
+// connection in time): a connection broken after the request went out may
+// have left a lease behind, and so may a 503 `no_leader` from a standby
+// whose forward to the leader was cut; the error is thrown instead.
 
 const MAX_PAUSE_MS = 2_000;
 const FIRST_PAUSE_MS = 50;
-/** The server's own word that it applied nothing: no leader just now. */
-const NOT_APPLIED_CODES = new Set(['no_leader', 'not_leader']);
+/** No server leads the tenant just now (the call may still have been applied). */
+const NO_LEADER_CODES = new Set(['no_leader', 'not_leader']);
 /** Connection errors raised before a byte of the request was written. */
 const NOT_SENT_CODES = new Set([
   'ECONNREFUSED',
@@ -118,7 +118,12 @@ class Attempts {
 
   /** As afterTransportError, for a refusal (an ApiError). */
   afterRefusal(e) {
-    if (!(e.status === 503 && NOT_APPLIED_CODES.has(e.code))) return null;
+    if (!(e.status === 503 && NO_LEADER_CODES.has(e.code))) return null;
+    if (!this.idempotent) {
+      // Not sent again, but the next call starts on another server.
+      this.servers.failed(this.index);
+      return null;
+    }
     return this.#next(e.retryAfter ?? null);
   }
 

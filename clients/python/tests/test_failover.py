@@ -167,24 +167,32 @@ def test_acquire_that_may_have_arrived_is_not_sent_again(live: Live, hang_up: Ha
         assert hang_up.requests[-1].startswith("GET /v1/credentials")
 
 
-def test_no_leader_is_asked_again_elsewhere_after_retry_after(
+def test_no_leader_reads_go_on_elsewhere_after_retry_after_acquire_does_not(
     live: Live, no_leader: NoLeader
 ) -> None:
     s = site()
     add_session(Client(live.addr, live.operator), s)
-    with Client([no_leader.addr, live.addr], live.crawler) as pool:
+    with Client([no_leader.addr, live.addr], live.viewer) as viewer:
         started = time.monotonic()
-        # The server said it did nothing: even acquire is asked again.
-        lease = pool.acquire(s)
-        assert no_leader.requests == ["POST /v1/acquire"]
+        assert viewer.stats(s)[0]["site"] == s
+        assert no_leader.requests == [f"GET /v1/stats?site={s}"]
         # Retry-After: 1 was honoured before the next attempt.
         assert time.monotonic() - started >= 1.0
-        lease.report("success")
-    with Client([no_leader.addr], live.crawler, failover_deadline=0.3) as pool:
+    # A standby says no_leader also when its forward was cut after it was
+    # sent: an acquire may have been applied, so it is not sent again.
+    with Client([no_leader.addr, live.addr], live.crawler) as pool:
         with pytest.raises(ServerError) as err:
-            pool.stats()
+            pool.acquire(s)
         assert err.value.code == "no_leader"
         assert err.value.retry_after == 1
+        assert Client(live.addr, live.viewer).stats(s)[0]["open_leases"] == 0
+        # The next call starts on the other server.
+        lease = pool.acquire(s)
+        lease.report("success")
+    with Client([no_leader.addr], live.viewer, failover_deadline=0.3) as alone:
+        with pytest.raises(ServerError) as err:
+            alone.stats()
+        assert err.value.code == "no_leader"
 
 
 def test_async_client_moves_on_too(live: Live, hang_up: HangUp) -> None:

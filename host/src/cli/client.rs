@@ -12,9 +12,11 @@
 //! answer's `Retry-After`), for up to `--failover-deadline` seconds. Only a
 //! call that cannot take effect twice is sent again once a server may have
 //! received it: every GET, and report and release (the server answers a
-//! repeat with the first effect). Any other call (acquire, add, import,
-//! ...) is sent again only when no server can have received it (the
-//! connection was refused) or the server said it did nothing.
+//! repeat with the first effect), also after a 503 `no_leader`. Any other
+//! call (acquire, add, import, ...) is sent again only when no server can
+//! have received it (the connection was refused): a standby answers
+//! `no_leader` also when its forward to the leader was cut, so the call
+//! may have been applied.
 
 use super::{EXIT_ERROR, Failed};
 use reqwest::{Method, StatusCode, Url};
@@ -26,8 +28,8 @@ use zeroize::Zeroizing;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
-/// The server's own word that it applied nothing: no leader just now.
-const NOT_APPLIED_CODES: [&str; 2] = ["no_leader", "not_leader"];
+/// No server leads the tenant just now.
+const NO_LEADER_CODES: [&str; 2] = ["no_leader", "not_leader"];
 /// An import of a large file, or a login-heavy acquire, may take a while.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -142,13 +144,14 @@ fn idempotent(method: &Method, segments: &[&str]) -> bool {
             && matches!(segments, ["v1", "leases", _, "report" | "release"]))
 }
 
-/// A 503 that says no server leads the tenant: nothing was applied.
-fn refused_unapplied(status: StatusCode, body: &[u8]) -> bool {
+/// A 503 that says no server leads the tenant (the call may have been
+/// applied all the same: a standby's forward cut after sending).
+fn no_leader(status: StatusCode, body: &[u8]) -> bool {
     status == StatusCode::SERVICE_UNAVAILABLE
         && serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
-            .is_some_and(|c| NOT_APPLIED_CODES.contains(&c.as_str()))
+            .is_some_and(|c| NO_LEADER_CODES.contains(&c.as_str()))
 }
 
 impl Remote {
@@ -311,7 +314,7 @@ impl Remote {
             let retry_after = match self.attempt(&self.servers[at], &method, segments, query, &body)
             {
                 Attempt::Answered(status, retry_after, bytes) => {
-                    if !refused_unapplied(status, &bytes) {
+                    if !(may_repeat && no_leader(status, &bytes)) {
                         return Ok((status, retry_after, bytes));
                     }
                     if started.elapsed() >= self.failover_deadline {

@@ -8,13 +8,13 @@ the next server, after a pause that doubles from 50 ms to ``MAX_PAUSE``
 (or the answer's ``Retry-After``), until ``failover_deadline`` seconds have
 passed since its first attempt.
 
-Only a call that cannot be applied twice is sent again after the server may
+Only a call that cannot be applied twice is sent again after a server may
 have received it: report and release (the server answers a repeat with the
 same effect), and every read. Acquire takes a lease, so it is sent again
 only when nothing reached a server (connection refused, or no connection in
-time) or when the server said it did nothing (``no_leader`` /
-``not_leader``): a broken connection after the request went out may have
-left a lease behind, and the error is raised instead.
+time): a broken connection after the request went out may have left a lease
+behind, and so may a 503 ``no_leader`` from a standby whose forward to the
+leader was cut; the error is raised instead.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from .errors import ApiError, CredpoolError
 
 MAX_PAUSE = 2.0
 FIRST_PAUSE = 0.05
-# The server's own word that it applied nothing: no server leads the tenant.
-NOT_APPLIED_CODES = frozenset({"no_leader", "not_leader"})
+# No server leads the tenant just now (a standby says no_leader also when its
+# forward to the leader was cut: the call may have been applied).
+NO_LEADER_CODES = frozenset({"no_leader", "not_leader"})
 
 
 def parse_servers(addr: str | Iterable[str]) -> list[str]:
@@ -56,8 +57,8 @@ def nothing_sent(e: httpx.HTTPError) -> bool:
     return isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
-def refused_unapplied(e: ApiError) -> bool:
-    return e.status == 503 and e.code in NOT_APPLIED_CODES
+def no_leader(e: ApiError) -> bool:
+    return e.status == 503 and e.code in NO_LEADER_CODES
 
 
 @dataclass
@@ -103,7 +104,11 @@ class Attempts:
 
     def after_refusal(self, e: ApiError) -> float | None:
         """As :meth:`after_transport_error`, for an API error."""
-        if not refused_unapplied(e):
+        if not no_leader(e):
+            return None
+        if not self._idempotent:
+            # Not sent again, but the next call starts on another server.
+            self._servers.failed(self._index)
             return None
         return self._next(e.retry_after)
 
