@@ -14,7 +14,10 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import harness
+import httpx
 import pytest
 from conftest import Live
 from test_client import add_session, site
@@ -215,3 +218,89 @@ def test_async_client_moves_on_too(live: Live, hang_up: HangUp) -> None:
 
     asyncio.run(main())
     assert Client(live.addr, live.viewer).stats(s)[0]["open_leases"] == 0
+
+
+def test_a_server_killed_mid_run(tmp_path: Path) -> None:
+    """Two ``credpool serve`` over one Redis; the leader is SIGKILLed while a
+    crawler loops: its reports all get through (a standby takes over and
+    answers a repeat as the first), and leases go on after the kill."""
+    redis = harness.Redis(tmp_path)
+    data = tmp_path / "data"
+    harness.run(data, "init")
+    config = tmp_path / "credpool.toml"
+    config.write_text("")
+    crawler, operator = harness.token(data, "crawler"), harness.token(data, "operator")
+    nodes: list[harness.Server] = []
+    try:
+        for _ in range(2):
+            port = harness.free_port()
+            url = f"http://127.0.0.1:{port}"
+            extra = ("--store", redis.url, "--advertise", url, "--lock-ttl", "1s")
+            nodes.append(
+                harness.Server(
+                    data, config, interval_ms=100, listen=f"127.0.0.1:{port}", extra=extra
+                )
+            )
+        addrs = [n.addr for n in nodes]
+
+        def leader() -> int | None:
+            for i, n in enumerate(nodes):
+                if n.proc.poll() is not None:
+                    continue
+                try:
+                    h = httpx.get(f"{n.addr}/v1/health", timeout=2).json()
+                except httpx.HTTPError:
+                    continue
+                if h["tenants"].get("default", {}).get("leader"):
+                    return i
+            return None
+
+        deadline = time.monotonic() + 30
+        while (first := leader()) is None:
+            assert time.monotonic() < deadline, "no leader"
+            time.sleep(0.1)
+        s = site()
+        add_session(Client(addrs, operator), s, n=4)
+
+        reported: list[str] = []
+        acquire_errors: list[str] = []
+        stop = threading.Event()
+
+        def crawl() -> None:
+            with Client(addrs, crawler, failover_deadline=30, timeout=5) as pool:
+                while not stop.is_set():
+                    try:
+                        lease = pool.acquire(s, wait=10)
+                    except ConnectionFailed:
+                        # Not sent again when it may have been applied.
+                        acquire_errors.append("connection")
+                        continue
+                    except ServerError as e:
+                        acquire_errors.append(e.code)
+                        time.sleep(e.retry_after or 1)
+                        continue
+                    lease.report("success")
+                    reported.append(lease.id)
+
+        worker = threading.Thread(target=crawl)
+        worker.start()
+        time.sleep(1.5)
+        before = len(reported)
+        nodes[first].kill()
+        time.sleep(5)
+        stop.set()
+        worker.join(60)
+        assert not worker.is_alive()
+        after = len(reported) - before
+        assert before > 0 and after > 0, (before, after, acquire_errors)
+        # Every report acknowledged is counted by the pool that leads now.
+        viewer = harness.token(data, "viewer")
+        views = Client(addrs, viewer).list_credentials(site=s, level="internal")
+        assert sum(v["success_count"] for v in views) >= len(reported)
+        # What an acquire may meet while no server leads: nothing else.
+        assert set(acquire_errors) <= {"connection", "no_leader", "not_leader"}, acquire_errors
+    finally:
+        for n in nodes:
+            if n.proc.poll() is None:
+                n.stop()
+        redis.stop()
