@@ -8,8 +8,12 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { ApiError, ConnectionError, Credpool } from '../src/index.js';
-import { startServer } from './support/server.js';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiError, ConnectionError, Credpool, sleep } from '../src/index.js';
+import { cli, serve, startServer } from './support/server.js';
 
 let server;
 let operator;
@@ -160,3 +164,102 @@ test('503 no_leader: reads go to the next server after its Retry-After; acquire 
     await peer.close();
   }
 });
+
+test('a server killed mid-run: reports get through, leases go on', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'credpool-node-fo-'));
+  const rport = await freePort();
+  const redis = spawn('redis-server', ['--port', String(rport), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const nodes = [];
+  try {
+    for (let i = 0; i < 50; i++) {
+      if (await canConnect(rport)) break;
+      await sleep(100);
+    }
+    writeFileSync(join(dir, 'credpool.toml'), '');
+    cli(dir, ['init']);
+    for (let i = 0; i < 2; i++) {
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      nodes.push(await serve(dir, join(dir, 'credpool.toml'), ['--store', `redis://127.0.0.1:${rport}/0`, '--advertise', url, '--lock-ttl', '1s', '--listen', `127.0.0.1:${port}`]));
+    }
+    const addrs = nodes.map((n) => n.addr);
+    const leader = async () => {
+      for (const [i, n] of nodes.entries()) {
+        if (n.killed) continue;
+        try {
+          const h = await (await fetch(`${n.addr}/v1/health`)).json();
+          if (h.tenants?.default?.leader) return i;
+        } catch {
+          // not answering
+        }
+      }
+      return null;
+    };
+    let first = null;
+    for (let i = 0; i < 300 && first === null; i++) {
+      first = await leader();
+      if (first === null) await sleep(100);
+    }
+    assert.notEqual(first, null, 'no leader');
+    const site = `killed${process.pid}.example`;
+    const op = new Credpool({ addr: addrs, token: nodes[0].tokens.operator });
+    for (let i = 0; i < 4; i++) {
+      await op.addCredential({ site, type: 'session', id: `${site}-${i}`, maxConcurrent: 1, secrets: { cookies: [{ name: 'sid', value: `v${i}` }] } });
+    }
+    const pool = new Credpool({ addr: addrs, token: nodes[0].tokens.crawler, timeoutMs: 5_000 });
+    const reported = [];
+    const acquireErrors = [];
+    let stop = false;
+    const crawl = (async () => {
+      while (!stop) {
+        let lease;
+        try {
+          lease = await pool.acquire({ site }, { maxWaitMs: 10_000 });
+        } catch (e) {
+          // Not sent again when it may have been applied.
+          acquireErrors.push(e instanceof ApiError ? e.code : 'connection');
+          await sleep(e instanceof ApiError ? 1000 : 50);
+          continue;
+        }
+        await lease.report('success');
+        reported.push(lease.id);
+      }
+    })();
+    await sleep(1500);
+    const before = reported.length;
+    nodes[first].killed = true;
+    nodes[first].kill();
+    await sleep(5000);
+    stop = true;
+    await crawl;
+    assert.ok(before > 0 && reported.length > before, `${before} then ${reported.length}: ${acquireErrors}`);
+    for (const code of acquireErrors) assert.ok(['connection', 'no_leader', 'not_leader'].includes(code), code);
+    const viewer = new Credpool({ addr: addrs, token: nodes[0].tokens.viewer });
+    const views = await viewer.listCredentials({ site, level: 'internal' });
+    const counted = views.reduce((n, v) => n + v.success_count, 0);
+    assert.ok(counted >= reported.length, `${counted} stored, ${reported.length} acknowledged`);
+  } finally {
+    for (const n of nodes) if (!n.killed) await n.stop();
+    redis.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function freePort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = /** @type {net.AddressInfo} */ (srv.address());
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
