@@ -207,7 +207,11 @@ fn worker(id: usize, c: &Cluster, stop: &AtomicBool, records: &Mutex<Records>) {
             .as_str()
             .expect("credential id")
             .to_string();
-        let outcome = if n % 5 == 0 { "network" } else { "success" };
+        let outcome = if n.is_multiple_of(5) {
+            "network"
+        } else {
+            "success"
+        };
         let report_sent = Instant::now();
         let path = format!("/v1/leases/{lease_id}/report");
         let mut acknowledged = false;
