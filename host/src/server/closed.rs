@@ -36,6 +36,7 @@ type Key = (String, String);
 
 #[derive(Default)]
 pub struct ClosedBook {
+    #[allow(clippy::type_complexity)]
     recent: Mutex<(HashMap<Key, (Instant, Value)>, VecDeque<Key>)>,
 }
 
