@@ -230,6 +230,7 @@ def test_a_server_killed_mid_run(tmp_path: Path) -> None:
     config = tmp_path / "credpool.toml"
     config.write_text("")
     crawler, operator = harness.token(data, "crawler"), harness.token(data, "operator")
+    viewer = harness.token(data, "viewer")
     nodes: list[harness.Server] = []
     try:
         for _ in range(2):
@@ -294,7 +295,6 @@ def test_a_server_killed_mid_run(tmp_path: Path) -> None:
         after = len(reported) - before
         assert before > 0 and after > 0, (before, after, acquire_errors)
         # Every report acknowledged is counted by the pool that leads now.
-        viewer = harness.token(data, "viewer")
         views = Client(addrs, viewer).list_credentials(site=s, level="internal")
         assert sum(v["success_count"] for v in views) >= len(reported)
         # What an acquire may meet while no server leads: nothing else.
