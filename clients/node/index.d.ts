@@ -66,12 +66,21 @@ export interface Answer {
 export type Check = (answer: Answer) => Outcome | { outcome: Outcome; retryAfter?: number } | null | undefined;
 
 export interface CredpoolOptions {
-  /** `http://host:port`; default CREDPOOL_ADDR. */
-  addr?: string;
+  /**
+   * `http://host:port`, or several servers of one deployment (an array, or
+   * URLs separated by commas) tried in turn; default CREDPOOL_ADDR.
+   */
+  addr?: string | readonly string[];
   /** API token; default CREDPOOL_TOKEN. */
   token?: string;
   /** Per call; default 30000. */
   timeoutMs?: number;
+  /**
+   * How long (ms) one call goes on trying the next server while servers are
+   * down or without a leader; default 30000. Acquire is sent again only when
+   * no server can have received it (connection refused).
+   */
+  failoverDeadlineMs?: number;
   /** Answer checks; default `defaultChecks` (captcha pages, logouts). */
   checks?: readonly Check[];
   fetch?: typeof fetch;

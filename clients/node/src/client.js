@@ -4,6 +4,7 @@
 
 import { ApiError, ConnectionError, NoCredentialAvailable, NotFoundError, apiError } from './errors.js';
 import { Lease } from './lease.js';
+import { Servers, parseServers } from './failover.js';
 import { defaultChecks, isNetworkError, parseRetryAfter } from './outcome.js';
 
 const INSPECT = Symbol.for('nodejs.util.inspect.custom');
@@ -13,37 +14,31 @@ const INSPECT = Symbol.for('nodejs.util.inspect.custom');
  *            ttlSeconds?: number, preferFresh?: boolean, level?: 'public'|'internal'|'sensitive'}} AcquireRequest
  * @typedef {{outcome: import('./outcome.js').Outcome, httpStatus?: number | null,
  *            retryAfter?: number | null}} Report
- * @typedef {{addr?: string, token?: string, timeoutMs?: number,
+ * @typedef {{addr?: string | readonly string[], token?: string, timeoutMs?: number, failoverDeadlineMs?: number,
  *            checks?: readonly import('./outcome.js').Check[], fetch?: typeof fetch}} CredpoolOptions
  */
 
 export class Credpool {
   #token;
   #fetch;
+  /** @type {Servers} */
+  #servers;
 
   /**
    * @param {CredpoolOptions} [options] `addr` and `token` default to
    * CREDPOOL_ADDR and CREDPOOL_TOKEN; `addr` is `http://host:port` (a bare
-   * `host:port` means http); `checks` classify answers before their status
-   * (default: captcha pages and logouts).
+   * `host:port` means http), or several servers of one deployment (an array,
+   * or URLs separated by commas) tried in turn when one is down or has no
+   * leader, for up to `failoverDeadlineMs` (default 30000) per call (see
+   * failover.js); `checks` classify answers before their status (default:
+   * captcha pages and logouts).
    */
   constructor(options = {}) {
     const addr = options.addr ?? process.env.CREDPOOL_ADDR;
     const token = options.token ?? process.env.CREDPOOL_TOKEN;
-    if (!addr) throw new TypeError('credpool: no server address (pass addr or set CREDPOOL_ADDR, e.g. http://127.0.0.1:8700)');
+    if (!addr || addr.length === 0) throw new TypeError('credpool: no server address (pass addr or set CREDPOOL_ADDR, e.g. http://127.0.0.1:8700)');
     if (!token) throw new TypeError('credpool: no API token (pass token or set CREDPOOL_TOKEN; `credpool token create --role crawler` makes one)');
-    const base = /^[a-z]+:\/\//i.test(addr) ? addr : `http://${addr}`;
-    let url;
-    try {
-      url = new URL(base);
-    } catch {
-      throw new TypeError('credpool: the server address is not a URL like http://127.0.0.1:8700');
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new TypeError('credpool: the server address must be http:// or https://');
-    }
-    /** The server's base URL. */
-    this.addr = url.origin;
+    this.#servers = new Servers(parseServers(addr), options.failoverDeadlineMs ?? 30_000);
     this.#token = String(token);
     this.#fetch = options.fetch ?? globalThis.fetch;
     /** Milliseconds before a call to the server is given up. */
@@ -58,10 +53,36 @@ export class Credpool {
    * the server is not reached.
    * @param {string} method
    * @param {string} path
-   * @param {{json?: unknown, text?: string, query?: Record<string, unknown>}} [opts]
+   * @param {{json?: unknown, text?: string, query?: Record<string, unknown>, idempotent?: boolean}} [opts]
+   * `idempotent`: may be sent again after a server may have received it
+   * (default: GETs only).
    */
   async #call(method, path, opts = {}) {
-    const url = new URL(path, this.addr);
+    const attempts = this.#servers.attempts(opts.idempotent ?? method === 'GET');
+    for (;;) {
+      const server = attempts.server();
+      let pause;
+      try {
+        return await this.#callOn(server, method, path, opts);
+      } catch (e) {
+        if (e instanceof ConnectionError && e.transport) pause = attempts.afterTransportError(e.transport);
+        else if (e instanceof ApiError) pause = attempts.afterRefusal(e);
+        else pause = null;
+        if (pause === null) throw e;
+      }
+      await sleep(pause);
+    }
+  }
+
+  /**
+   * One attempt of a call on `server`.
+   * @param {string} server
+   * @param {string} method
+   * @param {string} path
+   * @param {{json?: unknown, text?: string, query?: Record<string, unknown>}} opts
+   */
+  async #callOn(server, method, path, opts) {
+    const url = new URL(path, server);
     for (const [k, v] of Object.entries(opts.query ?? {})) {
       if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
     }
@@ -82,13 +103,13 @@ export class Credpool {
     try {
       res = await this.#fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (e) {
-      throw new ConnectionError(`cannot reach the credpool server at ${this.addr} (${method} ${url.pathname}): ${describe(e)}`);
+      throw transportError(`cannot reach the credpool server at ${server} (${method} ${url.pathname}): ${describe(e)}`, e);
     }
     let text;
     try {
       text = await res.text();
     } catch (e) {
-      throw new ConnectionError(`the credpool server at ${this.addr} broke off its answer to ${method} ${url.pathname}: ${describe(e)}`);
+      throw transportError(`the credpool server at ${server} broke off its answer to ${method} ${url.pathname}: ${describe(e)}`, e);
     }
     const type = res.headers.get('content-type') ?? '';
     let data = text;
@@ -96,7 +117,7 @@ export class Credpool {
       try {
         data = JSON.parse(text);
       } catch {
-        throw new ConnectionError(`the credpool server at ${this.addr} answered ${method} ${url.pathname} with invalid JSON`);
+        throw new ConnectionError(`the credpool server at ${server} answered ${method} ${url.pathname} with invalid JSON`);
       }
     }
     const retryAfter = parseRetryAfter(res.headers.get('retry-after'));
@@ -163,15 +184,17 @@ export class Credpool {
    * @param {Report} report
    */
   async report(leaseId, report) {
+    // A repeat gets the first report's effect ("repeat": true).
     const { data } = await this.#call('POST', `/v1/leases/${encodeURIComponent(leaseId)}/report`, {
       json: reportBody(report),
+      idempotent: true,
     });
     return effect(data);
   }
 
   /** Gives a lease back unused, by id. @param {string} leaseId */
   async release(leaseId) {
-    const { data } = await this.#call('POST', `/v1/leases/${encodeURIComponent(leaseId)}/release`);
+    const { data } = await this.#call('POST', `/v1/leases/${encodeURIComponent(leaseId)}/release`, { idempotent: true });
     return { lease: String(data.lease), released: data.released === true };
   }
 
@@ -346,6 +369,12 @@ export class Credpool {
     return (await this.#call('DELETE', `/v1/tokens/${encodeURIComponent(id)}`)).data;
   }
 
+  /** The servers, comma-separated, the one in use first. */
+  get addr() {
+    const { urls, current } = this.#servers;
+    return [...urls.slice(current), ...urls.slice(0, current)].join(',');
+  }
+
   toJSON() {
     return { addr: this.addr, token: '[hidden]' };
   }
@@ -432,6 +461,13 @@ function describe(e) {
     parts.push(x.code ?? x.name ?? 'error');
   }
   return `${parts.join(' <- ')}${isNetworkError(e) ? '' : ' (not a connection error)'}`;
+}
+
+/** A ConnectionError that keeps the fetch error, to tell whether it was sent. */
+function transportError(message, cause) {
+  const err = new ConnectionError(message);
+  Object.defineProperty(err, 'transport', { value: cause, enumerable: false });
+  return err;
 }
 
 /** @param {number} ms */

@@ -59,7 +59,14 @@ def token(data: Path, role: str) -> str:
 class Server:
     """``credpool serve`` on 127.0.0.1, a free port."""
 
-    def __init__(self, data: Path, config: Path, interval_ms: int = 200) -> None:
+    def __init__(
+        self,
+        data: Path,
+        config: Path,
+        interval_ms: int = 200,
+        listen: str = "127.0.0.1:0",
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.log = data.parent / f"serve-{time.monotonic_ns()}.log"
         self._log = self.log.open("w")
         self.proc = subprocess.Popen(
@@ -71,9 +78,10 @@ class Server:
                 str(config),
                 "serve",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--interval-ms",
                 str(interval_ms),
+                *extra,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -93,6 +101,12 @@ class Server:
                 self.stop()
                 raise AssertionError(f"credpool serve did not start:\n{text}")
             time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, nothing flushed or handed over."""
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -163,3 +177,45 @@ def wait_logged_in(addr: str, viewer: str, site: str, accounts: int, limit: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"only {active} of {accounts} accounts logged in: {r.json()}")
         time.sleep(0.2)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Redis:
+    """A ``redis-server`` of the test's own on a free loopback port."""
+
+    def __init__(self, dir: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+                *("--appendonly", "no", "--dir", str(dir)),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        import socket
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError("redis-server did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

@@ -56,8 +56,25 @@ pub(super) struct Cli {
     /// A running `credpool serve` to go through (e.g. http://127.0.0.1:8700)
     /// instead of opening the store: acquire, report, release, list, show,
     /// add, import, stats, challenge, unban, remove, audit and backup.
-    #[arg(long, global = true, env = "CREDPOOL_ADDR", value_name = "URL")]
+    /// Several servers of one deployment, separated by commas: a call goes
+    /// to the next when one is down or has no leader.
+    #[arg(
+        long,
+        global = true,
+        env = "CREDPOOL_ADDR",
+        value_name = "URL[,URL...]"
+    )]
     pub(super) addr: Option<String>,
+    /// How long one call through --addr goes on trying the next server
+    /// while servers are down or have no leader.
+    #[arg(
+        long,
+        global = true,
+        env = "CREDPOOL_FAILOVER_DEADLINE",
+        default_value = "30",
+        value_name = "SECONDS"
+    )]
+    pub(super) failover_deadline: u64,
     /// The API token for --addr (prefer the environment variable: an
     /// argument is visible in the process list).
     #[arg(

@@ -185,7 +185,11 @@ fn run(cli: Cli) -> Result<(), Failed> {
     if let Some(addr) = cli.addr.as_deref().filter(|a| !a.trim().is_empty())
         && goes_remote(&cli.command)
     {
-        let remote = client::Remote::new(addr, cli.token.as_ref())?;
+        let remote = client::Remote::new(
+            addr,
+            cli.token.as_ref(),
+            std::time::Duration::from_secs(cli.failover_deadline),
+        )?;
         return run_remote(&cli, &remote);
     }
     match &cli.command {

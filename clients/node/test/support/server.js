@@ -74,9 +74,11 @@ export async function serve(dir, configPath, args = []) {
   const logPath = join(dir, `serve-${Date.now()}.log`);
   const log = createWriteStream(logPath);
   await new Promise((resolve) => log.on('open', resolve));
+  // A node that must advertise its URL names its own port.
+  const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
   const child = spawn(
     credpoolBin(),
-    ['--data-dir', join(dir, 'data'), '--config', configPath, 'serve', '--listen', '127.0.0.1:0', '--interval-ms', '100', ...args],
+    ['--data-dir', join(dir, 'data'), '--config', configPath, 'serve', ...listen, '--interval-ms', '100', ...args],
     { env: cleanEnv({ CREDPOOL_LOG: 'debug' }), stdio: ['ignore', 'ignore', log] },
   );
   const started = await untilLine(child, () => readText(logPath), /serving on (http:\/\/\S+)/, 'credpool serve');
@@ -85,7 +87,9 @@ export async function serve(dir, configPath, args = []) {
     await stopChild(child);
     log.end();
   };
-  return { addr, tokens, dir, logText: () => readText(logPath), stop };
+  // SIGKILL: gone at once, nothing flushed or handed over.
+  const kill = () => child.kill('SIGKILL');
+  return { addr, tokens, dir, logText: () => readText(logPath), stop, kill };
 }
 
 function readText(path) {

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ._failover import parse_servers
 from .errors import (
     ApiError,
     ConnectionFailed,
@@ -35,16 +36,27 @@ class Call:
     params: dict[str, Any] | None = None
     content: bytes | None = None
     read: Callable[[httpx.Response], Any] = field(default=lambda r: r.json())
+    # May be sent again after a server may have received it (see
+    # _failover): every GET, and the calls the server answers the same way
+    # when repeated.
+    idempotent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method == "GET":
+            self.idempotent = True
 
 
-def settings(addr: str | None, token: str | SecretStr | None) -> tuple[str, SecretStr]:
-    """The server address and token, from the arguments or the environment."""
+def settings(
+    addr: str | Iterable[str] | None, token: str | SecretStr | None
+) -> tuple[list[str], SecretStr]:
+    """The server addresses and token, from the arguments or the environment.
+
+    ``addr`` (or ``CREDPOOL_ADDR``) is one base URL, several separated by
+    commas, or a list: the servers of one deployment, tried in turn."""
     addr = addr or os.environ.get("CREDPOOL_ADDR")
-    if not addr or not addr.strip():
+    if not addr:
         raise CredpoolError("no server address: pass addr= or set CREDPOOL_ADDR")
-    addr = addr.strip().rstrip("/")
-    if "://" not in addr:
-        addr = f"http://{addr}"
+    servers = parse_servers(addr)
     if token is None:
         env = os.environ.get("CREDPOOL_TOKEN")
         token = SecretStr(env) if env else None
@@ -52,7 +64,7 @@ def settings(addr: str | None, token: str | SecretStr | None) -> tuple[str, Secr
         token = SecretStr(token)
     if token is None or not token.reveal().strip():
         raise CredpoolError("no API token: pass token= or set CREDPOOL_TOKEN")
-    return addr, token
+    return servers, token
 
 
 def headers(token: SecretStr) -> dict[str, str]:
@@ -85,9 +97,9 @@ def check(call: Call, response: httpx.Response) -> Any:
     )
 
 
-def connection_failed(call: Call, e: httpx.HTTPError) -> ConnectionFailed:
+def connection_failed(call: Call, e: httpx.HTTPError, server: str) -> ConnectionFailed:
     # The exception's own text names the URL at most; no header or body.
-    return ConnectionFailed(f"{call.method} {call.path}: {type(e).__name__}: {e}")
+    return ConnectionFailed(f"{call.method} {server}{call.path}: {type(e).__name__}: {e}")
 
 
 def _seg(s: str) -> str:
@@ -135,11 +147,15 @@ def report(lease_id: str, report: Report) -> Call:
         f"/v1/leases/{_seg(lease_id)}/report",
         json=report.body(),
         read=lambda r: ReportEffect.from_json(r.json()),
+        # A repeat gets the first report's effect ("repeat": true).
+        idempotent=True,
     )
 
 
 def release(lease_id: str) -> Call:
-    return Call("POST", f"/v1/leases/{_seg(lease_id)}/release", read=lambda r: None)
+    return Call(
+        "POST", f"/v1/leases/{_seg(lease_id)}/release", read=lambda r: None, idempotent=True
+    )
 
 
 def report_and_acquire(lease_id: str, report: Report, next_body: dict[str, Any]) -> Call:

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 from . import _api
-from .errors import LeaseFinished
+from ._failover import Servers
+from .errors import ApiError, LeaseFinished
 from .models import Acquired, LeaseData, ReportEffect, Secrets, SecretStr
 from .outcome import Check, Report, classify, classify_exception
 
@@ -111,21 +112,27 @@ class AsyncLeaseContext:
 class AsyncClient:
     """An asyncio client of ``credpool serve``. ``addr`` and ``token`` default to
     ``CREDPOOL_ADDR`` and ``CREDPOOL_TOKEN``; ``checks`` are applied by
-    :meth:`Lease.report_response` before the status codes."""
+    :meth:`Lease.report_response` before the status codes.
+
+    ``addr`` may name several servers of one deployment (a list, or URLs
+    separated by commas): a call that finds its server down, or without a
+    leader, goes to the next one for up to ``failover_deadline`` seconds,
+    when it is safe to send it again (see ``credpool._failover``)."""
 
     def __init__(
         self,
-        addr: str | None = None,
+        addr: str | Iterable[str] | None = None,
         token: str | SecretStr | None = None,
         *,
         timeout: float = 10.0,
+        failover_deadline: float = 30.0,
         checks: Iterable[Check] = (),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.addr, token = _api.settings(addr, token)
+        urls, token = _api.settings(addr, token)
+        self._servers = Servers(urls, failover_deadline)
         self.checks: tuple[Check, ...] = tuple(checks)
         self._http = httpx.AsyncClient(
-            base_url=self.addr,
             headers=_api.headers(token),
             timeout=timeout,
             transport=transport,
@@ -133,6 +140,12 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         return f"AsyncClient(addr={self.addr!r})"
+
+    @property
+    def addr(self) -> str:
+        """The servers, comma-separated, the one in use first."""
+        s = self._servers
+        return ",".join(s.urls[s.current :] + s.urls[: s.current])
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -144,13 +157,33 @@ class AsyncClient:
         await self.aclose()
 
     async def _run(self, call: _api.Call) -> Any:
-        try:
-            r = await self._http.request(
-                call.method, call.path, json=call.json, params=call.params, content=call.content
-            )
-        except httpx.HTTPError as e:
-            raise _api.connection_failed(call, e) from None
-        return _api.check(call, r)
+        """One call, on the next server while one is down (see _failover)."""
+        attempts = self._servers.attempts(call.idempotent)
+        while True:
+            server = attempts.server()
+            try:
+                r = await self._http.request(
+                    call.method,
+                    server + call.path,
+                    json=call.json,
+                    params=call.params,
+                    content=call.content,
+                )
+            except httpx.HTTPError as e:
+                pause = attempts.after_transport_error(e)
+                if pause is None:
+                    raise _api.connection_failed(call, e, server) from None
+                log.info("%s %s: %s unreachable, next server", call.method, call.path, server)
+                await asyncio.sleep(pause)
+                continue
+            try:
+                return _api.check(call, r)
+            except ApiError as e:
+                pause = attempts.after_refusal(e)
+                if pause is None:
+                    raise
+                log.info("%s %s: %s has no leader, next server", call.method, call.path, server)
+                await asyncio.sleep(pause)
 
     # ---------------------------------------------------------- leases
 

@@ -20,6 +20,9 @@ class ConnectionFailed(CredpoolError):
 class ApiError(CredpoolError):
     """The server refused the request: ``{"error": {"code", "message"}}``."""
 
+    # Seconds the server asked to wait (429, 503), when it said.
+    retry_after: float | None = None
+
     def __init__(self, status: int, code: str, message: str, *, method: str, path: str) -> None:
         super().__init__(f"{method} {path}: {status} {code}: {message}")
         self.status = status
@@ -150,4 +153,8 @@ def api_error(
             status, code, message, method=method, path=path, retry_after=retry_after
         )
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else ApiError)
-    return cls(status, code, message, method=method, path=path)
+    err = cls(status, code, message, method=method, path=path)
+    if status == 503:
+        # No leader just now (issue 15's failover): when to ask again.
+        err.retry_after = retry_after
+    return err

@@ -5,6 +5,9 @@ settings.py::
 
     DOWNLOADER_MIDDLEWARES = {"credpool.scrapy.CredpoolMiddleware": 950}
     CREDPOOL_ADDR = "http://127.0.0.1:8700"   # or the environment's CREDPOOL_ADDR
+    # Several servers of one deployment: a list, or one string with commas.
+    # CREDPOOL_ADDR = ["http://10.0.0.1:8700", "http://10.0.0.2:8700"]
+    # CREDPOOL_FAILOVER_DEADLINE = 30          # seconds a call tries the others
     CREDPOOL_TOKEN = "..."                    # or the environment's CREDPOOL_TOKEN
     CREDPOOL_SITE = "shop.example"            # or spider.credpool_site, or meta["credpool_site"]
 
@@ -72,9 +75,10 @@ class CredpoolMiddleware:
 
     def __init__(
         self,
-        addr: str | None,
+        addr: str | Iterable[str] | None,
         token: str | None,
         *,
+        failover_deadline: float = 30.0,
         site: str | None = None,
         type: str | None = None,
         lease_ttl: int | None = None,
@@ -85,6 +89,7 @@ class CredpoolMiddleware:
         stats: Any = None,
     ) -> None:
         self._addr, self._token = _api.settings(addr, token)
+        self.failover_deadline = failover_deadline
         self.site = site
         self.type = type
         self.lease_ttl = lease_ttl
@@ -112,6 +117,7 @@ class CredpoolMiddleware:
         mw = cls(
             s.get("CREDPOOL_ADDR"),
             s.get("CREDPOOL_TOKEN"),
+            failover_deadline=s.getfloat("CREDPOOL_FAILOVER_DEADLINE", 30.0),
             site=s.get("CREDPOOL_SITE"),
             type=s.get("CREDPOOL_TYPE"),
             lease_ttl=int(ttl) if ttl else None,
@@ -135,7 +141,12 @@ class CredpoolMiddleware:
     def client(self) -> AsyncClient:
         """The client, made in the running event loop on first use."""
         if self._client is None:
-            self._client = AsyncClient(self._addr, self._token, checks=self.checks)
+            self._client = AsyncClient(
+                self._addr,
+                self._token,
+                checks=self.checks,
+                failover_deadline=self.failover_deadline,
+            )
         return self._client
 
     async def spider_closed(self, spider: Spider | None = None) -> None:
