@@ -250,9 +250,7 @@ pub async fn report(
         Ok(effect) => effect_json(&id, &effect),
         Err(e) => return repeated(&s, &pool, &id, Closing::Report, e),
     };
-    if s.tenants.lead.is_some() {
-        s.closed.keep(&pool, &id, Closing::Report, &answer);
-    }
+    s.closed.keep(&pool, &id, Closing::Report, &answer);
     Ok(Json(answer).into_response())
 }
 
@@ -268,16 +266,12 @@ pub async fn release(
         return repeated(&s, &pool, &id, Closing::Release, e);
     }
     let answer = json!({"lease": id, "released": true});
-    if s.tenants.lead.is_some() {
-        s.closed.keep(&pool, &id, Closing::Release, &answer);
-    }
+    s.closed.keep(&pool, &id, Closing::Release, &answer);
     Ok(Json(answer).into_response())
 }
 
 /// A lease not found that was closed before: the first answer again,
-/// with `"repeat": true`; any other failure as it is. Several servers
-/// only (`--advertise`), where a client retries on another server; a
-/// single server keeps saying `lease_not_found`, as its clients expect.
+/// with `"repeat": true`; any other failure as it is.
 fn repeated(
     s: &Shared,
     pool: &crate::Pool,
