@@ -193,13 +193,28 @@ fn the_client_prints_what_the_local_command_prints() {
             &lr["health"]
         )
     );
-    // Reporting it twice: the pool's own message, exit 1.
-    let again = server.run_cli(dir.path(), &crawler, &["report", &leases[1], "success"], "");
-    assert_eq!(code(&again), Some(1));
+    // Reporting it twice (a client that lost the first answer): the server
+    // answers as the first time, so a retry is safe.
+    let again = json(&server.run_cli(
+        dir.path(),
+        &crawler,
+        &["report", &leases[1], "blocked", "--status", "403", "--json"],
+        "",
+    ));
+    assert_eq!(again["status"], rr["status"], "{again}");
+    assert_eq!(again["repeat"], true, "{again}");
+    // A lease never granted: the pool's own message, exit 1.
+    let never = server.run_cli(
+        dir.path(),
+        &crawler,
+        &["report", "l999999.0123456789abcdef", "success"],
+        "",
+    );
+    assert_eq!(code(&never), Some(1));
     assert!(
-        stderr(&again).contains("no open lease"),
+        stderr(&never).contains("no open lease"),
         "{}",
-        stderr(&again)
+        stderr(&never)
     );
     // A lease id that is not one is a usage error, before any request.
     let bad = server.run_cli(dir.path(), &crawler, &["release", "nonsense"], "");

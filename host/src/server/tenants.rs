@@ -85,7 +85,13 @@ impl Tenants {
         // joined for election) now, so a bad one stops the server before
         // it listens.
         let names: Vec<String> = std::iter::once(base.tenant.clone())
-            .chain(config.tenants.keys().filter(|n| **n != base.tenant).cloned())
+            .chain(
+                config
+                    .tenants
+                    .keys()
+                    .filter(|n| **n != base.tenant)
+                    .cloned(),
+            )
             .collect();
         for name in names {
             match &tenants.lead {
