@@ -13,26 +13,27 @@ use std::time::Duration;
 pub fn assert_no_leak(texts: &[&str], secrets: &[&str]) {
     for t in texts {
         for s in secrets {
-            assert!(
-                !contains_secret(t, s),
-                "a secret ({} chars) leaked into: {}",
-                s.len(),
-                t.chars().take(300).collect::<String>()
-            );
+            if let Some(at) = find_secret(t, s) {
+                // Where it is, with the secret itself blanked out.
+                let from = t.floor_char_boundary(at.saturating_sub(200));
+                let to = t.ceil_char_boundary((at + s.len() + 200).min(t.len()));
+                let around = t[from..to].replace(s, "<SECRET>");
+                panic!("a secret ({} chars) leaked into: ...{around}...", s.len());
+            }
         }
     }
 }
 
-/// Whether `text` holds `secret`. A short all-digit secret (a one-time
+/// Where `text` holds `secret`. A short all-digit secret (a one-time
 /// code) counts only standing alone: six digits inside a longer number (a
 /// timestamp in a log line) are not that code.
-fn contains_secret(text: &str, secret: &str) -> bool {
+fn find_secret(text: &str, secret: &str) -> Option<usize> {
     let short_code = secret.len() <= 10 && secret.bytes().all(|b| b.is_ascii_digit());
     if !short_code {
-        return text.contains(secret);
+        return text.find(secret);
     }
     let bytes = text.as_bytes();
-    text.match_indices(secret).any(|(at, _)| {
+    text.match_indices(secret).map(|(at, _)| at).find(|&at| {
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(at + secret.len()).copied();
         !before.is_some_and(|b| b.is_ascii_digit()) && !after.is_some_and(|b| b.is_ascii_digit())
