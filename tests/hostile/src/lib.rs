@@ -9,6 +9,11 @@
 //! Every other export answers plainly, so the test can show that the next
 //! call after an attack is served. `configure` writes one record
 //! (`seed` = `intact`) whose survival the test checks.
+//!
+//! Only the component target has it: a native cdylib of these exports
+//! cannot be linked (their names are not linker symbols), and `cargo run`
+//! or `cargo build` at the workspace root builds every member natively.
+#![cfg(target_arch = "wasm32")]
 
 wit_bindgen::generate!({
     path: "../../wit",
