@@ -120,6 +120,11 @@ pub trait Backend: Send + Sync {
             "this storage engine cannot write a backup file".into(),
         ))
     }
+    /// Whether [`Backend::put_expiring`] keeps anything: callers need not
+    /// prepare (seal) a value an engine would drop.
+    fn keeps_expiring(&self) -> bool {
+        false
+    }
     /// Keeps `value` under `name` for `ttl`, outside the sorted records
     /// (answers of closed leases, for a repeat); `false` when the engine
     /// keeps no such values (the caller remembers in memory only).

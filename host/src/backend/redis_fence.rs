@@ -391,6 +391,10 @@ impl Backend for FencedBackend {
         self.redis.scan(prefix, after, limit)
     }
 
+    fn keeps_expiring(&self) -> bool {
+        true
+    }
+
     fn put_expiring(&self, name: &str, value: &[u8], ttl: Duration) -> Result<bool, BackendError> {
         self.set_expiring(name, value, ttl).map(|()| true)
     }

@@ -6,9 +6,8 @@
 //! it posts is refused.
 
 use super::Console;
-use super::form::Form;
 use super::html::{self, button_form, csrf_field, escape, url_part};
-use super::session::{Who, checked_form, signed_in};
+use super::session::{Who, posted_form, signed_in};
 use crate::cli::output;
 use crate::server::auth::Role;
 use crate::server::errors::ApiError;
@@ -340,13 +339,9 @@ async fn act(
     body: Body,
     action: Action,
 ) -> Response {
-    let form = match Form::read(body, s.max_body).await {
-        Ok(f) => f,
-        Err(e) => return html::error_page(e.status, None, &e.message),
-    };
-    let who = match checked_form(&s, &c, &headers, &form) {
-        Ok(w) => w,
-        Err(r) => return *r,
+    let (form, who) = match posted_form(&s, &c, &headers, body).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     if !who.may_act() {
         return html::error_page(

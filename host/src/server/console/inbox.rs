@@ -7,9 +7,8 @@
 
 use super::Console;
 use super::credentials::live_status;
-use super::form::Form;
 use super::html::{self, csrf_field, escape, url_part};
-use super::session::{Refused, Who, checked_form, signed_in};
+use super::session::{Refused, Who, posted_form, signed_in};
 use crate::names;
 use crate::server::errors::ApiError;
 use crate::server::{Shared, blocking};
@@ -210,13 +209,9 @@ pub async fn answer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let form = match Form::read(body, s.max_body).await {
-        Ok(f) => f,
-        Err(e) => return html::error_page(e.status, None, &e.message),
-    };
-    let who = match checked_form(&s, &c, &headers, &form) {
-        Ok(w) => w,
-        Err(r) => return *r,
+    let (form, who) = match posted_form(&s, &c, &headers, body).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     if let Some(r) = operators_only(&who) {
         return r;

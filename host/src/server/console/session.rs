@@ -181,6 +181,21 @@ pub fn signed_in(s: &Shared, c: &Console, headers: &HeaderMap) -> Result<Who, Re
     Ok(who)
 }
 
+/// A posted form read and checked ([`checked_form`]) in one step: the form
+/// and who sent it, or the page that refuses it.
+pub async fn posted_form(
+    s: &Shared,
+    c: &Console,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Form, Who), Response> {
+    let form = Form::read(body, s.max_body)
+        .await
+        .map_err(|e| html::error_page(e.status, None, &e.message))?;
+    let who = checked_form(s, c, headers, &form).map_err(|r| *r)?;
+    Ok((form, who))
+}
+
 /// The signed-in person whose form carried the session's CSRF token; or
 /// the refusal (403, nothing done).
 pub fn checked_form(
@@ -292,13 +307,9 @@ pub async fn sign_out(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let form = match Form::read(body, s.max_body).await {
-        Ok(f) => f,
-        Err(e) => return html::error_page(e.status, None, &e.message),
-    };
-    let who = match checked_form(&s, &c, &headers, &form) {
-        Ok(w) => w,
-        Err(r) => return *r,
+    let (_, who) = match posted_form(&s, &c, &headers, body).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
     };
     c.sessions.end(&who);
     let mut r = Redirect::to("/console/sign-in").into_response();
